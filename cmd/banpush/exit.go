@@ -1,0 +1,15 @@
+package main
+
+// Exit codes. This is the only place they are decided; the README lists
+// them under "Exit codes". The receiver's codes follow sysexits.h so that
+// a pushing peer can tell "fix the request" from "try again later".
+const (
+	exitOK      = 0  // success
+	exitFailure = 1  // an error that is none of the below
+	exitPeers   = 3  // push --wait, flush, peers check: at least one peer failed; bans stay queued
+	exitRequest = 64 // receive: unknown or missing request (EX_USAGE)
+	exitData    = 65 // receive: batch refused whole (too large); push: an address refused (EX_DATAERR)
+	exitTemp    = 75 // receive: log busy or unwritable, nothing written, try again later (EX_TEMPFAIL)
+	exitConfig  = 78 // bad configuration: inventory file, receive arguments (EX_CONFIG)
+	exitUsage   = 80 // command-line usage error (kong's convention)
+)

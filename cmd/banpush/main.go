@@ -1,0 +1,123 @@
+// Command banpush shares fail2ban bans between servers over SSH.
+//
+// This package is the thin layer: it parses arguments with kong, wires the
+// library packages together, prints, and decides the exit code. Everything
+// it prints follows the rules at the top of tui.go; every exit code is
+// listed in exit.go.
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise it comes from
+// the module's build information.
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Inventory string `help:"Peers file, in ssh_config syntax." default:"/etc/banpush/peers" env:"BANPUSH_INVENTORY" type:"path" placeholder:"FILE"`
+	Spool     string `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
+}
+
+// CLI is the whole command line. One command, one struct, one file.
+type CLI struct {
+	Globals
+
+	Receive   ReceiveCmd   `cmd:"" help:"Receive bans from a peer (run by sshd as a forced command)."`
+	Authorize AuthorizeCmd `cmd:"" help:"Print the authorized_keys line that lets a peer push bans here."`
+	Version   VersionCmd   `cmd:"" help:"Print banpush's version."`
+}
+
+// Env is what commands may touch of the outside world. Tests replace it.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Getenv func(string) string
+	Now    func() time.Time
+}
+
+func main() {
+	os.Exit(Main(os.Args[1:], &Env{
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		Getenv: os.Getenv,
+		Now:    time.Now,
+	}))
+}
+
+// Main runs banpush with args and returns its exit code.
+func Main(args []string, env *Env) (code int) {
+	var cli CLI
+	parser, err := kong.New(&cli,
+		kong.Name("banpush"),
+		kong.Description("Share fail2ban bans between servers over SSH.\n\n"+
+			"fail2ban runs 'banpush push' when it bans an address; banpush queues the ban and a "+
+			"background sender delivers it to every peer in the inventory, where 'banpush receive' "+
+			"appends it to a log that the peer's own fail2ban watches."),
+		kong.Writers(env.Stdout, env.Stderr),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Exit(func(c int) { panic(exitPanic(c)) }),
+		kong.Vars{"version": buildVersion()},
+	)
+	if err != nil {
+		panic(err) // the grammar is static: this is a programming error
+	}
+	defer func() {
+		// kong calls Exit for --help and for usage errors.
+		if r := recover(); r != nil {
+			c, ok := r.(exitPanic)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			printError(env.Stderr, err)
+			if pe.Context != nil && pe.Context.Selected() != nil {
+				printHint(env.Stderr, "run 'banpush "+pe.Context.Selected().Path()+" --help' for usage")
+			} else {
+				printHint(env.Stderr, "run 'banpush --help' for usage")
+			}
+			return exitUsage
+		}
+		printError(env.Stderr, err)
+		return exitUsage
+	}
+	err = kctx.Run(env, &cli.Globals)
+	return report(env.Stderr, err)
+}
+
+type exitPanic int
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints banpush's version.
+func (c *VersionCmd) Run(env *Env) error {
+	_, err := io.WriteString(env.Stdout, "banpush "+buildVersion()+"\n")
+	return err
+}

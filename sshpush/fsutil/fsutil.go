@@ -1,0 +1,119 @@
+// Package fsutil holds the few file-system operations banpush relies on for
+// durability: advisory locks with a deadline and atomic file replacement.
+// It trusts its callers for paths; it never follows a symlink where it
+// creates or locks files for others to read.
+package fsutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrLockTimeout is returned by Lock when the deadline passes first.
+var ErrLockTimeout = errors.New("lock held by another process")
+
+// Lock takes an exclusive flock on f, waiting until ctx is done. It polls
+// with a short, growing interval rather than blocking in the kernel, so a
+// deadline always holds.
+func Lock(ctx context.Context, f *os.File) error {
+	wait := 200 * time.Microsecond
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("flock %s: %w", f.Name(), err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ErrLockTimeout
+		case <-t.C:
+		}
+		if wait < 20*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+// TryLock takes an exclusive flock on f if it is free, and reports whether
+// it did.
+func TryLock(f *os.File) (bool, error) {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return false, nil
+	}
+	return false, fmt.Errorf("flock %s: %w", f.Name(), err)
+}
+
+// Unlock releases a lock taken by Lock or TryLock.
+func Unlock(f *os.File) error {
+	return unix.Flock(int(f.Fd()), unix.LOCK_UN)
+}
+
+// WriteAtomic replaces path with data: it writes a temporary file in the same
+// directory, fsyncs it, renames it over path and fsyncs the directory. A
+// reader sees the old content or the new, never a mix; a crash leaves one of
+// them. perm applies to a new file; an existing file keeps its mode.
+func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s: not a regular file", path)
+		}
+		perm = fi.Mode().Perm()
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory, making renames and creations in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

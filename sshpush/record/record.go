@@ -1,0 +1,287 @@
+// Package record defines the one-line ban record that banpush queues,
+// sends and receives, and the policy that decides which addresses may be
+// banned at all.
+//
+// The record grammar is deliberately tiny:
+//
+//	IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
+//
+// fields separated by exactly one space, printable ASCII only, at most
+// MaxLineLen bytes. Parse trusts nothing: it is the first code that sees
+// bytes sent by a peer. Errors are Refusal values with fixed texts that never
+// contain the input, so callers may log them safely.
+package record
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// MaxLineLen is the longest record line accepted, without its newline.
+const MaxLineLen = 512
+
+// Bounds of the numeric fields. MaxTime is 9999-12-31T23:59:59Z; MaxBanTime
+// is about 68 years, more than any fail2ban bantime.increment produces.
+const (
+	MaxTime    = 253402300799
+	MaxBanTime = 1<<31 - 1
+	// Permanent is the bantime fail2ban uses for a ban that never expires.
+	Permanent = -1
+)
+
+// Record is one ban. The zero values of Jail, Time and BanTime mean "not
+// given"; Addr is always valid, unmapped and without a zone once parsed.
+type Record struct {
+	Addr    netip.Addr
+	Jail    string
+	Time    int64 // when the origin banned it, Unix seconds; 0 if unknown
+	BanTime int64 // seconds, or Permanent; 0 if unknown
+}
+
+// Refusal is the reason a record or an address is refused. Its text is fixed
+// and never contains the refused input.
+type Refusal string
+
+func (r Refusal) Error() string { return string(r) }
+
+// Reasons for refusing a record. The texts are part of banpush's interface:
+// receivers print them and tests match them.
+const (
+	ErrNotPrintable  Refusal = "not printable ASCII"
+	ErrTooLong       Refusal = "line too long"
+	ErrEmpty         Refusal = "empty record"
+	ErrBadAddr       Refusal = "not an IP address"
+	ErrZone          Refusal = "address has a zone"
+	ErrPrefix        Refusal = "address has a prefix length"
+	ErrBadField      Refusal = "malformed field"
+	ErrUnknownField  Refusal = "unknown field"
+	ErrDupField      Refusal = "duplicate field"
+	ErrBadJail       Refusal = "bad jail name"
+	ErrBadTime       Refusal = "bad time"
+	ErrBadBanTime    Refusal = "bad bantime"
+	ErrLoopback      Refusal = "loopback address"
+	ErrUnspecified   Refusal = "unspecified address"
+	ErrMulticast     Refusal = "multicast address"
+	ErrLinkLocal     Refusal = "link-local address"
+	ErrBroadcast     Refusal = "broadcast address"
+	ErrReserved      Refusal = "reserved address"
+	ErrPrivate       Refusal = "private address"
+	ErrCGNAT         Refusal = "shared address space (CGNAT)"
+	ErrIgnored       Refusal = "address in an --ignore range"
+	ErrLocal         Refusal = "address of this host"
+	ErrRemote        Refusal = "address of the connecting peer"
+	ErrRateLimit     Refusal = "rate limit"
+	ErrDuplicateAddr Refusal = "duplicate address in batch"
+)
+
+// Parse parses one record line, without its trailing newline.
+func Parse(line []byte) (Record, error) {
+	if len(line) > MaxLineLen {
+		return Record{}, ErrTooLong
+	}
+	for _, c := range line {
+		if c < 0x20 || c > 0x7e {
+			return Record{}, ErrNotPrintable
+		}
+	}
+	if len(line) == 0 {
+		return Record{}, ErrEmpty
+	}
+	fields := strings.Split(string(line), " ")
+	addr, err := ParseAddr(fields[0])
+	if err != nil {
+		return Record{}, err
+	}
+	r := Record{Addr: addr}
+	seen := map[string]bool{}
+	for _, f := range fields[1:] {
+		key, val, ok := strings.Cut(f, "=")
+		if !ok || key == "" || val == "" {
+			return Record{}, ErrBadField
+		}
+		if seen[key] {
+			return Record{}, ErrDupField
+		}
+		seen[key] = true
+		switch key {
+		case "jail":
+			if !ValidName(val) {
+				return Record{}, ErrBadJail
+			}
+			r.Jail = val
+		case "time":
+			n, ok := parseInt(val)
+			if !ok || n < 1 || n > MaxTime {
+				return Record{}, ErrBadTime
+			}
+			r.Time = n
+		case "bantime":
+			n, ok := parseInt(val)
+			if !ok || n == 0 || n < Permanent || n > MaxBanTime {
+				return Record{}, ErrBadBanTime
+			}
+			r.BanTime = n
+		default:
+			return Record{}, ErrUnknownField
+		}
+	}
+	return r, nil
+}
+
+// ParseAddr parses one IP address as the record grammar allows it: no zone,
+// no prefix length, IPv4-mapped IPv6 unmapped. It applies no policy.
+func ParseAddr(s string) (netip.Addr, error) {
+	if strings.IndexByte(s, '%') >= 0 {
+		return netip.Addr{}, ErrZone
+	}
+	if strings.IndexByte(s, '/') >= 0 {
+		return netip.Addr{}, ErrPrefix
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, ErrBadAddr
+	}
+	return a.Unmap(), nil
+}
+
+// parseInt parses a canonical decimal integer: an optional '-', then digits
+// with no leading zero, at most 19 of them.
+func parseInt(s string) (int64, bool) {
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" || len(digits) > 19 || (digits[0] == '0' && len(digits) > 1) {
+		return 0, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// ValidName reports whether s is a safe name for a peer or a jail:
+// 1 to 64 characters from [A-Za-z0-9._-]. Such a name is safe in a file
+// name (it is never "." or ".."), a log line and a shell word.
+func ValidName(s string) bool {
+	if len(s) < 1 || len(s) > 64 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// AppendText appends the record's wire form, without a newline, to b. The
+// output always parses back to the same record.
+func (r Record) AppendText(b []byte) []byte {
+	b = r.Addr.AppendTo(b)
+	if r.Jail != "" {
+		b = append(b, " jail="...)
+		b = append(b, r.Jail...)
+	}
+	if r.Time != 0 {
+		b = append(b, " time="...)
+		b = strconv.AppendInt(b, r.Time, 10)
+	}
+	if r.BanTime != 0 {
+		b = append(b, " bantime="...)
+		b = strconv.AppendInt(b, r.BanTime, 10)
+	}
+	return b
+}
+
+// String returns the record's wire form.
+func (r Record) String() string { return string(r.AppendText(nil)) }
+
+// Policy decides which well-formed addresses may be banned. The zero Policy
+// refuses every special-purpose and private range.
+type Policy struct {
+	AllowPrivate bool           // accept RFC 1918, RFC 4193 and CGNAT addresses
+	Ignore       []netip.Prefix // never ban these (like fail2ban's ignoreip)
+	Local        []netip.Addr   // this host's own interface addresses
+	Remote       netip.Addr     // the address the SSH connection comes from
+}
+
+var (
+	cgnat      = netip.MustParsePrefix("100.64.0.0/10")
+	thisNet    = netip.MustParsePrefix("0.0.0.0/8")
+	class4     = netip.MustParsePrefix("240.0.0.0/4")
+	siteLocal6 = netip.MustParsePrefix("fec0::/10")
+	broadcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+)
+
+// Check returns nil if a may be banned, or the Refusal that says why not.
+// a must come from ParseAddr (or be unmapped already).
+func (p *Policy) Check(a netip.Addr) error {
+	a = a.Unmap()
+	switch {
+	case !a.IsValid():
+		return ErrBadAddr
+	case a.IsLoopback():
+		return ErrLoopback
+	case a.IsUnspecified():
+		return ErrUnspecified
+	case a.IsMulticast():
+		return ErrMulticast
+	case a.IsLinkLocalUnicast():
+		return ErrLinkLocal
+	case a == broadcast4:
+		return ErrBroadcast
+	case thisNet.Contains(a), class4.Contains(a), siteLocal6.Contains(a):
+		return ErrReserved
+	case !p.AllowPrivate && a.IsPrivate():
+		return ErrPrivate
+	case !p.AllowPrivate && cgnat.Contains(a):
+		return ErrCGNAT
+	}
+	for _, pfx := range p.Ignore {
+		if pfx.Contains(a) {
+			return ErrIgnored
+		}
+	}
+	for _, l := range p.Local {
+		if l.Unmap() == a {
+			return ErrLocal
+		}
+	}
+	if p.Remote.IsValid() && p.Remote.Unmap() == a {
+		return ErrRemote
+	}
+	return nil
+}
+
+// ParsePrefix parses an --ignore value: a CIDR prefix or a single address.
+// IPv4-mapped prefixes are unmapped so that they match unmapped addresses.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	if strings.IndexByte(s, '%') >= 0 {
+		return netip.Prefix{}, ErrZone
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not a CIDR prefix")
+	}
+	if p.Addr().Is4In6() {
+		bits := p.Bits() - 96
+		if bits < 0 {
+			return netip.Prefix{}, errors.New("IPv4-mapped prefix shorter than ::ffff:0:0/96")
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+	}
+	return p.Masked(), nil
+}
