@@ -1,6 +1,183 @@
 package main
 
-// ReceiveCmd is a placeholder until the receiver lands.
-type ReceiveCmd struct{}
-// AuthorizeCmd is a placeholder until authorize lands.
-type AuthorizeCmd struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/record"
+)
+
+// batchReadTimeout bounds how long a peer may take to send its batch.
+const batchReadTimeout = 30 * time.Second
+
+// maxRefusalsShown caps the refusal lines sent back to the peer.
+const maxRefusalsShown = 100
+
+// PolicyFlags are the receive policy flags, shared by receive and authorize
+// so that authorize can write exactly what receive accepts.
+type PolicyFlags struct {
+	Ignore       []string `help:"Never accept addresses in this CIDR (or single address); repeat or separate with commas." placeholder:"CIDR"`
+	MaxBurst     int      `help:"Token bucket size: how many addresses this peer may add at once." default:"2000" placeholder:"N"`
+	MaxPerMinute int      `help:"Token bucket refill: how many addresses per minute this peer may add after a burst." default:"120" placeholder:"N"`
+	AllowPrivate bool     `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses."`
+}
+
+func (p *PolicyFlags) policy() (record.Policy, error) {
+	pol := record.Policy{AllowPrivate: p.AllowPrivate}
+	for _, s := range p.Ignore {
+		pfx, err := record.ParsePrefix(s)
+		if err != nil {
+			return pol, fmt.Errorf("--ignore %q: %w", s, err)
+		}
+		pol.Ignore = append(pol.Ignore, pfx)
+	}
+	switch {
+	case p.MaxBurst < 1:
+		return pol, errors.New("--max-burst must be at least 1")
+	case p.MaxPerMinute < 0:
+		return pol, errors.New("--max-per-minute must not be negative")
+	}
+	return pol, nil
+}
+
+// ReceiveCmd is the receiving end, run by sshd as a forced command.
+type ReceiveCmd struct {
+	Peer string `help:"Name of the pushing peer this key belongs to (from authorized_keys, trusted)." required:"" placeholder:"NAME"`
+	Log  string `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
+	PolicyFlags
+}
+
+// Help explains where receive runs and what it answers.
+func (c *ReceiveCmd) Help() string {
+	return `receive is not run by hand: sshd runs it as the forced command of a pushing
+peer's key in authorized_keys (write that line with 'banpush authorize').
+
+The request comes from SSH_ORIGINAL_COMMAND:
+  banpush-v1 ping   answers "banpush-v1 ok peer=NAME version=VERSION"
+  banpush-v1 ban    reads records from stdin, one a line:
+                      IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
+                    appends one log line per accepted address, fsyncs, then
+                    answers "banpush-v1 ok accepted=N refused=M"
+
+A record is refused (and reported on stderr by line number, never echoed) when
+it does not parse, or names a loopback, unspecified, multicast, link-local,
+broadcast, reserved, private or CGNAT address (private and CGNAT are allowed
+with --allow-private), an --ignore range, an address of this host, or the
+address the SSH connection comes from; and when the peer's token bucket is
+empty (--max-burst, --max-per-minute).
+
+Exit status: 0 batch handled; 64 unknown request; 65 batch refused whole
+(over 10000 records or 1 MiB); 75 log busy or unwritable, nothing written,
+try again; 78 bad arguments in authorized_keys.
+
+Example (as sshd would run it):
+  SSH_ORIGINAL_COMMAND='banpush-v1 ban' banpush receive --peer web1 \
+      --log /var/log/banpush/received.log < batch`
+}
+
+// Run handles one request.
+func (c *ReceiveCmd) Run(env *Env) error {
+	pol, err := c.policy()
+	if err == nil && !record.ValidName(c.Peer) {
+		err = errors.New("--peer must be 1 to 64 characters from [A-Za-z0-9._-]")
+	}
+	if err == nil && !strings.HasPrefix(c.Log, "/") {
+		err = errors.New("--log must be an absolute path")
+	}
+	if err != nil {
+		// The argv comes from authorized_keys: this is the local admin's
+		// mistake, and the peer only learns that the receiver is misconfigured.
+		return errorf(exitConfig, "fix the command= option in authorized_keys ('banpush authorize' writes it)", "receive: %v", err)
+	}
+	req, err := receive.ParseRequest(env.Getenv("SSH_ORIGINAL_COMMAND"))
+	if err != nil {
+		return errorf(exitRequest, "", "%v", err)
+	}
+	if req == receive.Ping {
+		_, err := fmt.Fprintf(env.Stdout, "%s peer=%s version=%s\n", receive.OK, c.Peer, safeVersion())
+		return err
+	}
+
+	pol.Local = localAddrs()
+	pol.Remote = remoteAddr(env.Getenv("SSH_CONNECTION"))
+	cfg := receive.Config{
+		Peer:         c.Peer,
+		LogPath:      c.Log,
+		Policy:       pol,
+		MaxBurst:     c.MaxBurst,
+		MaxPerMinute: c.MaxPerMinute,
+		LockTimeout:  receive.DefaultLockTimeout,
+		Now:          env.Now,
+	}
+	res, err := receive.Accept(context.Background(), cfg, deadlineReader(env.Stdin, batchReadTimeout))
+	var temp *receive.TempError
+	switch {
+	case errors.Is(err, receive.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(exitData, "", "%v", err)
+	case errors.As(err, &temp):
+		return errorf(exitTemp, "", "%v", err)
+	case err != nil:
+		return errorf(exitData, "", "%v", err)
+	}
+	return receive.WriteAnswer(env.Stdout, env.Stderr, res, maxRefusalsShown)
+}
+
+// deadlineReader bounds how long reading stdin may take, when stdin is a
+// pipe or socket that supports deadlines (it is, under sshd).
+func deadlineReader(r io.Reader, d time.Duration) io.Reader {
+	if f, ok := r.(*os.File); ok {
+		_ = f.SetReadDeadline(time.Now().Add(d))
+	}
+	return r
+}
+
+// localAddrs lists this host's interface addresses, which are never banned.
+func localAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// remoteAddr is the client address from SSH_CONNECTION
+// ("CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT"), or the zero Addr.
+func remoteAddr(conn string) netip.Addr {
+	first, _, _ := strings.Cut(conn, " ")
+	a, err := netip.ParseAddr(first)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.WithZone("").Unmap()
+}
+
+// safeVersion is the version restricted to characters that are safe on the
+// wire and in logs.
+func safeVersion() string {
+	v := strings.Map(func(r rune) rune {
+		if r < 0x80 && (record.ValidName(string(r)) || r == '+') {
+			return r
+		}
+		return '_'
+	}, buildVersion())
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return v
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,17 +66,19 @@ func Unlock(f *os.File) error {
 // WriteAtomic replaces path with data: it writes a temporary file in the same
 // directory, fsyncs it, renames it over path and fsyncs the directory. A
 // reader sees the old content or the new, never a mix; a crash leaves one of
-// them. perm applies to a new file; an existing file keeps its mode.
+// them. perm applies to a new file; an existing file keeps its mode and owner.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
+	var owner *syscall.Stat_t
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("%s: not a regular file", path)
 		}
 		perm = fi.Mode().Perm()
+		owner, _ = fi.Sys().(*syscall.Stat_t)
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp*")
 	if err != nil {
@@ -91,6 +94,12 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	}()
 	if err := f.Chmod(perm); err != nil {
 		return err
+	}
+	if owner != nil && int(owner.Uid) != os.Geteuid() {
+		// Root rewriting another account's file must leave it theirs.
+		if err := f.Chown(int(owner.Uid), int(owner.Gid)); err != nil {
+			return err
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		return err

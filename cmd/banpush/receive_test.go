@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runReceive runs 'banpush receive' in-process as sshd would, with the given
+// SSH_ORIGINAL_COMMAND (unset when nil), SSH_CONNECTION and stdin.
+func runReceive(t *testing.T, request *string, conn string, stdin []byte, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &Env{
+		Stdin:  bytes.NewReader(stdin),
+		Stdout: &out,
+		Stderr: &errb,
+		Getenv: func(k string) string {
+			switch {
+			case k == "SSH_ORIGINAL_COMMAND" && request != nil:
+				return *request
+			case k == "SSH_CONNECTION":
+				return conn
+			}
+			return ""
+		},
+		Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.FixedZone("", 3600)) },
+	}
+	code = Main(append([]string{"receive"}, args...), env)
+	return code, out.String(), errb.String()
+}
+
+func ptr(s string) *string { return &s }
+
+// TestReceiveHostile sends hostile requests and records to the receiver.
+// Every one must be refused with its documented exit status and reason, and
+// must leave the log exactly as it was.
+func TestReceiveHostile(t *testing.T) {
+	ban := ptr("banpush-v1 ban")
+	const conn = "198.51.100.99 40000 192.0.2.1 22"
+	oneRefused := "banpush-v1 ok accepted=0 refused=1\n"
+	twoRefused := "banpush-v1 ok accepted=0 refused=2\n"
+	tests := []struct {
+		name       string
+		request    *string
+		stdin      string
+		wantCode   int
+		wantStdout string
+		wantStderr string // a substring, or "" for none
+	}{
+		// Requests: exit 64, nothing on stdout, one line on stderr.
+		{"request unset", nil, "203.0.113.7\n", 64, "", "no request"},
+		{"request empty", ptr(""), "203.0.113.7\n", 64, "", "no request"},
+		{"request shell", ptr("sh -c id"), "", 64, "", "unknown request"},
+		{"request sftp", ptr("internal-sftp"), "", 64, "", "unknown request"},
+		{"request scp", ptr("scp -t /tmp"), "", 64, "", "unknown request"},
+		{"request wrong case", ptr("banpush-v1 BAN"), "", 64, "", "unknown request"},
+		{"request other version", ptr("banpush-v2 ban"), "", 64, "", "unknown request"},
+		{"request with argument", ptr("banpush-v1 ban now"), "", 64, "", "unknown request"},
+		{"request with semicolon", ptr("banpush-v1 ban; id"), "", 64, "", "unknown request"},
+		{"request with substitution", ptr("banpush-v1 ban $(id)"), "", 64, "", "unknown request"},
+		{"request with newline", ptr("banpush-v1 ban\nid"), "", 64, "", "unknown request"},
+		{"request trailing newline", ptr("banpush-v1 ban\n"), "", 64, "", "unknown request"},
+		{"request leading space", ptr(" banpush-v1 ban"), "", 64, "", "unknown request"},
+		{"request double space", ptr("banpush-v1  ban"), "", 64, "", "unknown request"},
+		{"request NUL", ptr("banpush-v1 ban\x00"), "", 64, "", "unknown request"},
+
+		// Policy.
+		{"loopback v4", ban, "127.0.0.1\n", 0, oneRefused, "line 1: refused: loopback address"},
+		{"loopback v6", ban, "::1\n", 0, oneRefused, "refused: loopback address"},
+		{"mapped loopback", ban, "::ffff:127.0.0.1\n", 0, oneRefused, "refused: loopback address"},
+		{"unspecified v4", ban, "0.0.0.0\n", 0, oneRefused, "refused: unspecified address"},
+		{"unspecified v6", ban, "::\n", 0, oneRefused, "refused: unspecified address"},
+		{"multicast v4", ban, "224.0.0.1\n", 0, oneRefused, "refused: multicast address"},
+		{"multicast v6", ban, "ff02::1\n", 0, oneRefused, "refused: multicast address"},
+		{"link-local v4", ban, "169.254.10.1\n", 0, oneRefused, "refused: link-local address"},
+		{"link-local v6", ban, "fe80::1\n", 0, oneRefused, "refused: link-local address"},
+		{"broadcast", ban, "255.255.255.255\n", 0, oneRefused, "refused: broadcast address"},
+		{"reserved class E", ban, "240.0.0.1\n", 0, oneRefused, "refused: reserved address"},
+		{"reserved this network", ban, "0.1.2.3\n", 0, oneRefused, "refused: reserved address"},
+		{"private 10/8", ban, "10.1.2.3\n", 0, oneRefused, "refused: private address"},
+		{"private 172.16/12", ban, "172.31.255.254\n", 0, oneRefused, "refused: private address"},
+		{"private 192.168/16", ban, "192.168.1.1\n", 0, oneRefused, "refused: private address"},
+		{"private mapped", ban, "::ffff:10.0.0.1\n", 0, oneRefused, "refused: private address"},
+		{"unique local v6", ban, "fd12:3456::1\n", 0, oneRefused, "refused: private address"},
+		{"CGNAT", ban, "100.64.0.1\n", 0, oneRefused, "refused: shared address space (CGNAT)"},
+		{"ignore range", ban, "192.0.2.77\n", 0, oneRefused, "refused: address in an --ignore range"},
+		{"connecting peer", ban, "198.51.100.99\n", 0, oneRefused, "refused: address of the connecting peer"},
+		{"connecting peer mapped", ban, "::ffff:198.51.100.99\n", 0, oneRefused, "refused: address of the connecting peer"},
+
+		// Syntax.
+		{"zone", ban, "fe80::1%eth0\n", 0, oneRefused, "refused: address has a zone"},
+		{"zone with newline", ban, "fe80::1%\nid\n", 0, twoRefused, "line 2: refused: not an IP address"},
+		{"zone on global address", ban, "2001:db8::1%1\n", 0, oneRefused, "refused: address has a zone"},
+		{"prefix length", ban, "203.0.113.0/24\n", 0, oneRefused, "refused: address has a prefix length"},
+		{"leading zeros", ban, "203.0.113.007\n", 0, oneRefused, "refused: not an IP address"},
+		{"octal", ban, "0203.0.113.7\n", 0, oneRefused, "refused: not an IP address"},
+		{"hex", ban, "0xcb.0.113.7\n", 0, oneRefused, "refused: not an IP address"},
+		{"three octets", ban, "203.0.113\n", 0, oneRefused, "refused: not an IP address"},
+		{"integer address", ban, "3405803783\n", 0, oneRefused, "refused: not an IP address"},
+		{"with port", ban, "203.0.113.7:22\n", 0, oneRefused, "refused: not an IP address"},
+		{"bracketed v6", ban, "[2001:db8::1]\n", 0, oneRefused, "refused: not an IP address"},
+		{"hostname", ban, "localhost\n", 0, oneRefused, "refused: not an IP address"},
+		{"fullwidth digits", ban, "２０３.0.113.7\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"non-UTF-8", ban, "\xff\xfe203.0.113.7\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"UTF-8 in jail", ban, "203.0.113.7 jail=sshé\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"semicolon", ban, "203.0.113.7;id\n", 0, oneRefused, "refused: not an IP address"},
+		{"command substitution", ban, "$(reboot)\n", 0, oneRefused, "refused: not an IP address"},
+		{"backticks in jail", ban, "203.0.113.7 jail=`id`\n", 0, oneRefused, "refused: bad jail name"},
+		{"pipe in jail", ban, "203.0.113.7 jail=a|b\n", 0, oneRefused, "refused: bad jail name"},
+		{"path in jail", ban, "203.0.113.7 jail=../../etc\n", 0, oneRefused, "refused: bad jail name"},
+		{"jail too long", ban, "203.0.113.7 jail=" + strings.Repeat("j", 65) + "\n", 0, oneRefused, "refused: bad jail name"},
+		{"CR", ban, "203.0.113.7\r\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"NUL", ban, "203.0.113.7\x00\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"tab", ban, "203.0.113.7\tjail=sshd\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"escape sequence", ban, "203.0.113.7 jail=\x1b[2J\n", 0, oneRefused, "refused: not printable ASCII"},
+		{"oversize line", ban, "203.0.113.7 jail=sshd" + strings.Repeat(" x=1", 130) + "\n", 0, oneRefused, "refused: line too long"},
+		{"empty line", ban, "\n", 0, oneRefused, "refused: empty record"},
+		{"leading space", ban, " 203.0.113.7\n", 0, oneRefused, "refused: not an IP address"},
+		{"double space", ban, "203.0.113.7  jail=sshd\n", 0, oneRefused, "refused: malformed field"},
+		{"trailing space", ban, "203.0.113.7 \n", 0, oneRefused, "refused: malformed field"},
+		{"empty jail", ban, "203.0.113.7 jail=\n", 0, oneRefused, "refused: malformed field"},
+		{"field without value", ban, "203.0.113.7 jail\n", 0, oneRefused, "refused: malformed field"},
+		{"unknown field", ban, "203.0.113.7 cmd=id\n", 0, oneRefused, "refused: unknown field"},
+		{"duplicate field", ban, "203.0.113.7 jail=a jail=b\n", 0, oneRefused, "refused: duplicate field"},
+		{"fractional time", ban, "203.0.113.7 time=1700000000.5\n", 0, oneRefused, "refused: bad time"},
+		{"negative time", ban, "203.0.113.7 time=-5\n", 0, oneRefused, "refused: bad time"},
+		{"time leading zero", ban, "203.0.113.7 time=01700000000\n", 0, oneRefused, "refused: bad time"},
+		{"time overflow", ban, "203.0.113.7 time=99999999999999999999\n", 0, oneRefused, "refused: bad time"},
+		{"time plus sign", ban, "203.0.113.7 time=+1700000000\n", 0, oneRefused, "refused: bad time"},
+		{"bantime zero", ban, "203.0.113.7 bantime=0\n", 0, oneRefused, "refused: bad bantime"},
+		{"bantime minus two", ban, "203.0.113.7 bantime=-2\n", 0, oneRefused, "refused: bad bantime"},
+		{"bantime words", ban, "203.0.113.7 bantime=10m\n", 0, oneRefused, "refused: bad bantime"},
+
+		// Whole batches: exit 65, nothing on stdout.
+		{"too many records", ban, strings.Repeat("203.0.113.7\n", 10001), 65, "", "batch refused"},
+		{"too many bytes", ban, strings.Repeat("x", 1<<20+1), 65, "", "batch refused"},
+		{"too many bytes in one line", ban, "203.0.113.7 jail=" + strings.Repeat("a", 1<<20), 65, "", "batch refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "received.log")
+			before := []byte("2026-11-24T10:00:00+00:00 banpush: ban 203.0.113.1 peer=old\n")
+			if err := os.WriteFile(log, before, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runReceive(t, tt.request, conn, []byte(tt.stdin),
+				"--peer", "web1", "--log", log, "--ignore", "192.0.2.0/24")
+			if code != tt.wantCode {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.wantCode, stderr)
+			}
+			if stdout != tt.wantStdout {
+				t.Errorf("stdout %q, want %q", stdout, tt.wantStdout)
+			}
+			if !strings.Contains(stderr, tt.wantStderr) {
+				t.Errorf("stderr %q, want it to contain %q", stderr, tt.wantStderr)
+			}
+			if tt.wantCode != 0 && strings.Count(stderr, "\n") != 1 {
+				t.Errorf("stderr has %d lines, want 1: %q", strings.Count(stderr, "\n"), stderr)
+			}
+			assertNoEcho(t, tt.stdin, stderr)
+			after, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(after, before) {
+				t.Errorf("log changed:\n%s", after)
+			}
+		})
+	}
+}
+
+// assertNoEcho fails if stderr repeats a distinctive piece of what the peer
+// sent: the receiver never echoes untrusted input.
+func assertNoEcho(t *testing.T, stdin, stderr string) {
+	t.Helper()
+	for _, bad := range []string{"reboot", "`id`", "eth0", "../", "cmd=", "\x1b", "é", "10m", "a|b"} {
+		if strings.Contains(stdin, bad) && strings.Contains(stderr, bad) {
+			t.Errorf("stderr echoes input %q: %q", bad, stderr)
+		}
+	}
+}
+
+func TestReceiveAccepts(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "received.log")
+	stdin := "203.0.113.7 jail=sshd time=1700000000 bantime=600\n" +
+		"127.0.0.1\n" +
+		"2001:DB8:0:0::1 bantime=-1\n" +
+		"203.0.113.7\n" + // duplicate: written once
+		"::ffff:203.0.113.8" // mapped, and no final newline
+	code, stdout, stderr := runReceive(t, ptr("banpush-v1 ban"), "192.0.2.1 1 192.0.2.2 22", []byte(stdin),
+		"--peer", "web1", "--log", log)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if want := "banpush-v1 ok accepted=3 refused=2\n"; stdout != want {
+		t.Errorf("stdout %q, want %q", stdout, want)
+	}
+	wantErr := "banpush: line 2: refused: loopback address\nbanpush: line 4: refused: duplicate address in batch\n"
+	if stderr != wantErr {
+		t.Errorf("stderr %q, want %q", stderr, wantErr)
+	}
+	got, _ := os.ReadFile(log)
+	want := "2026-11-24T12:00:00+01:00 banpush: ban 203.0.113.7 peer=web1 jail=sshd time=1700000000 bantime=600\n" +
+		"2026-11-24T12:00:00+01:00 banpush: ban 2001:db8::1 peer=web1 bantime=-1\n" +
+		"2026-11-24T12:00:00+01:00 banpush: ban 203.0.113.8 peer=web1\n"
+	if string(got) != want {
+		t.Errorf("log:\n%s\nwant:\n%s", got, want)
+	}
+	fi, err := os.Stat(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o640 {
+		t.Errorf("log mode %v, want 0640", fi.Mode().Perm())
+	}
+}
+
+func TestReceivePing(t *testing.T) {
+	code, stdout, _ := runReceive(t, ptr("banpush-v1 ping"), "", nil, "--peer", "web1", "--log", "/nonexistent/log")
+	if code != 0 || !strings.HasPrefix(stdout, "banpush-v1 ok peer=web1 version=") {
+		t.Errorf("exit %d stdout %q, want 0 and the ping answer", code, stdout)
+	}
+}
+
+// TestReceiveLogUnusable: a log that cannot be opened is exit 75 with
+// nothing written.
+func TestReceiveLogUnusable(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.log")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo.log")
+	if err := mkfifo(fifo); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, log, want string }{
+		{"symlink", link, "symbolic link"},
+		{"fifo", fifo, "not a regular file"},
+		{"directory", sub, "not a regular file"},
+		{"missing directory", filepath.Join(dir, "nodir", "x.log"), "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runReceive(t, ptr("banpush-v1 ban"), "", []byte("203.0.113.7\n"), "--peer", "web1", "--log", tt.log)
+			if code != 75 || stdout != "" || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d stdout %q stderr %q, want 75, nothing, %q", code, stdout, stderr, tt.want)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(target); len(b) != 0 {
+		t.Errorf("symlink target written: %q", b)
+	}
+}
+
+func TestReceiveBadArgv(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"relative log", []string{"--peer", "web1", "--log", "received.log"}},
+		{"unsafe peer", []string{"--peer", "web1;id", "--log", "/tmp/x.log"}},
+		{"bad ignore", []string{"--peer", "web1", "--log", "/tmp/x.log", "--ignore", "nonsense"}},
+		{"zero burst", []string{"--peer", "web1", "--log", "/tmp/x.log", "--max-burst", "0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runReceive(t, ptr("banpush-v1 ban"), "", []byte("203.0.113.7\n"), tt.args...)
+			if code != 78 || stdout != "" || !strings.Contains(stderr, "banpush: hint:") {
+				t.Errorf("exit %d stdout %q stderr %q, want 78 with a hint", code, stdout, stderr)
+			}
+		})
+	}
+}

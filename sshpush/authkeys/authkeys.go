@@ -1,0 +1,185 @@
+// Package authkeys writes the authorized_keys line that pins a pushing
+// peer's key to the banpush receiver, and installs it into an
+// authorized_keys file.
+//
+// It trusts its caller for the receive arguments but checks them anyway:
+// the line it writes is run by sshd through the account's shell, so every
+// argument is validated and shell-quoted, and anything that could not be
+// quoted unambiguously inside authorized_keys' double quotes is refused.
+package authkeys
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/crypto/ssh"
+)
+
+// Restrictions are the options written before the command: restrict, plus
+// the explicit options it implies, for sshd older than 7.2.
+const Restrictions = "restrict,no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc"
+
+// BeginMarker and EndMarker enclose the lines Install manages.
+const (
+	BeginMarker = "# BEGIN banpush: lines managed by 'banpush authorize --install'"
+	EndMarker   = "# END banpush"
+)
+
+// commentPrefix starts the comment that names the peer of a line.
+const commentPrefix = "banpush-peer="
+
+// Spec is what one authorized_keys line says.
+type Spec struct {
+	Binary  string   // absolute path of banpush on this host
+	Peer    string   // the pushing peer's name
+	Args    []string // receive's other arguments, already validated by the caller
+	From    []string // from= patterns: CIDR prefixes or addresses, canonical
+	KeyFile []byte   // content of the peer's public key file
+}
+
+// Line returns the authorized_keys line for s, without a newline.
+func Line(s Spec) (string, error) {
+	if !record.ValidName(s.Peer) {
+		return "", errors.New("authkeys: peer name must be 1 to 64 characters from [A-Za-z0-9._-]")
+	}
+	if !strings.HasPrefix(s.Binary, "/") {
+		return "", errors.New("authkeys: the banpush binary path must be absolute")
+	}
+	key, err := ParsePublicKey(s.KeyFile)
+	if err != nil {
+		return "", err
+	}
+	argv := append([]string{s.Binary, "receive", "--peer", s.Peer}, s.Args...)
+	cmd := make([]string, len(argv))
+	for i, a := range argv {
+		q, err := shellQuote(a)
+		if err != nil {
+			return "", fmt.Errorf("authkeys: argument %d: %w", i, err)
+		}
+		cmd[i] = q
+	}
+	var b strings.Builder
+	b.WriteString(Restrictions)
+	if len(s.From) > 0 {
+		for _, f := range s.From {
+			if _, err := record.ParsePrefix(f); err != nil {
+				return "", fmt.Errorf("authkeys: from: %w", err)
+			}
+		}
+		b.WriteString(`,from="` + strings.Join(s.From, ",") + `"`)
+	}
+	b.WriteString(`,command="` + strings.Join(cmd, " ") + `" `)
+	b.WriteString(strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(key)), "\n"))
+	b.WriteString(" " + commentPrefix + s.Peer)
+	return b.String(), nil
+}
+
+// ParsePublicKey parses a public key file that holds exactly one plain
+// public key: no options, no certificate, nothing after it.
+func ParsePublicKey(data []byte) (ssh.PublicKey, error) {
+	if len(data) > 16<<10 {
+		return nil, errors.New("authkeys: key file too large for a public key")
+	}
+	key, _, opts, rest, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		return nil, errors.New("authkeys: not an OpenSSH public key")
+	}
+	if len(opts) > 0 {
+		return nil, errors.New("authkeys: key file has authorized_keys options; give the plain .pub file")
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("authkeys: key file holds more than one key")
+	}
+	if _, ok := key.(*ssh.Certificate); ok {
+		return nil, errors.New("authkeys: key file holds a certificate; give the plain public key")
+	}
+	return key, nil
+}
+
+// shellQuote quotes a for a POSIX shell. Inside authorized_keys' command="",
+// sshd turns \" into " and keeps every other byte, so an argument with a
+// double quote, a backslash or a non-printable byte has no unambiguous form
+// there and is refused.
+func shellQuote(a string) (string, error) {
+	if a == "" {
+		return "''", nil
+	}
+	plain := true
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		switch {
+		case c < 0x20 || c > 0x7e:
+			return "", errors.New("not printable ASCII")
+		case c == '"' || c == '\\':
+			return "", errors.New(`contains " or \`)
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			strings.IndexByte("_-./=:,+@%", c) >= 0:
+		default:
+			plain = false
+		}
+	}
+	if plain {
+		return a, nil
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'", nil
+}
+
+// Install returns content with line in the banpush block: the peer's
+// previous line (recognized by its banpush-peer= comment) is replaced, or the
+// line is appended to the block, which is created at the end of the file if
+// missing. Every line outside the block is kept as it was.
+func Install(content []byte, peer, line string) ([]byte, error) {
+	if !record.ValidName(peer) || !strings.HasSuffix(line, " "+commentPrefix+peer) {
+		return nil, errors.New("authkeys: line does not belong to that peer")
+	}
+	lines := strings.SplitAfter(string(content), "\n")
+	if n := len(lines); n > 0 && lines[n-1] == "" {
+		lines = lines[:n-1]
+	}
+	begin, end := -1, -1
+	for i, l := range lines {
+		switch strings.TrimRight(l, "\r\n") {
+		case BeginMarker:
+			if begin >= 0 {
+				return nil, errors.New("authkeys: two banpush blocks in the file; merge them by hand")
+			}
+			begin = i
+		case EndMarker:
+			if begin >= 0 && end < 0 {
+				end = i
+			}
+		}
+	}
+	if begin >= 0 && end < 0 {
+		return nil, errors.New("authkeys: banpush block has no end marker; fix the file by hand")
+	}
+	var out []string
+	if begin < 0 {
+		out = append(out, lines...)
+		if n := len(out); n > 0 && !strings.HasSuffix(out[n-1], "\n") {
+			out[n-1] += "\n"
+		}
+		out = append(out, BeginMarker+"\n", line+"\n", EndMarker+"\n")
+		return []byte(strings.Join(out, "")), nil
+	}
+	out = append(out, lines[:begin+1]...)
+	replaced := false
+	for _, l := range lines[begin+1 : end] {
+		if strings.HasSuffix(strings.TrimRight(l, "\r\n"), " "+commentPrefix+peer) {
+			if !replaced {
+				out = append(out, line+"\n")
+				replaced = true
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	if !replaced {
+		out = append(out, line+"\n")
+	}
+	out = append(out, lines[end:]...)
+	return []byte(strings.Join(out, "")), nil
+}

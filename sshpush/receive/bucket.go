@@ -1,0 +1,140 @@
+package receive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/sys/unix"
+)
+
+// The token bucket of each peer lives in a small text file beside the log,
+// LOG.state, one line per peer: "NAME MILLITOKENS UNIXNANOS". The same file
+// is the lock that serializes receivers of one log: it is locked before the
+// bucket is read and unlocked after the log is written and the bucket saved.
+// The file is rewritten in place, because replacing it would break the lock
+// of a receiver waiting on the old inode. A damaged file is not fatal: its
+// unreadable lines are dropped, and those peers start with a full bucket.
+
+const (
+	maxStateBytes = 64 << 10
+	maxStatePeers = 1000
+	milli         = 1000
+)
+
+type stateFile struct {
+	f     *os.File
+	peers map[string]bucket
+}
+
+type bucket struct {
+	milliTokens int64
+	last        int64 // UnixNano of the last refill
+}
+
+func openState(ctx context.Context, path string) (*stateFile, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, errors.New("opening rate-limit state: is a symbolic link")
+		}
+		return nil, fmt.Errorf("opening rate-limit state beside the log: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errors.New("opening rate-limit state: not a regular file")
+	}
+	if err := fsutil.Lock(ctx, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking rate-limit state: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading rate-limit state: %w", err)
+	}
+	return &stateFile{f: f, peers: parseState(data)}, nil
+}
+
+func parseState(data []byte) map[string]bucket {
+	peers := map[string]bucket{}
+	for len(data) > 0 && len(peers) < maxStatePeers {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte{'\n'})
+		f := bytes.Fields(line)
+		if len(f) != 3 || !record.ValidName(string(f[0])) {
+			continue
+		}
+		t, err1 := strconv.ParseInt(string(f[1]), 10, 64)
+		l, err2 := strconv.ParseInt(string(f[2]), 10, 64)
+		if err1 != nil || err2 != nil || t < 0 {
+			continue
+		}
+		peers[string(f[0])] = bucket{milliTokens: t, last: l}
+	}
+	return peers
+}
+
+// bucket returns peer's bucket refilled up to now.
+func (s *stateFile) bucket(peer string, now time.Time, burst, perMinute int) bucket {
+	max := int64(burst) * milli
+	b, ok := s.peers[peer]
+	if !ok {
+		return bucket{milliTokens: max, last: now.UnixNano()}
+	}
+	elapsed := now.UnixNano() - b.last
+	if elapsed > 0 {
+		// Refill in milli-tokens; cap elapsed so the product cannot overflow.
+		if elapsed > int64(24*time.Hour) {
+			elapsed = int64(24 * time.Hour)
+		}
+		b.milliTokens += elapsed * int64(perMinute) * milli / int64(time.Minute)
+	}
+	if b.milliTokens > max {
+		b.milliTokens = max
+	}
+	b.last = now.UnixNano()
+	return b
+}
+
+// take spends one token if there is one.
+func (b *bucket) take() bool {
+	if b.milliTokens < milli {
+		return false
+	}
+	b.milliTokens -= milli
+	return true
+}
+
+func (s *stateFile) put(peer string, b bucket) { s.peers[peer] = b }
+
+func (s *stateFile) save() error {
+	names := make([]string, 0, len(s.peers))
+	for n := range s.peers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var buf []byte
+	for _, n := range names {
+		b := s.peers[n]
+		buf = fmt.Appendf(buf, "%s %d %d\n", n, b.milliTokens, b.last)
+	}
+	if _, err := s.f.WriteAt(buf, 0); err != nil {
+		return err
+	}
+	if err := s.f.Truncate(int64(len(buf))); err != nil {
+		return err
+	}
+	return s.f.Sync()
+}
+
+func (s *stateFile) close() { s.f.Close() }

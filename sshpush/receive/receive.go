@@ -1,0 +1,373 @@
+// Package receive is the receiving end of banpush: the code that runs as an
+// authorized_keys forced command on a peer, reads a batch of ban records
+// from a pushing server, and appends the acceptable ones to a log that the
+// peer's own fail2ban watches.
+//
+// What it trusts: its Config, which comes from the authorized_keys line
+// written by the peer's administrator. What it does not trust: the request
+// word (SSH_ORIGINAL_COMMAND), the batch on stdin, and the pushing server
+// behind them, which may be compromised. Every record is parsed and checked
+// against the policy before anything is written; the log line is built only
+// from validated values; and a per-peer token bucket bounds how many
+// addresses one peer can add over time.
+package receive
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/sys/unix"
+)
+
+// Protocol version 1 requests, as they arrive in SSH_ORIGINAL_COMMAND.
+const (
+	RequestPing = "banpush-v1 ping"
+	RequestBan  = "banpush-v1 ban"
+	// OK starts every successful answer on stdout.
+	OK = "banpush-v1 ok"
+)
+
+// Whole-request limits. A batch over either is refused whole.
+const (
+	MaxRecords    = 10000
+	MaxBatchBytes = 1 << 20
+)
+
+// Defaults for the token bucket and the log lock.
+const (
+	DefaultMaxBurst     = 2000
+	DefaultMaxPerMinute = 120
+	DefaultLockTimeout  = 5 * time.Second
+)
+
+// LogTag is the fixed text between the timestamp and the address in every
+// log line. The fail2ban filter anchors on it.
+const LogTag = "banpush: ban"
+
+// TimeLayout is the timestamp of a log line: the time of receipt, ISO 8601
+// with a numeric zone offset.
+const TimeLayout = "2006-01-02T15:04:05-07:00"
+
+// Request is a parsed request word.
+type Request int
+
+// The requests of protocol version 1.
+const (
+	Ping Request = iota + 1
+	Ban
+)
+
+// Errors that decide the receiver's exit status.
+var (
+	// ErrNoRequest: SSH_ORIGINAL_COMMAND unset or empty.
+	ErrNoRequest = errors.New("no request: this command runs as an authorized_keys forced command")
+	// ErrUnknownRequest: anything but the request words above.
+	ErrUnknownRequest = errors.New(`unknown request (expected "` + RequestPing + `" or "` + RequestBan + `")`)
+	// ErrBatchTooLarge: over MaxRecords records or MaxBatchBytes bytes.
+	ErrBatchTooLarge = fmt.Errorf("batch refused: more than %d records or %d bytes", MaxRecords, MaxBatchBytes)
+)
+
+// TempError means nothing was written and the same batch may succeed later:
+// the log or its lock could not be had in time, or a write failed.
+type TempError struct{ Err error }
+
+func (e *TempError) Error() string { return "log unavailable, nothing written: " + e.Err.Error() }
+func (e *TempError) Unwrap() error { return e.Err }
+
+// ParseRequest parses SSH_ORIGINAL_COMMAND. Only the exact request words
+// are accepted: no trimming, no case folding, no arguments.
+func ParseRequest(cmd string) (Request, error) {
+	switch cmd {
+	case "":
+		return 0, ErrNoRequest
+	case RequestPing:
+		return Ping, nil
+	case RequestBan:
+		return Ban, nil
+	}
+	return 0, ErrUnknownRequest
+}
+
+// Config is what the authorized_keys line says about one pushing peer.
+type Config struct {
+	Peer         string        // name of the pushing peer, from --peer
+	LogPath      string        // absolute path of the log fail2ban watches
+	Policy       record.Policy // which addresses may be banned here
+	MaxBurst     int           // token bucket size
+	MaxPerMinute int           // token bucket refill rate
+	LockTimeout  time.Duration // how long to wait for the log lock
+	Now          func() time.Time
+}
+
+// Check reports a Config that cannot be used, naming the bad setting.
+func (c *Config) Check() error {
+	switch {
+	case !record.ValidName(c.Peer):
+		return errors.New("receive: --peer must be 1 to 64 characters from [A-Za-z0-9._-]")
+	case c.LogPath == "" || c.LogPath[0] != '/':
+		return errors.New("receive: --log must be an absolute path")
+	case c.MaxBurst < 1:
+		return errors.New("receive: --max-burst must be at least 1")
+	case c.MaxPerMinute < 0:
+		return errors.New("receive: --max-per-minute must not be negative")
+	}
+	return nil
+}
+
+// Refused is one refused record: its line number (from 1) and why.
+type Refused struct {
+	Line   int
+	Reason record.Refusal
+}
+
+// Result is the outcome of one batch.
+type Result struct {
+	Accepted int       // records written to the log
+	Refused  []Refused // every other record, in line order
+}
+
+// Answer is the line printed on stdout for a successful batch.
+func (r Result) Answer() string {
+	return OK + " accepted=" + strconv.Itoa(r.Accepted) + " refused=" + strconv.Itoa(len(r.Refused))
+}
+
+// ReadBatch reads a whole batch from r and parses every line, without
+// applying the policy. It returns ErrBatchTooLarge, or the error of r.
+func ReadBatch(r io.Reader) ([]Line, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxBatchBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("receive: reading batch: %w", err)
+	}
+	if len(data) > MaxBatchBytes {
+		return nil, ErrBatchTooLarge
+	}
+	n := bytes.Count(data, []byte{'\n'})
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++ // a last record without its newline still counts
+	}
+	if n > MaxRecords {
+		return nil, ErrBatchTooLarge
+	}
+	lines := make([]Line, 0, n)
+	for len(data) > 0 {
+		var l []byte
+		l, data, _ = bytes.Cut(data, []byte{'\n'})
+		rec, err := record.Parse(l)
+		lines = append(lines, Line{Record: rec, Err: err})
+	}
+	return lines, nil
+}
+
+// Line is one parsed line of a batch: a record, or why it is not one.
+type Line struct {
+	Record record.Record
+	Err    error
+}
+
+// Accept handles a whole "banpush-v1 ban" request: it reads the batch from
+// r, decides every record, and appends the accepted ones to the log with one
+// write and an fsync. Nothing is written unless the whole batch could be
+// read and the log could be locked; on any error after that, the log is
+// left as it was.
+func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
+	if err := cfg.Check(); err != nil {
+		return Result{}, err
+	}
+	lines, err := ReadBatch(r)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	seen := make(map[[16]byte]bool, len(lines))
+	ok := make([]record.Record, 0, len(lines))
+	okLine := make([]int, 0, len(lines))
+	for i, l := range lines {
+		err := l.Err
+		if err == nil {
+			err = cfg.Policy.Check(l.Record.Addr)
+		}
+		if err == nil && seen[l.Record.Addr.As16()] {
+			err = record.ErrDuplicateAddr
+		}
+		if err != nil {
+			res.Refused = append(res.Refused, Refused{Line: i + 1, Reason: reason(err)})
+			continue
+		}
+		seen[l.Record.Addr.As16()] = true
+		ok = append(ok, l.Record)
+		okLine = append(okLine, i+1)
+	}
+	if len(ok) == 0 {
+		// Nothing to write and nothing to charge: leave the log alone.
+		return res, nil
+	}
+
+	lockCtx, cancel := context.WithTimeout(ctx, cfg.LockTimeout)
+	defer cancel()
+	st, err := openState(lockCtx, cfg.LogPath+".state")
+	if err != nil {
+		return Result{}, &TempError{err}
+	}
+	defer st.close()
+
+	now := cfg.Now()
+	b := st.bucket(cfg.Peer, now, cfg.MaxBurst, cfg.MaxPerMinute)
+	var buf []byte
+	stamp := now.Format(TimeLayout)
+	for i, rec := range ok {
+		if !b.take() {
+			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrRateLimit})
+			continue
+		}
+		buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
+		res.Accepted++
+	}
+	sortRefused(res.Refused)
+	if res.Accepted == 0 {
+		return res, nil
+	}
+	if err := appendLog(lockCtx, cfg.LogPath, buf); err != nil {
+		return Result{}, &TempError{err}
+	}
+	// The lines are durable; a failure to record the spent tokens only
+	// makes this peer's bucket fuller than it should be.
+	st.put(cfg.Peer, b)
+	_ = st.save()
+	return res, nil
+}
+
+// AppendLogLine appends the log line for rec, received from peer at the time
+// stamp, to b. It is built only from validated values.
+func AppendLogLine(b []byte, stamp, peer string, rec record.Record) []byte {
+	b = append(b, stamp...)
+	b = append(b, ' ')
+	b = append(b, LogTag...)
+	b = append(b, ' ')
+	b = rec.Addr.AppendTo(b)
+	b = append(b, " peer="...)
+	b = append(b, peer...)
+	if rec.Jail != "" {
+		b = append(b, " jail="...)
+		b = append(b, rec.Jail...)
+	}
+	if rec.Time != 0 {
+		b = append(b, " time="...)
+		b = strconv.AppendInt(b, rec.Time, 10)
+	}
+	if rec.BanTime != 0 {
+		b = append(b, " bantime="...)
+		b = strconv.AppendInt(b, rec.BanTime, 10)
+	}
+	return append(b, '\n')
+}
+
+func reason(err error) record.Refusal {
+	var r record.Refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	return record.ErrBadAddr
+}
+
+// sortRefused orders refusals by line; rate-limited ones were appended late.
+func sortRefused(r []Refused) {
+	for i := 1; i < len(r); i++ {
+		for j := i; j > 0 && r[j].Line < r[j-1].Line; j-- {
+			r[j], r[j-1] = r[j-1], r[j]
+		}
+	}
+}
+
+// appendLog appends buf to the log with one write and an fsync. The caller
+// holds the state lock, which serializes every receiver of this log. If the
+// write fails part-way, the log is truncated back to its old length so that
+// no torn line is left for fail2ban to read.
+func appendLog(ctx context.Context, path string, buf []byte) error {
+	f, err := openLog(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Writers that do not take the state lock (another banpush version,
+	// a person) are kept apart by a lock on the log itself.
+	if err := fsutil.Lock(ctx, f); err != nil {
+		return fmt.Errorf("locking log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(buf); err != nil {
+		_ = f.Truncate(fi.Size())
+		return fmt.Errorf("writing log: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Truncate(fi.Size())
+		return fmt.Errorf("syncing log: %w", err)
+	}
+	return nil
+}
+
+// openLog opens the log for appending without following a symlink, creating
+// it with mode 0640 if it is missing, and refuses anything but a regular
+// file.
+func openLog(path string) (*os.File, error) {
+	const flags = unix.O_WRONLY | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
+	fd, err := unix.Open(path, flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		fd, err = unix.Open(path, flags|unix.O_CREAT|unix.O_EXCL, 0o640)
+		if err == nil {
+			err = unix.Fchmod(fd, 0o640) // whatever the umask
+		}
+		if errors.Is(err, unix.EEXIST) {
+			fd, err = unix.Open(path, flags, 0)
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.ELOOP):
+			return nil, errors.New("opening log: is a symbolic link")
+		case errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENXIO): // ENXIO: a FIFO
+			return nil, errors.New("opening log: not a regular file")
+		}
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errors.New("opening log: not a regular file")
+	}
+	return f, nil
+}
+
+// WriteAnswer writes the refusal lines and the answer of a batch: refusals
+// to stderr (at most maxShown of them, then a count), the answer to stdout.
+func WriteAnswer(stdout, stderr io.Writer, res Result, maxShown int) error {
+	w := bufio.NewWriter(stderr)
+	for i, r := range res.Refused {
+		if i == maxShown {
+			fmt.Fprintf(w, "banpush: %d more refused lines not shown\n", len(res.Refused)-maxShown)
+			break
+		}
+		fmt.Fprintf(w, "banpush: line %d: refused: %s\n", r.Line, r.Reason)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(stdout, res.Answer()+"\n")
+	return err
+}
