@@ -8,4 +8,9 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require golang.org/x/tools v0.26.0 // indirect
+require (
+	github.com/kevinburke/ssh_config v1.6.0 // indirect
+	github.com/skeema/knownhosts v1.3.3 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/tools v0.26.0 // indirect
+)
