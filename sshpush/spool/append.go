@@ -1,0 +1,221 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/sys/unix"
+)
+
+// Append queues recs for every peer, stamped with queued, and returns once
+// they are on disk: it takes the append lock (waiting at most until ctx is
+// done), writes all the lines with one write, fsyncs and unlocks. Its cost
+// does not depend on the number of peers or on the size of the journal.
+//
+// A record that would not read back unchanged (an invalid address, a bad
+// jail name, out-of-range times) is refused before anything is written.
+// If Append fails, none or some of the records may be queued; a retry may
+// queue some twice, which readers tolerate (delivery is at-least-once).
+func (s *Spool) Append(ctx context.Context, queued time.Time, recs ...record.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	nanos := queued.UnixNano()
+	if nanos <= 0 {
+		return errors.New("spool: queued time before 1970")
+	}
+	// One leading byte is reserved for the newline that ends a torn tail.
+	buf := make([]byte, 1, 1+len(recs)*80)
+	for i, r := range recs {
+		start := len(buf)
+		buf = appendLine(buf, nanos, r)
+		if _, _, reason := decodeLine(buf[start : len(buf)-1]); reason != "" {
+			return fmt.Errorf("spool: record %d: %s", i+1, reason)
+		}
+	}
+
+	lf, err := os.OpenFile(s.path(appendLockName), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer lf.Close()
+	if err := fsutil.Lock(ctx, lf); err != nil {
+		return fmt.Errorf("spool: append lock: %w", err)
+	}
+	defer fsutil.Unlock(lf)
+
+	seg, err := s.currentSegment(lf)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer seg.Close()
+	fi, err := seg.Stat()
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	size := fi.Size()
+	if size >= s.segmentSize {
+		next, err := s.roll(lf, seg.Name())
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		seg.Close()
+		seg, size = next, 0
+	}
+	if size > 0 {
+		var last [1]byte
+		if _, err := seg.ReadAt(last[:], size-1); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		if last[0] != '\n' {
+			// A crash tore the previous append: end that line so that it reads
+			// as one corrupt line instead of swallowing the first record here.
+			size = -1
+		}
+	}
+	if size >= 0 {
+		buf = buf[1:]
+	} else {
+		buf[0] = '\n'
+	}
+	n, err := seg.Write(buf)
+	if err == nil && n != len(buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return fmt.Errorf("spool: append: %w", err)
+	}
+	if err := s.sync(seg); err != nil {
+		return fmt.Errorf("spool: append: %w", err)
+	}
+	return nil
+}
+
+func (s *Spool) sync(f *os.File) error {
+	if s.noSync {
+		return nil
+	}
+	return datasync(f)
+}
+
+// The append lock file holds the current segment number, written in place
+// as 16 digits and a newline. It is a hint: it is checked on every append
+// and rebuilt from the directory if it looks wrong.
+const hintLen = 17
+
+func readHint(lf *os.File) (uint64, bool) {
+	var b [hintLen]byte
+	if n, err := lf.ReadAt(b[:], 0); n != hintLen || err != nil && !errors.Is(err, io.EOF) {
+		return 0, false
+	}
+	if b[16] != '\n' {
+		return 0, false
+	}
+	return parseSegName(string(b[:16]))
+}
+
+func (s *Spool) writeHint(lf *os.File, seq uint64) error {
+	if _, err := lf.WriteAt([]byte(segName(seq)+"\n"), 0); err != nil {
+		return err
+	}
+	return s.sync(lf)
+}
+
+// openSeg opens an existing segment for appending.
+func (s *Spool) openSeg(seq uint64) (*os.File, error) {
+	return os.OpenFile(s.path(journalDir, segName(seq)), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0)
+}
+
+// currentSegment opens the segment appends go to. Fast path: the hint names
+// an existing segment and no later one exists (two system calls). Otherwise
+// it lists the journal. Called with the append lock held.
+func (s *Spool) currentSegment(lf *os.File) (*os.File, error) {
+	hint, ok := readHint(lf)
+	if ok {
+		f, err := s.openSeg(hint)
+		if err == nil {
+			if _, err := os.Lstat(s.path(journalDir, segName(hint+1))); errors.Is(err, os.ErrNotExist) {
+				return f, nil
+			}
+			f.Close()
+		}
+	}
+	segs, err := s.segments()
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) > 0 {
+		last := segs[len(segs)-1]
+		if err := s.writeHint(lf, last); err != nil {
+			return nil, err
+		}
+		return s.openSeg(last)
+	}
+	// An empty journal: number the first segment past any the hint has seen,
+	// so that an old cursor can never point into the new segment.
+	next := uint64(1)
+	if ok {
+		next = hint + 1
+	}
+	return s.createSeg(lf, next)
+}
+
+// roll starts the segment after the one named cur. Called with the append
+// lock held.
+func (s *Spool) roll(lf *os.File, cur string) (*os.File, error) {
+	seq, ok := parseSegName(filepath.Base(cur))
+	if !ok {
+		return nil, errors.New("bad segment name")
+	}
+	return s.createSeg(lf, seq+1)
+}
+
+// createSeg creates segment seq. The hint is updated first and the journal
+// directory synced after, so that the hint is never behind a segment that
+// survived a crash.
+func (s *Spool) createSeg(lf *os.File, seq uint64) (*os.File, error) {
+	if err := s.writeHint(lf, seq); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.path(journalDir, segName(seq)), os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return s.openSeg(seq)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !s.noSync {
+		if err := fsutil.SyncDir(s.path(journalDir)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// End returns the position just past the last byte of the journal, or the
+// zero Position if the journal is empty. A sender that notes End before its
+// last look at the journal and compares after releasing the sender lock
+// sees any append it might otherwise strand.
+func (s *Spool) End() (Position, error) {
+	segs, err := s.segments()
+	if err != nil {
+		return Position{}, fmt.Errorf("spool: %w", err)
+	}
+	if len(segs) == 0 {
+		return Position{}, nil
+	}
+	last := segs[len(segs)-1]
+	fi, err := os.Stat(s.path(journalDir, segName(last)))
+	if err != nil {
+		return Position{}, fmt.Errorf("spool: %w", err)
+	}
+	return Position{Seg: last, Off: fi.Size()}, nil
+}

@@ -1,0 +1,247 @@
+package spool
+
+import (
+	"bufio"
+	"errors"
+	"hash/crc32"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/banpush/banpush/sshpush/record"
+)
+
+// maxLine is the longest journal line, newline included: checksum, space,
+// up to 19 digits of nanoseconds, space, the longest record, newline.
+const maxLine = 8 + 1 + 19 + 1 + record.MaxLineLen + 1
+
+// minLine is the shortest possible journal line without its newline:
+// checksum, space, one digit, space, and a two-character address ("::").
+const minLine = 8 + 1 + 1 + 1 + 2
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Reasons a line is skipped. Part of the messages Skipped.String makes.
+const (
+	reasonChecksum = "bad checksum"
+	reasonQueued   = "bad queued time"
+	reasonRecord   = "bad record"
+	reasonLong     = "line too long"
+	reasonTorn     = "torn line at end of segment"
+	reasonMissing  = "segment missing"
+)
+
+// appendLine appends the journal line for r, queued at the given Unix
+// nanoseconds, to b.
+func appendLine(b []byte, queued int64, r record.Record) []byte {
+	start := len(b)
+	b = append(b, "00000000 "...)
+	body := len(b)
+	b = strconv.AppendInt(b, queued, 10)
+	b = append(b, ' ')
+	b = r.AppendText(b)
+	sum := crc32.Checksum(b[body:], castagnoli)
+	const hexdigits = "0123456789abcdef"
+	for i := 7; i >= 0; i-- {
+		b[start+i] = hexdigits[sum&0xf]
+		sum >>= 4
+	}
+	return append(b, '\n')
+}
+
+// decodeLine decodes one journal line given without its newline. On failure
+// it returns one of the reason texts.
+func decodeLine(line []byte) (r record.Record, queued int64, reason string) {
+	if len(line) > maxLine-1 {
+		return r, 0, reasonLong
+	}
+	if len(line) < minLine || line[8] != ' ' {
+		return r, 0, reasonChecksum
+	}
+	sum, ok := parseHex8(line[:8])
+	if !ok || sum != crc32.Checksum(line[9:], castagnoli) {
+		return r, 0, reasonChecksum
+	}
+	rest := line[9:]
+	sp := 0
+	for sp < len(rest) && rest[sp] != ' ' {
+		sp++
+	}
+	queued, ok = parseNanos(rest[:sp])
+	if !ok || sp == len(rest) {
+		return r, 0, reasonQueued
+	}
+	r, err := record.Parse(rest[sp+1:])
+	if err != nil {
+		return r, 0, reasonRecord
+	}
+	return r, queued, ""
+}
+
+// parseHex8 parses exactly eight lowercase hexadecimal digits.
+func parseHex8(b []byte) (uint32, bool) {
+	var v uint32
+	for _, c := range b[:8] {
+		switch {
+		case '0' <= c && c <= '9':
+			v = v<<4 | uint32(c-'0')
+		case 'a' <= c && c <= 'f':
+			v = v<<4 | uint32(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+// parseNanos parses a canonical positive decimal int64.
+func parseNanos(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 || b[0] == '0' {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if v > (1<<63-1-int64(c-'0'))/10 {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
+}
+
+// isLineStart reports whether b begins like a journal line: eight lowercase
+// hex digits and a space.
+func isLineStart(b []byte) bool {
+	if len(b) < 9 || b[8] != ' ' {
+		return false
+	}
+	_, ok := parseHex8(b)
+	return ok
+}
+
+// recoverSuffix looks for a valid journal line that ends a corrupt one:
+// garbage without a newline in front of a good line turns both into one bad
+// line, and the good record must not be lost. It returns the index in line
+// where the good line starts, or -1. The work is bounded: line holds at most
+// the last maxLine bytes, and candidate starts are at least 9 bytes apart.
+func recoverSuffix(line []byte) (int, record.Record, int64) {
+	for j := 1; j+minLine <= len(line); j++ {
+		if !isLineStart(line[j:]) {
+			continue
+		}
+		if r, q, reason := decodeLine(line[j:]); reason == "" {
+			return j, r, q
+		}
+	}
+	return -1, record.Record{}, 0
+}
+
+// segName is the file name of segment seq.
+func segName(seq uint64) string {
+	s := strconv.FormatUint(seq, 10)
+	const zeros = "0000000000000000"
+	if len(s) < len(zeros) {
+		s = zeros[len(s):] + s
+	}
+	return s
+}
+
+// parseSegName parses a segment file name; other names are not segments.
+func parseSegName(name string) (uint64, bool) {
+	if len(name) != 16 {
+		return 0, false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] < '0' || name[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(name, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// segments lists the journal's segment numbers in ascending order.
+func (s *Spool) segments() ([]uint64, error) {
+	d, err := os.Open(s.path(journalDir))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var segs []uint64
+	for _, n := range names {
+		if seq, ok := parseSegName(n); ok {
+			segs = append(segs, seq)
+		}
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+// lineScanner splits a segment into lines, tracking offsets. Lines longer
+// than its buffer are returned truncated to their last maxLine bytes with
+// long set, so that a good line hidden behind garbage can still be found.
+type lineScanner struct {
+	r    *bufio.Reader
+	off  int64 // offset of the next unread byte
+	tail []byte
+}
+
+func newLineScanner(r io.Reader, off int64, size int) *lineScanner {
+	return &lineScanner{r: bufio.NewReaderSize(r, size), off: off}
+}
+
+// next returns the next complete line without its newline, its start
+// offset and its length with the newline. At the end of the data it
+// returns io.EOF, with partial set if bytes without a final newline remain
+// (they are not consumed). The returned line is valid until the next call.
+func (ls *lineScanner) next() (line []byte, start, n int64, partial bool, err error) {
+	start = ls.off
+	b, err := ls.r.ReadSlice('\n')
+	if err == nil {
+		ls.off += int64(len(b))
+		return b[:len(b)-1], start, int64(len(b)), false, nil
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, start, 0, len(b) > 0, io.EOF
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, start, 0, false, err
+	}
+	// An overlong line: keep its last maxLine bytes.
+	total := int64(len(b))
+	ls.tail = keepLast(ls.tail[:0], b)
+	for {
+		b, err = ls.r.ReadSlice('\n')
+		total += int64(len(b))
+		switch {
+		case err == nil:
+			ls.off += total
+			ls.tail = keepLast(ls.tail, b[:len(b)-1])
+			return ls.tail, start, total, false, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			ls.tail = keepLast(ls.tail, b)
+		case errors.Is(err, io.EOF):
+			return nil, start, 0, true, io.EOF
+		default:
+			return nil, start, 0, false, err
+		}
+	}
+}
+
+// keepLast appends b to dst and keeps only the last maxLine bytes.
+func keepLast(dst, b []byte) []byte {
+	dst = append(dst, b...)
+	if len(dst) > maxLine {
+		n := copy(dst, dst[len(dst)-maxLine:])
+		dst = dst[:n]
+	}
+	return dst
+}

@@ -1,0 +1,162 @@
+// Package spool is banpush's durable local queue: one append-only journal
+// that `banpush push` writes to, and a cursor per peer that the sender moves
+// forward as peers acknowledge records.
+//
+// Appending costs one write and one fsync under a short lock, whatever the
+// number of peers: peers are never looked at on that path. Each peer reads
+// the journal from its own cursor, so delivery is at-least-once: a crash
+// resends at most the batch that was in flight, never anything behind a
+// cursor.
+//
+// Layout of a spool directory (created 0700, files 0600):
+//
+//	append.lock          flock for appends; holds the current segment number (a hint)
+//	sender.lock          held by the one running sender
+//	journal/NNNN...      segments, 16-digit zero-padded sequence numbers from 1
+//	cursors/PEER         "SEG OFFSET\n": the peer's first unacknowledged record
+//	peers/PEER.json      the peer's delivery state (State)
+//
+// A journal line is
+//
+//	CRC32C-HEX8 SP QUEUED-UNIX-NANOS SP RECORD-WIRE-TEXT LF
+//
+// where the Castagnoli checksum covers everything between the first space
+// and the newline. A reader skips, counts and reports lines that fail the
+// checksum or do not parse (a torn write, a bad block, garbage), keeps every
+// line that passes, and carries on.
+//
+// What it trusts: the spool directory belongs to the user running banpush
+// (root, under fail2ban) and nobody else writes to it; its content, however,
+// may be truncated or damaged by crashes and disks, and is checked. Peer
+// names must pass record.ValidName; they become file names.
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
+)
+
+// DefaultSegmentSize is the size past which appends start a new segment.
+const DefaultSegmentSize = 1 << 20
+
+// Options tune a Spool. The zero value is what banpush uses.
+type Options struct {
+	// SegmentSize is the size in bytes past which Append starts a new
+	// segment; 0 means DefaultSegmentSize.
+	SegmentSize int64
+}
+
+// Spool is an open spool directory. Its methods may be called from several
+// goroutines and several processes at once, except where a method says it
+// needs the sender lock.
+type Spool struct {
+	dir         string
+	segmentSize int64
+	noSync      bool // tests and benchmarks only: skip fsync
+}
+
+// ErrPeerName is returned for a peer name that record.ValidName refuses.
+var ErrPeerName = errors.New("spool: invalid peer name")
+
+// ErrPosition is returned for a position beyond the end of the journal.
+var ErrPosition = errors.New("spool: position beyond the end of the journal")
+
+// Open opens the spool in dir, creating it and its subdirectories (0700) if
+// they are missing. It does not change the mode of existing directories.
+func Open(dir string, opt Options) (*Spool, error) {
+	s := &Spool{dir: dir, segmentSize: opt.SegmentSize}
+	if s.segmentSize <= 0 {
+		s.segmentSize = DefaultSegmentSize
+	}
+	for _, d := range []string{dir, s.path(journalDir), s.path(cursorDir), s.path(peerDir)} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Dir returns the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+const (
+	journalDir     = "journal"
+	cursorDir      = "cursors"
+	peerDir        = "peers"
+	appendLockName = "append.lock"
+	senderLockName = "sender.lock"
+)
+
+func (s *Spool) path(elem ...string) string {
+	return filepath.Join(append([]string{s.dir}, elem...)...)
+}
+
+// Position is a place in the journal: a segment number and a byte offset in
+// it. The zero Position is the start of the retained journal, wherever it
+// begins after compaction.
+type Position struct {
+	Seg uint64
+	Off int64
+}
+
+// Less reports whether p comes before q.
+func (p Position) Less(q Position) bool {
+	return p.Seg < q.Seg || p.Seg == q.Seg && p.Off < q.Off
+}
+
+// String returns "segment N offset M", the form used in messages.
+func (p Position) String() string {
+	return "segment " + strconv.FormatUint(p.Seg, 10) + " offset " + strconv.FormatInt(p.Off, 10)
+}
+
+// Entry is one record read from the journal.
+type Entry struct {
+	Record record.Record
+	Queued time.Time // when push appended it
+	Next   Position  // just after this record: Advance to it once it is acknowledged
+}
+
+// Skipped describes journal bytes that Read could not use: adjacent corrupt
+// lines are reported together.
+type Skipped struct {
+	Pos    Position // where the skipped bytes start
+	Lines  int
+	Bytes  int64
+	Reason string // a fixed text, never the bytes themselves
+}
+
+// String returns a message for a log line, such as
+// "spool: segment 3 offset 120: 2 corrupt lines (96 bytes) skipped: bad checksum".
+func (k Skipped) String() string {
+	lines := "1 corrupt line"
+	if k.Lines != 1 {
+		lines = strconv.Itoa(k.Lines) + " corrupt lines"
+	}
+	return fmt.Sprintf("spool: %s: %s (%d bytes) skipped: %s", k.Pos, lines, k.Bytes, k.Reason)
+}
+
+// CorruptFileError reports a cursor or state file that could not be parsed.
+// The spool has already repaired it (a cursor goes back to the start of the
+// journal, a state file is removed), so the next call succeeds; the error is
+// there to be logged.
+type CorruptFileError struct {
+	Path   string // relative to the spool directory, e.g. "cursors/web1"
+	Reason string
+}
+
+func (e *CorruptFileError) Error() string {
+	return "spool: " + e.Path + ": " + e.Reason
+}
+
+func checkPeer(peer string) error {
+	if !record.ValidName(peer) {
+		return ErrPeerName
+	}
+	return nil
+}
