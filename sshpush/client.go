@@ -1,0 +1,323 @@
+package sshpush
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/crypto/ssh"
+)
+
+// clientVersion is what sshd logs as the client's software.
+const clientVersion = "SSH-2.0-banpush"
+
+// Client is one authenticated SSH connection to a peer. Each request runs
+// in a session of its own; requests may run concurrently from several
+// goroutines.
+type Client struct {
+	peer string
+	opts Options
+	ssh  *ssh.Client
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Dial connects to the Target, verifies its host key against the
+// known_hosts files, and authenticates with the configured keys. It fails
+// within ConnectTimeout + HandshakeTimeout, or sooner if ctx ends. Nothing
+// is sent to a server whose host key does not verify: the check is part of
+// the key exchange, before authentication.
+func Dial(ctx context.Context, t Target, o Options) (*Client, error) {
+	o = o.withDefaults()
+	peer := t.peer()
+	if err := t.check(); err != nil {
+		return nil, &Error{Peer: peer, Class: ClassConfig, Err: err}
+	}
+	h, err := loadHostKeys(t)
+	if err != nil {
+		return nil, &Error{Peer: peer, Class: ClassConfig, Err: err}
+	}
+	ids := loadIdentities(ctx, t, o.Warn)
+	defer ids.close()
+
+	hk := &hostKeyCheck{h: h}
+	cfg := &ssh.ClientConfig{
+		User:              t.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(ids.signers...)},
+		HostKeyCallback:   hk.callback,
+		HostKeyAlgorithms: h.algorithms(false),
+		ClientVersion:     clientVersion,
+	}
+	c, err := handshake(ctx, t, o, cfg)
+	if err != nil {
+		if e := hk.failure(peer); e != nil {
+			return nil, e
+		}
+		var e *Error
+		if errors.As(err, &e) && e.Class == ClassAuth {
+			e.Err = fmt.Errorf("%w (user %s, %s)", e.Err, t.User, ids.describe())
+		}
+		return nil, err
+	}
+	return &Client{peer: peer, opts: o, ssh: c}, nil
+}
+
+// handshake dials the Target and runs the SSH handshake with cfg under the
+// connect and handshake deadlines. Its errors are *Error values; host key
+// failures are the caller's to recognize.
+func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	peer := t.peer()
+	d := net.Dialer{Timeout: t.connectTimeout()}
+	conn, err := d.DialContext(ctx, "tcp", t.addr())
+	if err != nil {
+		class := classifyNet(err)
+		if class == ClassTimeout && ctx.Err() == nil {
+			return nil, newError(peer, class, "no TCP connection to %s within %s: %w", t.addr(), t.connectTimeout(), err)
+		}
+		return nil, newError(peer, class, "cannot connect to %s: %w", t.addr(), err)
+	}
+
+	deadline := time.Now().Add(o.HandshakeTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(deadline) {
+		deadline = cd
+	}
+	conn.SetDeadline(deadline)
+	// A context that ends during the handshake moves the deadline to the
+	// past, which fails whatever read or write is under way.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	sc, chans, reqs, err := ssh.NewClientConn(conn, t.knownHostsAddr(), cfg)
+	if !stop() && err == nil {
+		sc.Close()
+		err = ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		switch {
+		case ctx.Err() != nil:
+			return nil, newError(peer, ClassTimeout, "SSH handshake with %s: %w", t.addr(), ctx.Err())
+		case classifyNet(err) == ClassTimeout:
+			return nil, newError(peer, ClassTimeout, "no SSH handshake with %s within %s: %w", t.addr(), o.HandshakeTimeout, err)
+		case authFailed(err):
+			return nil, newError(peer, ClassAuth, "authentication failed: %w", err)
+		case closedEarly(err):
+			return nil, newError(peer, ClassUnreachable,
+				"connection to %s closed during the SSH handshake (sshd drops connections past MaxStartups): %w", t.addr(), err)
+		}
+		return nil, newError(peer, ClassUnreachable, "SSH handshake with %s failed: %w", t.addr(), err)
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// Close closes the connection. Requests still running fail.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.closeErr = c.ssh.Close()
+		if errors.Is(c.closeErr, net.ErrClosed) {
+			c.closeErr = nil
+		}
+	})
+	return c.closeErr
+}
+
+// PingReply is the receiver's answer to "banpush-v1 ping".
+type PingReply struct {
+	Peer    string        // the name the receiver was installed with (its --peer)
+	Version string        // the receiver's banpush version
+	RTT     time.Duration // from opening the session to the receiver's exit
+}
+
+// Ping runs "banpush-v1 ping" and checks that a banpush receiver answered.
+func (c *Client) Ping(ctx context.Context) (PingReply, error) {
+	start := time.Now()
+	res, err := c.run(ctx, "banpush-v1 ping", nil)
+	if err != nil {
+		return PingReply{}, err
+	}
+	f, e := c.reply(res)
+	if e != nil {
+		return PingReply{}, e
+	}
+	r := PingReply{Peer: f["peer"], Version: f["version"], RTT: time.Since(start)}
+	if !record.ValidName(r.Peer) || r.Version == "" || len(r.Version) > 64 {
+		return PingReply{}, c.resultError(res, ClassReceiverError, "malformed ping reply from the receiver")
+	}
+	return r, nil
+}
+
+// Ack is the receiver's answer to a batch.
+type Ack struct {
+	Accepted int // records written to the receiver's log
+	Refused  int // records refused (the reasons are in Stderr)
+
+	// Stderr is what the receiver wrote on stderr (one line per refused
+	// record), reduced to printable ASCII lines, at most 4 KiB.
+	Stderr string
+}
+
+// Ban runs "banpush-v1 ban" with batch on stdin: records already encoded,
+// one per line, each ending with a newline (record.AppendText). It returns
+// once the receiver has written and synced the accepted records. An error
+// means the batch may or may not have been written (delivery is at least
+// once): a retryable error calls for sending it again.
+func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
+	res, err := c.run(ctx, "banpush-v1 ban", batch)
+	if err != nil {
+		return Ack{}, err
+	}
+	f, e := c.reply(res)
+	if e != nil {
+		return Ack{}, e
+	}
+	a := Ack{Stderr: res.stderr}
+	var ok1, ok2 bool
+	a.Accepted, ok1 = count(f["accepted"])
+	a.Refused, ok2 = count(f["refused"])
+	if !ok1 || !ok2 {
+		return Ack{}, c.resultError(res, ClassReceiverError, "malformed ban reply from the receiver")
+	}
+	return a, nil
+}
+
+// result is what a request produced.
+type result struct {
+	stdout     []byte // at most maxStdout bytes
+	long       bool   // stdout was longer than maxStdout
+	stderr     string // cleaned
+	exitStatus int
+	signal     string
+}
+
+// run runs cmd in a new session with stdin, under the session deadline.
+// It returns an error only when the request did not complete: no session,
+// connection lost, deadline passed.
+func (c *Client) run(ctx context.Context, cmd string, stdin []byte) (*result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.SessionTimeout)
+	defer cancel()
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			return nil, newError(c.peer, ClassReceiverError, "the server refused a session: %w", err)
+		}
+		return nil, newError(c.peer, ClassUnreachable, "cannot open a session: %w", err)
+	}
+	defer s.Close()
+	var stdout, stderr capped
+	stdout.max, stderr.max = maxStdout, maxStderr
+	s.Stdout, s.Stderr = &stdout, &stderr
+	s.Stdin = bytes.NewReader(stdin)
+
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Closing the connection ends the session even when the peer no
+		// longer answers at all; wait so nothing writes the buffers later.
+		c.Close()
+		<-done
+		return nil, newError(c.peer, ClassTimeout, "%q got no answer in time (connection closed): %w", cmd, ctx.Err())
+	}
+
+	res := &result{stdout: stdout.buf, long: stdout.over, stderr: cleanOutput(stderr.buf)}
+	var exitErr *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		res.exitStatus, res.signal = exitErr.ExitStatus(), exitErr.Signal()
+	case errors.As(err, &missing):
+		return nil, &Error{Peer: c.peer, Class: ClassUnreachable, Stderr: res.stderr,
+			Err: fmt.Errorf("%q ended without an exit status", cmd)}
+	default:
+		return nil, &Error{Peer: c.peer, Class: ClassUnreachable, Stderr: res.stderr,
+			Err: fmt.Errorf("%q did not complete: %w", cmd, err)}
+	}
+	return res, nil
+}
+
+// replyPrefix starts every line a banpush receiver writes on stdout.
+const replyPrefix = "banpush-v1 "
+
+// reply interprets a completed request: the exit status first, then the
+// reply line "banpush-v1 ok KEY=VALUE...". It returns the fields or an
+// *Error. How exit statuses map to classes:
+//
+//	127, or output that is not banpush's       not-banpush
+//	75                                         busy
+//	64, 65, 78                                 rejected
+//	0 with a malformed reply, a signal, other  receiver-error
+//
+// Output is banpush's when stdout starts with "banpush-v1 " or stderr with
+// "banpush".
+func (c *Client) reply(res *result) (map[string]string, *Error) {
+	isBanpush := bytes.HasPrefix(res.stdout, []byte(replyPrefix)) ||
+		bytes.HasPrefix([]byte(res.stderr), []byte("banpush"))
+	switch {
+	case res.exitStatus == 127:
+		return nil, c.resultError(res, ClassNotBanpush, "no banpush receiver answered: the account has no such command (exit 127)")
+	case !isBanpush:
+		what := "unexpected output"
+		if res.exitStatus != 0 || res.signal != "" {
+			what = res.exit()
+		} else if len(res.stdout) == 0 {
+			what = "no output"
+		}
+		return nil, c.resultError(res, ClassNotBanpush, "no banpush receiver answered: %s", what)
+	case res.signal != "":
+		return nil, c.resultError(res, ClassReceiverError, "receiver %s", res.exit())
+	case res.exitStatus == 75:
+		return nil, c.resultError(res, ClassBusy, "receiver busy, try again later (exit 75)")
+	case res.exitStatus == 64 || res.exitStatus == 65 || res.exitStatus == 78:
+		return nil, c.resultError(res, ClassRejected, "receiver refused the request (exit %d)", res.exitStatus)
+	case res.exitStatus != 0:
+		return nil, c.resultError(res, ClassReceiverError, "receiver failed (exit %d)", res.exitStatus)
+	}
+	f, ok := parseReply(res.stdout)
+	if !ok || res.long {
+		return nil, c.resultError(res, ClassReceiverError, "malformed reply from the receiver")
+	}
+	return f, nil
+}
+
+func (res *result) exit() string {
+	if res.signal != "" {
+		return "killed by signal " + printable(res.signal)
+	}
+	return fmt.Sprintf("exit %d", res.exitStatus)
+}
+
+func (c *Client) resultError(res *result, class Class, format string, args ...any) *Error {
+	e := newError(c.peer, class, format, args...)
+	e.ExitStatus = res.exitStatus
+	e.Stderr = res.stderr
+	return e
+}
+
+// capped keeps the first max bytes written to it and discards the rest,
+// so that a remote that writes without end neither grows memory nor
+// blocks the session.
+type capped struct {
+	buf  []byte
+	max  int
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - len(c.buf); room > 0 {
+		c.buf = append(c.buf, p[:min(room, len(p))]...)
+		if len(p) > room {
+			c.over = true
+		}
+	} else if len(p) > 0 {
+		c.over = true
+	}
+	return len(p), nil
+}
