@@ -1,0 +1,152 @@
+package authkeys
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+const pub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFrFhEZxFGmBw0CRP/tAvOfqKPPLdAdOMEtLQD/QbvCl root@web1\n"
+
+func TestShellQuote(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{"/usr/bin/banpush", "/usr/bin/banpush", false},
+		{"--max-burst", "--max-burst", false},
+		{"", "''", false},
+		{"a b", "'a b'", false},
+		{"it's", `'it'\''s'`, false},
+		{"$(id)", "'$(id)'", false},
+		{"`id`", "'`id`'", false},
+		{"a;b|c&d", "'a;b|c&d'", false},
+		{"*", "'*'", false},
+		{"~root", "'~root'", false},
+		{`a"b`, "", true},
+		{`a\b`, "", true},
+		{"a\nb", "", true},
+		{"a\x00b", "", true},
+		{"é", "", true},
+	}
+	for _, tt := range tests {
+		got, err := shellQuote(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("shellQuote(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestShellQuoteRoundTrip: the real shell turns each quoted word back into
+// the argument it came from.
+func TestShellQuoteRoundTrip(t *testing.T) {
+	args := []string{"plain", "with space", "it's", "$(id)", "`id`", "a;b", "*", "~", "'", "''", "x'y'z", "-n", "%h", "!"}
+	var words []string
+	for _, a := range args {
+		q, err := shellQuote(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		words = append(words, q)
+	}
+	script := `for a in ` + strings.Join(words, " ") + `; do printf '%s\0' "$a"; done`
+	out, err := exec.Command("/bin/sh", "-c", script).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if strings.Join(got, "|") != strings.Join(args, "|") {
+		t.Errorf("shell gave %q, want %q", got, args)
+	}
+}
+
+// TestLineParses: x/crypto parses the line as one key with the options
+// banpush meant, including the command exactly as written.
+func TestLineParses(t *testing.T) {
+	line, err := Line(Spec{
+		Binary: "/usr/local/bin/banpush", Peer: "web1",
+		Args:    []string{"--log", "/var/log/x y.log", "--ignore", "198.51.100.0/24"},
+		From:    []string{"192.0.2.10", "2001:db8::/64"},
+		KeyFile: []byte(pub),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("ParseAuthorizedKey: %v, rest %q", err, rest)
+	}
+	if comment != "banpush-peer=web1" || key.Type() != "ssh-ed25519" {
+		t.Errorf("comment %q type %q", comment, key.Type())
+	}
+	want := []string{"restrict", "no-port-forwarding", "no-X11-forwarding", "no-agent-forwarding", "no-pty", "no-user-rc",
+		`from="192.0.2.10,2001:db8::/64"`,
+		`command="/usr/local/bin/banpush receive --peer web1 --log '/var/log/x y.log' --ignore 198.51.100.0/24"`}
+	if strings.Join(opts, "\n") != strings.Join(want, "\n") {
+		t.Errorf("options:\n%s\nwant:\n%s", strings.Join(opts, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestLineRefuses(t *testing.T) {
+	good := Spec{Binary: "/usr/bin/banpush", Peer: "web1", KeyFile: []byte(pub)}
+	tests := []struct {
+		name string
+		mod  func(*Spec)
+		want string
+	}{
+		{"unsafe peer", func(s *Spec) { s.Peer = "web1 --allow-private" }, "peer name"},
+		{"relative binary", func(s *Spec) { s.Binary = "banpush" }, "absolute"},
+		{"quote in argument", func(s *Spec) { s.Args = []string{"--log", `/x"y`} }, `contains "`},
+		{"newline in argument", func(s *Spec) { s.Args = []string{"--log", "/x\ny"} }, "printable"},
+		{"bad from", func(s *Spec) { s.From = []string{"*.example.com"} }, "from"},
+		{"two keys", func(s *Spec) { s.KeyFile = []byte(pub + pub) }, "more than one key"},
+		{"options in key file", func(s *Spec) { s.KeyFile = []byte(`command="/bin/sh" ` + pub) }, "options"},
+		{"no key", func(s *Spec) { s.KeyFile = []byte("hello\n") }, "not an OpenSSH public key"},
+		{"empty", func(s *Spec) { s.KeyFile = nil }, "not an OpenSSH public key"},
+	}
+	for _, tt := range tests {
+		s := good
+		tt.mod(&s)
+		_, err := Line(s)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestInstall(t *testing.T) {
+	l1 := "restrict ssh-ed25519 AAAA banpush-peer=web1"
+	l1b := "restrict,from=\"192.0.2.1\" ssh-ed25519 AAAA banpush-peer=web1"
+	l2 := "restrict ssh-ed25519 BBBB banpush-peer=web2"
+	block := func(lines ...string) string {
+		return BeginMarker + "\n" + strings.Join(lines, "\n") + "\n" + EndMarker + "\n"
+	}
+	tests := []struct {
+		name, in, peer, line, want, wantErr string
+	}{
+		{"empty file", "", "web1", l1, block(l1), ""},
+		{"no final newline", "ssh-rsa X me", "web1", l1, "ssh-rsa X me\n" + block(l1), ""},
+		{"append to block", "a\n" + block(l1) + "b\n", "web2", l2, "a\n" + block(l1, l2) + "b\n", ""},
+		{"replace in place", block(l1, l2), "web1", l1b, block(l1b, l2), ""},
+		{"replace duplicates once", block(l1, l2, l1), "web1", l1b, block(l1b, l2), ""},
+		{"peer line outside block kept", l1 + "\n", "web1", l1b, l1 + "\n" + block(l1b), ""},
+		{"CRLF kept", "x\r\n", "web1", l1, "x\r\n" + block(l1), ""},
+		{"two blocks", block(l1) + block(l2), "web1", l1, "", "two banpush blocks"},
+		{"no end", BeginMarker + "\n" + l1 + "\n", "web1", l1, "", "no end marker"},
+		{"line of another peer", "", "web2", l1, "", "does not belong"},
+	}
+	for _, tt := range tests {
+		got, err := Install([]byte(tt.in), tt.peer, tt.line)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || string(got) != tt.want {
+			t.Errorf("%s: got %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+}

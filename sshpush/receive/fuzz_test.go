@@ -1,0 +1,94 @@
+package receive
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
+)
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{"banpush-v1 ping", "banpush-v1 ban", "", "banpush-v1 ban ", "scp -t /"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		req, err := ParseRequest(s)
+		switch {
+		case err == nil && req == Ping && s == RequestPing:
+		case err == nil && req == Ban && s == RequestBan:
+		case err != nil && req == 0:
+		default:
+			t.Fatalf("ParseRequest(%q) = %v, %v", s, req, err)
+		}
+	})
+}
+
+// logLine is what the fail2ban filter matches, as a Go regexp: the filter's
+// failregex with <ADDR> spelled out and the timestamp in front.
+var logLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d banpush: ban ([0-9a-f.:]+) peer=[A-Za-z0-9._-]{1,64}(?: jail=[A-Za-z0-9._-]{1,64})?(?: time=[1-9][0-9]{0,11})?(?: bantime=(?:-1|[1-9][0-9]{0,9}))?$`)
+
+// FuzzAccept feeds whole batches to the receiver. Whatever the bytes, it
+// must not panic, must account for every line, must write exactly the
+// accepted lines, and every line it writes must match the filter and name
+// an address the policy accepts.
+func FuzzAccept(f *testing.F) {
+	for _, s := range []string{
+		"203.0.113.7\n",
+		"203.0.113.7 jail=sshd time=1700000000 bantime=600\n2001:db8::1\n",
+		"127.0.0.1\n10.0.0.1\n203.0.113.7\n203.0.113.7\n",
+		"fe80::1%\nid\n",
+		"\n\n\n",
+		"203.0.113.7\r\n",
+		"::ffff:203.0.113.9 bantime=-1",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, batch []byte) {
+		log := filepath.Join(dir, "received.log")
+		os.Remove(log)
+		os.Remove(log + ".state")
+		cfg := Config{
+			Peer: "web1", LogPath: log, MaxBurst: 5, MaxPerMinute: 1, LockTimeout: time.Second,
+			Now: func() time.Time { return time.Unix(1_800_000_000, 0).UTC() },
+		}
+		res, err := Accept(context.Background(), cfg, bytes.NewReader(batch))
+		if err != nil {
+			if len(batch) <= MaxBatchBytes && bytes.Count(batch, []byte{'\n'}) < MaxRecords {
+				t.Fatalf("small batch failed: %v", err)
+			}
+			return
+		}
+		n := bytes.Count(batch, []byte{'\n'})
+		if len(batch) > 0 && batch[len(batch)-1] != '\n' {
+			n++
+		}
+		if res.Accepted+len(res.Refused) != n {
+			t.Fatalf("accepted %d + refused %d != %d lines", res.Accepted, len(res.Refused), n)
+		}
+		out, _ := os.ReadFile(log)
+		lines := bytes.Split(bytes.TrimSuffix(out, []byte{'\n'}), []byte{'\n'})
+		if len(out) == 0 {
+			lines = nil
+		}
+		if len(lines) != res.Accepted {
+			t.Fatalf("log has %d lines, accepted %d", len(lines), res.Accepted)
+		}
+		var pol record.Policy
+		for _, l := range lines {
+			m := logLine.FindSubmatch(l)
+			if m == nil {
+				t.Fatalf("log line does not match the filter: %q", l)
+			}
+			a, err := record.ParseAddr(string(m[1]))
+			if err != nil || pol.Check(a) != nil || a.String() != string(m[1]) {
+				t.Fatalf("log line names a refused or non-canonical address: %q", l)
+			}
+		}
+	})
+}

@@ -1,0 +1,252 @@
+package receive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
+)
+
+func testConfig(t *testing.T, now *time.Time) Config {
+	t.Helper()
+	return Config{
+		Peer:         "web1",
+		LogPath:      filepath.Join(t.TempDir(), "received.log"),
+		MaxBurst:     DefaultMaxBurst,
+		MaxPerMinute: DefaultMaxPerMinute,
+		LockTimeout:  DefaultLockTimeout,
+		Now:          func() time.Time { return *now },
+	}
+}
+
+// addrs returns n distinct documentation-range addresses, one a line.
+func addrs(start, n int) string {
+	var b strings.Builder
+	for i := start; i < start+n; i++ {
+		fmt.Fprintf(&b, "2001:db8::%x:%x\n", i>>16, i&0xffff)
+	}
+	return b.String()
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte{'\n'})
+}
+
+func TestParseRequest(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Request
+		wantErr error
+	}{
+		{"banpush-v1 ping", Ping, nil},
+		{"banpush-v1 ban", Ban, nil},
+		{"", 0, ErrNoRequest},
+		{"banpush-v1 ban ", 0, ErrUnknownRequest},
+		{"BANPUSH-V1 BAN", 0, ErrUnknownRequest},
+		{"banpush-v1", 0, ErrUnknownRequest},
+		{"/bin/sh", 0, ErrUnknownRequest},
+	}
+	for _, tt := range tests {
+		got, err := ParseRequest(tt.in)
+		if got != tt.want || !errors.Is(err, tt.wantErr) {
+			t.Errorf("ParseRequest(%q) = %v, %v; want %v, %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestLegitimateBurst: 1000 bans at once from one peer all pass.
+func TestLegitimateBurst(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	res, err := Accept(context.Background(), cfg, strings.NewReader(addrs(0, 1000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 1000 || len(res.Refused) != 0 {
+		t.Errorf("accepted %d refused %d, want 1000 and 0", res.Accepted, len(res.Refused))
+	}
+	if n := countLines(t, cfg.LogPath); n != 1000 {
+		t.Errorf("log has %d lines, want 1000", n)
+	}
+}
+
+// TestFlood: a compromised peer offering 100,000 addresses gets the burst,
+// then the refill rate, across separate invocations; another peer sharing the
+// log keeps its own bucket.
+func TestFlood(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	accepted := 0
+	for i := 0; i < 10; i++ {
+		res, err := Accept(context.Background(), cfg, strings.NewReader(addrs(i*10000, 10000)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted += res.Accepted
+		for _, r := range res.Refused {
+			if r.Reason != record.ErrRateLimit {
+				t.Fatalf("line %d refused for %q, want rate limit", r.Line, r.Reason)
+			}
+		}
+	}
+	if accepted != DefaultMaxBurst {
+		t.Errorf("accepted %d at once, want the burst %d", accepted, DefaultMaxBurst)
+	}
+
+	// One minute later: the refill rate, not more.
+	now = now.Add(time.Minute)
+	res, err := Accept(context.Background(), cfg, strings.NewReader(addrs(200000, 10000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != DefaultMaxPerMinute {
+		t.Errorf("accepted %d a minute later, want %d", res.Accepted, DefaultMaxPerMinute)
+	}
+
+	// Another peer writing to the same log is not affected.
+	other := cfg
+	other.Peer = "web2"
+	res, err = Accept(context.Background(), other, strings.NewReader(addrs(300000, 10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 10 {
+		t.Errorf("other peer accepted %d, want 10", res.Accepted)
+	}
+	if n, want := countLines(t, cfg.LogPath), DefaultMaxBurst+DefaultMaxPerMinute+10; n != want {
+		t.Errorf("log has %d lines, want %d", n, want)
+	}
+
+	// An hour later the bucket is full again, never fuller.
+	now = now.Add(time.Hour)
+	res, err = Accept(context.Background(), cfg, strings.NewReader(addrs(400000, 10000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != DefaultMaxBurst {
+		t.Errorf("accepted %d after an hour, want %d", res.Accepted, DefaultMaxBurst)
+	}
+}
+
+func TestPolicyLocalAndRemote(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	cfg.Policy.Local = []netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8::1")}
+	cfg.Policy.Remote = netip.MustParseAddr("203.0.113.2")
+	res, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.1\n2001:db8::1\n::ffff:203.0.113.2\n203.0.113.3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Refused{{1, record.ErrLocal}, {2, record.ErrLocal}, {3, record.ErrRemote}}
+	if res.Accepted != 1 || fmt.Sprint(res.Refused) != fmt.Sprint(want) {
+		t.Errorf("got accepted=%d refused=%v, want 1 and %v", res.Accepted, res.Refused, want)
+	}
+}
+
+// TestLockTimeout: a log whose lock is held past the deadline is a
+// TempError, and nothing is written.
+func TestLockTimeout(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	cfg.LockTimeout = 50 * time.Millisecond
+	st, err := openState(context.Background(), cfg.LogPath+".state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n"))
+	var temp *TempError
+	if !errors.As(err, &temp) {
+		t.Errorf("err = %v, want a TempError", err)
+	}
+	if n := countLines(t, cfg.LogPath); n != 0 {
+		t.Errorf("log has %d lines, want 0", n)
+	}
+	st.close()
+	if _, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n")); err != nil {
+		t.Errorf("after unlock: %v", err)
+	}
+}
+
+// TestConcurrentReceivers: many receivers writing one log at once never
+// interleave or tear lines.
+func TestConcurrentReceivers(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	const workers, each = 16, 200
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			c := cfg
+			c.Peer = fmt.Sprintf("peer%d", w)
+			res, err := Accept(context.Background(), c, strings.NewReader(addrs(w*each, each)))
+			if err == nil && res.Accepted != each {
+				err = fmt.Errorf("worker %d accepted %d", w, res.Accepted)
+			}
+			errs <- err
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	b, err := os.ReadFile(cfg.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != workers*each {
+		t.Fatalf("%d lines, want %d", len(lines), workers*each)
+	}
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 5 || f[1]+" "+f[2] != LogTag || !strings.HasPrefix(f[4], "peer=peer") {
+			t.Fatalf("line %d torn: %q", i+1, l)
+		}
+	}
+}
+
+func TestStateFileDamaged(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	garbage := "web1 notanumber 5\n\x00\x01garbage\nweb1 1000\n../x 1 1\n"
+	if err := os.WriteFile(cfg.LogPath+".state", []byte(garbage), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Accept(context.Background(), cfg, strings.NewReader(addrs(0, 5)))
+	if err != nil || res.Accepted != 5 {
+		t.Fatalf("accepted %d, err %v; want 5, nil", res.Accepted, err)
+	}
+	b, _ := os.ReadFile(cfg.LogPath + ".state")
+	if want := fmt.Sprintf("web1 %d %d\n", (DefaultMaxBurst-5)*milli, now.UnixNano()); string(b) != want {
+		t.Errorf("state %q, want %q", b, want)
+	}
+}
+
+func TestAppendLogLine(t *testing.T) {
+	rec, err := record.Parse([]byte("2001:DB8::0:1 jail=sshd time=1700000000 bantime=-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(AppendLogLine(nil, "2026-01-02T03:04:05-05:00", "web1", rec))
+	want := "2026-01-02T03:04:05-05:00 banpush: ban 2001:db8::1 peer=web1 jail=sshd time=1700000000 bantime=-1\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
