@@ -56,7 +56,7 @@ func decodeLine(line []byte) (r record.Record, queued int64, reason string) {
 	if len(line) > maxLine-1 {
 		return r, 0, reasonLong
 	}
-	if len(line) < minLine || line[8] != ' ' {
+	if len(line) < 9 || line[8] != ' ' {
 		return r, 0, reasonChecksum
 	}
 	sum, ok := parseHex8(line[:8])
