@@ -205,6 +205,18 @@ func TestSessionTimeout(t *testing.T) {
 	}
 }
 
+// A receiver that reads nothing leaves a large batch stuck in the SSH
+// channel window: the deadline must still end the request.
+func TestSessionTimeoutStalledStdin(t *testing.T) {
+	_, target := okServer(t, serverConfig{stall: true})
+	c := dial(t, target, Options{SessionTimeout: 200 * time.Millisecond})
+	batch := bytes.Repeat([]byte("203.0.113.1\n"), 400_000) // 4.8 MB, twice the window
+	_, err := c.Ban(t.Context(), batch)
+	if got := ClassOf(err); got != ClassTimeout {
+		t.Fatalf("Ban: got class %q (%v), want %q", got, err, ClassTimeout)
+	}
+}
+
 func TestSessionContextCanceled(t *testing.T) {
 	_, target := okServer(t, serverConfig{handler: func(string, []byte) reply { return reply{hang: true} }})
 	c := dial(t, target, Options{})

@@ -54,6 +54,7 @@ type serverConfig struct {
 	authorized []ssh.PublicKey // keys accepted for any user
 	userCA     ssh.PublicKey   // accept user certificates signed by this CA
 	handler    func(cmd string, stdin []byte) reply
+	stall      bool // accept the request, then never read stdin nor answer
 }
 
 type testServer struct {
@@ -71,6 +72,7 @@ type testServer struct {
 	mu      sync.Mutex
 	conns   []net.Conn
 	handler func(cmd string, stdin []byte) reply
+	stall   bool
 }
 
 // startServer starts an SSH server on 127.0.0.1 that runs cfg.handler for
@@ -83,7 +85,7 @@ func startServer(t testing.TB, cfg serverConfig) *testServer {
 	if cfg.handler == nil {
 		cfg.handler = receiver
 	}
-	s := &testServer{HostKeys: cfg.hostKeys, done: make(chan struct{}), handler: cfg.handler}
+	s := &testServer{HostKeys: cfg.hostKeys, done: make(chan struct{}), handler: cfg.handler, stall: cfg.stall}
 	checker := &ssh.CertChecker{
 		IsUserAuthority: func(auth ssh.PublicKey) bool { return sameKey(auth, cfg.userCA) },
 		UserKeyFallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -183,6 +185,10 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		}
 		req.Reply(true, nil)
 		go ssh.DiscardRequests(reqs)
+		if s.stall {
+			<-s.done
+			return
+		}
 		stdin, _ := io.ReadAll(ch)
 		s.lastStdin.Store(stdin)
 		r := s.handler(exec.Command, stdin)

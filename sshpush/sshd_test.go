@@ -4,11 +4,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/banpush/banpush/sshpush/sshdtest"
 	"golang.org/x/crypto/ssh"
@@ -288,4 +290,51 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Past MaxStartups, sshd drops new connections before the handshake. The
+// client must see a retryable error, as it is when many hosts push to one
+// peer at once.
+func TestSSHDMaxStartups(t *testing.T) {
+	sshdtest.Require(t)
+	dir := t.TempDir()
+	script := receiverScript(t, dir)
+	key, pub, _ := sshdtest.NewKey(t, dir, "id_ed25519", "")
+	s := sshdtest.Start(t, sshdtest.Config{
+		AuthorizedKeys: forced(t, script, pub),
+		Extra:          []string{"MaxStartups 1"},
+	})
+	// One unauthenticated connection takes the only slot.
+	since := len(s.Log())
+	hold, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	s.WaitLog(since, "Connection from", 10*time.Second)
+
+	target := sshdTarget(t, s, s.KnownHostsLines(), key)
+	_, err = Dial(t.Context(), target, Options{})
+	wantClass(t, err, ClassUnreachable, true, "closed during the SSH handshake")
+
+	// Once the slot is free again, the same Target works. sshd frees it
+	// a moment after logging the close: retry, as a sender would.
+	_, holdPort := splitAddr(t, hold.LocalAddr())
+	since = len(s.Log())
+	hold.Close()
+	s.WaitLog(since, fmt.Sprintf("port %d", holdPort), 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := Dial(t.Context(), target, Options{})
+		if err == nil {
+			defer c.Close()
+			if _, err := c.Ping(t.Context()); err != nil {
+				t.Errorf("Ping: %v", err)
+			}
+			break
+		}
+		if !err.(*Error).Retryable() || time.Now().After(deadline) {
+			t.Fatalf("Dial after the slot was freed: %v", err)
+		}
+	}
 }
