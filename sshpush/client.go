@@ -18,7 +18,8 @@ const clientVersion = "SSH-2.0-banpush"
 
 // Client is one authenticated SSH connection to a peer. Each request runs
 // in a session of its own; requests may run concurrently from several
-// goroutines.
+// goroutines. After a request fails with ClassUnreachable or ClassTimeout
+// the connection is gone or closed: Close the Client and Dial again.
 type Client struct {
 	peer string
 	opts Options

@@ -36,7 +36,7 @@ const (
 
 // Error is the error returned by Dial, FetchHostKey, Ping and Ban.
 type Error struct {
-	Peer  string // Target.Name
+	Peer  string // Target.Name, or HostName when Name is empty
 	Class Class
 	Err   error // what happened, for Unwrap; its text may come partly from the server
 
