@@ -111,7 +111,7 @@ func TestRestartKeepsPortAndKeys(t *testing.T) {
 	if err := held.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.WaitLog("Starting session: command", 10*time.Second)
+	s.WaitLog(0, "Starting session: command", 10*time.Second)
 
 	s.Stop()
 	if err := held.Wait(); err == nil {
