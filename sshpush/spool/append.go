@@ -16,8 +16,9 @@ import (
 
 // Append queues recs for every peer, stamped with queued, and returns once
 // they are on disk: it takes the append lock (waiting at most until ctx is
-// done), writes all the lines with one write, fsyncs and unlocks. Its cost
-// does not depend on the number of peers or on the size of the journal.
+// done: give it a deadline), writes all the lines with one write, fsyncs
+// and unlocks. Its cost does not depend on the number of peers or on the
+// size of the journal.
 //
 // A record that would not read back unchanged (an invalid address, a bad
 // jail name, out-of-range times) is refused before anything is written.

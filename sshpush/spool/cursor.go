@@ -166,9 +166,10 @@ func (s *Spool) Advance(peer string, pos Position) error {
 
 // Pending returns the number of records queued for peer and when the
 // oldest of them was queued (the zero time if none). It reads the journal
-// from peer's cursor to the end: its cost grows with what is queued (about
-// a millisecond per ten thousand records), which suits `banpush status`
-// but not a hot path. It does not repair a bad cursor (Cursor does).
+// from peer's cursor to the end and parses every record: its cost grows
+// with what is queued (on the order of a microsecond per record), which
+// suits `banpush status` but not a hot path. It does not repair a bad
+// cursor (Cursor does).
 func (s *Spool) Pending(peer string) (n int, oldest time.Time, err error) {
 	if err := checkPeer(peer); err != nil {
 		return 0, time.Time{}, err
