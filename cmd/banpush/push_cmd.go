@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/spool"
+)
+
+// appendTimeout bounds the wait for the spool's append lock: push runs
+// inside fail2ban's global action lock.
+const appendTimeout = 5 * time.Second
+
+// PushCmd queues bans for every peer; fail2ban runs it as actionban.
+type PushCmd struct {
+	Jail         string        `help:"Jail that banned the address (fail2ban's <name>)." placeholder:"NAME"`
+	BanTime      string        `name:"bantime" help:"Ban duration in seconds, -1 for permanent (fail2ban's <bantime>)." placeholder:"SECONDS"`
+	Time         string        `help:"When the ban happened, Unix seconds (fail2ban's <time>; a fraction is dropped)." placeholder:"UNIXSECONDS"`
+	AllowPrivate bool          `help:"Queue private (RFC 1918, RFC 4193) and CGNAT addresses too; peers refuse them unless they allow them."`
+	Wait         bool          `help:"Deliver now, in the foreground, and report per peer (exit 3 if any peer failed)."`
+	Timeout      time.Duration `help:"With --wait: how long to keep trying." default:"30s"`
+	JSON         bool          `name:"json" help:"With --wait: print the report as JSON."`
+	IPs          []string      `arg:"" name:"IP" help:"Addresses to ban."`
+}
+
+// Help explains what push does and how fail2ban calls it.
+func (c *PushCmd) Help() string {
+	return `push queues each address for every peer in the inventory and returns as soon as
+the queue is on disk (one write and one fsync): fail2ban runs every action
+under one global lock, so push never waits for a peer. If no sender is
+running, push starts one in the background (its own session, no inherited
+stdio); it delivers the queue to every peer over SSH, in batches, and keeps
+its connections open for a few seconds for the next bans.
+
+Addresses are checked as receivers check them: loopback, private, link-local,
+multicast and other special ranges are refused (exit 65); the others are
+still queued.
+
+fail2ban's action (contrib/fail2ban/action.d/banpush.conf) runs:
+  banpush push --jail <name> --time <time> --bantime <bantime> -- <ip>
+
+By hand, to see each peer's answer:
+  banpush push --wait 203.0.113.7`
+}
+
+// Run queues the bans, then starts a sender or delivers in the foreground.
+func (c *PushCmd) Run(env *Env, g *Globals) error {
+	recs, refused, err := c.records(env)
+	if err != nil {
+		return err
+	}
+	if len(recs) > 0 {
+		s, err := spool.Open(g.Spool, spool.Options{})
+		if err != nil {
+			return withHint(err, exitFailure, "banpush needs a writable spool directory (--spool, BANPUSH_SPOOL); run it as root under fail2ban")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		err = s.Append(ctx, env.Now(), recs...)
+		cancel()
+		if err != nil {
+			return withHint(err, exitFailure, "the ban was not queued; check the spool directory "+g.Spool)
+		}
+		if c.Wait {
+			return deliverNow(env, g, s, deliverOpts{timeout: c.Timeout, json: c.JSON, refused: refused})
+		}
+		if err := startSender(s, g); err != nil {
+			printWarning(env.Stderr, "queued, but could not start a sender: %v", err)
+			printHint(env.Stderr, "'banpush flush' (or the banpush-flush.timer) delivers the queue")
+		}
+	}
+	if refused > 0 {
+		return silentExit(exitData)
+	}
+	return nil
+}
+
+// records validates the arguments into records. A refused address is
+// reported and counted; a bad jail name is dropped with a warning, since
+// the ban itself matters more than its label.
+func (c *PushCmd) records(env *Env) (recs []record.Record, refused int, err error) {
+	var base record.Record
+	if c.Jail != "" {
+		if record.ValidName(c.Jail) {
+			base.Jail = c.Jail
+		} else {
+			printWarning(env.Stderr, "--jail: not a safe name (1 to 64 of [A-Za-z0-9._-]); sent without it")
+		}
+	}
+	if base.Time, err = parseSeconds(c.Time, "--time", 1, record.MaxTime); err != nil {
+		return nil, 0, err
+	}
+	if base.BanTime, err = parseSeconds(c.BanTime, "--bantime", record.Permanent, record.MaxBanTime); err != nil {
+		return nil, 0, err
+	}
+	if base.BanTime < 0 {
+		base.BanTime = record.Permanent
+	}
+	pol := record.Policy{AllowPrivate: c.AllowPrivate}
+	for _, ip := range c.IPs {
+		a, err := record.ParseAddr(ip)
+		if err == nil {
+			err = pol.Check(a)
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "banpush: %s: refused: %v\n", safeArg(ip), err)
+			refused++
+			continue
+		}
+		r := base
+		r.Addr = a
+		recs = append(recs, r)
+	}
+	return recs, refused, nil
+}
+
+// parseSeconds parses a whole or fractional number of seconds as fail2ban
+// writes its tags; "" and 0 mean "not given". The fraction is dropped.
+func parseSeconds(s, flag string, lo, hi int64) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, errorf(exitUsage, "give a number of seconds, e.g. "+flag+" 600", "%s: not a number", flag)
+	}
+	n := int64(f)
+	if n == 0 {
+		return 0, nil
+	}
+	if n < lo || n > hi {
+		return 0, errorf(exitUsage, "", "%s: out of range (%d to %d)", flag, lo, hi)
+	}
+	return n, nil
+}
+
+// safeArg shows an argument in a message only if it is short printable
+// ASCII; fail2ban tags can carry anything.
+func safeArg(s string) string {
+	if len(s) > 64 {
+		return "(argument)"
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return "(argument)"
+		}
+	}
+	return s
+}
+
+// startSender starts a background sender unless one is running. The lock
+// test comes after the append: a sender that releases its lock looks at the
+// journal again afterwards, so between the two no ban is stranded.
+func startSender(s *spool.Spool, g *Globals) error {
+	release, ok, err := s.TryLockSender()
+	if err != nil || !ok {
+		return err
+	}
+	release()
+	return spawnSender(g)
+}
+
+// spawnSender runs "banpush send" detached: its own session, stdio on
+// /dev/null, so that it holds none of fail2ban's pipes. It is not waited for.
+func spawnSender(g *Globals) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "--inventory", g.Inventory, "--spool", g.Spool, "send")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = senderEnv(os.Environ())
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// senderEnv keeps what the sender may need of the environment.
+func senderEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		for _, k := range []string{"PATH=", "SSH_AUTH_SOCK=", "TZ=", "LANG="} {
+			if strings.HasPrefix(kv, k) {
+				out = append(out, kv)
+			}
+		}
+	}
+	return out
+}

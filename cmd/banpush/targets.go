@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/banpush/banpush/inventory"
+	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/deliver"
+)
+
+// systemSSHConfig is read after the user's ~/.ssh/config, as ssh(1) does.
+const systemSSHConfig = "/etc/ssh/ssh_config"
+
+// loadInventory reads the inventory, turning a missing file into an error
+// with a hint.
+func loadInventory(g *Globals) (*inventory.Inventory, error) {
+	inv, err := inventory.Load(g.Inventory)
+	if errors.Is(err, inventory.ErrNotExist) {
+		return nil, errorf(exitConfig, "add a peer with 'banpush peers add NAME --host HOST', or point --inventory (BANPUSH_INVENTORY) at the peers file",
+			"inventory %s does not exist", g.Inventory)
+	}
+	if err != nil {
+		return nil, withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
+	}
+	return inv, nil
+}
+
+// localAccount describes the account banpush runs as, from os/user: under
+// fail2ban HOME is unset, so $HOME is not used.
+func localAccount() (inventory.Local, error) {
+	u, err := user.Current()
+	if err != nil {
+		return inventory.Local{}, fmt.Errorf("cannot look up the current user: %w", err)
+	}
+	host, _ := os.Hostname()
+	return inventory.Local{Home: u.HomeDir, User: u.Username, UID: u.Uid, HostName: host}, nil
+}
+
+// resolver resolves peers with the user's and the system's ssh_config as
+// lower layers. Problems in those files are warnings, never fatal.
+type resolver struct {
+	inv      *inventory.Inventory
+	local    inventory.Local
+	layers   []*inventory.Layer
+	getenv   func(string) string
+	Warnings []string
+}
+
+func newResolver(inv *inventory.Inventory, getenv func(string) string) (*resolver, error) {
+	local, err := localAccount()
+	if err != nil {
+		return nil, err
+	}
+	r := &resolver{inv: inv, local: local, getenv: getenv}
+	for _, path := range []string{filepath.Join(local.Home, ".ssh", "config"), systemSSHConfig} {
+		l, err := inventory.LoadLayer(path)
+		if err != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s is ignored: %v", path, err))
+			continue
+		}
+		if l != nil {
+			r.layers = append(r.layers, l)
+		}
+	}
+	return r, nil
+}
+
+// settings resolves one peer.
+func (r *resolver) settings(name string) (*inventory.Settings, error) {
+	s, err := r.inv.Resolve(name, r.local, r.layers...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range s.Warnings {
+		r.Warnings = append(r.Warnings, "peer "+name+": "+w)
+	}
+	return s, nil
+}
+
+// target turns resolved settings into what the SSH client takes.
+func (r *resolver) target(s *inventory.Settings) sshpush.Target {
+	agent := s.IdentityAgent
+	switch {
+	case agent == "" || agent == "SSH_AUTH_SOCK":
+		agent = r.getenv("SSH_AUTH_SOCK")
+	case strings.HasPrefix(agent, "$"):
+		agent = r.getenv(agent[1:])
+	case agent == "none":
+		agent = ""
+	}
+	// "ask" (OpenSSH's default) is "yes" without a terminal; "no",
+	// "accept-new" and "off" would accept keys, and banpush never does.
+	if k := s.StrictHostKeyChecking; k == "no" || k == "off" || k == "accept-new" {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("peer %s: StrictHostKeyChecking %s is ignored: banpush always verifies host keys (add keys with 'banpush peers trust %s')",
+			s.Name, s.StrictHostKeyChecking, s.Name))
+	}
+	return sshpush.Target{
+		Name:             s.Name,
+		HostName:         s.HostName,
+		Port:             s.Port,
+		User:             s.User,
+		IdentityFiles:    s.IdentityFiles,
+		CertificateFiles: s.CertificateFiles,
+		IdentitiesOnly:   s.IdentitiesOnly,
+		IdentityAgent:    agent,
+		KnownHostsFiles:  append(append([]string(nil), s.UserKnownHostsFiles...), s.GlobalKnownHostsFiles...),
+		HostKeyAlias:     s.HostKeyAlias,
+		ConnectTimeout:   s.ConnectTimeout,
+	}
+}
+
+// deliveryPeers resolves every peer of the inventory, or those named. A peer
+// that cannot be resolved is returned in bad with its error.
+func deliveryPeers(g *Globals, env *Env, names []string) (peers []deliver.Peer, bad map[string]error, warnings []string, err error) {
+	inv, err := loadInventory(g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r, err := newResolver(inv, env.Getenv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(names) == 0 {
+		for _, p := range inv.Peers() {
+			names = append(names, p.Name)
+		}
+	}
+	bad = map[string]error{}
+	for _, n := range names {
+		if _, ok := inv.Peer(n); !ok {
+			return nil, nil, nil, errorf(exitUsage, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
+		}
+		s, err := r.settings(n)
+		if err != nil {
+			bad[n] = err
+			continue
+		}
+		peers = append(peers, deliver.Peer{Name: n, Target: r.target(s)})
+	}
+	return peers, bad, r.Warnings, nil
+}
+
+// peerNames lists the names of the inventory's peers.
+func peerNames(inv *inventory.Inventory) []string {
+	var out []string
+	for _, p := range inv.Peers() {
+		out = append(out, p.Name)
+	}
+	return out
+}

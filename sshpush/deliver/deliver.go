@@ -1,0 +1,427 @@
+// Package deliver is banpush's sender: it reads each peer's queue from the
+// spool and delivers it in batches over one SSH connection per peer, moving
+// the peer's cursor only after the receiver's "banpush-v1 ok".
+//
+// Run is used two ways. The background sender, spawned by 'banpush push',
+// runs with a Linger: after a peer's queue is empty it keeps the connection
+// open for a while, so that the next bans of a burst go out as new sessions
+// on it. 'banpush flush' and 'push --wait' run with no Linger and a
+// deadline, and report per peer.
+//
+// What it trusts: its Config (peers and settings come from the
+// administrator) and the spool, whose damaged lines the spool package skips.
+// Peers' answers are parsed by package sshpush. The caller must hold the
+// spool's sender lock for the whole of Run.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/spool"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultConcurrency  = 32
+	DefaultLinger       = 10 * time.Second
+	DefaultMaxAge       = 24 * time.Hour
+	DefaultBatchRecords = 1000
+	DefaultBatchBytes   = 256 << 10
+	DefaultMinBackoff   = 500 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+)
+
+// Peer is one peer to deliver to.
+type Peer struct {
+	Name   string
+	Target sshpush.Target
+}
+
+// Config says what to deliver and how.
+type Config struct {
+	Spool   *spool.Spool
+	Peers   []Peer
+	Options sshpush.Options
+
+	// Concurrency bounds how many peers are connected to or sent to at
+	// once; 0 means DefaultConcurrency.
+	Concurrency int
+	// Linger is how long a peer's connection stays open once its queue is
+	// empty, waiting for more; 0 means none (flush).
+	Linger time.Duration
+	// MaxAge drops records queued longer ago than this; 0 means DefaultMaxAge.
+	MaxAge time.Duration
+	// BatchRecords and BatchBytes bound one batch; 0 means the defaults.
+	BatchRecords, BatchBytes int
+	// MinBackoff and MaxBackoff bound the wait between retries of a peer
+	// after a retryable failure; 0 means the defaults.
+	MinBackoff, MaxBackoff time.Duration
+
+	// Wake, when set, is signalled whenever the journal may have grown.
+	// Lingering peers also poll the journal on their own, more slowly.
+	Wake *Notifier
+	// Stop, when set, makes lingering peers give up their linger early
+	// (a foreground flush wants the sender lock).
+	Stop func() bool
+
+	Now  func() time.Time
+	Logf func(format string, args ...any) // diagnostics; nil discards them
+}
+
+// Result is what happened to one peer in a Run.
+type Result struct {
+	Peer      string
+	Class     sshpush.Class // ClassOK when the queue was emptied
+	Err       error         // the last failure, when Class is not ClassOK
+	Delivered int           // records the peer wrote to its log
+	Refused   int           // records the peer refused (policy, rate limit)
+	Dropped   int           // records expired before delivery
+	Skipped   int           // damaged spool lines passed over
+	Batches   int
+	Dials     int
+}
+
+// Run delivers every peer's queue and returns one Result per peer, in the
+// order of cfg.Peers. It returns when every queue is empty and no peer has
+// lingered with nothing to do for cfg.Linger, when a peer has failed in a
+// way a retry cannot fix, or when ctx ends; a peer that keeps failing with
+// retryable errors is retried with exponential backoff and jitter until ctx
+// ends.
+func Run(ctx context.Context, cfg Config) []Result {
+	cfg.defaults()
+	sem := make(chan struct{}, cfg.Concurrency)
+	results := make([]Result, len(cfg.Peers))
+	var wg sync.WaitGroup
+	for i, p := range cfg.Peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{cfg: &cfg, peer: p, sem: sem, res: &results[i]}
+			w.res.Peer = p.Name
+			w.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func (c *Config) defaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.BatchRecords <= 0 {
+		c.BatchRecords = DefaultBatchRecords
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = DefaultBatchBytes
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.Wake == nil {
+		c.Wake = NewNotifier()
+	}
+	if c.Stop == nil {
+		c.Stop = func() bool { return false }
+	}
+}
+
+// worker delivers one peer's queue.
+type worker struct {
+	cfg    *Config
+	peer   Peer
+	sem    chan struct{}
+	res    *Result
+	client *sshpush.Client
+	state  spool.State
+}
+
+// pollInterval is how often a lingering worker looks at the journal when no
+// Wake arrives (a Notifier that cannot watch the journal, or a missed event).
+const pollInterval = 250 * time.Millisecond
+
+func (w *worker) run(ctx context.Context) {
+	defer w.closeClient()
+	st, err := w.cfg.Spool.LoadState(w.peer.Name)
+	w.logIf(err)
+	w.state = st
+	defer w.saveState()
+
+	backoff := w.cfg.MinBackoff
+	idleSince := time.Time{}
+	for {
+		wake := w.cfg.Wake.C() // before looking, so no append is missed
+		err := w.drain(ctx)
+		if err != nil {
+			w.fail(err)
+			var se *sshpush.Error
+			retry := errors.As(err, &se) && se.Retryable()
+			if !retry || ctx.Err() != nil {
+				return
+			}
+			w.closeClient()
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, w.cfg.MaxBackoff)
+			continue
+		}
+		backoff = w.cfg.MinBackoff
+		w.res.Class, w.res.Err = sshpush.ClassOK, nil
+		// Queue empty: linger for more, or finish.
+		if w.cfg.Linger <= 0 || w.cfg.Stop() {
+			return
+		}
+		now := w.cfg.Now()
+		if idleSince.IsZero() {
+			idleSince = now
+		}
+		left := w.cfg.Linger - now.Sub(idleSince)
+		if left <= 0 {
+			return
+		}
+		t := time.NewTimer(min(left, pollInterval))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+			t.Stop()
+			idleSince = time.Time{} // new records: the linger starts again once they are out
+		case <-t.C:
+			if pending, _ := w.cfg.Spool.HasPending([]string{w.peer.Name}); pending {
+				idleSince = time.Time{}
+			}
+		}
+	}
+}
+
+// drain sends batches until the peer's queue is empty or one fails.
+func (w *worker) drain(ctx context.Context) error {
+	for {
+		pos, err := w.cfg.Spool.Cursor(w.peer.Name)
+		if err != nil {
+			var ce *spool.CorruptFileError
+			if !errors.As(err, &ce) {
+				return err
+			}
+			w.cfg.Logf("peer %s: %v", w.peer.Name, err)
+		}
+		b, err := w.cfg.Spool.Read(pos, w.cfg.BatchRecords, w.cfg.BatchBytes)
+		if err != nil {
+			return err
+		}
+		for _, k := range b.Skipped {
+			w.cfg.Logf("peer %s: %s", w.peer.Name, k)
+			w.res.Skipped += k.Lines
+		}
+		if b.Next == pos {
+			return nil // nothing new
+		}
+		if batch := w.encode(b.Entries); len(batch) > 0 {
+			if err := w.send(ctx, batch); err != nil {
+				return err
+			}
+		}
+		if err := w.cfg.Spool.Advance(w.peer.Name, b.Next); err != nil {
+			return err
+		}
+	}
+}
+
+// encode builds the batch from entries, dropping expired records and
+// duplicate addresses.
+func (w *worker) encode(entries []spool.Entry) []byte {
+	now := w.cfg.Now()
+	seen := make(map[[16]byte]bool, len(entries))
+	var buf []byte
+	for _, e := range entries {
+		if expired(e, now, w.cfg.MaxAge) {
+			w.res.Dropped++
+			w.state.Dropped++
+			w.cfg.Logf("peer %s: dropped %s: expired (queued %s)", w.peer.Name, e.Record.Addr, e.Queued.Format(time.RFC3339))
+			continue
+		}
+		k := e.Record.Addr.As16()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		buf = e.Record.AppendText(buf)
+		buf = append(buf, '\n')
+	}
+	return buf
+}
+
+// expired reports whether a record is older than its bantime or maxAge.
+func expired(e spool.Entry, now time.Time, maxAge time.Duration) bool {
+	if now.Sub(e.Queued) > maxAge {
+		return true
+	}
+	r := e.Record
+	return r.Time > 0 && r.BanTime > 0 && now.Unix() > r.Time+r.BanTime
+}
+
+// send delivers one batch, connecting first if needed.
+func (w *worker) send(ctx context.Context, batch []byte) error {
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassTimeout, Err: ctx.Err()}
+	}
+	defer func() { <-w.sem }()
+	if w.client == nil {
+		w.res.Dials++
+		c, err := sshpush.Dial(ctx, w.peer.Target, w.cfg.Options)
+		if err != nil {
+			return err
+		}
+		w.client = c
+	}
+	ack, err := w.client.Ban(ctx, batch)
+	if err != nil {
+		w.closeClient()
+		return err
+	}
+	w.res.Batches++
+	w.res.Delivered += ack.Accepted
+	w.res.Refused += ack.Refused
+	w.state.Delivered += int64(ack.Accepted)
+	w.state.Refused += int64(ack.Refused)
+	w.state.LastSuccess = w.cfg.Now()
+	if ack.Refused > 0 {
+		w.cfg.Logf("peer %s: %d of the batch refused: %s", w.peer.Name, ack.Refused, firstLine(ack.Stderr))
+	}
+	return nil
+}
+
+func (w *worker) fail(err error) {
+	w.res.Class, w.res.Err = sshpush.ClassOf(err), err
+	w.state.LastFailure = w.cfg.Now()
+	w.state.LastFailureClass = string(w.res.Class)
+	w.state.LastFailureMessage = err.Error()
+	w.cfg.Logf("peer %s: %v", w.peer.Name, err)
+}
+
+func (w *worker) closeClient() {
+	if w.client != nil {
+		w.client.Close()
+		w.client = nil
+	}
+}
+
+func (w *worker) saveState() {
+	w.logIf(w.cfg.Spool.SaveState(w.peer.Name, w.state))
+}
+
+func (w *worker) logIf(err error) {
+	if err != nil {
+		w.cfg.Logf("peer %s: %v", w.peer.Name, err)
+	}
+}
+
+func firstLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// jitter spreads d over [d/2, 3d/2), so that many pushers retrying one peer
+// (sshd's MaxStartups) do not come back in step.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Notifier wakes every waiter at once: C returns a channel that is closed
+// at the next Notify.
+type Notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// NewNotifier returns a Notifier.
+func NewNotifier() *Notifier { return &Notifier{ch: make(chan struct{})} }
+
+// C returns the channel closed by the next Notify.
+func (n *Notifier) C() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+// Notify wakes everyone waiting on a channel from C.
+func (n *Notifier) Notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+}
+
+// Summary is a one-line account of a Result, for logs and reports.
+func (r Result) Summary() string {
+	s := fmt.Sprintf("%s: delivered %d, refused %d, dropped %d", r.Class, r.Delivered, r.Refused, r.Dropped)
+	if r.Err != nil {
+		s += ": " + r.Err.Error()
+	}
+	return s
+}
+
+// Watch signals n whenever a file in dir is written or created, using
+// inotify, until stop is called. The sender watches the spool's journal
+// directory with it, so a lingering connection carries a new ban within
+// milliseconds of its push.
+func Watch(dir string, n *Notifier) (stop func(), err error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: inotify: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("deliver: watching %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify") // non-blocking: Close interrupts Read
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			n.Notify()
+		}
+	}()
+	return func() { f.Close() }, nil
+}
