@@ -1,0 +1,330 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/banpush/banpush/inventory"
+)
+
+// PeersCmd lists and edits the inventory. Each subcommand is one struct;
+// new ones (a health check, trusting a host key) are one more field.
+type PeersCmd struct {
+	List   PeersListCmd   `cmd:"" help:"List the peers with the SSH settings banpush uses for them."`
+	Add    PeersAddCmd    `cmd:"" help:"Add a peer to the inventory."`
+	Remove PeersRemoveCmd `cmd:"" help:"Remove a peer from the inventory and drop its queued bans."`
+}
+
+// Help explains the inventory file.
+func (c *PeersCmd) Help() string {
+	return `The inventory (--inventory, BANPUSH_INVENTORY, default /etc/banpush/peers) is an
+ssh_config file: one "Host NAME" block per peer, and "Host *" blocks for defaults.
+Because it is plain ssh_config, "ssh -F /etc/banpush/peers NAME" reaches a peer the
+way banpush does, and "ssh -G -F /etc/banpush/peers NAME" shows how ssh reads it.
+
+    # Defaults for every peer: written last, so a peer's own lines win.
+    Host web1
+        HostName 192.0.2.10
+
+    Host db
+        HostName db.internal.example
+        Port 2222
+
+    Host *
+        User banpush
+        IdentityFile /etc/banpush/id_ed25519
+        UserKnownHostsFile /etc/banpush/known_hosts
+
+Rules: peer names use A-Z a-z 0-9 . _ - (at most 64); only standard OpenSSH
+keywords; no Match and no Include; a Host line names exactly one peer or is
+"Host *". As in ssh, the first value found for a keyword wins, so a "Host *"
+block above a peer overrides it. After the inventory, banpush reads
+~/.ssh/config and /etc/ssh/ssh_config (of the account it runs as), then uses
+OpenSSH's defaults. ProxyJump and ProxyCommand are not supported.
+
+"banpush peers add" and "banpush peers remove" keep every other line of the
+file, comments included, byte for byte.`
+}
+
+// PeersListCmd prints every peer with its resolved settings.
+type PeersListCmd struct {
+	JSON bool `help:"Print a JSON array instead of a table."`
+}
+
+// Help explains the output.
+func (c *PeersListCmd) Help() string {
+	return `Prints each peer with the values banpush will use: HostName, Port, User,
+identity files and known_hosts files, after the inventory, ~/.ssh/config,
+/etc/ssh/ssh_config and OpenSSH's defaults. When no IdentityFile is configured,
+OpenSSH's default list is shown (missing files are skipped when connecting).
+
+    banpush peers list
+    banpush peers list --json | jq -r '.[].name'
+
+JSON keys: name, hostname, port, user, identity_files, certificate_files,
+identities_only, user_known_hosts_files, global_known_hosts_files,
+host_key_alias, connect_timeout_seconds, error (only for a peer that cannot
+be resolved). Exit status 78 if the inventory is missing or a peer cannot be
+resolved.`
+}
+
+// peerJSON is one element of "peers list --json". Its keys are stable.
+type peerJSON struct {
+	Name                  string   `json:"name"`
+	HostName              string   `json:"hostname,omitempty"`
+	Port                  int      `json:"port,omitempty"`
+	User                  string   `json:"user,omitempty"`
+	IdentityFiles         []string `json:"identity_files"`
+	CertificateFiles      []string `json:"certificate_files"`
+	IdentitiesOnly        bool     `json:"identities_only"`
+	UserKnownHostsFiles   []string `json:"user_known_hosts_files"`
+	GlobalKnownHostsFiles []string `json:"global_known_hosts_files"`
+	HostKeyAlias          string   `json:"host_key_alias"`
+	ConnectTimeout        float64  `json:"connect_timeout_seconds"`
+	Error                 string   `json:"error,omitempty"`
+
+	defaultIDs, defaultKnown bool // for the table: OpenSSH's default lists
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Run lists the peers.
+func (c *PeersListCmd) Run(env *Env, g *Globals) error {
+	inv, err := loadInventory(g)
+	if err != nil {
+		return err
+	}
+	r, err := newResolver(inv, env.Getenv)
+	if err != nil {
+		return err
+	}
+	var out []peerJSON
+	var failed []error
+	for _, p := range inv.Peers() {
+		s, err := r.settings(p.Name)
+		if err != nil {
+			failed = append(failed, err)
+			out = append(out, peerJSON{Name: p.Name, Error: err.Error(),
+				IdentityFiles: []string{}, CertificateFiles: []string{}, UserKnownHostsFiles: []string{}, GlobalKnownHostsFiles: []string{}})
+			continue
+		}
+		out = append(out, peerJSON{
+			Name:                  s.Name,
+			HostName:              s.HostName,
+			Port:                  s.Port,
+			User:                  s.User,
+			IdentityFiles:         nonNil(s.IdentityFiles),
+			CertificateFiles:      nonNil(s.CertificateFiles),
+			IdentitiesOnly:        s.IdentitiesOnly,
+			UserKnownHostsFiles:   nonNil(s.UserKnownHostsFiles),
+			GlobalKnownHostsFiles: nonNil(s.GlobalKnownHostsFiles),
+			HostKeyAlias:          s.HostKeyAlias,
+			ConnectTimeout:        s.ConnectTimeout.Seconds(),
+			defaultIDs:            s.Source["IdentityFile"] == "",
+			defaultKnown:          s.Source["UserKnownHostsFile"] == "" && s.Source["GlobalKnownHostsFile"] == "",
+		})
+	}
+	for _, w := range r.Warnings {
+		printWarning(env.Stderr, "%s", w)
+	}
+	if c.JSON {
+		if out == nil {
+			out = []peerJSON{}
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else if len(out) == 0 {
+		printNote(env.Stderr, "no peers in %s", g.Inventory)
+	} else {
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tHOSTNAME\tPORT\tUSER\tIDENTITY FILES\tKNOWN_HOSTS FILES")
+		for _, p := range out {
+			if p.Error != "" {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\n", p.Name)
+				continue
+			}
+			ids, known := strings.Join(p.IdentityFiles, ","), strings.Join(append(p.UserKnownHostsFiles, p.GlobalKnownHostsFiles...), ",")
+			if p.defaultIDs {
+				ids = "(ssh defaults)"
+			}
+			if p.defaultKnown {
+				known = "(ssh defaults)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.HostName, p.Port, p.User, ids, known)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		for _, err := range failed[:len(failed)-1] {
+			printError(env.Stderr, err)
+		}
+		return withHint(failed[len(failed)-1], exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
+	}
+	return nil
+}
+
+// PeersAddCmd appends a Host block.
+type PeersAddCmd struct {
+	Name     string `arg:"" help:"Peer name: A-Z a-z 0-9 . _ - (at most 64)."`
+	Host     string `required:"" help:"Host name or IP address to connect to (HostName)." placeholder:"HOST"`
+	Port     string `help:"SSH port (Port), 1 to 65535; default: the inventory's Host * block, else 22." placeholder:"N"`
+	User     string `help:"Remote account (User); default: the inventory's Host * block, else the local user." placeholder:"USER"`
+	Identity string `help:"Private key file (IdentityFile), absolute or starting with ~/." placeholder:"FILE"`
+}
+
+// Help shows examples.
+func (c *PeersAddCmd) Help() string {
+	return `Appends a "Host NAME" block to the inventory, after the last peer (before the
+"Host *" defaults), and leaves every other line as it was. The file is
+replaced atomically and keeps its mode; a missing inventory is created with
+mode 0600.
+
+    banpush peers add web1 --host 192.0.2.10
+    banpush peers add db --host db.internal.example --port 2222 --user banpush \
+        --identity /etc/banpush/id_ed25519
+
+writes
+
+    Host db
+        HostName db.internal.example
+        Port 2222
+        User banpush
+        IdentityFile /etc/banpush/id_ed25519
+
+Exit status 78 if the name is taken or unsafe, a value is invalid, or the
+inventory cannot be read or written.`
+}
+
+// Run adds the peer.
+func (c *PeersAddCmd) Run(env *Env, g *Globals) error {
+	spec := inventory.PeerSpec{Name: c.Name, HostName: c.Host, User: c.User, IdentityFile: c.Identity}
+	if c.Port != "" {
+		n, err := strconv.Atoi(c.Port)
+		if err != nil || n < 1 || n > 65535 {
+			return errorf(exitConfig, "give a port from 1 to 65535", "invalid --port")
+		}
+		spec.Port = n
+	}
+	if err := spec.Check(); err != nil {
+		return withHint(err, exitConfig, "run 'banpush peers add --help' for the rules")
+	}
+	inv, err := inventory.Load(g.Inventory)
+	switch {
+	case errors.Is(err, inventory.ErrNotExist):
+		inv = inventory.New(g.Inventory)
+	case err != nil:
+		return withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
+	}
+	if err := inv.Add(spec); err != nil {
+		if errors.Is(err, inventory.ErrDuplicate) {
+			return withHint(err, exitConfig, "pick another name, or remove the old peer first with 'banpush peers remove "+c.Name+"'")
+		}
+		return withHint(err, exitConfig, "run 'banpush peers add --help' for the rules")
+	}
+	if err := inv.Save(); err != nil {
+		return withHint(err, exitConfig, "check that "+g.Inventory+" and its directory are writable")
+	}
+	p, _ := inv.Peer(c.Name)
+	printNote(env.Stderr, "added peer %s at line %d of %s", c.Name, p.Line, g.Inventory)
+	// Say at once if the new lines have no effect or the peer cannot be used.
+	r, err := newResolver(inv, env.Getenv)
+	if err != nil {
+		return err
+	}
+	if _, err := r.settings(c.Name); err != nil {
+		printWarning(env.Stderr, "peer %s cannot be used yet: %v", c.Name, err)
+	}
+	for _, w := range r.Warnings {
+		printWarning(env.Stderr, "%s", w)
+	}
+	return nil
+}
+
+// PeersRemoveCmd deletes a Host block.
+type PeersRemoveCmd struct {
+	Name string `arg:"" help:"Peer to remove."`
+}
+
+// Help explains what else goes.
+func (c *PeersRemoveCmd) Help() string {
+	return `Removes the peer's "Host NAME" block: its lines, comment lines directly above
+it (after a blank line) and directly below its last setting. Every other line
+stays byte for byte. Bans still queued for the peer are dropped: they will not
+be sent.
+
+    banpush peers remove web1
+
+Exit status 78 if there is no such peer or the inventory cannot be read or
+written.`
+}
+
+// spoolPeerRemover is what "peers remove" needs from the spool: forget the
+// peer's cursor and delivery state, returning how many bans were still
+// queued for it.
+type spoolPeerRemover interface {
+	RemovePeer(name string) (int, error)
+}
+
+// openSpoolPeerRemover opens the spool directory for "peers remove". While
+// it is nil, removing a peer only stops its queued bans from being sent
+// (the sender sends to inventory peers only) and says so.
+var openSpoolPeerRemover func(dir string) (spoolPeerRemover, error)
+
+// Run removes the peer.
+func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
+	inv, err := loadInventory(g)
+	if err != nil {
+		return err
+	}
+	if err := inv.Remove(c.Name); err != nil {
+		if errors.Is(err, inventory.ErrNoPeer) {
+			return withHint(err, exitConfig, "'banpush peers list' shows the peers")
+		}
+		return withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
+	}
+	if err := inv.Save(); err != nil {
+		return withHint(err, exitConfig, "check that "+g.Inventory+" and its directory are writable")
+	}
+	printNote(env.Stderr, "removed peer %s from %s", c.Name, g.Inventory)
+	if openSpoolPeerRemover == nil {
+		printNote(env.Stderr, "bans still queued for peer %s are dropped: they will not be sent", c.Name)
+		return nil
+	}
+	sp, err := openSpoolPeerRemover(g.Spool)
+	if err == nil {
+		var n int
+		if n, err = sp.RemovePeer(c.Name); err == nil {
+			printNote(env.Stderr, "dropped %s queued for peer %s", plural(n, "ban"), c.Name)
+			return nil
+		}
+	}
+	printWarning(env.Stderr, "bans still queued for peer %s are dropped (they will not be sent), but the spool could not forget them: %v", c.Name, err)
+	return nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// printNote prints an informational message: "banpush: note: ...".
+func printNote(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "banpush: note: %s\n", oneLine(fmt.Sprintf(format, args...)))
+}
