@@ -42,7 +42,7 @@ func (s *Spool) Append(ctx context.Context, queued time.Time, recs ...record.Rec
 		}
 	}
 
-	lf, err := os.OpenFile(s.path(appendLockName), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	lf, err := os.OpenFile(s.appendLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -131,7 +131,7 @@ func (s *Spool) writeHint(lf *os.File, seq uint64) error {
 
 // openSeg opens an existing segment for appending.
 func (s *Spool) openSeg(seq uint64) (*os.File, error) {
-	return os.OpenFile(s.path(journalDir, segName(seq)), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0)
+	return os.OpenFile(s.segPath(seq), os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0)
 }
 
 // currentSegment opens the segment appends go to. Fast path: the hint names
@@ -142,7 +142,7 @@ func (s *Spool) currentSegment(lf *os.File) (*os.File, error) {
 	if ok {
 		f, err := s.openSeg(hint)
 		if err == nil {
-			if _, err := os.Lstat(s.path(journalDir, segName(hint+1))); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(s.segPath(hint+1)); errors.Is(err, os.ErrNotExist) {
 				return f, nil
 			}
 			f.Close()
@@ -185,7 +185,7 @@ func (s *Spool) createSeg(lf *os.File, seq uint64) (*os.File, error) {
 	if err := s.writeHint(lf, seq); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(s.path(journalDir, segName(seq)), os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(s.segPath(seq), os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return s.openSeg(seq)
 	}
@@ -214,7 +214,7 @@ func (s *Spool) End() (Position, error) {
 		return Position{}, nil
 	}
 	last := segs[len(segs)-1]
-	fi, err := os.Stat(s.path(journalDir, segName(last)))
+	fi, err := os.Stat(s.segPath(last))
 	if err != nil {
 		return Position{}, fmt.Errorf("spool: %w", err)
 	}

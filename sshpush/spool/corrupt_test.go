@@ -143,14 +143,14 @@ func TestAppendHint(t *testing.T) {
 	}{
 		{"good hint", func(*testing.T, *Spool) {}, 1},
 		{"garbage hint", func(t *testing.T, s *Spool) {
-			writeFile(t, s.path(appendLockName), "xyz")
+			writeFile(t, s.appendLock, "xyz")
 		}, 1},
 		{"hint names a missing segment", func(t *testing.T, s *Spool) {
-			writeFile(t, s.path(appendLockName), segName(9)+"\n")
+			writeFile(t, s.appendLock, segName(9)+"\n")
 		}, 1},
 		{"hint behind the journal", func(t *testing.T, s *Spool) {
 			writeFile(t, segFile(s, 2), "")
-			writeFile(t, s.path(appendLockName), segName(1)+"\n")
+			writeFile(t, s.appendLock, segName(1)+"\n")
 		}, 2},
 		{"journal deleted", func(t *testing.T, s *Spool) {
 			if err := os.Remove(segFile(s, 1)); err != nil {
@@ -188,7 +188,7 @@ func writeFile(t *testing.T, path, data string) {
 
 func readHintFile(t *testing.T, s *Spool) (uint64, bool) {
 	t.Helper()
-	f, err := os.Open(s.path(appendLockName))
+	f, err := os.Open(s.appendLock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func (s *Spool) cursor(peer string, segs []uint64) (pos Position, problem string
 	if len(segs) == 0 || pos.Seg > segs[len(segs)-1] {
 		return Position{}, "cursor past the end of the journal, reset to its start", nil
 	}
-	fi, err := os.Stat(s.path(journalDir, segName(pos.Seg)))
+	fi, err := os.Stat(s.segPath(pos.Seg))
 	if errors.Is(err, os.ErrNotExist) {
 		return pos, "", nil // compacted: Read starts at the next segment
 	}
@@ -148,7 +148,7 @@ func (s *Spool) Advance(peer string, pos Position) error {
 		}
 		return ErrPosition
 	}
-	if fi, err := os.Stat(s.path(journalDir, segName(pos.Seg))); err == nil && pos.Off > fi.Size() {
+	if fi, err := os.Stat(s.segPath(pos.Seg)); err == nil && pos.Off > fi.Size() {
 		return ErrPosition
 	}
 	cur, _, err := s.cursor(peer, segs)
@@ -285,7 +285,7 @@ func (s *Spool) Compact(live []string) error {
 			if seq >= limit {
 				break
 			}
-			if err := os.Remove(s.path(journalDir, segName(seq))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(s.segPath(seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("spool: %w", err)
 			}
 		}

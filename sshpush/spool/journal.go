@@ -142,12 +142,25 @@ func recoverSuffix(line []byte) (int, record.Record, int64) {
 
 // segName is the file name of segment seq.
 func segName(seq uint64) string {
-	s := strconv.FormatUint(seq, 10)
-	const zeros = "0000000000000000"
-	if len(s) < len(zeros) {
-		s = zeros[len(s):] + s
+	var buf [20]byte
+	return string(appendSegName(buf[:0], seq))
+}
+
+// appendSegName appends the file name of segment seq to b: at least 16
+// digits, zero-padded.
+func appendSegName(b []byte, seq uint64) []byte {
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], seq, 10)
+	for i := len(d); i < 16; i++ {
+		b = append(b, '0')
 	}
-	return s
+	return append(b, d...)
+}
+
+// segPath is the path of segment seq.
+func (s *Spool) segPath(seq uint64) string {
+	var buf [256]byte
+	return string(appendSegName(append(buf[:0], s.segPrefix...), seq))
 }
 
 // parseSegName parses a segment file name; other names are not segments.

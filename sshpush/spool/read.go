@@ -126,7 +126,7 @@ func (rd *reader) skip(p Position, lines int, n int64, reason string) {
 // must stop (a limit, or the end of the last segment) and the segment's
 // size.
 func (s *Spool) readSegment(rd *reader, seq uint64, off int64, last bool) (stop bool, size int64, err error) {
-	f, err := os.Open(s.path(journalDir, segName(seq)))
+	f, err := os.Open(s.segPath(seq))
 	if errors.Is(err, os.ErrNotExist) {
 		// Compacted since the listing: every live cursor had passed it.
 		return false, 0, nil

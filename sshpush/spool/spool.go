@@ -57,6 +57,8 @@ type Options struct {
 // needs the sender lock.
 type Spool struct {
 	dir         string
+	appendLock  string // path of append.lock
+	segPrefix   string // path of the journal directory, with a trailing slash
 	segmentSize int64
 	noSync      bool // tests and benchmarks only: skip fsync
 }
@@ -70,11 +72,13 @@ var ErrPosition = errors.New("spool: position beyond the end of the journal")
 // Open opens the spool in dir, creating it and its subdirectories (0700) if
 // they are missing. It does not change the mode of existing directories.
 func Open(dir string, opt Options) (*Spool, error) {
-	s := &Spool{dir: dir, segmentSize: opt.SegmentSize}
+	s := &Spool{dir: filepath.Clean(dir), segmentSize: opt.SegmentSize}
 	if s.segmentSize <= 0 {
 		s.segmentSize = DefaultSegmentSize
 	}
-	for _, d := range []string{dir, s.path(journalDir), s.path(cursorDir), s.path(peerDir)} {
+	s.appendLock = s.path(appendLockName)
+	s.segPrefix = s.path(journalDir) + "/"
+	for _, d := range []string{s.dir, s.path(journalDir), s.path(cursorDir), s.path(peerDir)} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
@@ -93,8 +97,19 @@ const (
 	senderLockName = "sender.lock"
 )
 
+// path joins names (never empty, never "." or "..") to the spool directory.
 func (s *Spool) path(elem ...string) string {
-	return filepath.Join(append([]string{s.dir}, elem...)...)
+	n := len(s.dir)
+	for _, e := range elem {
+		n += 1 + len(e)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, s.dir...)
+	for _, e := range elem {
+		b = append(b, '/')
+		b = append(b, e...)
+	}
+	return string(b)
 }
 
 // Position is a place in the journal: a segment number and a byte offset in

@@ -81,7 +81,7 @@ func wantRecords(t *testing.T, ents []Entry, first, n int) {
 	}
 }
 
-func segFile(s *Spool, seq uint64) string { return s.path(journalDir, segName(seq)) }
+func segFile(s *Spool, seq uint64) string { return s.segPath(seq) }
 
 func appendRaw(t *testing.T, path, data string) {
 	t.Helper()
@@ -327,7 +327,7 @@ func TestSegmentRollOver(t *testing.T) {
 			t.Fatalf("Read to the end of segment %d: got Next %v, want the next segment's start", e.Next.Seg, b.Next)
 		}
 	}
-	fi, _ := os.Stat(s.path(appendLockName))
+	fi, _ := os.Stat(s.appendLock)
 	if fi.Size() != hintLen {
 		t.Errorf("append.lock: got %d bytes, want the %d-byte hint", fi.Size(), hintLen)
 	}
