@@ -142,7 +142,7 @@ func (s *Spool) currentSegment(lf *os.File) (*os.File, error) {
 	if ok {
 		f, err := s.openSeg(hint)
 		if err == nil {
-			if _, err := os.Lstat(s.segPath(hint+1)); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(s.segPath(hint + 1)); errors.Is(err, os.ErrNotExist) {
 				return f, nil
 			}
 			f.Close()
