@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -622,4 +623,39 @@ func TestSenderLock(t *testing.T) {
 		t.Fatalf("TryLockSender after release: got %v, %v", ok, err)
 	}
 	release()
+}
+
+// On Linux, SenderRunning tests the lock without taking it, so that
+// `banpush status` can never make a push believe a sender is running.
+func TestSenderRunningDoesNotTakeTheLock(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SenderRunning takes the lock briefly outside Linux")
+	}
+	s := newSpool(t, Options{})
+	release, _, err := s.TryLockSender()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release() // the lock file now exists
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				s.SenderRunning()
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := 0; i < 20000; i++ {
+		release, ok, err := s.TryLockSender()
+		if err != nil || !ok {
+			t.Fatalf("TryLockSender %d while status runs: got %v, %v, want the lock", i, ok, err)
+		}
+		release()
+	}
 }
