@@ -70,7 +70,8 @@ var ErrPeerName = errors.New("spool: invalid peer name")
 var ErrPosition = errors.New("spool: position beyond the end of the journal")
 
 // Open opens the spool in dir, creating it and its subdirectories (0700) if
-// they are missing. It does not change the mode of existing directories.
+// they are missing. It does not change the mode of existing directories,
+// and refuses a spool directory that group or others may write to.
 func Open(dir string, opt Options) (*Spool, error) {
 	s := &Spool{dir: filepath.Clean(dir), segmentSize: opt.SegmentSize}
 	if s.segmentSize <= 0 {
@@ -82,6 +83,17 @@ func Open(dir string, opt Options) (*Spool, error) {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
+	}
+	// Whoever can write here can make this host push bans to its peers.
+	fi, err := os.Stat(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("spool: %s: not a directory", s.dir)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("spool: %s: writable by group or others (chmod 700 it)", s.dir)
 	}
 	return s, nil
 }

@@ -659,3 +659,47 @@ func TestSenderRunningDoesNotTakeTheLock(t *testing.T) {
 		release()
 	}
 }
+
+func TestOpen(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) // dir does not exist yet
+		ok    bool
+	}{
+		{"new", func(*testing.T, string) {}, true},
+		{"existing 0700", func(t *testing.T, dir string) { mkdir(t, dir, 0o700) }, true},
+		{"existing 0755", func(t *testing.T, dir string) { mkdir(t, dir, 0o755) }, true},
+		{"group writable", func(t *testing.T, dir string) { mkdir(t, dir, 0o770) }, false},
+		{"world writable", func(t *testing.T, dir string) { mkdir(t, dir, 0o1777) }, false},
+		{"a file", func(t *testing.T, dir string) { writeFile(t, dir, "") }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "spool")
+			tc.setup(t, dir)
+			_, err := Open(dir, Options{})
+			if (err == nil) != tc.ok {
+				t.Fatalf("got %v, want ok=%v", err, tc.ok)
+			}
+			if !tc.ok {
+				return
+			}
+			for _, sub := range []string{journalDir, cursorDir, peerDir} {
+				fi, err := os.Stat(filepath.Join(dir, sub))
+				if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+					t.Errorf("%s: got %v, %v, want a 0700 directory", sub, fi, err)
+				}
+			}
+		})
+	}
+}
+
+func mkdir(t *testing.T, dir string, perm os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, perm); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
