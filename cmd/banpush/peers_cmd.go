@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/banpush/banpush/inventory"
+	"github.com/banpush/banpush/sshpush/spool"
 )
 
 // PeersCmd lists and edits the inventory. Each subcommand is one struct;
@@ -273,18 +273,6 @@ Exit status 78 if there is no such peer or the inventory cannot be read or
 written.`
 }
 
-// spoolPeerRemover is what "peers remove" needs from the spool: forget the
-// peer's cursor and delivery state, returning how many bans were still
-// queued for it.
-type spoolPeerRemover interface {
-	RemovePeer(name string) (int, error)
-}
-
-// openSpoolPeerRemover opens the spool directory for "peers remove". While
-// it is nil, removing a peer only stops its queued bans from being sent
-// (the sender sends to inventory peers only) and says so.
-var openSpoolPeerRemover func(dir string) (spoolPeerRemover, error)
-
 // Run removes the peer.
 func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
 	inv, err := loadInventory(g)
@@ -301,11 +289,7 @@ func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
 		return withHint(err, exitConfig, "check that "+g.Inventory+" and its directory are writable")
 	}
 	printNote(env.Stderr, "removed peer %s from %s", c.Name, g.Inventory)
-	if openSpoolPeerRemover == nil {
-		printNote(env.Stderr, "bans still queued for peer %s are dropped: they will not be sent", c.Name)
-		return nil
-	}
-	sp, err := openSpoolPeerRemover(g.Spool)
+	sp, err := spool.Open(g.Spool, spool.Options{})
 	if err == nil {
 		var n int
 		if n, err = sp.RemovePeer(c.Name); err == nil {
@@ -322,9 +306,4 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return strconv.Itoa(n) + " " + word + "s"
-}
-
-// printNote prints an informational message: "banpush: note: ...".
-func printNote(w io.Writer, format string, args ...any) {
-	fmt.Fprintf(w, "banpush: note: %s\n", oneLine(fmt.Sprintf(format, args...)))
 }

@@ -99,9 +99,10 @@ func (c *SendCmd) once(ctx context.Context, env *Env, g *Globals, s *spool.Spool
 	for name, err := range bad {
 		logf("peer %s: not delivered: %v", name, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	stopCh := make(chan struct{})
+	watchCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go watchFlushRequest(ctx, filepath.Join(s.Dir(), flushRequestFile), cancel)
+	go watchFlushRequest(watchCtx, filepath.Join(s.Dir(), flushRequestFile), func() { close(stopCh) })
 
 	wake := deliver.NewNotifier()
 	if unwatch, err := deliver.Watch(filepath.Join(s.Dir(), "journal"), wake); err == nil {
@@ -118,6 +119,7 @@ func (c *SendCmd) once(ctx context.Context, env *Env, g *Globals, s *spool.Spool
 		Linger:      c.Linger,
 		MaxAge:      c.MaxAge,
 		Wake:        wake,
+		Stop:        stopCh,
 		Now:         env.Now,
 		Logf:        logf,
 	})
@@ -148,8 +150,8 @@ func compact(s *spool.Spool, g *Globals) error {
 	return s.Compact(peerNames(inv))
 }
 
-// watchFlushRequest calls cancel when the flush request file appears.
-func watchFlushRequest(ctx context.Context, path string, cancel func()) {
+// watchFlushRequest calls stop once when the flush request file appears.
+func watchFlushRequest(ctx context.Context, path string, stop func()) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -158,7 +160,7 @@ func watchFlushRequest(ctx context.Context, path string, cancel func()) {
 			return
 		case <-t.C:
 			if _, err := os.Stat(path); err == nil {
-				cancel()
+				stop()
 				return
 			}
 		}

@@ -133,7 +133,7 @@ func deliveryPeers(g *Globals, env *Env, names []string) (peers []deliver.Peer, 
 	bad = map[string]error{}
 	for _, n := range names {
 		if _, ok := inv.Peer(n); !ok {
-			return nil, nil, nil, errorf(exitUsage, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
+			return nil, nil, nil, errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
 		}
 		s, err := r.settings(n)
 		if err != nil {

@@ -9,6 +9,7 @@ package main
 //   - An error is "banpush: error: ..."; it may be followed by
 //     "banpush: hint: ..." telling the user what to do next.
 //   - A warning is "banpush: warning: ..."; processing goes on.
+//   - A note is "banpush: note: ...": what a command did besides its data.
 //   - The receiver's stderr travels back to the pushing peer over SSH: it
 //     never contains anything that peer sent, only line numbers and fixed
 //     reasons.
@@ -60,6 +61,11 @@ func printHint(w io.Writer, hint string) {
 
 func printWarning(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "banpush: warning: %s\n", oneLine(fmt.Sprintf(format, args...)))
+}
+
+// printNote prints an informational message: "banpush: note: ...".
+func printNote(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "banpush: note: %s\n", oneLine(fmt.Sprintf(format, args...)))
 }
 
 // report prints err with its hint and returns the exit code for it.

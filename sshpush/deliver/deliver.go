@@ -68,9 +68,11 @@ type Config struct {
 	// Wake, when set, is signalled whenever the journal may have grown.
 	// Lingering peers also poll the journal on their own, more slowly.
 	Wake *Notifier
-	// Stop, when set, makes lingering peers give up their linger early
-	// (a foreground flush wants the sender lock).
-	Stop func() bool
+	// Stop, when closed, makes every peer finish the batch in flight and
+	// return without lingering or retrying: a foreground flush wants the
+	// sender lock. Unlike cancelling ctx, it never interrupts a batch, so
+	// it causes no duplicate.
+	Stop <-chan struct{}
 
 	Now  func() time.Time
 	Logf func(format string, args ...any) // diagnostics; nil discards them
@@ -141,9 +143,6 @@ func (c *Config) defaults() {
 	if c.Wake == nil {
 		c.Wake = NewNotifier()
 	}
-	if c.Stop == nil {
-		c.Stop = func() bool { return false }
-	}
 }
 
 // worker delivers one peer's queue.
@@ -180,7 +179,7 @@ func (w *worker) run(ctx context.Context) {
 				return
 			}
 			w.closeClient()
-			if !sleep(ctx, jitter(backoff)) {
+			if !sleep(ctx, w.cfg.Stop, jitter(backoff)) {
 				return
 			}
 			backoff = min(2*backoff, w.cfg.MaxBackoff)
@@ -189,7 +188,7 @@ func (w *worker) run(ctx context.Context) {
 		backoff = w.cfg.MinBackoff
 		w.res.Class, w.res.Err = sshpush.ClassOK, nil
 		// Queue empty: linger for more, or finish.
-		if w.cfg.Linger <= 0 || w.cfg.Stop() {
+		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
 		now := w.cfg.Now()
@@ -205,6 +204,9 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-w.cfg.Stop:
+			t.Stop()
+			return
 		case <-wake:
 			t.Stop()
 			idleSince = time.Time{} // new records: the linger starts again once they are out
@@ -218,7 +220,7 @@ func (w *worker) run(ctx context.Context) {
 
 // drain sends batches until the peer's queue is empty or one fails.
 func (w *worker) drain(ctx context.Context) error {
-	for {
+	for !stopped(w.cfg.Stop) {
 		pos, err := w.cfg.Spool.Cursor(w.peer.Name)
 		if err != nil {
 			var ce *spool.CorruptFileError
@@ -246,6 +248,17 @@ func (w *worker) drain(ctx context.Context) error {
 		if err := w.cfg.Spool.Advance(w.peer.Name, b.Next); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// stopped reports whether stop is closed; a nil stop never is.
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -355,11 +368,14 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits for d, and reports false if ctx ended or stop closed first.
+func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
+	case <-stop:
 		return false
 	case <-t.C:
 		return true

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func code(n int) *int { return &n }
+
+// TestPushWait: push --wait to three real peers exits 0 and every log has
+// the address.
+func TestPushWait(t *testing.T) {
+	c := newCluster(t, 3)
+	now := time.Now().Unix()
+	out := c.run(nil, "push", "--wait", "--jail", "sshd", "--bantime", "600", "--time", fmt.Sprintf("%d.25", now), "203.0.113.7")
+	for _, p := range c.peers {
+		if !strings.Contains(out, p.name) || p.logged(t)["203.0.113.7"] != 1 {
+			t.Errorf("%s: report %q, log %v", p.name, out, p.logged(t))
+		}
+		b, _ := os.ReadFile(p.log)
+		if !strings.Contains(string(b), fmt.Sprintf(" banpush: ban 203.0.113.7 peer=pusher jail=sshd time=%d bantime=600\n", now)) {
+			t.Errorf("%s log: %q", p.name, b)
+		}
+	}
+	// Nothing is left queued, and status says so.
+	var st statusReport
+	if err := json.Unmarshal([]byte(c.run(nil, "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Peers {
+		if p.Queued != 0 || p.Delivered != 1 || p.LastSuccess == nil {
+			t.Errorf("status %+v, want nothing queued, 1 delivered", p)
+		}
+	}
+}
+
+// TestPushDetached: push as fail2ban runs it returns without waiting for
+// delivery; the detached sender delivers to every peer.
+func TestPushDetached(t *testing.T) {
+	c := newCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	// fail2ban reads the command's stdout and stderr to EOF: "| cat" does
+	// the same, so a sender that kept them open would hold this up.
+	sh := exec.CommandContext(ctx, "/bin/sh", "-c", `"$0" push --jail sshd 203.0.113.8 2>&1 | cat`, c.bin)
+	sh.Env = c.cmd(ctx).Env
+	out, err := sh.CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("push: %v, output %q", err, out)
+	}
+	returned := time.Since(start)
+	took := c.waitLogged(c.peers, []string{"203.0.113.8"}, 30*time.Second)
+	t.Logf("push returned after %s; the ban was in every log %s later", returned, took)
+}
+
+// TestPushHostKeyMismatch: a peer whose known_hosts entry is wrong receives
+// nothing; push --wait exits 3, and status shows the host key failure.
+func TestPushHostKeyMismatch(t *testing.T) {
+	c := newCluster(t, 2)
+	bad := c.peers[1]
+	// Replace peer2's key in known_hosts with another server's key.
+	other := newCluster(t, 1).peers[0].sshd
+	kh, _ := os.ReadFile(c.knownHost)
+	lines := strings.Split(strings.TrimSuffix(string(kh), "\n"), "\n")
+	prefix := fmt.Sprintf("[127.0.0.1]:%d ", bad.sshd.Port)
+	for i, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			f := strings.Fields(other.KnownHostsLines())
+			lines[i] = prefix + f[1] + " " + f[2]
+		}
+	}
+	writeFile(t, c.knownHost, strings.Join(lines, "\n")+"\n")
+
+	out := c.run(code(exitPeers), "push", "--wait", "--timeout", "10s", "203.0.113.9")
+	if !strings.Contains(out, "hostkey-changed") {
+		t.Errorf("report %q, want hostkey-changed for %s", out, bad.name)
+	}
+	if c.peers[0].logged(t)["203.0.113.9"] != 1 {
+		t.Errorf("%s did not get the ban", c.peers[0].name)
+	}
+	if n := len(bad.logged(t)); n != 0 {
+		t.Errorf("%s received %d bans through a wrong host key", bad.name, n)
+	}
+	var st statusReport
+	if err := json.Unmarshal([]byte(c.run(nil, "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Peers {
+		if p.Peer == bad.name && (p.LastFailureClass != "hostkey-changed" || p.Queued != 1) {
+			t.Errorf("status %+v, want hostkey-changed with 1 queued", p)
+		}
+	}
+}
+
+// TestPushPeerDown: a peer down during 50 bans gets all of them once it
+// is back and flush runs; the others get them meanwhile.
+func TestPushPeerDown(t *testing.T) {
+	c := newCluster(t, 3)
+	down := c.peers[2]
+	down.sshd.Stop()
+	bans := docAddrs(0x100, 50)
+	for _, a := range bans {
+		c.run(nil, "push", a)
+	}
+	c.waitLogged(c.peers[:2], bans, 60*time.Second)
+	c.stopSender()
+	down.sshd.Start()
+	c.run(nil, "flush", "--timeout", "30s")
+	c.waitLogged(c.peers, bans, time.Second)
+}
+
+// TestPushBurst: 1000 bans, one push each, reach 10 peers over a few
+// connections per peer rather than one per ban.
+func TestPushBurst(t *testing.T) {
+	const peers, bans = 10, 1000
+	c := newCluster(t, peers)
+	addrs := docAddrs(0x1000, bans)
+	start := time.Now()
+	for _, a := range addrs {
+		c.run(nil, "push", a)
+	}
+	pushed := time.Since(start)
+	took := c.waitLogged(c.peers, addrs, 2*time.Minute)
+	conns := 0
+	for _, p := range c.peers {
+		conns += p.sshd.Connections()
+	}
+	t.Logf("%d pushes took %s; all %d lines in the logs %s after the last push; %d SSH connections for %d peers",
+		bans, pushed, bans*peers, took, conns, peers)
+	if conns > peers*bans/20 {
+		t.Errorf("%d connections for %d bans to %d peers: want a few per peer, not one per ban", conns, bans, peers)
+	}
+}
+
+// TestPushBlackholePeer: with one peer that accepts TCP and never answers,
+// the others still get every ban.
+func TestPushBlackholePeer(t *testing.T) {
+	c := newCluster(t, 9)
+	inv, _ := os.ReadFile(c.inventory)
+	writeFile(t, c.inventory, string(inv)+fmt.Sprintf("Host hole\n  HostName 127.0.0.1\n  Port %d\n", blackhole(t)))
+	bans := docAddrs(0x2000, 20)
+	for _, a := range bans {
+		c.run(nil, "push", a)
+	}
+	c.waitLogged(c.peers, bans, time.Minute)
+}
+
+// TestSenderKilled: SIGKILL the sender at random moments during 300 bans,
+// then flush: every ban at every peer; duplicates are allowed, loss is not.
+func TestSenderKilled(t *testing.T) {
+	c := newCluster(t, 3)
+	bans := docAddrs(0x3000, 300)
+	kills := 0
+	for i, a := range bans {
+		c.run(nil, "push", a)
+		if rand.IntN(10) == 0 {
+			if killSender(c) {
+				kills++
+			}
+		}
+		_ = i
+	}
+	c.stopSender()
+	c.run(nil, "flush", "--timeout", "30s")
+	c.waitLogged(c.peers, bans, time.Second)
+	dups := 0
+	for _, p := range c.peers {
+		for _, n := range p.logged(t) {
+			dups += n - 1
+		}
+	}
+	t.Logf("killed the sender %d times; %d duplicate lines over %d peers, no ban lost", kills, dups, len(c.peers))
+}
+
+// killSender SIGKILLs the background sender of c's spool, if one runs.
+func killSender(c *cluster) bool {
+	out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" send").Output()
+	killed := false
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = true
+		}
+	}
+	return killed
+}
