@@ -1,0 +1,473 @@
+#!/usr/bin/env bash
+# banpush, end to end, on one machine: three hosts and an attacker, each in
+# its own network namespace on a private bridge, each host with its own real
+# sshd, fail2ban, iptables and banpush, set up from the files in contrib/.
+# The attacker brute-forces SSH on host 1; host 1's fail2ban bans it and
+# pushes the ban; hosts 2 and 3 receive it and ban it in their own iptables.
+#
+# Run as root on Debian 12 with Go, from anywhere:
+#
+#   sudo contrib/demo/demo.sh
+#
+# It installs what is missing (openssh-server, fail2ban, iptables, iproute2)
+# without starting their services, builds banpush into a temporary
+# directory, runs the demo, and removes everything it made, even when it
+# fails or is interrupted.
+#
+# What it leaves alone: the machine's own network, firewall and
+# configuration. Each host sees a private copy of /etc, /var, /run,
+# /usr/local and /root (an overlay in its own mount namespace, kept in the
+# temporary directory), so every host is set up with the default paths a
+# real server uses (/etc/banpush/peers, /var/spool/banpush,
+# /var/log/banpush/received.log, /etc/fail2ban, /usr/local/bin/banpush)
+# without touching the real ones. All traffic stays on 10.77.0.0/24 inside
+# the namespaces.
+#
+# Subcommands (the end-to-end test uses them; 'run' is the default):
+#   run [--bin FILE] [--prefix NAME]          the whole demo, then tear down
+#   up DIR [--bin FILE] [--prefix NAME]       set up the hosts, leave them running
+#   attack DIR                                brute-force host 1 until it bans
+#   on DIR HOST COMMAND...                    run a command on h1, h2 or h3
+#   down DIR                                  stop everything, remove DIR
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+hosts=(h1 h2 h3)
+declare -A addr=([h1]=10.77.0.11 [h2]=10.77.0.12 [h3]=10.77.0.13 [atk]=10.77.0.66)
+attacker=${addr[atk]}
+
+say() { printf '%s\n' "$*"; }
+step() { printf '\n== %s\n' "$*"; }
+die() {
+	printf 'demo: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# now prints seconds since the epoch with milliseconds.
+now() { date +%s.%3N; }
+# since T prints seconds elapsed since T, with one decimal.
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+need_root() {
+	[[ $(id -u) == 0 ]] || die "run as root: it creates network namespaces and firewall rules (sudo $0)"
+}
+
+# install_missing installs the Debian packages the demo needs, only if a
+# command is missing, without starting their services on this machine.
+install_missing() {
+	local missing=()
+	[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+	command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
+	command -v fail2ban-server >/dev/null || missing+=(fail2ban)
+	command -v iptables >/dev/null || missing+=(iptables)
+	command -v ip >/dev/null || missing+=(iproute2)
+	((${#missing[@]})) || return 0
+	step "Installing ${missing[*]}"
+	local policy=
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		# Keep apt from starting sshd and fail2ban on this machine.
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy=/usr/sbin/policy-rc.d
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || {
+		[[ -z $policy ]] || rm -f "$policy"
+		die "apt-get install ${missing[*]} failed"
+	}
+	[[ -z $policy ]] || rm -f "$policy"
+	say "installed; their services were not started on this machine"
+}
+
+build() {
+	local out=$1
+	if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+		PATH=/usr/local/go/bin:$PATH
+	fi
+	command -v go >/dev/null || die "go not found: install Go (https://go.dev/doc/install)"
+	(cd "$repo" && go build -o "$out" ./cmd/banpush)
+}
+
+# quiet CMD...: run CMD, showing its output only if it fails.
+quiet() {
+	local out
+	out=$("$@" 2>&1) || {
+		printf '%s\n' "$out" >&2
+		die "failed: $*"
+	}
+}
+
+# ns_exists NAME: is there a network namespace of exactly this name?
+ns_exists() { ip netns list | awk -v n="$1" '$1 == n { f = 1 } END { exit !f }'; }
+
+# ns NAME prints the namespace name of a host (h1, h2, h3, atk, net).
+ns() { printf '%s-%s' "$(cat "$dir/prefix")" "$1"; }
+
+# on HOST CMD... runs CMD on a host: in its network and mount namespaces.
+on() {
+	local host=$1
+	shift
+	nsenter -t "$(cat "$dir/$host/pid")" -m -n -u --wd=/ -- "$@"
+}
+
+# make_host HOST: a network namespace with the host's address, and a mount
+# namespace (held by a sleeping process) in which /etc, /var, /usr/local and
+# /root are overlays written into $dir/HOST and /run is empty.
+make_host() {
+	local h=$1 n
+	n=$(ns "$h")
+	ip netns add "$n"
+	ip -n "$(ns net)" link add "$h" type veth peer name eth0 netns "$n"
+	ip -n "$(ns net)" link set "$h" master br0 up
+	ip -n "$n" addr add "${addr[$h]}/24" dev eth0
+	ip -n "$n" link set eth0 up
+	ip -n "$n" link set lo up
+	[[ $h != atk ]] || return 0
+
+	local d=$dir/$h m mounts=
+	for m in etc var usr/local root; do
+		mkdir -p "$d/${m//\//-}.up" "$d/${m//\//-}.work"
+		mounts+="mount -t overlay overlay -o lowerdir=/$m,upperdir=$d/${m//\//-}.up,workdir=$d/${m//\//-}.work /$m && "
+	done
+	# The anchor process holds the mount namespace; it reports ready once
+	# the mounts are in place.
+	ip netns exec "$n" unshare --mount --uts --propagation private -- \
+		setsid bash -c "$mounts mount -t tmpfs -o mode=0755 tmpfs /run && hostname $h && echo \$\$ >'$d/pid.tmp' && exec sleep infinity" \
+		</dev/null >"$d/anchor.log" 2>&1 &
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $d/pid.tmp ]] && break
+		sleep 0.05
+	done
+	[[ -s $d/pid.tmp ]] || die "host $h did not start: $(cat "$d/anchor.log")"
+	mv "$d/pid.tmp" "$d/pid"
+}
+
+# fresh_host HOST: give the host a fresh Debian state, as if openssh-server,
+# fail2ban and iptables had just been installed: this machine's local
+# settings, keys, logs and ban databases are hidden (in the overlay only).
+fresh_host() {
+	local h=$1
+	on "$h" bash -c '
+		set -e
+		rm -rf /etc/banpush /var/spool/banpush /var/log/banpush /var/lib/banpush
+		rm -f /etc/ssh/ssh_host_* /etc/ssh/sshd_config.d/* /var/log/auth.log
+		rm -f /etc/fail2ban/*.local /etc/fail2ban/jail.d/* /etc/fail2ban/fail2ban.d/* \
+			/etc/fail2ban/action.d/*.local /etc/fail2ban/filter.d/*.local
+		rm -f /var/lib/fail2ban/fail2ban.sqlite3 /var/log/fail2ban.log
+		printf "[sshd]\nenabled = true\n" >/etc/fail2ban/jail.d/defaults-debian.conf
+		mkdir -p /run/sshd /run/fail2ban
+		# No DNS: the hosts know each other from /etc/hosts, and a lookup
+		# goes to the host itself, never to the resolver of this machine.
+		rm -f /etc/resolv.conf
+		echo "nameserver 127.0.0.1" >/etc/resolv.conf
+		ssh-keygen -q -A >/dev/null
+	'
+	local p
+	for p in "${hosts[@]}"; do
+		printf '%s\t%s\n' "${addr[$p]}" "$p"
+	done | on "$h" bash -c 'cat >>/etc/hosts'
+	# A minimal sshd_config: Debian's defaults, on this host's address.
+	on "$h" bash -c "cat >/etc/ssh/sshd_config" <<EOF
+Include /etc/ssh/sshd_config.d/*.conf
+ListenAddress ${addr[$h]}
+KbdInteractiveAuthentication no
+UsePAM yes
+PrintMotd no
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+}
+
+# start_sshd HOST: sshd in the foreground, its log written to
+# /var/log/auth.log with syslog's time stamps (there is no syslog daemon in
+# the host), where fail2ban's Debian sshd jail looks for it.
+start_sshd() {
+	local h=$1
+	on "$h" setsid bash -c '
+		exec 2> >(while IFS= read -r line; do
+			printf "%(%b %e %H:%M:%S)T %s sshd[%d]: %s\n" -1 "$1" $$ "$line"
+		done >>/var/log/auth.log)
+		exec /usr/sbin/sshd -D -e
+	' sshd "$h" </dev/null >/dev/null 2>&1 &
+}
+
+# setup HOST: banpush on one host, the way the README tells an administrator.
+setup_host() {
+	local h=$1 p
+	on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
+
+	# Receiving side: the account, its sshd settings, the filter and jail.
+	quiet on "$h" sh "$repo/contrib/sshd/setup-receiver.sh"
+	on "$h" install -m 0644 "$repo/contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
+	on "$h" install -m 0644 "$repo/contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
+	on "$h" install -m 0644 "$repo/contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
+	local peers=()
+	for p in "${hosts[@]}"; do peers+=("${addr[$p]}"); done
+	# Never ban a peer, whatever a peer sends.
+	on "$h" bash -c "printf '[banpush]\nignoreip = 127.0.0.1/8 ::1 %s\n' '${peers[*]}' >/etc/fail2ban/jail.d/banpush.local"
+
+	# Pushing side: a key, the inventory, the action on the sshd jail.
+	on "$h" install -d -m 0700 /etc/banpush
+	on "$h" ssh-keygen -q -t ed25519 -N '' -C "banpush@$h" -f /etc/banpush/id_ed25519
+	on "$h" bash -c 'umask 077 && cat >/etc/banpush/peers' <<'EOF'
+# banpush peers: ssh_config syntax. Peers first, defaults last.
+
+Host *
+    User banpush
+    IdentityFile /etc/banpush/id_ed25519
+    UserKnownHostsFile /etc/banpush/known_hosts
+EOF
+	for p in "${hosts[@]}"; do
+		[[ $p != "$h" ]] || continue
+		quiet on "$h" banpush peers add "$p" --host "${addr[$p]}"
+	done
+	on "$h" install -m 0644 "$repo/contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
+	# The attacker has a private address, as everything here does: push
+	# and receive need --allow-private. The sshd log has no syslog daemon
+	# behind it, so the jail polls the file.
+	on "$h" bash -c 'cat >/etc/fail2ban/jail.d/sshd.local' <<'EOF'
+[sshd]
+backend = polling
+action = %(action_)s
+         banpush[pushargs="--allow-private"]
+EOF
+}
+
+# trust FROM TO: FROM learns TO's host key, and TO lets FROM's key push.
+trust() {
+	local from=$1 to=$2
+	on "$from" bash -c "ssh-keyscan -T 5 ${addr[$to]} 2>/dev/null >>/etc/banpush/known_hosts"
+	# The public key travels as an administrator would copy it.
+	on "$from" cat /etc/banpush/id_ed25519.pub >"$dir/$from.pub"
+	quiet on "$to" banpush authorize --peer "$from" --log /var/log/banpush/received.log \
+		--from "${addr[$from]}" --allow-private \
+		--install /var/lib/banpush/.ssh/authorized_keys "$dir/$from.pub"
+}
+
+wait_sshd() {
+	local h=$1 i
+	for ((i = 0; i < 100; i++)); do
+		# bash's /dev/tcp: a connect to the host's own port 22, in its namespace.
+		on "$h" timeout 1 bash -c "exec 3<>/dev/tcp/${addr[$h]}/22" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "sshd on $h did not start"
+}
+
+# banned_by HOST JAIL: does the jail list the attacker? (Output is read
+# whole: with pipefail, grep -q closing the pipe early would fail the test.)
+banned_by() {
+	local out
+	out=$(on "$1" fail2ban-client status "$2" 2>/dev/null) || return 1
+	grep -qw -- "$attacker" <<<"$out"
+}
+# in_firewall HOST: has the host's iptables a rule for the attacker?
+in_firewall() {
+	local out
+	out=$(on "$1" iptables -w -S 2>/dev/null) || return 1
+	grep -qF -- "-s $attacker/32" <<<"$out"
+}
+
+cmd_up() {
+	need_root
+	local bin= prefix=bpdemo
+	dir=${1:?usage: demo.sh up DIR [--bin FILE] [--prefix NAME]}
+	shift
+	while (($#)); do
+		case $1 in
+		--bin) bin=$2 && shift 2 ;;
+		--prefix) prefix=$2 && shift 2 ;;
+		*) die "unknown option $1" ;;
+		esac
+	done
+	[[ $prefix =~ ^[a-z0-9]{1,10}$ ]] || die "--prefix: 1 to 10 of a-z 0-9"
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	case $dir/ in
+	/etc/* | /var/* | /usr/local/* | /root/* | /run/*)
+		die "$dir: the hosts see private copies of /etc, /var, /usr/local, /root and /run; use a directory elsewhere (e.g. /tmp)"
+		;;
+	esac
+	local n
+	for n in "${hosts[@]}" atk net; do
+		! ns_exists "$prefix-$n" ||
+			die "namespace $prefix-$n exists: another demo is running, or one was killed (ip netns del $prefix-$n)"
+	done
+	echo "$prefix" >"$dir/prefix"
+	if [[ -n $bin ]]; then
+		install -m 0755 "$bin" "$dir/banpush"
+	elif [[ ! -x $dir/banpush ]]; then
+		build "$dir/banpush"
+	fi
+
+	ip netns add "$(ns net)"
+	ip -n "$(ns net)" link add br0 type bridge
+	ip -n "$(ns net)" link set br0 up
+	for n in "${hosts[@]}" atk; do make_host "$n"; done
+	for n in "${hosts[@]}"; do
+		fresh_host "$n"
+		setup_host "$n"
+		start_sshd "$n"
+	done
+	local a b
+	for a in "${hosts[@]}"; do wait_sshd "$a"; done
+	for a in "${hosts[@]}"; do
+		for b in "${hosts[@]}"; do
+			[[ $a == "$b" ]] || trust "$a" "$b"
+		done
+	done
+	for a in "${hosts[@]}"; do
+		quiet on "$a" fail2ban-client -x start
+	done
+	for a in "${hosts[@]}"; do
+		local i
+		for ((i = 0; i < 200; i++)); do
+			on "$a" fail2ban-client ping >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+		on "$a" fail2ban-client status banpush >/dev/null
+	done
+}
+
+# cmd_attack DIR: failed SSH logins from the attacker to host 1 until host
+# 1's sshd jail bans it (at most 30 tries, a few a second, as a script
+# kiddie would).
+cmd_attack() {
+	dir=${1:?usage: demo.sh attack DIR}
+	local i
+	for ((i = 1; i <= 30; i++)); do
+		# An unknown user, no key, no password: sshd logs "Invalid user".
+		ip netns exec "$(ns atk)" ssh -F /dev/null -n -o BatchMode=yes \
+			-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+			-o PubkeyAuthentication=no -o ConnectTimeout=2 \
+			"admin$i@${addr[h1]}" true >/dev/null 2>&1 || true
+		say "  attempt $i: ssh admin$i@${addr[h1]}: login failed"
+		banned_by h1 sshd && return 0
+	done
+	die "host 1 did not ban $attacker after 30 failed logins"
+}
+
+cmd_down() {
+	dir=${1:?usage: demo.sh down DIR}
+	[[ -d $dir ]] || return 0
+	if [[ -s $dir/prefix ]]; then
+		local n pids i
+		for n in "${hosts[@]}" atk net; do
+			ns_exists "$(ns "$n")" || continue
+			pids=$(ip netns pids "$(ns "$n")")
+			[[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
+		done
+		for n in "${hosts[@]}" atk net; do
+			ns_exists "$(ns "$n")" || continue
+			for ((i = 0; i < 30; i++)); do
+				pids=$(ip netns pids "$(ns "$n")")
+				[[ -n $pids ]] || break
+				sleep 0.1
+			done
+			[[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+			ip netns del "$(ns "$n")"
+		done
+	fi
+	rm -rf "$dir"
+}
+
+cmd_on() {
+	dir=${1:?usage: demo.sh on DIR HOST COMMAND...}
+	local h=${2:?usage: demo.sh on DIR HOST COMMAND...}
+	shift 2
+	[[ -s $dir/$h/pid ]] || die "no host $h in $dir"
+	on "$h" "$@"
+}
+
+cmd_run() {
+	need_root
+	local args=("$@")
+	local start
+	start=$(now)
+	dir=$(mktemp -d /tmp/banpush-demo.XXXXXX)
+	trap 'cmd_down "$dir"' EXIT
+	trap 'exit 130' INT TERM
+
+	say "banpush demo: a brute force on host 1 becomes a firewall rule on hosts 2 and 3."
+	install_missing
+	step "Building banpush"
+	build "$dir/banpush"
+	say "built into $dir (nothing is installed on this machine)"
+
+	step "Creating hosts h1 ${addr[h1]}, h2 ${addr[h2]}, h3 ${addr[h3]} and an attacker ${attacker}"
+	say "each host: its own network namespace, sshd, fail2ban, iptables and banpush;"
+	say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
+	say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
+	say "pushes to the two others)"
+	cmd_up "$dir" "${args[@]}"
+	say "ready after $(since "$start") s"
+
+	step "Brute-forcing SSH on h1 from $attacker"
+	local t0 tban
+	t0=$(now)
+	cmd_attack "$dir"
+	tban=$(now)
+	say "h1: fail2ban banned $attacker, $(since "$t0") s after the first attempt:"
+	on h1 fail2ban-client status sshd | sed 's/^/    /'
+
+	step "Waiting for the ban on h2 and h3 (polling their iptables)"
+	local pending=(h2 h3) left h deadline
+	deadline=$(awk -v t="$tban" 'BEGIN { printf "%.3f", t + 20 }')
+	while ((${#pending[@]})); do
+		left=()
+		for h in "${pending[@]}"; do
+			if in_firewall "$h"; then
+				say "  $h: iptables rejects $attacker, $(since "$tban") s after h1's ban"
+				on "$h" iptables -w -S | grep -F -- "$attacker" | sed 's/^/      /'
+			else
+				left+=("$h")
+			fi
+		done
+		pending=(${left[@]+"${left[@]}"})
+		((${#pending[@]})) || break
+		awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' ||
+			die "no rule for $attacker on ${pending[*]} after 20 s"
+		sleep 0.1
+	done
+
+	step "What h2 received (its /var/log/banpush/received.log)"
+	on h2 cat /var/log/banpush/received.log | sed 's/^/    /'
+
+	step "banpush flush and status on h1"
+	say "(the sender lingers a few seconds for more bans; flush, which a systemd"
+	say "timer runs every minute, ends that and delivers anything still queued)"
+	on h1 banpush flush | sed 's/^/    /'
+	on h1 banpush status | sed 's/^/    /'
+
+	local verdict=ok
+	if on h1 grep -qF -- "$attacker" /var/log/banpush/received.log; then
+		verdict=bad
+		say "h1 received its own ban back: a loop"
+	fi
+	step "Verdict"
+	if [[ $verdict == ok ]]; then
+		say "OK: banned on h1 by fail2ban, then in the firewalls of h2 and h3; nothing came back to h1."
+	else
+		die "the ban came back to h1"
+	fi
+	say "Tearing down (the whole demo took $(since "$start") s)."
+}
+
+main() {
+	local cmd=${1:-run}
+	[[ $# == 0 ]] || shift
+	case $cmd in
+	run) cmd_run "$@" ;;
+	up) cmd_up "$@" ;;
+	attack) cmd_attack "$@" ;;
+	on) cmd_on "$@" ;;
+	down) cmd_down "$@" ;;
+	--bin | --prefix) cmd_run "$cmd" "$@" ;;
+	-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+	*) die "unknown subcommand $cmd (run, up, attack, on, down)" ;;
+	esac
+}
+
+main "$@"
