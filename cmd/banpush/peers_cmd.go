@@ -18,6 +18,8 @@ type PeersCmd struct {
 	List   PeersListCmd   `cmd:"" help:"List the peers with the SSH settings banpush uses for them."`
 	Add    PeersAddCmd    `cmd:"" help:"Add a peer to the inventory."`
 	Remove PeersRemoveCmd `cmd:"" help:"Remove a peer from the inventory and drop its queued bans."`
+	Check  PeersCheckCmd  `cmd:"" help:"Connect to peers and ping their receivers; say what to fix."`
+	Trust  PeersTrustCmd  `cmd:"" help:"Show a peer's host key fingerprint and add it to known_hosts."`
 }
 
 // Help explains the inventory file.

@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/deliver"
+	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// checkConcurrency bounds how many peers "peers check" contacts at once.
+const checkConcurrency = 16
+
+// PeersCheckCmd connects to peers and pings their receivers.
+type PeersCheckCmd struct {
+	JSON    bool          `name:"json" help:"Print a JSON array instead of a table."`
+	Timeout time.Duration `help:"Time limit per peer for connecting, the handshake and the ping (default: ${default})." default:"10s" placeholder:"D"`
+	Names   []string      `arg:"" optional:"" name:"NAME" help:"Peers to check (default: all)."`
+}
+
+// Help explains the results and what to do about each.
+func (c *PeersCheckCmd) Help() string {
+	return `For each peer (all of them, or those named), at most 16 at once: connect,
+verify the host key against known_hosts, log in with the configured keys, and
+send "banpush-v1 ping" to the receiver. Nothing is delivered and nothing is
+changed. Run it after setting up a peer, and whenever delivery fails.
+
+Results, and what to do:
+  ok               the receiver answered; RTT is the ping's round trip
+  unreachable      no connection: is sshd running there? a firewall? are
+                   HostName and Port right ('banpush peers list')?
+  timeout          no answer within --timeout: a firewall dropping packets,
+                   or a peer too slow (try a longer --timeout)
+  hostkey-unknown  known_hosts has no key for the host: compare its
+                   fingerprint, then run 'banpush peers trust NAME'
+  hostkey-changed  the host presents a different key than known_hosts: make
+                   sure the host was really reinstalled (it may be an attack),
+                   remove the stale line named in the report, then trust again
+  auth             the peer accepted none of the keys: install the key there
+                   with 'banpush authorize ... --install'
+  not-banpush      the key logs in to a plain account: its authorized_keys
+                   line lacks the command="banpush receive ..." part
+  rejected, busy, receiver-error
+                   the receiver answered with an error: see its message
+  config           the peer's settings cannot be used: fix the inventory
+
+    banpush peers check
+    banpush peers check --json web1 db | jq -r '.[] | select(.result != "ok") | .peer'
+
+JSON keys (always present): peer, result, rtt_ms (null unless ok), version,
+error, hint. Exit status 0 when every peer is ok, 3 when any is not, 78 if the
+inventory is missing or a name is not in it.`
+}
+
+// checkReport is one peer's line of "peers check". Its JSON keys are
+// stable.
+type checkReport struct {
+	Peer    string   `json:"peer"`
+	Result  string   `json:"result"`
+	RTTms   *float64 `json:"rtt_ms"`
+	Version string   `json:"version"`
+	Error   string   `json:"error"`
+	Hint    string   `json:"hint"`
+
+	warnings []string // from the SSH client, printed after the report
+}
+
+// Run checks the peers and prints the report.
+func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
+	if c.Timeout <= 0 {
+		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
+	}
+	names := dedupe(c.Names)
+	peers, bad, warnings, err := deliveryPeers(g, env, names)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		printWarning(env.Stderr, "%s", w)
+	}
+	reports := make([]checkReport, len(peers))
+	sem := make(chan struct{}, checkConcurrency)
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			reports[i] = c.check(p, g)
+		}()
+	}
+	wg.Wait()
+	for name, err := range bad {
+		reports = append(reports, checkReport{Peer: name, Result: string(sshpush.ClassConfig), Error: err.Error(),
+			Hint: "fix the peer in " + g.Inventory + "; 'banpush peers list' shows the settings banpush uses"})
+	}
+	slices.SortFunc(reports, func(a, b checkReport) int { return strings.Compare(a.Peer, b.Peer) })
+
+	failed := 0
+	for _, r := range reports {
+		for _, w := range r.warnings {
+			printWarning(env.Stderr, "%s", w)
+		}
+		if r.Result != string(sshpush.ClassOK) {
+			failed++
+		}
+	}
+	if err := printCheckReport(env, reports, c.JSON); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return silentExit(exitPeers)
+	}
+	return nil
+}
+
+// check contacts one peer.
+func (c *PeersCheckCmd) check(p deliver.Peer, g *Globals) checkReport {
+	rep := checkReport{Peer: p.Name}
+	var mu sync.Mutex
+	opts := sshpush.Options{
+		HandshakeTimeout: c.Timeout,
+		SessionTimeout:   c.Timeout,
+		Warn: func(m string) {
+			mu.Lock()
+			defer mu.Unlock()
+			rep.warnings = append(rep.warnings, m)
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	var reply sshpush.PingReply
+	cl, err := sshpush.Dial(ctx, p.Target, opts)
+	if err == nil {
+		reply, err = cl.Ping(ctx)
+		cl.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	class := sshpush.ClassOf(err)
+	rep.Result = string(class)
+	if err == nil {
+		ms := math.Round(reply.RTT.Seconds()*1e4) / 10
+		rep.RTTms = &ms
+		rep.Version = reply.Version
+		return rep
+	}
+	rep.Error = strings.TrimPrefix(err.Error(), "sshpush: peer "+p.Name+": ")
+	rep.Hint = checkHint(class, p, err, c.Timeout, g)
+	return rep
+}
+
+// checkHint tells what to do about a failed check.
+func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Duration, g *Globals) string {
+	t := p.Target
+	addr := net.JoinHostPort(t.HostName, strconv.Itoa(portOr22(t.Port)))
+	switch class {
+	case sshpush.ClassUnreachable:
+		return fmt.Sprintf("is sshd running on %s and listening on port %d? is a firewall in the way? are HostName and Port right in %s ('banpush peers list')?",
+			t.HostName, portOr22(t.Port), g.Inventory)
+	case sshpush.ClassTimeout:
+		return fmt.Sprintf("%s did not answer within %s: a firewall may drop the packets, or the host is down or overloaded; check HostName and Port, or give it longer with --timeout", addr, timeout)
+	case sshpush.ClassHostKeyUnknown:
+		return fmt.Sprintf("run 'banpush peers trust %s': it shows the key's fingerprint, to compare with the peer's own ('ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' there), before adding it", p.Name)
+	case sshpush.ClassHostKeyChanged:
+		var e *sshpush.Error
+		where := "the stale line from known_hosts"
+		if errors.As(err, &e) && e.HostKey != nil {
+			if st, _ := lookupHostKey(t, e.HostKey); len(st.stale) > 0 {
+				k := st.stale[0]
+				where = fmt.Sprintf("the stale line %d from %s ('ssh-keygen -R %s -f %s')", k.Line, k.Filename, shellQuote(knownHostsName(t)), shellQuote(k.Filename))
+			}
+		}
+		return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s and run 'banpush peers trust %s'", where, p.Name)
+	case sshpush.ClassAuth:
+		pub := "KEY.pub"
+		if len(t.IdentityFiles) > 0 {
+			pub = t.IdentityFiles[0] + ".pub"
+		}
+		home := "~" + t.User
+		if t.User == "" {
+			home = "~USER"
+		}
+		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --install %s/.ssh/authorized_keys %s' (with a copy of %s)",
+			t.User, thisHostName(), home, filepath.Base(pub), pub)
+	case sshpush.ClassNotBanpush:
+		return fmt.Sprintf("the key logs in to a plain account on %s: its authorized_keys line lacks the forced command; replace it with the line 'banpush authorize' prints there", t.HostName)
+	case sshpush.ClassRejected:
+		return "the receiver refused the request: see its message; is banpush on the peer as recent as here, and are the arguments in its authorized_keys line right?"
+	case sshpush.ClassBusy:
+		return "the receiver is busy: try again in a moment"
+	case sshpush.ClassReceiverError:
+		return "the receiver failed: see its message; on the peer, check that the --log file of its authorized_keys line is writable by that account"
+	case sshpush.ClassConfig:
+		return "fix the peer in " + g.Inventory + " or its known_hosts files; 'banpush peers list' shows the settings banpush uses"
+	}
+	return ""
+}
+
+func printCheckReport(env *Env, reports []checkReport, asJSON bool) error {
+	if asJSON {
+		if reports == nil {
+			reports = []checkReport{}
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	if len(reports) == 0 {
+		printNote(env.Stderr, "no peers to check")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tRESULT\tRTT\tVERSION\tDETAIL")
+	for _, r := range reports {
+		rtt, version := "-", "-"
+		if r.RTTms != nil {
+			rtt = strconv.FormatFloat(*r.RTTms, 'f', 1, 64) + "ms"
+		}
+		if r.Version != "" {
+			version = r.Version
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Peer, r.Result, rtt, version, oneLine(r.Error))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range reports {
+		if r.Hint != "" {
+			printHint(env.Stderr, r.Peer+": "+r.Hint)
+		}
+	}
+	return nil
+}
+
+// PeersTrustCmd adds a peer's host key to known_hosts, after a person has
+// seen its fingerprint.
+type PeersTrustCmd struct {
+	Name    string        `arg:"" help:"Peer whose host key to trust."`
+	Yes     bool          `help:"Add the key without asking (check the fingerprint first)."`
+	Timeout time.Duration `help:"Time limit for fetching the key (default: ${default})." default:"10s" placeholder:"D"`
+}
+
+// Help explains what trusting means.
+func (c *PeersTrustCmd) Help() string {
+	return `banpush never accepts a host key on its own: an unknown key makes delivery
+fail with hostkey-unknown. This command is how a key gets into known_hosts.
+
+It connects to the peer, takes the host key the server presents (without
+logging in and without trusting it), and shows its type and SHA256
+fingerprint. Compare the fingerprint with the one the peer shows itself:
+
+    ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub      (run on the peer)
+
+Then answer "y", and banpush appends the key to the first UserKnownHostsFile
+of the peer's settings ('banpush peers list' shows it), or to ~/.ssh/known_hosts
+of the account it runs as when there is none. The file is created with mode
+0600 if missing.
+
+    banpush peers trust web1
+    banpush peers trust web1 --yes      (in scripts, once the fingerprint is known)
+
+If known_hosts already holds a different key for the host, nothing is written:
+the key has changed, which needs a person to find out why. Remove the stale
+line it names, then run this again. Without --yes an answer is read from
+stdin; no answer refuses. Exit status 0 when the key is added or already
+there, 1 when refused, 3 when the peer cannot be reached, 78 for an unknown
+peer or a missing inventory.`
+}
+
+// Run fetches, shows, asks and appends.
+func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
+	if c.Timeout <= 0 {
+		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
+	}
+	inv, err := loadInventory(g)
+	if err != nil {
+		return err
+	}
+	if _, ok := inv.Peer(c.Name); !ok {
+		return errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", c.Name, g.Inventory)
+	}
+	r, err := newResolver(inv, env.Getenv)
+	if err != nil {
+		return err
+	}
+	s, err := r.settings(c.Name)
+	if err != nil {
+		return withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" "+c.Name+"' shows how ssh reads it")
+	}
+	t := r.target(s)
+	for _, w := range r.Warnings {
+		printWarning(env.Stderr, "%s", w)
+	}
+	file := filepath.Join(r.local.Home, ".ssh", "known_hosts")
+	if len(s.UserKnownHostsFiles) > 0 {
+		file = s.UserKnownHostsFiles[0]
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	key, err := sshpush.FetchHostKey(ctx, t, sshpush.Options{
+		HandshakeTimeout: c.Timeout,
+		Warn:             func(m string) { printWarning(env.Stderr, "%s", m) },
+	})
+	if err != nil {
+		class := sshpush.ClassOf(err)
+		code := exitPeers
+		if class == sshpush.ClassConfig {
+			code = exitConfig
+		}
+		return withHint(err, code, checkHint(class, deliver.Peer{Name: c.Name, Target: t}, err, c.Timeout, g))
+	}
+
+	host := knownHostsName(t)
+	st, err := lookupHostKey(t, key)
+	if err != nil {
+		return withHint(err, exitConfig, "fix or remove the known_hosts file named above")
+	}
+	switch {
+	case st.revoked != nil:
+		return errorf(exitFailure, "a revoked key is never trusted again; find out why it was revoked",
+			"the host key of peer %s (%s %s) is marked @revoked at %s:%d", c.Name, key.Type(), ssh.FingerprintSHA256(key), st.revoked.Filename, st.revoked.Line)
+	case st.known:
+		printNote(env.Stderr, "the %s key of peer %s at %s (%s) is already in known_hosts: nothing to do", key.Type(), c.Name, host, ssh.FingerprintSHA256(key))
+		return nil
+	case len(st.stale) > 0:
+		k := st.stale[0]
+		return errorf(exitFailure,
+			fmt.Sprintf("make sure the host was really reinstalled or rekeyed (otherwise someone may be in between), then remove line %d of %s ('ssh-keygen -R %s -f %s') and run 'banpush peers trust %s' again",
+				k.Line, k.Filename, shellQuote(host), shellQuote(k.Filename), c.Name),
+			"the host key of peer %s at %s has changed: the server offers %s %s, but %s:%d holds a different %s key; not adding it",
+			c.Name, host, key.Type(), ssh.FingerprintSHA256(key), k.Filename, k.Line, k.Key.Type())
+	}
+
+	fmt.Fprintf(env.Stdout, "peer:        %s\nhost:        %s\nkey type:    %s\nfingerprint: %s\nfile:        %s\n",
+		c.Name, host, key.Type(), ssh.FingerprintSHA256(key), file)
+	if !c.Yes {
+		fmt.Fprintf(env.Stderr, "Add this key to %s? [y/N] ", file)
+		answer, err := readAnswer(env.Stdin)
+		if err != nil {
+			fmt.Fprintln(env.Stderr)
+			return errorf(exitFailure, "run it in a terminal to answer, or pass --yes once you have compared the fingerprint",
+				"no answer on stdin: the key of peer %s was not added", c.Name)
+		}
+		if a := strings.ToLower(answer); a != "y" && a != "yes" {
+			return errorf(exitFailure, "", "refused: the key of peer %s was not added", c.Name)
+		}
+	}
+	if err := appendKnownHost(file, sshpush.KnownHostsLine(t, key)); err != nil {
+		return withHint(err, exitFailure, "check that "+filepath.Dir(file)+" is writable, or set UserKnownHostsFile in "+g.Inventory)
+	}
+	printNote(env.Stderr, "added the %s key of peer %s to %s", key.Type(), c.Name, file)
+	if !slices.Contains(t.KnownHostsFiles, file) {
+		printWarning(env.Stderr, "peer %s does not read %s (UserKnownHostsFile none?): set UserKnownHostsFile in %s", c.Name, file, g.Inventory)
+	}
+	return nil
+}
+
+// readAnswer reads one line of at most 64 bytes. It fails when the input
+// ends before anything was typed.
+func readAnswer(r io.Reader) (string, error) {
+	br := bufio.NewReader(io.LimitReader(r, 64))
+	line, err := br.ReadString('\n')
+	if err != nil && line == "" {
+		return "", err
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// hostKeyStatus is what known_hosts says about a key for a host.
+type hostKeyStatus struct {
+	known   bool                  // the key is trusted for the host
+	stale   []knownhosts.KnownKey // keys known_hosts has for the host instead
+	revoked *knownhosts.KnownKey  // the key is marked @revoked
+}
+
+// lookupHostKey checks key against the Target's known_hosts files that
+// exist, the way Dial does: one key per type is kept for a host, and a key
+// of a type known_hosts does not hold for it counts as changed.
+func lookupHostKey(t sshpush.Target, key ssh.PublicKey) (hostKeyStatus, error) {
+	var files []string
+	for _, f := range t.KnownHostsFiles {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
+		return hostKeyStatus{}, nil
+	}
+	cb, err := knownhosts.New(files...)
+	if err != nil {
+		return hostKeyStatus{}, err
+	}
+	err = cb(knownHostsAddr(t), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, key)
+	var keyErr *knownhosts.KeyError
+	var revoked *knownhosts.RevokedError
+	switch {
+	case err == nil:
+		return hostKeyStatus{known: true}, nil
+	case errors.As(err, &revoked):
+		return hostKeyStatus{revoked: &revoked.Revoked}, nil
+	case errors.As(err, &keyErr):
+		slices.SortFunc(keyErr.Want, func(a, b knownhosts.KnownKey) int {
+			if c := strings.Compare(a.Filename, b.Filename); c != 0 {
+				return c
+			}
+			return a.Line - b.Line
+		})
+		return hostKeyStatus{stale: keyErr.Want}, nil
+	}
+	return hostKeyStatus{}, err
+}
+
+// knownHostsAddr is the host:port banpush looks up in known_hosts: the
+// HostKeyAlias alone when there is one, as OpenSSH does.
+func knownHostsAddr(t sshpush.Target) string {
+	if t.HostKeyAlias != "" {
+		return net.JoinHostPort(t.HostKeyAlias, "22")
+	}
+	return net.JoinHostPort(t.HostName, strconv.Itoa(portOr22(t.Port)))
+}
+
+// knownHostsName is the host as known_hosts writes it: [host]:port for a
+// port other than 22.
+func knownHostsName(t sshpush.Target) string {
+	return knownhosts.Normalize(knownHostsAddr(t))
+}
+
+func portOr22(p int) int {
+	if p == 0 {
+		return 22
+	}
+	return p
+}
+
+// appendKnownHost appends line to the known_hosts file at path with one
+// write, creating the file (0600) and its directory (0700) when missing.
+func appendKnownHost(path, line string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	data := []byte(line + "\n")
+	if fi.Size() > 0 {
+		// Start on a line of our own if the file lacks a final newline.
+		last := make([]byte, 1)
+		if r, err := os.Open(path); err == nil {
+			if _, err := r.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+				data = append([]byte{'\n'}, data...)
+			}
+			r.Close()
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if fi.Size() == 0 {
+		return fsutil.SyncDir(dir)
+	}
+	return nil
+}
+
+// thisHostName is this host's name for the hint of an auth failure.
+func thisHostName() string {
+	h, err := os.Hostname()
+	if h, _, _ = strings.Cut(h, "."); err != nil || !record.ValidName(h) {
+		return "NAME"
+	}
+	return h
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func dedupe(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
