@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -228,7 +229,8 @@ func printCheckReport(env *Env, reports []checkReport, asJSON bool) error {
 		printNote(env.Stderr, "no peers to check")
 		return nil
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tRESULT\tRTT\tVERSION\tDETAIL")
 	for _, r := range reports {
 		rtt, version := "-", "-"
@@ -242,6 +244,14 @@ func printCheckReport(env *Env, reports []checkReport, asJSON bool) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	// Padding before an empty DETAIL would leave trailing blanks.
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		if line != "" {
+			if _, err := io.WriteString(env.Stdout, strings.TrimRight(line, " \n")+"\n"); err != nil {
+				return err
+			}
+		}
 	}
 	for _, r := range reports {
 		if r.Hint != "" {
