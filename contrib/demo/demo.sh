@@ -104,11 +104,14 @@ ns_exists() { ip netns list | awk -v n="$1" '$1 == n { f = 1 } END { exit !f }';
 # ns NAME prints the namespace name of a host (h1, h2, h3, atk, net).
 ns() { printf '%s-%s' "$(cat "$dir/prefix")" "$1"; }
 
-# on HOST CMD... runs CMD on a host: in its network and mount namespaces.
+# on HOST CMD... runs CMD on a host: in its network, mount and UTS
+# namespaces, with root's usual PATH (not the caller's: a test puts its own
+# banpush first in PATH).
 on() {
 	local host=$1
 	shift
-	nsenter -t "$(cat "$dir/$host/pid")" -m -n -u --wd=/ -- "$@"
+	nsenter -t "$(cat "$dir/$host/pid")" -m -n -u --wd=/ -- \
+		env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
 }
 
 # make_host HOST: a network namespace with the host's address, and a mount
@@ -339,7 +342,8 @@ cmd_attack() {
 	local i
 	for ((i = 1; i <= 30; i++)); do
 		# An unknown user, no key, no password: sshd logs "Invalid user".
-		ip netns exec "$(ns atk)" ssh -F /dev/null -n -o BatchMode=yes \
+		# timeout: a ban in the middle of a handshake leaves ssh waiting.
+		ip netns exec "$(ns atk)" timeout 5 ssh -F /dev/null -n -o BatchMode=yes \
 			-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 			-o PubkeyAuthentication=no -o ConnectTimeout=2 \
 			"admin$i@${addr[h1]}" true >/dev/null 2>&1 || true

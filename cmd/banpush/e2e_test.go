@@ -1,0 +1,316 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The end-to-end test drives contrib/demo/demo.sh, the demo the README
+// starts with: three hosts (h1, h2, h3) and an attacker, each in its own
+// network namespace on a private bridge, each host with its own real sshd,
+// fail2ban, iptables and banpush set up from contrib/. The script sets the
+// hosts up and tears them down; the test attacks, waits and asserts.
+
+// Addresses inside the demo's namespaces (contrib/demo/demo.sh).
+const (
+	e2eAttacker = "10.77.0.66"
+	e2eLater    = "10.77.0.99" // banned by hand on h1 after its restart
+	e2eFromH2   = "10.77.0.98" // pushed by hand from h2
+	e2eFromH3   = "10.77.0.97" // pushed by hand from h3
+)
+
+// e2eReceived is the receiving log, as contrib/sshd/setup-receiver.sh
+// creates it on every host.
+const e2eReceived = "/var/log/banpush/received.log"
+
+// e2eHosts is a running demo: its directory, as 'demo.sh up' made it.
+type e2eHosts struct {
+	t    *testing.T
+	demo string
+	dir  string
+}
+
+// e2eRequire skips (fails, in CI) unless this is root with what the demo
+// runs.
+func e2eRequire(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (it creates network namespaces and iptables rules)")
+	}
+	for _, c := range []struct{ cmd, pkg string }{
+		{"/usr/sbin/sshd", "openssh-server"},
+		{"ssh-keyscan", "openssh-client"},
+		{"fail2ban-server", "fail2ban"},
+		{"fail2ban-client", "fail2ban"},
+		{"iptables", "iptables"},
+		{"ip", "iproute2"},
+		{"nsenter", "util-linux"},
+		{"unshare", "util-linux"},
+		{"bash", "bash"},
+	} {
+		if _, err := exec.LookPath(c.cmd); err != nil {
+			missing = append(missing, c.cmd+" (apt-get install "+c.pkg+")")
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "end-to-end test needs " + strings.Join(missing, ", ")
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// e2eUp sets up the demo's hosts under fresh namespace names, and tears
+// them down when the test ends.
+func e2eUp(t *testing.T) *e2eHosts {
+	t.Helper()
+	demo, err := filepath.Abs(filepath.Join("..", "..", "contrib", "demo", "demo.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildBanpush(t)
+	var id [3]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	h := &e2eHosts{t: t, demo: demo, dir: filepath.Join(t.TempDir(), "demo")}
+	t.Cleanup(func() {
+		if out, err := h.script(time.Minute, "down", h.dir); err != nil {
+			t.Errorf("demo.sh down: %v\n%s", err, out)
+		}
+	})
+	t.Cleanup(h.dumpIfFailed)
+	start := time.Now()
+	if out, err := h.script(2*time.Minute, "up", h.dir, "--bin", bin, "--prefix", "bpt"+hex.EncodeToString(id[:])); err != nil {
+		t.Fatalf("demo.sh up: %v\n%s", err, out)
+	}
+	t.Logf("hosts up in %v", time.Since(start).Round(time.Millisecond))
+	return h
+}
+
+// script runs demo.sh with args and returns its output.
+func (h *e2eHosts) script(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{h.demo}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// on runs a command on a host and returns its standard output.
+func (h *e2eHosts) on(host string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{h.demo, "on", h.dir, host}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), &e2eError{host: host, args: args, err: err, stderr: stderr.String()}
+	}
+	return stdout.String(), nil
+}
+
+type e2eError struct {
+	host   string
+	args   []string
+	err    error
+	stderr string
+}
+
+func (e *e2eError) Error() string {
+	return e.host + ": " + strings.Join(e.args, " ") + ": " + e.err.Error() + ": " + strings.TrimSpace(e.stderr)
+}
+
+func (h *e2eHosts) mustOn(host string, args ...string) string {
+	h.t.Helper()
+	out, err := h.on(host, args...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or timeout passes; it returns how long
+// that took.
+func (h *e2eHosts) waitFor(what string, timeout time.Duration, cond func() (bool, error)) time.Duration {
+	h.t.Helper()
+	start := time.Now()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Since(start) > timeout {
+			h.t.Fatalf("%s: not after %v (last error: %v)", what, timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// banned says whether a fail2ban jail of a host lists addr.
+func (h *e2eHosts) banned(host, jail, addr string) (bool, error) {
+	out, err := h.on(host, "fail2ban-client", "status", jail)
+	return e2eHasWord(out, addr), err
+}
+
+// firewalled says whether a host's iptables has a rule for addr.
+func (h *e2eHosts) firewalled(host, addr string) (bool, error) {
+	out, err := h.on(host, "iptables", "-w", "-S")
+	return strings.Contains(out, " -s "+addr+"/32 "), err
+}
+
+// received counts the lines of a host's receiving log that ban addr.
+func (h *e2eHosts) received(host, addr string) int {
+	h.t.Helper()
+	n := 0
+	for _, line := range strings.Split(h.mustOn(host, "cat", e2eReceived), "\n") {
+		if strings.Contains(line, " banpush: ban "+addr+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// status is 'banpush status --json' on a host, by peer.
+func (h *e2eHosts) status(host string) map[string]statusPeer {
+	h.t.Helper()
+	var rep statusReport
+	out := h.mustOn(host, "banpush", "status", "--json")
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		h.t.Fatalf("%s: banpush status --json: %v\n%s", host, err, out)
+	}
+	peers := map[string]statusPeer{}
+	for _, p := range rep.Peers {
+		peers[p.Peer] = p
+	}
+	return peers
+}
+
+// dumpIfFailed logs what each host's fail2ban and sender said.
+func (h *e2eHosts) dumpIfFailed() {
+	if !h.t.Failed() {
+		return
+	}
+	for _, host := range []string{"h1", "h2", "h3"} {
+		out, _ := h.on(host, "sh", "-c",
+			"tail -n 30 /var/log/fail2ban.log; tail -n 20 /var/log/auth.log; cat "+e2eReceived+
+				"; cat /var/spool/banpush/sender.log; iptables -S")
+		h.t.Logf("--- %s\n%s", host, out)
+	}
+}
+
+func e2eHasWord(text, word string) bool {
+	for _, f := range strings.Fields(strings.ReplaceAll(text, ",", " ")) {
+		if f == word {
+			return true
+		}
+	}
+	return false
+}
+
+// TestEndToEnd: a brute force on h1 becomes a ban in h1's fail2ban, then
+// an iptables rule on h2 and h3; nothing comes back to h1, and restarting
+// h1's fail2ban does not push its restored ban again.
+func TestEndToEnd(t *testing.T) {
+	e2eRequire(t)
+	h := e2eUp(t)
+
+	// h1's sshd jail bans the attacker: 'attack' returns once it does.
+	start := time.Now()
+	if out, err := h.script(2*time.Minute, "attack", h.dir); err != nil {
+		t.Fatalf("demo.sh attack: %v\n%s", err, out)
+	}
+	banned := time.Now()
+	t.Logf("h1 banned %s %v after the first failed login", e2eAttacker, banned.Sub(start).Round(time.Millisecond))
+	if ok, err := h.banned("h1", "sshd", e2eAttacker); !ok {
+		t.Fatalf("h1 sshd jail: got no ban of %s, want one (%v)", e2eAttacker, err)
+	}
+
+	// h2 and h3 reject it in their firewalls within 10 s of h1's ban.
+	for _, host := range []string{"h2", "h3"} {
+		h.waitFor(host+": iptables rule for "+e2eAttacker, 10*time.Second-time.Since(banned), func() (bool, error) {
+			return h.firewalled(host, e2eAttacker)
+		})
+		t.Logf("%s: iptables rule %v after h1's ban", host, time.Since(banned).Round(time.Millisecond))
+	}
+
+	// Restarting h1's fail2ban restores the sshd ban from its database
+	// but does not push it again. flush ends the lingering sender, so
+	// that status shows its final counts.
+	h.mustOn("h1", "banpush", "flush")
+	before := h.status("h1")
+	h.mustOn("h1", "fail2ban-client", "restart")
+	h.waitFor("h1: sshd ban restored after restart", 30*time.Second, func() (bool, error) {
+		if ok, err := h.banned("h1", "sshd", e2eAttacker); !ok {
+			return false, err
+		}
+		return h.firewalled("h1", e2eAttacker)
+	})
+	// A new ban on the same jail goes through the same actions after the
+	// restored one: once it has arrived, a push of the restored ban would
+	// have too.
+	h.mustOn("h1", "fail2ban-client", "set", "sshd", "banip", e2eLater)
+	for _, host := range []string{"h2", "h3"} {
+		h.waitFor(host+": receives "+e2eLater, 10*time.Second, func() (bool, error) {
+			return h.received(host, e2eLater) == 1, nil
+		})
+	}
+	h.mustOn("h1", "banpush", "flush")
+	after := h.status("h1")
+	for _, host := range []string{"h2", "h3"} {
+		if got := h.received(host, e2eAttacker); got != 1 {
+			t.Errorf("%s: got %d lines banning %s after h1's restart, want 1", host, got, e2eAttacker)
+		}
+		if got, want := after[host].Delivered, before[host].Delivered+1; got != want {
+			t.Errorf("h1 status for %s: got %d delivered, want %d (only %s since the restart)", host, got, want, e2eLater)
+		}
+		if got := after[host].Queued; got != 0 {
+			t.Errorf("h1 status for %s: got %d queued, want 0", host, got)
+		}
+	}
+
+	// Nothing comes back to h1: h2 and h3 received the ban in their
+	// banpush jail, which has no push action. Their own pushes do reach
+	// h1 (so the absence means something), and h1's banpush jail bans
+	// those.
+	h.mustOn("h2", "banpush", "push", "--wait", "--allow-private", "--jail", "e2e", "--", e2eFromH2)
+	h.mustOn("h3", "banpush", "push", "--wait", "--allow-private", "--jail", "e2e", "--", e2eFromH3)
+	for _, addr := range []string{e2eFromH2, e2eFromH3} {
+		if got := h.received("h1", addr); got != 1 {
+			t.Errorf("h1: got %d lines banning %s, want 1", got, addr)
+		}
+		h.waitFor("h1 banpush jail bans "+addr, 10*time.Second, func() (bool, error) {
+			return h.banned("h1", "banpush", addr)
+		})
+	}
+	if got := h.received("h1", e2eAttacker); got != 0 {
+		t.Errorf("h1: got %d lines banning %s in %s, want 0: its own ban came back", got, e2eAttacker, e2eReceived)
+	}
+	if ok, err := h.banned("h1", "banpush", e2eAttacker); ok || err != nil {
+		t.Errorf("h1 banpush jail: got a ban of %s (or an error: %v), want none", e2eAttacker, err)
+	}
+}
