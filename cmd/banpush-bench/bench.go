@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// flushRequestFile is the file in the spool that asks a lingering sender
+// to stop (banpush flush uses it the same way).
+const flushRequestFile = "flush.request"
+
+// rateLimit is given to every receiver: the bench sends thousands of bans
+// from one pusher, far past the default token bucket.
+const rateLimit = "1000000"
+
+// bench is one run: the built banpush, the pusher's key, the peers and
+// their logs.
+type bench struct {
+	ctx   context.Context
+	cl    *cleanups
+	o     options
+	dir   string
+	bin   string
+	key   string // the pusher's private key
+	pub   string
+	kh    string // known_hosts for every peer
+	user  string
+	peers []*sshd // every peer started so far
+	logs  map[*sshd]*banLog
+	addr  addrs
+	rows  []row
+	notes []string
+}
+
+// setup is one inventory and the spool that goes with it.
+type setup struct {
+	name      string
+	inventory string
+	spool     string
+	peers     []*sshd // live peers
+	scripts   baselines
+	// mastersOpen is set once the ControlMaster connections are open.
+	mastersOpen bool
+}
+
+func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
+	b := &bench{ctx: ctx, cl: cl, o: o, logs: map[*sshd]*banLog{}, user: "root"}
+	dir, err := os.MkdirTemp("", "banpush-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b.dir = dir
+	if o.keep {
+		cl.add(func() { fmt.Fprintf(os.Stderr, "banpush-bench: kept %s\n", dir) })
+	} else {
+		cl.add(func() { os.RemoveAll(dir) })
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // sshd's privilege separation directory
+		return nil, err
+	}
+	if err := b.build(); err != nil {
+		return nil, err
+	}
+	b.key = filepath.Join(dir, "pusher_ed25519")
+	b.pub = b.key + ".pub"
+	b.kh = filepath.Join(dir, "known_hosts")
+	if err := run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pusher", "-f", b.key); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// build compiles banpush as it is released: CGO_ENABLED=0, -trimpath.
+func (b *bench) build() error {
+	out, err := exec.CommandContext(b.ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
+		return fmt.Errorf("run banpush-bench inside the banpush module (go env GOMOD: %v)", err)
+	}
+	b.bin = filepath.Join(b.dir, "bin", "banpush")
+	cmd := exec.CommandContext(b.ctx, "go", "build", "-trimpath", "-o", b.bin, "github.com/banpush/banpush/cmd/banpush")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// startPeers brings the number of peers up to n, each with the
+// authorized_keys line 'banpush authorize' writes for the pusher.
+func (b *bench) startPeers(n int) error {
+	for len(b.peers) < n {
+		name := fmt.Sprintf("peer%03d", len(b.peers)+1)
+		dir := filepath.Join(b.dir, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		banLog := filepath.Join(dir, "received.log")
+		line, err := exec.CommandContext(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", banLog,
+			"--binary", b.bin, "--max-burst", rateLimit, "--max-per-minute", rateLimit, b.pub).Output()
+		if err != nil {
+			return fmt.Errorf("banpush authorize: %w", err)
+		}
+		s, err := startSSHD(b.ctx, b.cl, name, dir, string(line))
+		if err != nil {
+			return err
+		}
+		s.banLog = banLog
+		b.logs[s] = newBanLog(banLog)
+		b.peers = append(b.peers, s)
+		f, err := os.OpenFile(b.kh, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(s.knownHostsLine())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newSetup writes an inventory of peers (and of a peer that never answers,
+// on deadPort, when it is not 0) and the baseline scripts for the same
+// peers.
+func (b *bench) newSetup(name string, peers []*sshd, deadPort int) (*setup, error) {
+	s := &setup{
+		name:      name,
+		inventory: filepath.Join(b.dir, name, "peers"),
+		spool:     filepath.Join(b.dir, name, "spool"),
+		peers:     peers,
+	}
+	if err := os.MkdirAll(filepath.Dir(s.inventory), 0o700); err != nil {
+		return nil, err
+	}
+	var inv strings.Builder
+	fmt.Fprintf(&inv, "Host *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 5\n\n", b.user, b.key, b.kh)
+	var ports []int
+	for _, p := range peers {
+		fmt.Fprintf(&inv, "Host %s\n  HostName 127.0.0.1\n  Port %d\n\n", p.name, p.port)
+		ports = append(ports, p.port)
+	}
+	if deadPort != 0 {
+		fmt.Fprintf(&inv, "Host dead\n  HostName 127.0.0.1\n  Port %d\n\n", deadPort)
+		ports = append(ports, deadPort)
+	}
+	if err := os.WriteFile(s.inventory, []byte(inv.String()), 0o600); err != nil {
+		return nil, err
+	}
+	var err error
+	s.scripts, err = b.writeBaselines(filepath.Dir(s.inventory), ports)
+	b.cl.add(func() { b.killSenders(s) })
+	return s, err
+}
+
+// env is the environment of every banpush command of a setup. No agent:
+// banpush and ssh both use the key file alone.
+func (s *setup) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SSH_AUTH_SOCK=") && !strings.HasPrefix(kv, "BANPUSH_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "BANPUSH_INVENTORY="+s.inventory, "BANPUSH_SPOOL="+s.spool)
+}
+
+// push runs 'banpush push IP' directly and returns when it has exited.
+func (b *bench) push(s *setup, args ...string) error {
+	cmd := exec.CommandContext(b.ctx, b.bin, append([]string{"push"}, args...)...)
+	cmd.Env = s.env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("banpush push: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// shPush runs the action command the way fail2ban does: through /bin/sh,
+// with its output read to EOF through a pipe.
+func (b *bench) shPush(s *setup, ip string) (time.Duration, error) {
+	return b.timeSh(s.env(), `'`+b.bin+`' push "$1" 2>&1 | cat`, ip)
+}
+
+// timeSh times /bin/sh -c script with $1 set to arg.
+func (b *bench) timeSh(env []string, script, arg string) (time.Duration, error) {
+	cmd := exec.CommandContext(b.ctx, "/bin/sh", "-c", script, "sh", arg)
+	cmd.Env = env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("%s: %v\n%s", script, err, out)
+	}
+	return d, nil
+}
+
+// senders lists the background senders of a setup's spool.
+func (s *setup) senders() []int {
+	return findProcs("--spool", s.spool, "send")
+}
+
+// stopSender asks the setup's lingering sender to stop, as flush does, and
+// waits until it has exited, so that the next measurement starts cold.
+func (b *bench) stopSender(s *setup) error {
+	if len(s.senders()) == 0 {
+		return nil
+	}
+	req := filepath.Join(s.spool, flushRequestFile)
+	if err := os.WriteFile(req, nil, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(req)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(s.senders()) > 0 {
+		if time.Now().After(deadline) {
+			return errors.New("a sender did not stop within 15s of a flush request")
+		}
+		if !sleep(b.ctx, 10*time.Millisecond) {
+			return b.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// killSenders ends the setup's senders by process id, on the way out.
+func (b *bench) killSenders(s *setup) {
+	for _, pid := range s.senders() {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	for i := 0; i < 200 && len(s.senders()) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, pid := range s.senders() {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// waitLogged waits until every peer has every address.
+func (b *bench) waitLogged(peers []*sshd, addrs []string, timeout time.Duration) (time.Time, error) {
+	poll := time.Millisecond
+	if len(addrs) > 100 || len(peers) > 20 {
+		poll = 5 * time.Millisecond
+	}
+	return waitLogged(b.ctx, peers, b.logs, addrs, poll, timeout)
+}
+
+func (b *bench) connections(peers []*sshd) int {
+	n := 0
+	for _, p := range peers {
+		n += p.connections()
+	}
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
