@@ -49,6 +49,18 @@ now() { date +%s.%3N; }
 # since T prints seconds elapsed since T, with one decimal.
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# diff_s A B prints B - A in seconds, with one decimal.
+diff_s() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ban_time HOST JAIL prints when the jail last banned the attacker, in
+# seconds since the epoch, from the host's fail2ban log.
+ban_time() {
+	local t
+	t=$(on "$1" grep -F -- "[$2] Ban $attacker" /var/log/fail2ban.log | tail -n 1 | awk '{ print $1 " " $2 }')
+	[[ -n $t ]] || die "no ban of $attacker in the $2 jail of $1"
+	date -d "${t/,/.}" +%s.%3N
+}
+
 need_root() {
 	[[ $(id -u) == 0 ]] || die "run as root: it creates network namespaces and firewall rules (sudo $0)"
 }
@@ -241,7 +253,9 @@ EOF
 # trust FROM TO: FROM learns TO's host key, and TO lets FROM's key push.
 trust() {
 	local from=$1 to=$2
-	on "$from" bash -c "ssh-keyscan -T 5 ${addr[$to]} 2>/dev/null >>/etc/banpush/known_hosts"
+	# The demo made these host keys itself; a person compares the
+	# fingerprint that 'peers trust' shows before answering yes.
+	quiet on "$from" banpush peers trust "$to" --yes
 	# The public key travels as an administrator would copy it.
 	on "$from" cat /etc/banpush/id_ed25519.pub >"$dir/$from.pub"
 	quiet on "$to" banpush authorize --peer "$from" --log /var/log/banpush/received.log \
@@ -322,6 +336,7 @@ cmd_up() {
 		done
 	done
 	for a in "${hosts[@]}"; do
+		quiet on "$a" banpush peers check
 		quiet on "$a" fail2ban-client -x start
 	done
 	for a in "${hosts[@]}"; do
@@ -406,14 +421,15 @@ cmd_run() {
 	say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
 	say "pushes to the two others)"
 	cmd_up "$dir" "${args[@]}"
-	say "ready after $(since "$start") s"
+	say "ready after $(since "$start") s; h1 checks its peers:"
+	on h1 banpush peers check | sed 's/^/    /'
 
 	step "Brute-forcing SSH on h1 from $attacker"
 	local t0 tban
 	t0=$(now)
 	cmd_attack "$dir"
-	tban=$(now)
-	say "h1: fail2ban banned $attacker, $(since "$t0") s after the first attempt:"
+	tban=$(ban_time h1 sshd)
+	say "h1: fail2ban banned $attacker $(diff_s "$t0" "$tban") s after the first attempt:"
 	on h1 fail2ban-client status sshd | sed 's/^/    /'
 
 	step "Waiting for the ban on h2 and h3 (polling their iptables)"
@@ -423,7 +439,10 @@ cmd_run() {
 		left=()
 		for h in "${pending[@]}"; do
 			if in_firewall "$h"; then
-				say "  $h: iptables rejects $attacker, $(since "$tban") s after h1's ban"
+				local seen
+				seen=$(now)
+				say "  $h: banned by its banpush jail $(diff_s "$tban" "$(ban_time "$h" banpush)") s after h1's ban" \
+					"(rule seen in iptables at +$(diff_s "$tban" "$seen") s):"
 				on "$h" iptables -w -S | grep -F -- "$attacker" | sed 's/^/      /'
 			else
 				left+=("$h")
