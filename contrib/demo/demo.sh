@@ -300,6 +300,8 @@ cmd_up() {
 		esac
 	done
 	[[ $prefix =~ ^[a-z0-9]{1,10}$ ]] || die "--prefix: 1 to 10 of a-z 0-9"
+	# down removes DIR: it must be the demo's own.
+	[[ ! -e $dir ]] || [[ -d $dir && -z $(ls -A "$dir") ]] || die "$dir: want a new or empty directory"
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	case $dir/ in
@@ -371,24 +373,27 @@ cmd_attack() {
 cmd_down() {
 	dir=${1:?usage: demo.sh down DIR}
 	[[ -d $dir ]] || return 0
-	if [[ -s $dir/prefix ]]; then
-		local n pids i
-		for n in "${hosts[@]}" atk net; do
-			ns_exists "$(ns "$n")" || continue
-			pids=$(ip netns pids "$(ns "$n")")
-			[[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
-		done
-		for n in "${hosts[@]}" atk net; do
-			ns_exists "$(ns "$n")" || continue
-			for ((i = 0; i < 30; i++)); do
-				pids=$(ip netns pids "$(ns "$n")")
-				[[ -n $pids ]] || break
-				sleep 0.1
-			done
-			[[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
-			ip netns del "$(ns "$n")"
-		done
+	# Only a directory that 'up' made is removed.
+	if [[ ! -s $dir/prefix ]]; then
+		rmdir "$dir" 2>/dev/null || die "$dir: not a demo directory (no $dir/prefix)"
+		return 0
 	fi
+	local n pids i
+	for n in "${hosts[@]}" atk net; do
+		ns_exists "$(ns "$n")" || continue
+		pids=$(ip netns pids "$(ns "$n")")
+		[[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
+	done
+	for n in "${hosts[@]}" atk net; do
+		ns_exists "$(ns "$n")" || continue
+		for ((i = 0; i < 30; i++)); do
+			pids=$(ip netns pids "$(ns "$n")")
+			[[ -n $pids ]] || break
+			sleep 0.1
+		done
+		[[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+		ip netns del "$(ns "$n")"
+	done
 	rm -rf "$dir"
 }
 
@@ -402,18 +407,21 @@ cmd_on() {
 
 cmd_run() {
 	need_root
-	local args=("$@")
-	local start
+	local args=("$@") start
 	start=$(now)
-	dir=$(mktemp -d /tmp/banpush-demo.XXXXXX)
-	trap 'cmd_down "$dir"' EXIT
-	trap 'exit 130' INT TERM
+	base=$(mktemp -d /tmp/banpush-demo.XXXXXX) # global: the EXIT trap needs it
+	dir=$base/hosts
+	trap 'cmd_down "$dir" && rm -rf "$base" && say "Removed the namespaces, their daemons and $base."' EXIT
+	trap 'say "interrupted"; exit 130' INT TERM
 
 	say "banpush demo: a brute force on host 1 becomes a firewall rule on hosts 2 and 3."
 	install_missing
-	step "Building banpush"
-	build "$dir/banpush"
-	say "built into $dir (nothing is installed on this machine)"
+	if [[ " ${args[*]} " != *" --bin "* ]]; then
+		step "Building banpush"
+		build "$base/banpush"
+		args+=(--bin "$base/banpush")
+		say "built into $base (nothing is installed on this machine)"
+	fi
 
 	step "Creating hosts h1 ${addr[h1]}, h2 ${addr[h2]}, h3 ${addr[h3]} and an attacker ${attacker}"
 	say "each host: its own network namespace, sshd, fail2ban, iptables and banpush;"
@@ -475,7 +483,7 @@ cmd_run() {
 	else
 		die "the ban came back to h1"
 	fi
-	say "Tearing down (the whole demo took $(since "$start") s)."
+	say "The whole demo took $(since "$start") s. Tearing down."
 }
 
 main() {
@@ -483,7 +491,12 @@ main() {
 	[[ $# == 0 ]] || shift
 	case $cmd in
 	run) cmd_run "$@" ;;
-	up) cmd_up "$@" ;;
+	up)
+		# A failed setup leaves nothing behind.
+		trap '(($? == 0)) || [[ ! -s ${dir:-}/prefix ]] || cmd_down "$dir"' EXIT
+		cmd_up "$@"
+		trap - EXIT
+		;;
 	attack) cmd_attack "$@" ;;
 	on) cmd_on "$@" ;;
 	down) cmd_down "$@" ;;
