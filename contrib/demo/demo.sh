@@ -36,6 +36,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 hosts=(h1 h2 h3)
 declare -A addr=([h1]=10.77.0.11 [h2]=10.77.0.12 [h3]=10.77.0.13 [atk]=10.77.0.66)
 attacker=${addr[atk]}
+policy_rc= # a policy-rc.d this script made, to remove
 
 say() { printf '%s\n' "$*"; }
 step() { printf '\n== %s\n' "$*"; }
@@ -70,25 +71,23 @@ need_root() {
 install_missing() {
 	local missing=()
 	[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
-	command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
+	command -v ssh >/dev/null || missing+=(openssh-client)
 	command -v fail2ban-server >/dev/null || missing+=(fail2ban)
 	command -v iptables >/dev/null || missing+=(iptables)
 	command -v ip >/dev/null || missing+=(iproute2)
 	((${#missing[@]})) || return 0
 	step "Installing ${missing[*]}"
-	local policy=
 	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-		# Keep apt from starting sshd and fail2ban on this machine.
+		# Keep apt from starting sshd and fail2ban on this machine. The
+		# EXIT trap removes it if apt fails or is interrupted.
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
-		policy=/usr/sbin/policy-rc.d
+		policy_rc=/usr/sbin/policy-rc.d
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || {
-		[[ -z $policy ]] || rm -f "$policy"
-		die "apt-get install ${missing[*]} failed"
-	}
-	[[ -z $policy ]] || rm -f "$policy"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+	[[ -z $policy_rc ]] || rm -f "$policy_rc"
+	policy_rc=
 	say "installed; their services were not started on this machine"
 }
 
@@ -200,6 +199,7 @@ EOF
 # the host), where fail2ban's Debian sshd jail looks for it.
 start_sshd() {
 	local h=$1
+	# shellcheck disable=SC2016 # expanded by the inner bash
 	on "$h" setsid bash -c '
 		exec 2> >(while IFS= read -r line; do
 			printf "%(%b %e %H:%M:%S)T %s sshd[%d]: %s\n" -1 "$1" $$ "$line"
@@ -289,7 +289,7 @@ in_firewall() {
 
 cmd_up() {
 	need_root
-	local bin= prefix=bpdemo
+	local bin='' prefix=bpdemo
 	dir=${1:?usage: demo.sh up DIR [--bin FILE] [--prefix NAME]}
 	shift
 	while (($#)); do
@@ -378,20 +378,22 @@ cmd_down() {
 		rmdir "$dir" 2>/dev/null || die "$dir: not a demo directory (no $dir/prefix)"
 		return 0
 	fi
+	# Every process in the namespaces is one the demo started: its
+	# anchors, sshd, fail2ban, and the senders fail2ban started.
 	local n pids i
 	for n in "${hosts[@]}" atk net; do
 		ns_exists "$(ns "$n")" || continue
-		pids=$(ip netns pids "$(ns "$n")")
-		[[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
+		mapfile -t pids < <(ip netns pids "$(ns "$n")")
+		((${#pids[@]} == 0)) || kill -TERM "${pids[@]}" 2>/dev/null || true
 	done
 	for n in "${hosts[@]}" atk net; do
 		ns_exists "$(ns "$n")" || continue
 		for ((i = 0; i < 30; i++)); do
-			pids=$(ip netns pids "$(ns "$n")")
-			[[ -n $pids ]] || break
+			mapfile -t pids < <(ip netns pids "$(ns "$n")")
+			((${#pids[@]})) || break
 			sleep 0.1
 		done
-		[[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+		((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
 		ip netns del "$(ns "$n")"
 	done
 	rm -rf "$dir"
@@ -411,7 +413,7 @@ cmd_run() {
 	start=$(now)
 	base=$(mktemp -d /tmp/banpush-demo.XXXXXX) # global: the EXIT trap needs it
 	dir=$base/hosts
-	trap 'cmd_down "$dir" && rm -rf "$base" && say "Removed the namespaces, their daemons and $base."' EXIT
+	trap '[[ -z $policy_rc ]] || rm -f "$policy_rc"; cmd_down "$dir" && rm -rf "$base" && say "Removed the namespaces, their daemons and $base."' EXIT
 	trap 'say "interrupted"; exit 130' INT TERM
 
 	say "banpush demo: a brute force on host 1 becomes a firewall rule on hosts 2 and 3."
