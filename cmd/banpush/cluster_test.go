@@ -37,15 +37,10 @@ type peer struct {
 	log  string
 }
 
-// banpushBin is the banpush command testscript installed in $PATH: this
-// test binary under the name banpush, which runs Main.
+// banpushBin is the banpush binary the cluster tests run, on both sides.
 func banpushBin(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("banpush")
-	if err != nil {
-		t.Fatalf("banpush not in PATH (TestMain installs it): %v", err)
-	}
-	return bin
+	return builtBanpush(t)
 }
 
 func newCluster(t *testing.T, n int, extraSSHD ...string) *cluster {

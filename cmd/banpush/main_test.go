@@ -2,18 +2,22 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// TestMain lets testscript run "banpush" as this test binary.
+// TestMain lets testscript run "banpush" as this test binary, and removes
+// the banpush binary that integration tests build, once they are done.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(cleanupM{m}, map[string]func(){
 		"banpush": func() {
 			os.Exit(Main(os.Args[1:], &Env{
 				Stdin:  os.Stdin,
@@ -24,6 +28,47 @@ func TestMain(m *testing.M) {
 			}))
 		},
 	})
+}
+
+// cleanupM runs the tests, then removes what builtBanpush built.
+type cleanupM struct{ m *testing.M }
+
+func (c cleanupM) Run() int {
+	code := c.m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	return code
+}
+
+// built is the banpush binary the integration tests run: a plain build, not
+// this test binary. Under -race the test binary takes about a second to
+// start, far too slow for sshd's forced command and for thousands of pushes.
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// builtBanpush builds banpush once per test run and returns its path.
+func builtBanpush(t testing.TB) string {
+	t.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "banpush-test-bin")
+		if built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "banpush")
+		out, err := exec.Command("go", "build", "-buildvcs=false", "-o", built.path, ".").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
 }
 
 // TestScripts runs every testdata/*.txtar script. Scripts start with no

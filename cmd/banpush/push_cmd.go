@@ -13,6 +13,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
+	"golang.org/x/sys/unix"
 )
 
 // appendTimeout bounds the wait for the spool's append lock: push runs
@@ -174,6 +175,7 @@ func spawnSender(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	closeInheritedFiles()
 	cmd := exec.Command(self, "--inventory", g.Inventory, "--spool", g.Spool, "send")
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -182,6 +184,26 @@ func spawnSender(g *Globals) error {
 		return err
 	}
 	return cmd.Process.Release()
+}
+
+// closeInheritedFiles marks every descriptor above stderr close-on-exec.
+// Go opens its own files that way, but a parent may have leaked one to push
+// (a pipe from a wrapper script, say); the sender must not hold it open, or
+// whoever waits for that pipe's end would wait for the sender too.
+func closeInheritedFiles() {
+	if unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Kernels before 5.11: walk /proc/self/fd.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
 
 // senderEnv keeps what the sender may need of the environment.

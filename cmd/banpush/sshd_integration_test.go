@@ -30,16 +30,11 @@ import (
 // sshTimeout bounds every client run, so that a hang fails the test.
 const sshTimeout = 30 * time.Second
 
-// buildBanpush builds the banpush binary: sshd needs a real executable as
+// buildBanpush returns the banpush binary: sshd needs a real executable as
 // the forced command, and the test binary is not one.
 func buildBanpush(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "banpush")
-	out, err := exec.Command("go", "build", "-buildvcs=false", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return builtBanpush(t)
 }
 
 // result is what a client run did.
