@@ -1,5 +1,8 @@
 #!/bin/sh
 # Set up the account that receives bans on this host. Run as root, once.
+# BANPUSH_USER, BANPUSH_HOME and BANPUSH_LOGDIR change the account name
+# (banpush), its home (/var/lib/banpush) and the log directory
+# (/var/log/banpush).
 #
 # The account needs a real shell: sshd runs the forced command from
 # authorized_keys through it. Its password is '*' (not '!'): without PAM,
@@ -9,8 +12,8 @@
 set -eu
 
 user=${BANPUSH_USER:-banpush}
-home=/var/lib/banpush
-logdir=/var/log/banpush
+home=${BANPUSH_HOME:-/var/lib/banpush}
+logdir=${BANPUSH_LOGDIR:-/var/log/banpush}
 
 if ! id "$user" >/dev/null 2>&1; then
 	useradd --system --home-dir "$home" --create-home --shell /bin/sh \

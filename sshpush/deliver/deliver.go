@@ -187,9 +187,13 @@ func (w *worker) run(ctx context.Context) {
 		}
 		backoff = w.cfg.MinBackoff
 		w.res.Class, w.res.Err = sshpush.ClassOK, nil
-		// Queue empty: linger for more, or finish.
+		// Queue empty: linger for more, or finish. Save the state first, so
+		// that 'banpush status' shows this delivery while we linger.
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
+		}
+		if idleSince.IsZero() {
+			w.saveState()
 		}
 		now := w.cfg.Now()
 		if idleSince.IsZero() {
