@@ -190,7 +190,7 @@ func (c *cluster) stopSender() {
 	writeFile(c.t, req, "")
 	defer os.Remove(req)
 	for i := 0; i < 500; i++ {
-		out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" send").Output()
+		out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" .*send$").Output()
 		if len(strings.TrimSpace(string(out))) == 0 {
 			return
 		}

@@ -82,6 +82,7 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 		Spool:   s,
 		Peers:   peers,
 		Options: sshpush.Options{Warn: func(m string) { printWarning(env.Stderr, "%s", m) }},
+		MaxAge:  g.MaxAge,
 		Now:     env.Now,
 	})
 	if err := compact(s, g); err != nil {

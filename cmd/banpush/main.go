@@ -32,8 +32,9 @@ func buildVersion() string {
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Inventory string `help:"Peers file, in ssh_config syntax." default:"/etc/banpush/peers" env:"BANPUSH_INVENTORY" type:"path" placeholder:"FILE"`
-	Spool     string `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
+	Inventory string        `help:"Peers file, in ssh_config syntax." default:"/etc/banpush/peers" env:"BANPUSH_INVENTORY" type:"path" placeholder:"FILE"`
+	Spool     string        `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
+	MaxAge    time.Duration `help:"Drop queued bans older than this instead of delivering them." default:"24h" env:"BANPUSH_MAX_AGE" placeholder:"DURATION"`
 }
 
 // CLI is the whole command line. One command, one struct, one file.

@@ -176,7 +176,7 @@ func spawnSender(g *Globals) error {
 		return err
 	}
 	closeInheritedFiles()
-	cmd := exec.Command(self, "--inventory", g.Inventory, "--spool", g.Spool, "send")
+	cmd := exec.Command(self, "--inventory", g.Inventory, "--spool", g.Spool, "--max-age", g.MaxAge.String(), "send")
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = senderEnv(os.Environ())

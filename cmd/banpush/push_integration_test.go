@@ -183,7 +183,7 @@ func TestSenderKilled(t *testing.T) {
 
 // killSender SIGKILLs the background sender of c's spool, if one runs.
 func killSender(c *cluster) bool {
-	out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" send").Output()
+	out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" .*send$").Output()
 	killed := false
 	for _, f := range strings.Fields(string(out)) {
 		var pid int
@@ -192,4 +192,44 @@ func killSender(c *cluster) bool {
 		}
 	}
 	return killed
+}
+
+// TestPushIdempotent: fail2ban runs a failed actionban a second time, so
+// the same ban can be queued twice; a peer that has not received it yet
+// gets it once.
+func TestPushIdempotent(t *testing.T) {
+	c := newCluster(t, 2)
+	c.peers[1].sshd.Stop()
+	for i := 0; i < 3; i++ {
+		c.run(nil, "push", "--jail", "sshd", "203.0.113.44")
+	}
+	c.waitLogged(c.peers[:1], []string{"203.0.113.44"}, 30*time.Second)
+	c.stopSender()
+	c.peers[1].sshd.Start()
+	c.run(nil, "flush", "--timeout", "20s")
+	if n := c.peers[1].logged(t)["203.0.113.44"]; n != 1 {
+		t.Errorf("peer2 logged the ban %d times, want 1", n)
+	}
+}
+
+// TestPushMaxAge: a ban queued longer ago than --max-age is dropped, not
+// delivered, and counted.
+func TestPushMaxAge(t *testing.T) {
+	c := newCluster(t, 1)
+	c.peers[0].sshd.Stop()
+	c.run(nil, "push", "203.0.113.45")
+	c.stopSender()
+	c.peers[0].sshd.Start()
+	time.Sleep(1100 * time.Millisecond) // let the ban age past --max-age 1s
+	out := c.run(nil, "--max-age", "1s", "flush", "--json")
+	var rep []peerReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep) != 1 || rep[0].Dropped != 1 || rep[0].Delivered != 0 {
+		t.Errorf("report %+v, want 1 dropped, 0 delivered", rep)
+	}
+	if n := len(c.peers[0].logged(t)); n != 0 {
+		t.Errorf("peer logged %d bans, want none", n)
+	}
 }

@@ -34,7 +34,6 @@ type SendCmd struct {
 	Linger      time.Duration `help:"Keep connections open this long after the queue empties." default:"10s"`
 	MaxRun      time.Duration `help:"Stop retrying unreachable peers after this long; the next push or flush goes on." default:"5m"`
 	Concurrency int           `help:"Peers delivered to at once." default:"32"`
-	MaxAge      time.Duration `help:"Drop queued bans older than this." default:"24h"`
 }
 
 // Help explains the sender.
@@ -117,7 +116,7 @@ func (c *SendCmd) once(ctx context.Context, env *Env, g *Globals, s *spool.Spool
 		Options:     sshpush.Options{Warn: func(m string) { logf("warning: %s", m) }},
 		Concurrency: c.Concurrency,
 		Linger:      c.Linger,
-		MaxAge:      c.MaxAge,
+		MaxAge:      g.MaxAge,
 		Wake:        wake,
 		Stop:        stopCh,
 		Now:         env.Now,
