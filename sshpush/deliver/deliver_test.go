@@ -1,0 +1,361 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/spool"
+	"golang.org/x/crypto/ssh"
+)
+
+// peerServer is an in-process SSH server that runs the real receiver
+// (package receive) for "banpush-v1 ban", writing to its own log.
+type peerServer struct {
+	t        *testing.T
+	addr     string
+	log      string
+	hostKey  ssh.PublicKey
+	busy     atomic.Int32 // answer exit 75 to this many more batches
+	batches  atomic.Int32
+	conns    atomic.Int32
+	listener net.Listener
+}
+
+func newPeerServer(t *testing.T, clientKey ssh.PublicKey) *peerServer {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+			if bytes.Equal(k.Marshal(), clientKey.Marshal()) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("unknown key")
+		},
+	}
+	cfg.AddHostKey(signer)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peerServer{t: t, addr: l.Addr().String(), log: filepath.Join(t.TempDir(), "received.log"), hostKey: signer.PublicKey(), listener: l}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.conns.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.serve(c, cfg)
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *peerServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
+	defer c.Close()
+	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		ch, reqs, err := nc.Accept()
+		if err != nil {
+			continue
+		}
+		go p.session(ch, reqs)
+	}
+}
+
+func (p *peerServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	for req := range reqs {
+		if req.Type != "exec" || len(req.Payload) < 4 {
+			req.Reply(false, nil)
+			continue
+		}
+		req.Reply(true, nil)
+		cmd := string(req.Payload[4:])
+		status := p.run(cmd, ch)
+		ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(status)))
+		return
+	}
+}
+
+func (p *peerServer) run(cmd string, ch ssh.Channel) int {
+	if cmd != receive.RequestBan {
+		return 64
+	}
+	if p.busy.Load() > 0 {
+		p.busy.Add(-1)
+		fmt.Fprintln(ch.Stderr(), "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
+		return 75
+	}
+	cfg := receive.Config{
+		Peer: "pusher", LogPath: p.log, MaxBurst: 100000, MaxPerMinute: 0,
+		LockTimeout: time.Second, Now: time.Now,
+	}
+	res, err := receive.Accept(context.Background(), cfg, ch)
+	if err != nil {
+		return 75
+	}
+	p.batches.Add(1)
+	receive.WriteAnswer(ch, ch.Stderr(), res, 10)
+	return 0
+}
+
+// logged counts the lines per address in the server's log.
+func (p *peerServer) logged() map[string]int {
+	b, _ := os.ReadFile(p.log)
+	got := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(l); len(f) > 3 {
+			got[f[3]]++
+		}
+	}
+	return got
+}
+
+type fixture struct {
+	spool   *spool.Spool
+	peers   []Peer
+	servers []*peerServer
+}
+
+func newFixture(t *testing.T, n int) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := ssh.NewSignerFromKey(priv)
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{spool: sp}
+	var kh strings.Builder
+	for i := 0; i < n; i++ {
+		s := newPeerServer(t, signer.PublicKey())
+		host, port, _ := net.SplitHostPort(s.addr)
+		var portN int
+		fmt.Sscan(port, &portN)
+		fmt.Fprintf(&kh, "[%s]:%d %s", host, portN, ssh.MarshalAuthorizedKey(s.hostKey))
+		f.servers = append(f.servers, s)
+		f.peers = append(f.peers, Peer{Name: fmt.Sprintf("peer%d", i+1), Target: sshpush.Target{
+			HostName: host, Port: portN, User: "banpush",
+			IdentityFiles:   []string{keyPath},
+			KnownHostsFiles: []string{filepath.Join(dir, "known_hosts")},
+		}})
+	}
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) push(t *testing.T, addrs ...string) {
+	t.Helper()
+	var recs []record.Record
+	for _, a := range addrs {
+		recs = append(recs, record.Record{Addr: netip.MustParseAddr(a)})
+	}
+	if err := f.spool.Append(context.Background(), time.Now(), recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) config() Config {
+	return Config{Spool: f.spool, Peers: f.peers, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+}
+
+func addrsFrom(from, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("203.0.113.%d", from+i)
+	}
+	return out
+}
+
+// TestRunDelivers: every queued ban reaches every peer once, in batches,
+// over one connection per peer, and the queue is empty afterwards.
+func TestRunDelivers(t *testing.T) {
+	f := newFixture(t, 3)
+	bans := addrsFrom(1, 50)
+	f.push(t, bans...)
+	f.push(t, bans[0]) // the same ban again, in the same batch: sent once
+	results := Run(context.Background(), f.config())
+	for i, r := range results {
+		if r.Class != sshpush.ClassOK || r.Delivered != 50 || r.Dials != 1 {
+			t.Errorf("%s: %s, %d dials", r.Peer, r.Summary(), r.Dials)
+		}
+		got := f.servers[i].logged()
+		for _, a := range bans {
+			if got[a] != 1 {
+				t.Errorf("%s logged %s %d times, want 1", r.Peer, a, got[a])
+			}
+		}
+	}
+	if pending, _ := f.spool.HasPending([]string{"peer1", "peer2", "peer3"}); pending {
+		t.Error("bans still pending after Run")
+	}
+}
+
+// TestRunBatches: a queue longer than a batch goes out in several batches
+// on one connection.
+func TestRunBatches(t *testing.T) {
+	f := newFixture(t, 1)
+	f.push(t, addrsFrom(1, 50)...)
+	cfg := f.config()
+	cfg.BatchRecords = 20
+	r := Run(context.Background(), cfg)[0]
+	if r.Class != sshpush.ClassOK || r.Delivered != 50 || r.Batches != 3 || r.Dials != 1 {
+		t.Errorf("got %s in %d batches over %d connections, want 50 in 3 over 1", r.Summary(), r.Batches, r.Dials)
+	}
+}
+
+// TestRunRetriesBusy: a receiver answering 75 (log busy) is retried until
+// it accepts.
+func TestRunRetriesBusy(t *testing.T) {
+	f := newFixture(t, 1)
+	f.servers[0].busy.Store(3)
+	f.push(t, "203.0.113.9")
+	results := Run(context.Background(), f.config())
+	if r := results[0]; r.Class != sshpush.ClassOK || r.Delivered != 1 {
+		t.Errorf("got %s, want ok after retries", r.Summary())
+	}
+}
+
+// TestRunAuthNotRetried: a peer that refuses the key fails once, is not
+// retried, and keeps its queue; the others are served.
+func TestRunAuthNotRetried(t *testing.T) {
+	f := newFixture(t, 2)
+	f.peers[1].Target.IdentityFiles = []string{filepath.Join(t.TempDir(), "missing")}
+	f.push(t, "203.0.113.10")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	results := Run(ctx, f.config())
+	if results[0].Class != sshpush.ClassOK {
+		t.Errorf("peer1: %s", results[0].Summary())
+	}
+	if r := results[1]; r.Class != sshpush.ClassAuth || r.Dials != 1 {
+		t.Errorf("peer2: %s after %d dials, want auth after 1", r.Summary(), r.Dials)
+	}
+	if n, _, _ := f.spool.Pending("peer2"); n != 1 {
+		t.Errorf("peer2 has %d queued, want 1", n)
+	}
+	st, _ := f.spool.LoadState("peer2")
+	if st.LastFailureClass != string(sshpush.ClassAuth) {
+		t.Errorf("state %+v, want the auth failure recorded", st)
+	}
+}
+
+// TestRunLingers: while lingering, a new ban goes out on the open
+// connection as soon as the Notifier says the journal grew.
+func TestRunLingers(t *testing.T) {
+	f := newFixture(t, 2)
+	f.push(t, "203.0.113.20")
+	cfg := f.config()
+	cfg.Linger = 3 * time.Second
+	cfg.Wake = NewNotifier()
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), cfg) }()
+	waitFor(t, func() bool { return f.servers[0].logged()["203.0.113.20"] == 1 && f.servers[1].logged()["203.0.113.20"] == 1 })
+	f.push(t, "203.0.113.21")
+	cfg.Wake.Notify()
+	waitFor(t, func() bool { return f.servers[0].logged()["203.0.113.21"] == 1 && f.servers[1].logged()["203.0.113.21"] == 1 })
+	results := <-done
+	for i, r := range results {
+		if r.Dials != 1 || r.Batches != 2 || f.servers[i].conns.Load() != 1 {
+			t.Errorf("%s: %d dials, %d batches, %d connections; want 1, 2, 1", r.Peer, r.Dials, r.Batches, f.servers[i].conns.Load())
+		}
+	}
+}
+
+// TestRunStop: closing Stop ends the linger at once.
+func TestRunStop(t *testing.T) {
+	f := newFixture(t, 1)
+	f.push(t, "203.0.113.30")
+	cfg := f.config()
+	cfg.Linger = time.Hour
+	stop := make(chan struct{})
+	cfg.Stop = stop
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), cfg) }()
+	waitFor(t, func() bool { return f.servers[0].logged()["203.0.113.30"] == 1 })
+	close(stop)
+	select {
+	case r := <-done:
+		if r[0].Class != sshpush.ClassOK {
+			t.Errorf("got %s", r[0].Summary())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Stop")
+	}
+}
+
+// TestRunExpired: records past their bantime or MaxAge are dropped and
+// counted, and the cursor moves past them without connecting.
+func TestRunExpired(t *testing.T) {
+	f := newFixture(t, 1)
+	old := record.Record{Addr: netip.MustParseAddr("203.0.113.40"), Time: time.Now().Add(-time.Hour).Unix(), BanTime: 600}
+	if err := f.spool.Append(context.Background(), time.Now(), old); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.spool.Append(context.Background(), time.Now().Add(-48*time.Hour), record.Record{Addr: netip.MustParseAddr("203.0.113.41")}); err != nil {
+		t.Fatal(err)
+	}
+	r := Run(context.Background(), f.config())[0]
+	if r.Dropped != 2 || r.Delivered != 0 || r.Dials != 0 {
+		t.Errorf("got %s with %d dials, want 2 dropped and no connection", r.Summary(), r.Dials)
+	}
+	if n, _, _ := f.spool.Pending("peer1"); n != 0 {
+		t.Errorf("%d still queued", n)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
