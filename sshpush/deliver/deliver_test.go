@@ -295,10 +295,14 @@ func TestRunLingers(t *testing.T) {
 	cfg.Wake = NewNotifier()
 	done := make(chan []Result)
 	go func() { done <- Run(context.Background(), cfg) }()
-	waitFor(t, func() bool { return f.servers[0].logged()["203.0.113.20"] == 1 && f.servers[1].logged()["203.0.113.20"] == 1 })
+	waitFor(t, func() bool {
+		return f.servers[0].logged()["203.0.113.20"] == 1 && f.servers[1].logged()["203.0.113.20"] == 1
+	})
 	f.push(t, "203.0.113.21")
 	cfg.Wake.Notify()
-	waitFor(t, func() bool { return f.servers[0].logged()["203.0.113.21"] == 1 && f.servers[1].logged()["203.0.113.21"] == 1 })
+	waitFor(t, func() bool {
+		return f.servers[0].logged()["203.0.113.21"] == 1 && f.servers[1].logged()["203.0.113.21"] == 1
+	})
 	results := <-done
 	for i, r := range results {
 		if r.Dials != 1 || r.Batches != 2 || f.servers[i].conns.Load() != 1 {
