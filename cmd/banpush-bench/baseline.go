@@ -67,9 +67,9 @@ func (b *bench) writeBaselines(dir string, ports []int) (baselines, error) {
 	return bl, nil
 }
 
-// runScript times one baseline script for one ban, its output read through
-// a pipe as fail2ban would.
-func (b *bench) runScript(script, ip string) (time.Duration, error) {
+// runScript runs one baseline script for one ban, its output read through
+// a pipe as fail2ban would, and returns its run time and CPU time.
+func (b *bench) runScript(script, ip string) (wall, cpu time.Duration, err error) {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C"}
 	return b.timeSh(env, `/bin/bash '`+script+`' "$1" 2>&1 | cat`, ip)
 }
@@ -101,6 +101,7 @@ func (b *bench) openMasters(s *setup) error {
 			return fmt.Errorf("ssh -O check port %d: %s", port, out)
 		}
 		pid, _ := strconv.Atoi(string(m[1]))
+		s.masters = append(s.masters, pid)
 		b.cl.add(func() {
 			exec.Command("ssh", "-F", "/dev/null", "-o", "ControlPath="+path, "-O", "exit", "-p", strconv.Itoa(port), "127.0.0.1").Run()
 			syscall.Kill(pid, syscall.SIGTERM)

@@ -30,9 +30,10 @@ type bench struct {
 	bin   string
 	key   string // the pusher's private key
 	pub   string
-	kh    string // known_hosts for every peer
-	user  string
-	peers []*sshd // every peer started so far
+	kh    string   // known_hosts for every peer
+	user  string   // the receiving account's name
+	acct  *account // the receiving account
+	peers []*sshd  // every peer started so far
 	logs  map[*sshd]*banLog
 	addr  addrs
 	rows  []row
@@ -46,17 +47,23 @@ type setup struct {
 	spool     string
 	peers     []*sshd // live peers
 	scripts   baselines
-	// mastersOpen is set once the ControlMaster connections are open.
+	// mastersOpen is set once the ControlMaster connections are open;
+	// masters are their process ids.
 	mastersOpen bool
+	masters     []int
 }
 
 func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
-	b := &bench{ctx: ctx, cl: cl, o: o, logs: map[*sshd]*banLog{}, user: "root"}
+	b := &bench{ctx: ctx, cl: cl, o: o, logs: map[*sshd]*banLog{}}
 	dir, err := os.MkdirTemp("", "banpush-bench-")
 	if err != nil {
 		return nil, err
 	}
 	b.dir = dir
+	// The receiving account must reach banpush and its log directories.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	if o.keep {
 		cl.add(func() { fmt.Fprintf(os.Stderr, "banpush-bench: kept %s\n", dir) })
 	} else {
@@ -68,6 +75,13 @@ func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
 	if err := b.build(); err != nil {
 		return nil, err
 	}
+	if err := os.Chmod(filepath.Dir(b.bin), 0o755); err != nil {
+		return nil, err
+	}
+	if b.acct, err = b.receiverAccount(o.receiver); err != nil {
+		return nil, fmt.Errorf("receiving account %s: %w", o.receiver, err)
+	}
+	b.user = b.acct.name
 	b.key = filepath.Join(dir, "pusher_ed25519")
 	b.pub = b.key + ".pub"
 	b.kh = filepath.Join(dir, "known_hosts")
@@ -99,10 +113,13 @@ func (b *bench) startPeers(n int) error {
 	for len(b.peers) < n {
 		name := fmt.Sprintf("peer%03d", len(b.peers)+1)
 		dir := filepath.Join(b.dir, name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return err
 		}
-		banLog := filepath.Join(dir, "received.log")
+		if err := b.acct.ownedDir(filepath.Join(dir, "log")); err != nil {
+			return err
+		}
+		banLog := filepath.Join(dir, "log", "received.log")
 		line, err := exec.CommandContext(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", banLog,
 			"--binary", b.bin, "--max-burst", rateLimit, "--max-per-minute", rateLimit, b.pub).Output()
 		if err != nil {
@@ -175,38 +192,54 @@ func (s *setup) env() []string {
 	return append(env, "BANPUSH_INVENTORY="+s.inventory, "BANPUSH_SPOOL="+s.spool)
 }
 
-// push runs 'banpush push IP' directly and returns when it has exited.
-func (b *bench) push(s *setup, args ...string) error {
+// push runs 'banpush push IP' directly and returns the CPU time it used
+// once it has exited.
+func (b *bench) push(s *setup, args ...string) (time.Duration, error) {
 	cmd := exec.CommandContext(b.ctx, b.bin, append([]string{"push"}, args...)...)
 	cmd.Env = s.env()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("banpush push: %v\n%s", err, out)
+		return 0, fmt.Errorf("banpush push: %v\n%s", err, out)
 	}
-	return nil
+	return cpuOf(cmd), nil
+}
+
+// cpuOf is the user+sys time of an exited command and of the children it
+// waited for.
+func cpuOf(cmd *exec.Cmd) time.Duration {
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // shPush runs the action command the way fail2ban does: through /bin/sh,
 // with its output read to EOF through a pipe.
 func (b *bench) shPush(s *setup, ip string) (time.Duration, error) {
-	return b.timeSh(s.env(), `'`+b.bin+`' push "$1" 2>&1 | cat`, ip)
+	d, _, err := b.timeSh(s.env(), `'`+b.bin+`' push "$1" 2>&1 | cat`, ip)
+	return d, err
 }
 
-// timeSh times /bin/sh -c script with $1 set to arg.
-func (b *bench) timeSh(env []string, script, arg string) (time.Duration, error) {
+// timeSh runs /bin/sh -c script with $1 set to arg, and returns how long
+// it took and the CPU time it and its children used.
+func (b *bench) timeSh(env []string, script, arg string) (wall, cpu time.Duration, err error) {
 	cmd := exec.CommandContext(b.ctx, "/bin/sh", "-c", script, "sh", arg)
 	cmd.Env = env
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	d := time.Since(start)
+	wall = time.Since(start)
 	if err != nil {
-		return d, fmt.Errorf("%s: %v\n%s", script, err, out)
+		return wall, 0, fmt.Errorf("%s: %v\n%s", script, err, out)
 	}
-	return d, nil
+	return wall, cpuOf(cmd), nil
 }
 
-// senders lists the background senders of a setup's spool.
+// senders lists the background senders of a setup's spool: banpush
+// processes with "--spool SPOOL" and the word "send" in their argv.
 func (s *setup) senders() []int {
-	return findProcs("--spool", s.spool, "send")
+	var out []int
+	for _, pid := range findProcs("--spool", s.spool) {
+		if len(findArgs(pid, "send")) > 0 {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // stopSender asks the setup's lingering sender to stop, as flush does, and

@@ -58,7 +58,7 @@ type sshd struct {
 // startSSHD writes a configuration into dir and starts sshd on a free
 // loopback port, retrying a few ports if another process takes one first.
 func startSSHD(ctx context.Context, cl *cleanups, name, dir, authorizedKeys string) (*sshd, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
 	}
 	s := &sshd{name: name, dir: dir, log: filepath.Join(dir, "sshd.log")}
@@ -76,7 +76,8 @@ func startSSHD(ctx context.Context, cl *cleanups, name, dir, authorizedKeys stri
 	}
 	s.hostPub = f[0] + " " + f[1]
 	ak := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(ak, []byte(authorizedKeys), 0o600); err != nil {
+	// sshd reads it as the user it logs in.
+	if err := os.WriteFile(ak, []byte(authorizedKeys), 0o644); err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -308,6 +309,19 @@ func findProcs(words ...string) []int {
 	return out
 }
 
+// findArgs returns the argv of pid if it contains words in order, else nil.
+func findArgs(pid int, words ...string) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil
+	}
+	args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	if !containsSeq(args, words) {
+		return nil
+	}
+	return args
+}
+
 func containsSeq(args, words []string) bool {
 	for i := 0; i+len(words) <= len(args); i++ {
 		ok := true
@@ -343,3 +357,76 @@ func procStatusKiB(pid int, key string) int {
 }
 
 var errTimeout = errors.New("timed out")
+
+// procCPU is the CPU time of one process and of its reaped children, from
+// /proc/PID/stat.
+type procCPU struct {
+	ppid       int
+	self, dead time.Duration
+}
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
+const clockTick = 10 * time.Millisecond
+
+// procTable reads every process's parent and CPU times.
+func procTable() map[int]procCPU {
+	t := map[int]procCPU{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		n := func(k int) time.Duration { v, _ := strconv.ParseInt(f[k], 10, 64); return time.Duration(v) * clockTick }
+		ppid, _ := strconv.Atoi(f[1])
+		t[pid] = procCPU{ppid: ppid, self: n(11) + n(12), dead: n(13) + n(14)}
+	}
+	return t
+}
+
+// treeCPU is the CPU time used so far by the processes pids and all their
+// descendants, living or reaped.
+func treeCPU(pids ...int) time.Duration {
+	t := procTable()
+	kids := map[int][]int{}
+	for pid, p := range t {
+		kids[p.ppid] = append(kids[p.ppid], pid)
+	}
+	var sum time.Duration
+	var walk func(int)
+	walk = func(pid int) {
+		p, ok := t[pid]
+		if !ok {
+			return
+		}
+		sum += p.self + p.dead
+		for _, k := range kids[pid] {
+			walk(k)
+		}
+	}
+	for _, pid := range pids {
+		walk(pid)
+	}
+	return sum
+}
+
+// listeners are the process ids of the peers' sshd listeners.
+func listeners(peers []*sshd) []int {
+	var out []int
+	for _, p := range peers {
+		out = append(out, p.cmd.Process.Pid)
+	}
+	return out
+}

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -49,7 +47,7 @@ func (b *bench) s1Action() error {
 		}
 		var bs []time.Duration
 		for range b.o.baselineReps {
-			d, err := b.runScript(c.s.scripts.seed, b.addr.next())
+			d, _, err := b.runScript(c.s.scripts.seed, b.addr.next())
 			if err != nil && c.s == up {
 				return err
 			}
@@ -69,67 +67,125 @@ func (b *bench) s1Action() error {
 	return nil
 }
 
+// cost is what one ban cost: the time until it was in every log, the CPU
+// time of the pushing side and that of all the peers' sshd (every
+// connection and session process, the shell and the receiver included).
+type cost struct{ wall, client, server time.Duration }
+
+func medianCost(cs []cost) cost {
+	var w, c, s []time.Duration
+	for _, x := range cs {
+		w, c, s = append(w, x.wall), append(c, x.client), append(s, x.server)
+	}
+	return cost{median(w), median(c), median(s)}
+}
+
+func (c cost) cpu() string {
+	return fmt.Sprintf("%s + %s", fmtDur(c.client), fmtDur(c.server))
+}
+
+// coldBan pushes one ban with no sender running, waits until it is in
+// every log, and stops the sender again. It also returns the sender's peak
+// RSS in KiB.
+func (b *bench) coldBan(s *setup, timeout time.Duration) (cost, int, error) {
+	if err := b.stopSender(s); err != nil {
+		return cost{}, 0, err
+	}
+	srv := treeCPU(listeners(s.peers)...)
+	ip := b.addr.next()
+	start := time.Now()
+	pushCPU, err := b.push(s, ip)
+	if err != nil {
+		return cost{}, 0, err
+	}
+	at, err := b.waitLogged(s.peers, []string{ip}, timeout)
+	if err != nil {
+		return cost{}, 0, err
+	}
+	c := cost{wall: at.Sub(start), client: pushCPU}
+	// The sender lingers: its peak RSS so far and its CPU time are there
+	// to be read.
+	hwm := 0
+	pids := s.senders()
+	for _, pid := range pids {
+		hwm = max(hwm, procStatusKiB(pid, "VmHWM:"))
+	}
+	c.client += treeCPU(pids...)
+	if err := b.stopSender(s); err != nil {
+		return cost{}, 0, err
+	}
+	c.server = treeCPU(listeners(s.peers)...) - srv
+	return c, hwm, nil
+}
+
+// scriptBan runs a baseline script for one new ban and waits until it is
+// in every log.
+func (b *bench) scriptBan(s *setup, script string, timeout time.Duration) (cost, error) {
+	srv := treeCPU(listeners(s.peers)...)
+	masters := treeCPU(s.masters...)
+	ip := b.addr.next()
+	start := time.Now()
+	_, cpu, err := b.runScript(script, ip)
+	if err != nil {
+		return cost{}, err
+	}
+	at, err := b.waitLogged(s.peers, []string{ip}, timeout)
+	if err != nil {
+		return cost{}, err
+	}
+	return cost{
+		wall:   at.Sub(start),
+		client: cpu + treeCPU(s.masters...) - masters,
+		server: treeCPU(listeners(s.peers)...) - srv,
+	}, nil
+}
+
+func (b *bench) scriptBans(s *setup, script string, reps int, timeout time.Duration) ([]cost, error) {
+	var cs []cost
+	for range reps {
+		c, err := b.scriptBan(s, script, timeout)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
 // s2OneBan is scenario 2: one ban to every peer, cold, until it is in every
 // log.
 func (b *bench) s2OneBan(s *setup) error {
-	var ds []time.Duration
+	var cs []cost
 	for range b.o.coldReps {
-		if err := b.stopSender(s); err != nil {
-			return err
-		}
-		ip := b.addr.next()
-		start := time.Now()
-		if err := b.push(s, ip); err != nil {
-			return err
-		}
-		at, err := b.waitLogged(s.peers, []string{ip}, 30*time.Second)
+		c, _, err := b.coldBan(s, 30*time.Second)
 		if err != nil {
 			return err
 		}
-		ds = append(ds, at.Sub(start))
+		cs = append(cs, c)
 	}
-	if err := b.stopSender(s); err != nil {
-		return err
-	}
-	par, err := b.baselineUntilLogged(s, s.scripts.parallel, b.o.coldReps)
+	par, err := b.scriptBans(s, s.scripts.parallel, b.o.coldReps, 30*time.Second)
 	if err != nil {
 		return err
 	}
 	if err := b.openMasters(s); err != nil {
 		return err
 	}
-	cm, err := b.baselineUntilLogged(s, s.scripts.master, b.o.coldReps)
+	cm, err := b.scriptBans(s, s.scripts.master, b.o.coldReps, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	bm, pm, cmm := median(ds), median(par), median(cm)
+	bm, pm, cmm := medianCost(cs), medianCost(par), medianCost(cm)
 	name := fmt.Sprintf("2. one ban to %d peers, in every log (cold)", len(s.peers))
 	b.rows = append(b.rows,
-		row{scenario: name, banpush: fmtN(bm, len(ds)), baseline: "parallel ssh " + fmtN(pm, len(par)),
-			ratio: ratio(bm, pm), target: "<= 0.3 x parallel ssh", met: metIf(bm <= pm*3/10)},
-		row{scenario: name, banpush: fmtN(bm, len(ds)), baseline: "ControlMaster " + fmtN(cmm, len(cm)),
-			ratio: ratio(bm, cmm), target: "-", met: "-"},
+		row{scenario: name, banpush: fmtN(bm.wall, len(cs)), baseline: "parallel ssh " + fmtN(pm.wall, len(par)),
+			ratio: ratio(bm.wall, pm.wall), target: "<= 0.3 x parallel ssh", met: metIf(bm.wall <= pm.wall*3/10)},
+		row{scenario: name, banpush: fmtN(bm.wall, len(cs)), baseline: "ControlMaster " + fmtN(cmm.wall, len(cm)),
+			ratio: ratio(bm.wall, cmm.wall), target: "-", met: "-"},
+		row{scenario: "2. CPU per cold ban: pusher + all peers' sshd", banpush: bm.cpu(),
+			baseline: "parallel ssh " + pm.cpu() + "; ControlMaster " + cmm.cpu(),
+			ratio:    ratio(bm.client+bm.server, pm.client+pm.server), target: "-", met: "-"},
 	)
 	return nil
-}
-
-// baselineUntilLogged runs a baseline script reps times, each for a new
-// ban, and times it until the ban is in every log.
-func (b *bench) baselineUntilLogged(s *setup, script string, reps int) ([]time.Duration, error) {
-	var ds []time.Duration
-	for range reps {
-		ip := b.addr.next()
-		start := time.Now()
-		if _, err := b.runScript(script, ip); err != nil {
-			return nil, err
-		}
-		at, err := b.waitLogged(s.peers, []string{ip}, 30*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		ds = append(ds, at.Sub(start))
-	}
-	return ds, nil
 }
 
 // s3Burst is scenario 3: many distinct bans, one push each, back to back.
@@ -143,7 +199,7 @@ func (b *bench) s3Burst(s *setup) error {
 	start := time.Now()
 	for _, ip := range ips {
 		t := time.Now()
-		if err := b.push(s, ip); err != nil {
+		if _, err := b.push(s, ip); err != nil {
 			return err
 		}
 		pushes = append(pushes, time.Since(t))
@@ -164,7 +220,7 @@ func (b *bench) s3Burst(s *setup) error {
 	conns0 = b.connections(s.peers)
 	start = time.Now()
 	for _, ip := range bips {
-		if _, err := b.runScript(s.scripts.parallel, ip); err != nil {
+		if _, _, err := b.runScript(s.scripts.parallel, ip); err != nil {
 			return err
 		}
 	}
@@ -177,7 +233,7 @@ func (b *bench) s3Burst(s *setup) error {
 	bconns := int(float64(b.connections(s.peers)-conns0) * scale)
 	name := fmt.Sprintf("3. burst: %d pushes to %d peers, all %d lines logged", len(ips), len(s.peers), len(ips)*len(s.peers))
 	b.rows = append(b.rows,
-		row{scenario: name, banpush: fmtDur(d), baseline: fmt.Sprintf("parallel ssh %s (%d bans x %.0f, extrapolated)", fmtDur(bd), k, scale),
+		row{scenario: name, banpush: fmtDur(d), baseline: fmt.Sprintf("parallel ssh %s (%d bans measured x %.0f, extrapolated)", fmtDur(bd), k, scale),
 			ratio: ratio(d, bd), target: "<= 10 s", met: metIf(d <= 10*time.Second)},
 		row{scenario: "3. burst: SSH connections opened (sshd logs)", banpush: fmt.Sprintf("%d (%.1f per peer)", conns, float64(conns)/float64(len(s.peers))),
 			baseline: fmt.Sprintf("parallel ssh %d (%d measured x %.0f, extrapolated)", bconns, int(float64(bconns)/scale), scale),
@@ -192,36 +248,52 @@ func (b *bench) s3Burst(s *setup) error {
 // s4Warm is scenario 4: pushes while the sender lingers with its
 // connections open, against ssh over open ControlMaster connections.
 func (b *bench) s4Warm(s *setup) error {
+	if err := b.stopSender(s); err != nil {
+		return err
+	}
 	warm := b.addr.next()
-	if err := b.push(s, warm); err != nil {
+	if _, err := b.push(s, warm); err != nil {
 		return err
 	}
 	if _, err := b.waitLogged(s.peers, []string{warm}, 30*time.Second); err != nil {
 		return err
 	}
-	spaced := func(f func(ip string) error) ([]time.Duration, error) {
+	senders := s.senders()
+	if len(senders) != 1 {
+		return fmt.Errorf("%d senders running after the first push, want 1", len(senders))
+	}
+	// spaced runs f for reps new bans, 100 ms apart, and returns how long
+	// each took to be in every log, and the CPU of all of them.
+	spaced := func(f func(ip string) (time.Duration, error), clientPIDs []int) ([]time.Duration, cost, error) {
 		var ds []time.Duration
+		srv, cli := treeCPU(listeners(s.peers)...), treeCPU(clientPIDs...)
+		var c cost
 		for range b.o.reps {
 			ip := b.addr.next()
 			start := time.Now()
-			if err := f(ip); err != nil {
-				return nil, err
+			cpu, err := f(ip)
+			if err != nil {
+				return nil, c, err
 			}
+			c.client += cpu
 			at, err := b.waitLogged(s.peers, []string{ip}, 30*time.Second)
 			if err != nil {
-				return nil, err
+				return nil, c, err
 			}
 			ds = append(ds, at.Sub(start))
 			sleep(b.ctx, time.Until(start.Add(100*time.Millisecond)))
 		}
-		return ds, nil
+		n := time.Duration(b.o.reps)
+		c.client = (c.client + treeCPU(clientPIDs...) - cli) / n
+		c.server = (treeCPU(listeners(s.peers)...) - srv) / n
+		return ds, c, nil
 	}
-	ds, err := spaced(func(ip string) error { return b.push(s, ip) })
+	ds, bc, err := spaced(func(ip string) (time.Duration, error) { return b.push(s, ip) }, senders)
 	if err != nil {
 		return err
 	}
-	if len(s.senders()) != 1 {
-		b.notes = append(b.notes, fmt.Sprintf("Scenario 4: %d senders running at the end (want 1 lingering).", len(s.senders())))
+	if got := s.senders(); len(got) != 1 || got[0] != senders[0] {
+		b.notes = append(b.notes, fmt.Sprintf("Scenario 4: the sender changed during the pushes (%v, then %v): not all of them were warm.", senders, got))
 	}
 	if err := b.stopSender(s); err != nil {
 		return err
@@ -229,17 +301,21 @@ func (b *bench) s4Warm(s *setup) error {
 	if err := b.openMasters(s); err != nil {
 		return err
 	}
-	cm, err := spaced(func(ip string) error { _, err := b.runScript(s.scripts.master, ip); return err })
+	cm, cc, err := spaced(func(ip string) (time.Duration, error) {
+		_, cpu, err := b.runScript(s.scripts.master, ip)
+		return cpu, err
+	}, s.masters)
 	if err != nil {
 		return err
 	}
 	bm, cmm := median(ds), median(cm)
-	b.rows = append(b.rows, row{
-		scenario: fmt.Sprintf("4. warm: push to in all %d logs, sender lingering", len(s.peers)),
-		banpush:  fmt.Sprintf("%s (n=%d, max %s)", fmtDur(bm), len(ds), fmtDur(maxDur(ds))),
-		baseline: "ControlMaster " + fmtN(cmm, len(cm)),
-		ratio:    ratio(bm, cmm), target: "<= 10 ms", met: metIf(bm <= 10*time.Millisecond),
-	})
+	name := fmt.Sprintf("4. warm: push to in all %d logs, sender lingering", len(s.peers))
+	b.rows = append(b.rows,
+		row{scenario: name, banpush: fmt.Sprintf("%s (n=%d, max %s)", fmtDur(bm), len(ds), fmtDur(maxDur(ds))),
+			baseline: "ControlMaster " + fmtN(cmm, len(cm)), ratio: ratio(bm, cmm), target: "<= 10 ms", met: metIf(bm <= 10*time.Millisecond)},
+		row{scenario: "4. CPU per warm ban: pusher + all peers' sshd (mean)", banpush: bc.cpu(), baseline: "ControlMaster " + cc.cpu(),
+			ratio: ratio(bc.client+bc.server, cc.client+cc.server), target: "-", met: "-"},
+	)
 	return nil
 }
 
@@ -260,40 +336,27 @@ func (b *bench) s5FanOut() error {
 	if err != nil {
 		return err
 	}
-	var ds []time.Duration
+	var cs []cost
 	hwm := 0
 	for range b.o.fanoutReps {
-		if err := b.stopSender(s); err != nil {
-			return err
-		}
-		ip := b.addr.next()
-		start := time.Now()
-		if err := b.push(s, ip); err != nil {
-			return err
-		}
-		at, err := b.waitLogged(s.peers, []string{ip}, time.Minute)
+		c, h, err := b.coldBan(s, time.Minute)
 		if err != nil {
 			return err
 		}
-		ds = append(ds, at.Sub(start))
-		// VmHWM is the peak so far; the sender lingers, so it is still
-		// there to be read.
-		for _, pid := range s.senders() {
-			hwm = max(hwm, procStatusKiB(pid, "VmHWM:"))
-		}
+		cs = append(cs, c)
+		hwm = max(hwm, h)
 	}
-	if err := b.stopSender(s); err != nil {
-		return err
-	}
-	par, err := b.baselineUntilLogged(s, s.scripts.parallel, b.o.baselineReps)
+	par, err := b.scriptBans(s, s.scripts.parallel, b.o.baselineReps, time.Minute)
 	if err != nil {
 		return err
 	}
-	bm, pm := median(ds), median(par)
+	bm, pm := medianCost(cs), medianCost(par)
 	name := fmt.Sprintf("5. fan-out: one ban to %d peers", b.o.fanout)
 	b.rows = append(b.rows,
-		row{scenario: name, banpush: fmtN(bm, len(ds)), baseline: "parallel ssh " + fmtN(pm, len(par)),
-			ratio: ratio(bm, pm), target: "<= 5 s", met: metIf(bm <= 5*time.Second)},
+		row{scenario: name, banpush: fmtN(bm.wall, len(cs)), baseline: "parallel ssh " + fmtN(pm.wall, len(par)),
+			ratio: ratio(bm.wall, pm.wall), target: "<= 5 s", met: metIf(bm.wall <= 5*time.Second)},
+		row{scenario: name + ": CPU, pusher + all peers' sshd", banpush: bm.cpu(), baseline: "parallel ssh " + pm.cpu(),
+			ratio: ratio(bm.client+bm.server, pm.client+pm.server), target: "-", met: "-"},
 		row{scenario: name + ": sender peak RSS (VmHWM)", banpush: fmt.Sprintf("%.1f MiB", float64(hwm)/1024),
 			baseline: "-", ratio: "-", target: "<= 64 MiB", met: metIf(hwm > 0 && hwm <= 64*1024)},
 	)
@@ -305,7 +368,7 @@ func (b *bench) s5FanOut() error {
 // through root's login shell), outside sshd, measured from its rusage.
 func (b *bench) s6Receiver() error {
 	dir := filepath.Join(b.dir, "s6")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := b.acct.ownedDir(dir); err != nil {
 		return err
 	}
 	log := filepath.Join(dir, "received.log")
@@ -318,8 +381,8 @@ func (b *bench) s6Receiver() error {
 	if err != nil {
 		return err
 	}
-	shell := loginShell()
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SSH_ORIGINAL_COMMAND=banpush-v1 ban",
+	shell := b.acct.shell
+	env := []string{"PATH=/usr/bin:/bin", "HOME=/", "SSH_ORIGINAL_COMMAND=banpush-v1 ban",
 		"SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22"}
 	for _, n := range []int{1, 1000} {
 		reps := b.o.reps
@@ -338,6 +401,7 @@ func (b *bench) s6Receiver() error {
 						"--max-burst", rateLimit, "--max-per-minute", rateLimit)
 				}
 				cmd.Env = env
+				cmd.SysProcAttr = b.acct.credential()
 				cmd.Stdin = bytes.NewReader(batch.Bytes())
 				var out bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &out
@@ -363,7 +427,7 @@ func (b *bench) s6Receiver() error {
 			baseline: "-", ratio: "-", target: "(report)", met: "-",
 		})
 	}
-	b.notes = append(b.notes, fmt.Sprintf("Scenario 6: the authorized_keys command= text run with %s -c (as sshd runs a forced command), outside sshd, with SSH_ORIGINAL_COMMAND set and the batch on stdin; CPU is the child's rusage (user+sys, the shell included, fsync of the log included). A fresh address each record.", shell))
+	b.notes = append(b.notes, fmt.Sprintf("Scenario 6: the authorized_keys command= text run with %s -c (as sshd runs a forced command), as the receiving account, outside sshd, with SSH_ORIGINAL_COMMAND set and the batch on stdin; CPU is the child's rusage (user+sys, the shell included, fsync of the log included). A fresh address each record.", shell))
 	return nil
 }
 
@@ -388,19 +452,4 @@ func forcedCommand(line string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("unterminated command= in %q", line)
-}
-
-// loginShell is the shell sshd would run the forced command with: root's
-// from /etc/passwd.
-func loginShell() string {
-	b, err := os.ReadFile("/etc/passwd")
-	if err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			f := strings.Split(l, ":")
-			if len(f) == 7 && f[2] == fmt.Sprint(syscall.Getuid()) && f[6] != "" {
-				return f[6]
-			}
-		}
-	}
-	return "/bin/sh"
 }
