@@ -72,6 +72,10 @@ func (c *PushCmd) Run(env *Env, g *Globals) error {
 		if c.Wait {
 			return deliverNow(env, g, s, deliverOpts{timeout: c.Timeout, json: c.JSON, refused: refused})
 		}
+		if _, err := os.Stat(g.Inventory); err != nil {
+			printWarning(env.Stderr, "queued, but the inventory %s cannot be read: nothing is delivered until it can", g.Inventory)
+			printHint(env.Stderr, "add peers with 'banpush peers add NAME --host HOST', or set --inventory (BANPUSH_INVENTORY)")
+		}
 		if err := startSender(s, g); err != nil {
 			printWarning(env.Stderr, "queued, but could not start a sender: %v", err)
 			printHint(env.Stderr, "'banpush flush' (or the banpush-flush.timer) delivers the queue")

@@ -13,10 +13,12 @@ import (
 
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/sys/unix"
 )
 
-// batchReadTimeout bounds how long a peer may take to send its batch.
-const batchReadTimeout = 30 * time.Second
+// batchReadTimeout bounds how long a peer may take to send its batch; a
+// variable so that tests can shorten it.
+var batchReadTimeout = 30 * time.Second
 
 // maxRefusalsShown caps the refusal lines sent back to the peer.
 const maxRefusalsShown = 100
@@ -130,13 +132,33 @@ func (c *ReceiveCmd) Run(env *Env) error {
 	return receive.WriteAnswer(env.Stdout, env.Stderr, res, maxRefusalsShown)
 }
 
-// deadlineReader bounds how long reading stdin may take, when stdin is a
-// pipe or socket that supports deadlines (it is, under sshd).
+// deadlineReader bounds how long reading stdin may take, so that a peer
+// that never closes its end cannot hold a receiver (and its lock wait)
+// forever. Under sshd stdin is a blocking pipe or socket, which Go cannot
+// put a deadline on: it is switched to non-blocking mode and read through a
+// pollable os.File instead.
 func deadlineReader(r io.Reader, d time.Duration) io.Reader {
-	if f, ok := r.(*os.File); ok {
-		_ = f.SetReadDeadline(time.Now().Add(d))
+	f, ok := r.(*os.File)
+	if !ok {
+		return r
 	}
-	return r
+	if f.SetReadDeadline(time.Now().Add(d)) == nil {
+		return f
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return r
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return r
+	}
+	nf := os.NewFile(uintptr(fd), f.Name())
+	if nf.SetReadDeadline(time.Now().Add(d)) != nil {
+		nf.Close()
+		return r
+	}
+	return nf
 }
 
 // localAddrs lists this host's interface addresses, which are never banned.

@@ -284,3 +284,46 @@ func TestReceiveBadArgv(t *testing.T) {
 		})
 	}
 }
+
+// TestReceiveSlowBatch: a peer that never closes its end of the batch is
+// cut off after the read deadline with exit 65, nothing written, even
+// though stdin is a blocking pipe, as it is under sshd.
+func TestReceiveSlowBatch(t *testing.T) {
+	old := batchReadTimeout
+	batchReadTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { batchReadTimeout = old })
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := w.Write([]byte("203.0.113.7\n203.0.113.8")); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(t.TempDir(), "received.log")
+	var out, errb bytes.Buffer
+	env := &Env{
+		Stdin: r, Stdout: &out, Stderr: &errb,
+		Getenv: func(k string) string {
+			if k == "SSH_ORIGINAL_COMMAND" {
+				return "banpush-v1 ban"
+			}
+			return ""
+		},
+		Now: time.Now,
+	}
+	done := make(chan int)
+	go func() { done <- Main([]string{"receive", "--peer", "web1", "--log", log}, env) }()
+	select {
+	case code := <-done:
+		if code != 65 || out.Len() != 0 || !strings.Contains(errb.String(), "timeout") {
+			t.Errorf("exit %d stdout %q stderr %q, want 65, nothing, a timeout", code, out.String(), errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("receive still reading after 20 s: no deadline on stdin")
+	}
+	if _, err := os.Stat(log); !os.IsNotExist(err) {
+		t.Errorf("log written: %v", err)
+	}
+}
