@@ -255,18 +255,7 @@ func AppendLogLine(b []byte, stamp, peer string, rec record.Record) []byte {
 	b = rec.Addr.AppendTo(b)
 	b = append(b, " peer="...)
 	b = append(b, peer...)
-	if rec.Jail != "" {
-		b = append(b, " jail="...)
-		b = append(b, rec.Jail...)
-	}
-	if rec.Time != 0 {
-		b = append(b, " time="...)
-		b = strconv.AppendInt(b, rec.Time, 10)
-	}
-	if rec.BanTime != 0 {
-		b = append(b, " bantime="...)
-		b = strconv.AppendInt(b, rec.BanTime, 10)
-	}
+	b = rec.AppendFields(b)
 	return append(b, '\n')
 }
 

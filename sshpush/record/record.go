@@ -183,7 +183,12 @@ func ValidName(s string) bool {
 // AppendText appends the record's wire form, without a newline, to b. The
 // output always parses back to the same record.
 func (r Record) AppendText(b []byte) []byte {
-	b = r.Addr.AppendTo(b)
+	return r.AppendFields(r.Addr.AppendTo(b))
+}
+
+// AppendFields appends the optional fields that are set, each with a
+// leading space, in wire order: " jail=J time=T bantime=B".
+func (r Record) AppendFields(b []byte) []byte {
 	if r.Jail != "" {
 		b = append(b, " jail="...)
 		b = append(b, r.Jail...)
