@@ -10,6 +10,8 @@ package main
 //     "banpush: hint: ..." telling the user what to do next.
 //   - A warning is "banpush: warning: ..."; processing goes on.
 //   - A note is "banpush: note: ...": what a command did besides its data.
+//   - The one exception to the prefix is a question asked of a person
+//     (peers trust: "Add this key to FILE? [y/N]"), also on stderr.
 //   - The receiver's stderr travels back to the pushing peer over SSH: it
 //     never contains anything that peer sent, only line numbers and fixed
 //     reasons.
