@@ -75,13 +75,13 @@ func Dial(ctx context.Context, t Target, o Options) (*Client, error) {
 func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) (*ssh.Client, error) {
 	peer := t.peer()
 	d := net.Dialer{Timeout: t.connectTimeout()}
-	conn, err := d.DialContext(ctx, "tcp", t.addr())
+	conn, err := d.DialContext(ctx, "tcp", t.Addr())
 	if err != nil {
 		class := classifyNet(err)
 		if class == ClassTimeout && ctx.Err() == nil {
-			return nil, newError(peer, class, "no TCP connection to %s within %s: %w", t.addr(), t.connectTimeout(), err)
+			return nil, newError(peer, class, "no TCP connection to %s within %s: %w", t.Addr(), t.connectTimeout(), err)
 		}
-		return nil, newError(peer, class, "cannot connect to %s: %w", t.addr(), err)
+		return nil, newError(peer, class, "cannot connect to %s: %w", t.Addr(), err)
 	}
 
 	deadline := time.Now().Add(o.HandshakeTimeout)
@@ -92,7 +92,7 @@ func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) 
 	// A context that ends during the handshake moves the deadline to the
 	// past, which fails whatever read or write is under way.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	sc, chans, reqs, err := ssh.NewClientConn(conn, t.knownHostsAddr(), cfg)
+	sc, chans, reqs, err := ssh.NewClientConn(conn, t.KnownHostsAddr(), cfg)
 	if !stop() && err == nil {
 		sc.Close()
 		err = ctx.Err()
@@ -101,16 +101,16 @@ func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) 
 		conn.Close()
 		switch {
 		case ctx.Err() != nil:
-			return nil, newError(peer, ClassTimeout, "SSH handshake with %s: %w", t.addr(), ctx.Err())
+			return nil, newError(peer, ClassTimeout, "SSH handshake with %s: %w", t.Addr(), ctx.Err())
 		case classifyNet(err) == ClassTimeout:
-			return nil, newError(peer, ClassTimeout, "no SSH handshake with %s within %s: %w", t.addr(), o.HandshakeTimeout, err)
+			return nil, newError(peer, ClassTimeout, "no SSH handshake with %s within %s: %w", t.Addr(), o.HandshakeTimeout, err)
 		case authFailed(err):
 			return nil, newError(peer, ClassAuth, "authentication failed: %w", err)
 		case closedEarly(err):
 			return nil, newError(peer, ClassUnreachable,
-				"connection to %s closed during the SSH handshake (sshd drops connections past MaxStartups): %w", t.addr(), err)
+				"connection to %s closed during the SSH handshake (sshd drops connections past MaxStartups): %w", t.Addr(), err)
 		}
-		return nil, newError(peer, ClassUnreachable, "SSH handshake with %s failed: %w", t.addr(), err)
+		return nil, newError(peer, ClassUnreachable, "SSH handshake with %s failed: %w", t.Addr(), err)
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil

@@ -38,7 +38,7 @@ type hostKeyDB struct {
 
 // loadHostKeys reads the Target's known_hosts files that exist.
 func loadHostKeys(t Target) (*hostKeyDB, error) {
-	h := &hostKeyDB{addr: t.knownHostsAddr()}
+	h := &hostKeyDB{addr: t.KnownHostsAddr()}
 	for _, f := range t.KnownHostsFiles {
 		fi, err := os.Stat(f)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -245,5 +245,5 @@ func FetchHostKey(ctx context.Context, t Target, o Options) (ssh.PublicKey, erro
 // makes key the host key of the Target: its HostKeyAlias, or its HostName
 // written as [host]:port when the port is not 22. The host is not hashed.
 func KnownHostsLine(t Target, key ssh.PublicKey) string {
-	return knownhosts.Line([]string{t.knownHostsAddr()}, key)
+	return knownhosts.Line([]string{t.KnownHostsAddr()}, key)
 }

@@ -129,25 +129,26 @@ func (t Target) peer() string {
 	return t.HostName
 }
 
-func (t Target) port() int {
+// PortOr22 is the port dialed: Port, or 22 when it is 0.
+func (t Target) PortOr22() int {
 	if t.Port == 0 {
 		return 22
 	}
 	return t.Port
 }
 
-// addr is the address dialed.
-func (t Target) addr() string {
-	return net.JoinHostPort(t.HostName, strconv.Itoa(t.port()))
+// Addr is the address dialed, host:port.
+func (t Target) Addr() string {
+	return net.JoinHostPort(t.HostName, strconv.Itoa(t.PortOr22()))
 }
 
-// knownHostsAddr is the host:port looked up in known_hosts. With a
+// KnownHostsAddr is the host:port looked up in known_hosts. With a
 // HostKeyAlias the alias is used alone, without the port, as OpenSSH does.
-func (t Target) knownHostsAddr() string {
+func (t Target) KnownHostsAddr() string {
 	if t.HostKeyAlias != "" {
 		return net.JoinHostPort(t.HostKeyAlias, "22")
 	}
-	return t.addr()
+	return t.Addr()
 }
 
 func (t Target) connectTimeout() time.Duration {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/deliver"
 	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/record"
@@ -172,11 +173,11 @@ func (c *PeersCheckCmd) check(p deliver.Peer, g *Globals) checkReport {
 // checkHint tells what to do about a failed check.
 func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Duration, g *Globals) string {
 	t := p.Target
-	addr := net.JoinHostPort(t.HostName, strconv.Itoa(portOr22(t.Port)))
+	addr := t.Addr()
 	switch class {
 	case sshpush.ClassUnreachable:
 		return fmt.Sprintf("is sshd running on %s and listening on port %d? is a firewall in the way? are HostName and Port right in %s ('banpush peers list')?",
-			t.HostName, portOr22(t.Port), g.Inventory)
+			t.HostName, t.PortOr22(), g.Inventory)
 	case sshpush.ClassTimeout:
 		return fmt.Sprintf("%s did not answer within %s: a firewall may drop the packets, or the host is down or overloaded; check HostName and Port, or give it longer with --timeout", addr, timeout)
 	case sshpush.ClassHostKeyUnknown:
@@ -420,7 +421,7 @@ func lookupHostKey(t sshpush.Target, key ssh.PublicKey) (hostKeyStatus, error) {
 	if err != nil {
 		return hostKeyStatus{}, err
 	}
-	err = cb(knownHostsAddr(t), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, key)
+	err = cb(t.KnownHostsAddr(), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, key)
 	var keyErr *knownhosts.KeyError
 	var revoked *knownhosts.RevokedError
 	switch {
@@ -440,26 +441,10 @@ func lookupHostKey(t sshpush.Target, key ssh.PublicKey) (hostKeyStatus, error) {
 	return hostKeyStatus{}, err
 }
 
-// knownHostsAddr is the host:port banpush looks up in known_hosts: the
-// HostKeyAlias alone when there is one, as OpenSSH does.
-func knownHostsAddr(t sshpush.Target) string {
-	if t.HostKeyAlias != "" {
-		return net.JoinHostPort(t.HostKeyAlias, "22")
-	}
-	return net.JoinHostPort(t.HostName, strconv.Itoa(portOr22(t.Port)))
-}
-
 // knownHostsName is the host as known_hosts writes it: [host]:port for a
 // port other than 22.
 func knownHostsName(t sshpush.Target) string {
-	return knownhosts.Normalize(knownHostsAddr(t))
-}
-
-func portOr22(p int) int {
-	if p == 0 {
-		return 22
-	}
-	return p
+	return knownhosts.Normalize(t.KnownHostsAddr())
 }
 
 // appendKnownHost appends line to the known_hosts file at path with one
@@ -515,12 +500,12 @@ func thisHostName() string {
 	return h
 }
 
-// shellQuote quotes s for a POSIX shell when it needs quoting.
+// shellQuote quotes s for a POSIX shell, for a command shown in a hint.
 func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
-		return s
+	if q, err := authkeys.ShellQuote(s); err == nil {
+		return q
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return s
 }
 
 func dedupe(names []string) []string {

@@ -55,7 +55,7 @@ func Line(s Spec) (string, error) {
 	argv := append([]string{s.Binary, "receive", "--peer", s.Peer}, s.Args...)
 	cmd := make([]string, len(argv))
 	for i, a := range argv {
-		q, err := shellQuote(a)
+		q, err := ShellQuote(a)
 		if err != nil {
 			return "", fmt.Errorf("authkeys: argument %d: %w", i, err)
 		}
@@ -99,11 +99,11 @@ func ParsePublicKey(data []byte) (ssh.PublicKey, error) {
 	return key, nil
 }
 
-// shellQuote quotes a for a POSIX shell. Inside authorized_keys' command="",
+// ShellQuote quotes a for a POSIX shell, leaving a plain word as it is. Inside authorized_keys' command="",
 // sshd turns \" into " and keeps every other byte, so an argument with a
 // double quote, a backslash or a non-printable byte has no unambiguous form
 // there and is refused.
-func shellQuote(a string) (string, error) {
+func ShellQuote(a string) (string, error) {
 	if a == "" {
 		return "''", nil
 	}

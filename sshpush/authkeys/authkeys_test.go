@@ -32,9 +32,9 @@ func TestShellQuote(t *testing.T) {
 		{"é", "", true},
 	}
 	for _, tt := range tests {
-		got, err := shellQuote(tt.in)
+		got, err := ShellQuote(tt.in)
 		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("shellQuote(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			t.Errorf("ShellQuote(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
 }
@@ -45,7 +45,7 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 	args := []string{"plain", "with space", "it's", "$(id)", "`id`", "a;b", "*", "~", "'", "''", "x'y'z", "-n", "%h", "!"}
 	var words []string
 	for _, a := range args {
-		q, err := shellQuote(a)
+		q, err := ShellQuote(a)
 		if err != nil {
 			t.Fatal(err)
 		}
