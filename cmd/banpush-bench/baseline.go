@@ -90,12 +90,12 @@ func (b *bench) openMasters(s *setup) error {
 			"-o", "ControlPersist=yes", "-E", path+".log", "-N", "-f", "-p", strconv.Itoa(port), "127.0.0.1")
 		// -f: the master forks into the background; its stdio must not be
 		// a pipe we wait on.
-		cmd := exec.CommandContext(b.ctx, "ssh", args...)
+		cmd := command(b.ctx, "ssh", args...)
 		if err := cmd.Run(); err != nil {
 			log, _ := os.ReadFile(path + ".log")
 			return fmt.Errorf("ssh ControlMaster to port %d: %v\n%s", port, err, log)
 		}
-		out, _ := exec.CommandContext(b.ctx, "ssh", "-F", "/dev/null", "-o", "ControlPath="+path, "-O", "check", "-p", strconv.Itoa(port), "127.0.0.1").CombinedOutput()
+		out, _ := command(b.ctx, "ssh", "-F", "/dev/null", "-o", "ControlPath="+path, "-O", "check", "-p", strconv.Itoa(port), "127.0.0.1").CombinedOutput()
 		m := masterPID.FindSubmatch(out)
 		if m == nil {
 			return fmt.Errorf("ssh -O check port %d: %s", port, out)

@@ -67,8 +67,15 @@ func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
 	if o.keep {
 		cl.add(func() { fmt.Fprintf(os.Stderr, "banpush-bench: kept %s\n", dir) })
 	} else {
-		cl.add(func() { os.RemoveAll(dir) })
+		cl.add(func() {
+			if err := os.RemoveAll(dir); err != nil {
+				fmt.Fprintf(os.Stderr, "banpush-bench: %v\n", err)
+			}
+		})
 	}
+	// Last line of defence, run before the directory is removed: any
+	// process still running from it (a sender, a receiver) is ours.
+	cl.add(func() { stopProcsUnder(dir) })
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // sshd's privilege separation directory
 		return nil, err
 	}
@@ -93,12 +100,12 @@ func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
 
 // build compiles banpush as it is released: CGO_ENABLED=0, -trimpath.
 func (b *bench) build() error {
-	out, err := exec.CommandContext(b.ctx, "go", "env", "GOMOD").Output()
+	out, err := command(b.ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
 		return fmt.Errorf("run banpush-bench inside the banpush module (go env GOMOD: %v)", err)
 	}
 	b.bin = filepath.Join(b.dir, "bin", "banpush")
-	cmd := exec.CommandContext(b.ctx, "go", "build", "-trimpath", "-o", b.bin, "github.com/banpush/banpush/cmd/banpush")
+	cmd := command(b.ctx, "go", "build", "-trimpath", "-o", b.bin, "github.com/banpush/banpush/cmd/banpush")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -120,7 +127,7 @@ func (b *bench) startPeers(n int) error {
 			return err
 		}
 		banLog := filepath.Join(dir, "log", "received.log")
-		line, err := exec.CommandContext(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", banLog,
+		line, err := command(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", banLog,
 			"--binary", b.bin, "--max-burst", rateLimit, "--max-per-minute", rateLimit, b.pub).Output()
 		if err != nil {
 			return fmt.Errorf("banpush authorize: %w", err)
@@ -195,7 +202,7 @@ func (s *setup) env() []string {
 // push runs 'banpush push IP' directly and returns the CPU time it used
 // once it has exited.
 func (b *bench) push(s *setup, args ...string) (time.Duration, error) {
-	cmd := exec.CommandContext(b.ctx, b.bin, append([]string{"push"}, args...)...)
+	cmd := command(b.ctx, b.bin, append([]string{"push"}, args...)...)
 	cmd.Env = s.env()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("banpush push: %v\n%s", err, out)
@@ -219,7 +226,7 @@ func (b *bench) shPush(s *setup, ip string) (time.Duration, error) {
 // timeSh runs /bin/sh -c script with $1 set to arg, and returns how long
 // it took and the CPU time it and its children used.
 func (b *bench) timeSh(env []string, script, arg string) (wall, cpu time.Duration, err error) {
-	cmd := exec.CommandContext(b.ctx, "/bin/sh", "-c", script, "sh", arg)
+	cmd := command(b.ctx, "/bin/sh", "-c", script, "sh", arg)
 	cmd.Env = env
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

@@ -230,9 +230,20 @@ func blackhole(cl *cleanups) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// command is exec.CommandContext for a command in a process group of its
+// own: when ctx ends (Ctrl-C, -timeout), the whole group is killed, so that
+// no shell's children outlive the bench or hold its pipes.
+func command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
 // run runs a command and returns its combined output in the error.
 func run(ctx context.Context, name string, args ...string) error {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	out, err := command(ctx, name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -429,4 +440,36 @@ func listeners(peers []*sshd) []int {
 		out = append(out, p.cmd.Process.Pid)
 	}
 	return out
+}
+
+// stopProcsUnder ends, by process id, every process with an argument
+// inside dir: SIGTERM, then SIGKILL after 2 s.
+func stopProcsUnder(dir string) {
+	find := func() []int {
+		var out []int
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			for _, a := range strings.Split(string(b), "\x00") {
+				if strings.HasPrefix(a, dir+"/") {
+					out = append(out, pid)
+					break
+				}
+			}
+		}
+		return out
+	}
+	for _, pid := range find() {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	for i := 0; i < 200 && len(find()) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, pid := range find() {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }

@@ -372,7 +372,7 @@ func (b *bench) s6Receiver() error {
 		return err
 	}
 	log := filepath.Join(dir, "received.log")
-	line, err := exec.CommandContext(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", log,
+	line, err := command(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", log,
 		"--binary", b.bin, "--max-burst", rateLimit, "--max-per-minute", rateLimit, b.pub).Output()
 	if err != nil {
 		return fmt.Errorf("banpush authorize: %w", err)
@@ -395,13 +395,15 @@ func (b *bench) s6Receiver() error {
 			for _, how := range []string{"shell", "direct"} {
 				var cmd *exec.Cmd
 				if how == "shell" {
-					cmd = exec.CommandContext(b.ctx, shell, "-c", forced)
+					cmd = command(b.ctx, shell, "-c", forced)
 				} else {
-					cmd = exec.CommandContext(b.ctx, b.bin, "receive", "--peer", "pusher", "--log", log,
+					cmd = command(b.ctx, b.bin, "receive", "--peer", "pusher", "--log", log,
 						"--max-burst", rateLimit, "--max-per-minute", rateLimit)
 				}
 				cmd.Env = env
-				cmd.SysProcAttr = b.acct.credential()
+				if c := b.acct.credential(); c != nil {
+					cmd.SysProcAttr.Credential = c.Credential
+				}
 				cmd.Stdin = bytes.NewReader(batch.Bytes())
 				var out bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &out
