@@ -1,0 +1,78 @@
+package fsutil
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestWriteAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := WriteAtomic(path, []byte("one"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("new file mode %v, err %v; want 0640", fi.Mode().Perm(), err)
+	}
+	// An existing file keeps its mode, whatever perm says.
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(path, []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	fi, _ = os.Stat(path)
+	if string(b) != "two" || fi.Mode().Perm() != 0o600 {
+		t.Errorf("got %q mode %v, want \"two\" mode 0600", b, fi.Mode().Perm())
+	}
+	// No temporary file is left behind.
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("%d entries in the directory, want 1", len(ents))
+	}
+	// A symlink in its place is refused, not followed.
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(link, []byte("three"), 0o600); err == nil {
+		t.Error("WriteAtomic replaced a symlink")
+	}
+}
+
+func TestLockDeadline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	a, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := Lock(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := TryLock(b); ok || err != nil {
+		t.Fatalf("TryLock on a held lock = %v, %v; want false, nil", ok, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := Lock(ctx, b); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("Lock on a held lock = %v, want ErrLockTimeout", err)
+	}
+	if err := Unlock(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := Lock(context.Background(), b); err != nil {
+		t.Errorf("Lock after Unlock: %v", err)
+	}
+}
