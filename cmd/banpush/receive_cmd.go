@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +21,14 @@ import (
 // variable so that tests can shorten it.
 var batchReadTimeout = 30 * time.Second
 
-// maxRefusalsShown caps the refusal lines sent back to the peer.
+// maxRefusalsShown caps the refusal lines sent back to the peer per batch.
 const maxRefusalsShown = 100
+
+// A stream ends when its sender is silent for streamIdleTimeout, or after
+// maxStreamBatches batches; the sender then opens another.
+var streamIdleTimeout = 60 * time.Second
+
+const maxStreamBatches = 100000
 
 // PolicyFlags are the receive policy flags, shared by receive and authorize
 // so that authorize can write exactly what receive accepts.
@@ -119,7 +126,24 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		LockTimeout:  receive.DefaultLockTimeout,
 		Now:          env.Now,
 	}
+	if req == receive.Stream {
+		w := bufio.NewWriter(env.Stdout)
+		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout), w, env.Stderr,
+			receive.StreamLimits{MaxBatches: maxStreamBatches, MaxShown: maxRefusalsShown})
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		return receiveError(err)
+	}
 	res, err := receive.Accept(context.Background(), cfg, deadlineReader(env.Stdin, batchReadTimeout))
+	if err != nil {
+		return receiveError(err)
+	}
+	return receive.WriteAnswer(env.Stdout, env.Stderr, res, maxRefusalsShown)
+}
+
+// receiveError maps what the receiver returned to an exit status.
+func receiveError(err error) error {
 	var temp *receive.TempError
 	switch {
 	case errors.Is(err, receive.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
@@ -129,36 +153,62 @@ func (c *ReceiveCmd) Run(env *Env) error {
 	case err != nil:
 		return errorf(exitData, "", "%v", err)
 	}
-	return receive.WriteAnswer(env.Stdout, env.Stderr, res, maxRefusalsShown)
+	return nil
 }
 
-// deadlineReader bounds how long reading stdin may take, so that a peer
-// that never closes its end cannot hold a receiver (and its lock wait)
-// forever. Under sshd stdin is a blocking pipe or socket, which Go cannot
-// put a deadline on: it is switched to non-blocking mode and read through a
-// pollable os.File instead.
+// deadlineReader bounds how long reading stdin may take in all, so that a
+// peer that never closes its end cannot hold a receiver (and its lock wait)
+// forever.
 func deadlineReader(r io.Reader, d time.Duration) io.Reader {
-	f, ok := r.(*os.File)
-	if !ok {
+	f := pollable(r)
+	if f == nil || f.SetReadDeadline(time.Now().Add(d)) != nil {
 		return r
 	}
-	if f.SetReadDeadline(time.Now().Add(d)) == nil {
+	return f
+}
+
+// idleReader bounds how long each read of stdin may wait: a stream may last
+// long, but not in silence.
+func idleReader(r io.Reader, d time.Duration) io.Reader {
+	f := pollable(r)
+	if f == nil || f.SetReadDeadline(time.Now().Add(d)) != nil {
+		return r
+	}
+	return &idleFile{f: f, d: d}
+}
+
+type idleFile struct {
+	f *os.File
+	d time.Duration
+}
+
+func (i *idleFile) Read(p []byte) (int, error) {
+	if err := i.f.SetReadDeadline(time.Now().Add(i.d)); err != nil {
+		return 0, err
+	}
+	return i.f.Read(p)
+}
+
+// pollable returns stdin as a file that takes deadlines, or nil. Under sshd
+// stdin is a blocking pipe or socket, which Go cannot put a deadline on: a
+// duplicate of it in non-blocking mode can.
+func pollable(r io.Reader) *os.File {
+	f, ok := r.(*os.File)
+	if !ok {
+		return nil
+	}
+	if f.SetReadDeadline(time.Time{}) == nil {
 		return f
 	}
 	fd, err := unix.Dup(int(f.Fd()))
 	if err != nil {
-		return r
+		return nil
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return r
+		return nil
 	}
-	nf := os.NewFile(uintptr(fd), f.Name())
-	if nf.SetReadDeadline(time.Now().Add(d)) != nil {
-		nf.Close()
-		return r
-	}
-	return nf
+	return os.NewFile(uintptr(fd), f.Name())
 }
 
 // localAddrs lists this host's interface addresses, which are never banned.

@@ -119,6 +119,7 @@ func TestReceiveHostile(t *testing.T) {
 		{"escape sequence", ban, "203.0.113.7 jail=\x1b[2J\n", 0, oneRefused, "refused: not printable ASCII"},
 		{"oversize line", ban, "203.0.113.7 jail=sshd" + strings.Repeat(" x=1", 130) + "\n", 0, oneRefused, "refused: line too long"},
 		{"empty line", ban, "\n", 0, oneRefused, "refused: empty record"},
+		{"cut short", ban, "203.0.113.12", 0, oneRefused, "refused: incomplete record (no newline)"},
 		{"leading space", ban, " 203.0.113.7\n", 0, oneRefused, "refused: not an IP address"},
 		{"double space", ban, "203.0.113.7  jail=sshd\n", 0, oneRefused, "refused: malformed field"},
 		{"trailing space", ban, "203.0.113.7 \n", 0, oneRefused, "refused: malformed field"},
@@ -190,16 +191,18 @@ func TestReceiveAccepts(t *testing.T) {
 		"127.0.0.1\n" +
 		"2001:DB8:0:0::1 bantime=-1\n" +
 		"203.0.113.7\n" + // duplicate: written once
-		"::ffff:203.0.113.8" // mapped, and no final newline
+		"::ffff:203.0.113.8\n" + // mapped
+		"2001:db8::12" // cut short: no newline, refused
 	code, stdout, stderr := runReceive(t, ptr("banpush-v1 ban"), "192.0.2.1 1 192.0.2.2 22", []byte(stdin),
 		"--peer", "web1", "--log", log)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
-	if want := "banpush-v1 ok accepted=3 refused=2\n"; stdout != want {
+	if want := "banpush-v1 ok accepted=3 refused=3\n"; stdout != want {
 		t.Errorf("stdout %q, want %q", stdout, want)
 	}
-	wantErr := "banpush: line 2: refused: loopback address\nbanpush: line 4: refused: duplicate address in batch\n"
+	wantErr := "banpush: line 2: refused: loopback address\nbanpush: line 4: refused: duplicate address in batch\n" +
+		"banpush: line 6: refused: incomplete record (no newline)\n"
 	if stderr != wantErr {
 		t.Errorf("stderr %q, want %q", stderr, wantErr)
 	}

@@ -3,6 +3,9 @@ package receive
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,6 +92,64 @@ func FuzzAccept(f *testing.F) {
 			if err != nil || pol.Check(a) != nil || a.String() != string(m[1]) {
 				t.Fatalf("log line names a refused or non-canonical address: %q", l)
 			}
+		}
+	})
+}
+
+// FuzzServe feeds whole streams to the receiver: no panic, one answer per
+// complete batch at most, and exactly the accepted lines in the log, each
+// matching the filter.
+func FuzzServe(f *testing.F) {
+	for _, s := range []string{
+		"203.0.113.7\n\n",
+		"203.0.113.7\n203.0.113.8\n\n2001:db8::1 jail=sshd\n\n",
+		"\n\n\n",
+		"203.0.113.7\n\n203.0.11",
+		"127.0.0.1\n\n10.0.0.1\n203.0.113.9\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		log := filepath.Join(dir, "received.log")
+		os.Remove(log)
+		os.Remove(log + ".state")
+		cfg := Config{
+			Peer: "web1", LogPath: log, MaxBurst: 5, MaxPerMinute: 1, LockTimeout: time.Second,
+			Now: func() time.Time { return time.Unix(1_800_000_000, 0).UTC() },
+		}
+		var out bytes.Buffer
+		err := Serve(context.Background(), cfg, bytes.NewReader(in), &out, io.Discard, StreamLimits{MaxShown: 3})
+		if err != nil && !errors.Is(err, ErrBatchTooLarge) {
+			t.Fatalf("Serve: %v", err)
+		}
+		accepted := 0
+		for _, l := range bytes.Split(bytes.TrimSuffix(out.Bytes(), []byte{'\n'}), []byte{'\n'}) {
+			if len(l) == 0 {
+				continue
+			}
+			var a, r int
+			if _, err := fmt.Sscanf(string(l), "banpush-v1 ok accepted=%d refused=%d", &a, &r); err != nil {
+				t.Fatalf("bad answer %q", l)
+			}
+			accepted += a
+		}
+		if answers := bytes.Count(out.Bytes(), []byte{'\n'}); answers > bytes.Count(in, []byte("\n\n"))+bytes.Count(in, []byte{'\n'}) {
+			t.Fatalf("%d answers for this input", answers)
+		}
+		logged, _ := os.ReadFile(log)
+		n := 0
+		for _, l := range bytes.Split(logged, []byte{'\n'}) {
+			if len(l) == 0 {
+				continue
+			}
+			if !logLine.Match(l) {
+				t.Fatalf("log line does not match the filter: %q", l)
+			}
+			n++
+		}
+		if n != accepted {
+			t.Fatalf("log has %d lines, answers accepted %d", n, accepted)
 		}
 	})
 }

@@ -30,8 +30,9 @@ import (
 
 // Protocol version 1 requests, as they arrive in SSH_ORIGINAL_COMMAND.
 const (
-	RequestPing = "banpush-v1 ping"
-	RequestBan  = "banpush-v1 ban"
+	RequestPing   = "banpush-v1 ping"
+	RequestBan    = "banpush-v1 ban"
+	RequestStream = "banpush-v1 stream"
 	// OK starts every successful answer on stdout.
 	OK = "banpush-v1 ok"
 )
@@ -64,6 +65,7 @@ type Request int
 const (
 	Ping Request = iota + 1
 	Ban
+	Stream
 )
 
 // Errors that decide the receiver's exit status.
@@ -71,7 +73,7 @@ var (
 	// ErrNoRequest: SSH_ORIGINAL_COMMAND unset or empty.
 	ErrNoRequest = errors.New("no request: this command runs as an authorized_keys forced command")
 	// ErrUnknownRequest: anything but the request words above.
-	ErrUnknownRequest = errors.New(`unknown request (expected "` + RequestPing + `" or "` + RequestBan + `")`)
+	ErrUnknownRequest = errors.New(`unknown request (expected "` + RequestPing + `", "` + RequestBan + `" or "` + RequestStream + `")`)
 	// ErrBatchTooLarge: over MaxRecords records or MaxBatchBytes bytes.
 	ErrBatchTooLarge = fmt.Errorf("batch refused: more than %d records or %d bytes", MaxRecords, MaxBatchBytes)
 )
@@ -93,6 +95,8 @@ func ParseRequest(cmd string) (Request, error) {
 		return Ping, nil
 	case RequestBan:
 		return Ban, nil
+	case RequestStream:
+		return Stream, nil
 	}
 	return 0, ErrUnknownRequest
 }
@@ -150,17 +154,28 @@ func ReadBatch(r io.Reader) ([]Line, error) {
 	if len(data) > MaxBatchBytes {
 		return nil, ErrBatchTooLarge
 	}
+	return parseBatch(data)
+}
+
+// parseBatch splits data into lines and parses each. A last line without
+// its newline is refused: the batch was cut short (a pusher that died
+// mid-write), and a cut address can still be a valid, different one.
+func parseBatch(data []byte) ([]Line, error) {
 	n := bytes.Count(data, []byte{'\n'})
 	if len(data) > 0 && data[len(data)-1] != '\n' {
-		n++ // a last record without its newline still counts
+		n++
 	}
 	if n > MaxRecords {
 		return nil, ErrBatchTooLarge
 	}
 	lines := make([]Line, 0, n)
 	for len(data) > 0 {
-		var l []byte
-		l, data, _ = bytes.Cut(data, []byte{'\n'})
+		l, rest, found := bytes.Cut(data, []byte{'\n'})
+		data = rest
+		if !found {
+			lines = append(lines, Line{Err: record.ErrIncomplete})
+			break
+		}
 		rec, err := record.Parse(l)
 		lines = append(lines, Line{Record: rec, Err: err})
 	}
@@ -186,6 +201,11 @@ func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	return cfg.accept(ctx, lines)
+}
+
+// accept decides every line of a batch and writes the accepted ones.
+func (cfg *Config) accept(ctx context.Context, lines []Line) (Result, error) {
 	var res Result
 	seen := make(map[[16]byte]bool, len(lines))
 	ok := make([]record.Record, 0, len(lines))

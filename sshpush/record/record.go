@@ -52,6 +52,7 @@ const (
 	ErrNotPrintable  Refusal = "not printable ASCII"
 	ErrTooLong       Refusal = "line too long"
 	ErrEmpty         Refusal = "empty record"
+	ErrIncomplete    Refusal = "incomplete record (no newline)"
 	ErrBadAddr       Refusal = "not an IP address"
 	ErrZone          Refusal = "address has a zone"
 	ErrPrefix        Refusal = "address has a prefix length"
