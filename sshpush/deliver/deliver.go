@@ -147,12 +147,14 @@ func (c *Config) defaults() {
 
 // worker delivers one peer's queue.
 type worker struct {
-	cfg    *Config
-	peer   Peer
-	sem    chan struct{}
-	res    *Result
-	client *sshpush.Client
-	state  spool.State
+	cfg      *Config
+	peer     Peer
+	sem      chan struct{}
+	res      *Result
+	client   *sshpush.Client
+	stream   *sshpush.Stream // batches go out on it while it works
+	noStream bool            // the receiver does not know streams
+	state    spool.State
 }
 
 // pollInterval is how often a lingering worker looks at the journal when no
@@ -315,7 +317,7 @@ func (w *worker) send(ctx context.Context, batch []byte) error {
 		}
 		w.client = c
 	}
-	ack, err := w.client.Ban(ctx, batch)
+	ack, err := w.ban(ctx, batch)
 	if err != nil {
 		w.closeClient()
 		return err
@@ -332,6 +334,45 @@ func (w *worker) send(ctx context.Context, batch []byte) error {
 	return nil
 }
 
+// ban sends one batch on the stream, opening one if needed; on a receiver
+// that does not know streams, or when a stream cannot be had, it sends it
+// as a request of its own.
+func (w *worker) ban(ctx context.Context, batch []byte) (sshpush.Ack, error) {
+	for attempt := 0; !w.noStream && attempt < 2; attempt++ {
+		if w.stream == nil {
+			st, err := w.client.OpenStream(ctx)
+			if err != nil {
+				return sshpush.Ack{}, err
+			}
+			w.stream = st
+		}
+		ack, err := w.stream.Send(ctx, batch)
+		if err == nil {
+			return ack, nil
+		}
+		used := w.stream.Used()
+		w.closeStream()
+		switch {
+		case sshpush.Unsupported(err):
+			w.noStream = true
+			w.cfg.Logf("peer %s: the receiver does not know streams: one session per batch", w.peer.Name)
+		case used && sshpush.ClassOf(err) == sshpush.ClassUnreachable:
+			// The receiver ended a stream it had served (idle or batch
+			// limit): open another at once.
+		default:
+			return sshpush.Ack{}, err
+		}
+	}
+	return w.client.Ban(ctx, batch)
+}
+
+func (w *worker) closeStream() {
+	if w.stream != nil {
+		w.stream.Close()
+		w.stream = nil
+	}
+}
+
 func (w *worker) fail(err error) {
 	w.res.Class, w.res.Err = sshpush.ClassOf(err), err
 	w.state.LastFailure = w.cfg.Now()
@@ -341,6 +382,7 @@ func (w *worker) fail(err error) {
 }
 
 func (w *worker) closeClient() {
+	w.closeStream()
 	if w.client != nil {
 		w.client.Close()
 		w.client = nil

@@ -33,6 +33,8 @@ type peerServer struct {
 	log      string
 	hostKey  ssh.PublicKey
 	busy     atomic.Int32 // answer exit 75 to this many more batches
+	noStream bool         // answer as a receiver that predates streams
+	streams  atomic.Int32
 	batches  atomic.Int32
 	conns    atomic.Int32
 	listener net.Listener
@@ -112,17 +114,31 @@ func (p *peerServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 }
 
 func (p *peerServer) run(cmd string, ch ssh.Channel) int {
+	cfg := receive.Config{
+		Peer: "pusher", LogPath: p.log, MaxBurst: 100000, MaxPerMinute: 0,
+		LockTimeout: time.Second, Now: time.Now,
+	}
+	if cmd == receive.RequestStream && !p.noStream {
+		if p.busy.Load() > 0 {
+			p.busy.Add(-1)
+			fmt.Fprintln(ch.Stderr(), "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
+			return 75
+		}
+		p.streams.Add(1)
+		counter := &countingWriter{w: ch, n: &p.batches}
+		if err := receive.Serve(context.Background(), cfg, ch, counter, ch.Stderr(), receive.StreamLimits{MaxShown: 10}); err != nil {
+			return 75
+		}
+		return 0
+	}
 	if cmd != receive.RequestBan {
+		fmt.Fprintln(ch.Stderr(), "banpush: error: unknown request")
 		return 64
 	}
 	if p.busy.Load() > 0 {
 		p.busy.Add(-1)
 		fmt.Fprintln(ch.Stderr(), "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
 		return 75
-	}
-	cfg := receive.Config{
-		Peer: "pusher", LogPath: p.log, MaxBurst: 100000, MaxPerMinute: 0,
-		LockTimeout: time.Second, Now: time.Now,
 	}
 	res, err := receive.Accept(context.Background(), cfg, ch)
 	if err != nil {
@@ -131,6 +147,17 @@ func (p *peerServer) run(cmd string, ch ssh.Channel) int {
 	p.batches.Add(1)
 	receive.WriteAnswer(ch, ch.Stderr(), res, 10)
 	return 0
+}
+
+// countingWriter counts the answers of a stream.
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n *atomic.Int32
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int32(bytes.Count(p, []byte{'\n'})))
+	return c.w.Write(p)
 }
 
 // logged counts the lines per address in the server's log.
@@ -249,6 +276,20 @@ func TestRunBatches(t *testing.T) {
 	}
 }
 
+// TestRunFallsBack: a receiver that does not know streams gets each batch
+// as a request of its own.
+func TestRunFallsBack(t *testing.T) {
+	f := newFixture(t, 1)
+	f.servers[0].noStream = true
+	f.push(t, addrsFrom(1, 30)...)
+	cfg := f.config()
+	cfg.BatchRecords = 10
+	r := Run(context.Background(), cfg)[0]
+	if r.Class != sshpush.ClassOK || r.Delivered != 30 || f.servers[0].batches.Load() != 3 {
+		t.Errorf("got %s, %d batches on the server; want 30 delivered in 3", r.Summary(), f.servers[0].batches.Load())
+	}
+}
+
 // TestRunRetriesBusy: a receiver answering 75 (log busy) is retried until
 // it accepts.
 func TestRunRetriesBusy(t *testing.T) {
@@ -305,8 +346,9 @@ func TestRunLingers(t *testing.T) {
 	})
 	results := <-done
 	for i, r := range results {
-		if r.Dials != 1 || r.Batches != 2 || f.servers[i].conns.Load() != 1 {
-			t.Errorf("%s: %d dials, %d batches, %d connections; want 1, 2, 1", r.Peer, r.Dials, r.Batches, f.servers[i].conns.Load())
+		if r.Dials != 1 || r.Batches != 2 || f.servers[i].conns.Load() != 1 || f.servers[i].streams.Load() != 1 {
+			t.Errorf("%s: %d dials, %d batches, %d connections, %d streams; want 1, 2, 1, 1",
+				r.Peer, r.Dials, r.Batches, f.servers[i].conns.Load(), f.servers[i].streams.Load())
 		}
 	}
 }

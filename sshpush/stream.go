@@ -1,0 +1,173 @@
+package sshpush
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// requestStream is the request word of a stream session.
+const requestStream = "banpush-v1 stream"
+
+// Stream is one "banpush-v1 stream" session: batches go out on it one after
+// another, each answered like a "banpush-v1 ban" request, without a new
+// session, shell and receiver process per batch. A Stream is used by one
+// goroutine at a time.
+type Stream struct {
+	c      *Client
+	s      *ssh.Session
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr *syncCapped
+	exited chan struct{} // closed when the session has ended
+	err    error         // the session's end, once exited is closed
+	used   bool
+}
+
+// OpenStream starts a stream session. A receiver too old to know streams
+// fails the first Send with an *Error whose ExitStatus is 64 (see
+// Unsupported).
+func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return nil, newError(c.peer, ClassUnreachable, "cannot open a session: %w", err)
+	}
+	st := &Stream{c: c, s: s, stderr: &syncCapped{capped: capped{max: maxStderr}}, exited: make(chan struct{})}
+	s.Stderr = st.stderr
+	if st.stdin, err = s.StdinPipe(); err == nil {
+		var out io.Reader
+		if out, err = s.StdoutPipe(); err == nil {
+			st.stdout = bufio.NewReaderSize(out, maxStdout)
+			err = s.Start(requestStream)
+		}
+	}
+	if err != nil {
+		s.Close()
+		return nil, newError(c.peer, ClassUnreachable, "cannot start a stream: %w", err)
+	}
+	go func() {
+		st.err = s.Wait()
+		close(st.exited)
+	}()
+	return st, nil
+}
+
+// Unsupported reports whether err says the receiver does not know streams:
+// use "banpush-v1 ban" requests with it instead.
+func Unsupported(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Class == ClassRejected && e.ExitStatus == 64
+}
+
+// Used reports whether a batch has already been answered on the stream: a
+// stream that fails after that was most likely ended by the receiver's idle
+// or batch limit, and a new one may be opened at once.
+func (st *Stream) Used() bool { return st.used }
+
+// Send sends one batch (records encoded one per line, as for Ban) and
+// waits for its answer, at most the session timeout. An error ends the
+// stream: Close it.
+func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
+	ctx, cancel := context.WithTimeout(ctx, st.c.opts.SessionTimeout)
+	defer cancel()
+	type answer struct {
+		line []byte
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		frame := make([]byte, 0, len(batch)+1)
+		frame = append(append(frame, batch...), '\n')
+		if _, err := st.stdin.Write(frame); err != nil {
+			done <- answer{err: err}
+			return
+		}
+		line, err := st.stdout.ReadSlice('\n')
+		done <- answer{append([]byte(nil), line...), err}
+	}()
+	var a answer
+	select {
+	case a = <-done:
+	case <-ctx.Done():
+		st.s.Close() // unblocks the write or the read
+		<-done
+		return Ack{}, newError(st.c.peer, ClassTimeout, "%q got no answer in time: %w", requestStream, ctx.Err())
+	}
+	if a.err != nil {
+		return Ack{}, st.ended(a.err)
+	}
+	st.used = true
+	f, ok := parseReply(a.line)
+	accepted, ok1 := count(f["accepted"])
+	refused, ok2 := count(f["refused"])
+	if !ok || !ok1 || !ok2 {
+		return Ack{}, newError(st.c.peer, ClassReceiverError, "malformed stream reply from the receiver")
+	}
+	return Ack{Accepted: accepted, Refused: refused, Stderr: st.stderr.take()}, nil
+}
+
+// ended turns the end of a stream into an error, classified like the end
+// of a ban request from the receiver's exit status.
+func (st *Stream) ended(ioErr error) error {
+	select {
+	case <-st.exited:
+	case <-time.After(2 * time.Second):
+		st.s.Close()
+		<-st.exited
+	}
+	res := &result{stderr: cleanOutput([]byte(st.stderr.take()))}
+	var exitErr *ssh.ExitError
+	switch {
+	case errors.As(st.err, &exitErr):
+		res.exitStatus, res.signal = exitErr.ExitStatus(), exitErr.Signal()
+	case st.err == nil:
+		// Exit 0 without an answer: the receiver ended the stream.
+		return newError(st.c.peer, ClassUnreachable, "stream ended by the receiver: %w", ioErr)
+	default:
+		return &Error{Peer: st.c.peer, Class: ClassUnreachable, Stderr: res.stderr,
+			Err: fmt.Errorf("stream did not complete: %w", st.err)}
+	}
+	if _, e := st.c.reply(res); e != nil {
+		return e
+	}
+	return newError(st.c.peer, ClassUnreachable, "stream ended: %w", ioErr)
+}
+
+// Close ends the stream: the receiver sees the end of its input and exits.
+func (st *Stream) Close() error {
+	st.stdin.Close()
+	select {
+	case <-st.exited:
+	case <-time.After(2 * time.Second):
+	}
+	return st.s.Close()
+}
+
+// syncCapped is a capped buffer that the session's stderr copier and Send
+// may use at once.
+type syncCapped struct {
+	mu sync.Mutex
+	capped
+}
+
+func (c *syncCapped) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.capped.Write(p)
+}
+
+// take returns what was written since the last take, cleaned, and makes
+// room for more.
+func (c *syncCapped) take() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := cleanOutput(c.buf)
+	c.buf, c.over = c.buf[:0], false
+	return s
+}
