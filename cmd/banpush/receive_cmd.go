@@ -75,6 +75,9 @@ The request comes from SSH_ORIGINAL_COMMAND:
                       IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
                     appends one log line per accepted address, fsyncs, then
                     answers "banpush-v1 ok accepted=N refused=M"
+  banpush-v1 stream the same for many batches on one session, each batch
+                    followed by an empty line and answered in turn; ends at
+                    the end of input or after 60 s of silence
 
 A record is refused (and reported on stderr by line number, never echoed) when
 it does not parse, or names a loopback, unspecified, multicast, link-local,
@@ -84,8 +87,8 @@ address the SSH connection comes from; and when the peer's token bucket is
 empty (--max-burst, --max-per-minute).
 
 Exit status: 0 batch handled; 64 unknown request; 65 batch refused whole
-(over 10000 records or 1 MiB); 75 log busy or unwritable, nothing written,
-try again; 78 bad arguments in authorized_keys.
+(over 10000 records or 1 MiB, or not sent within 30 s); 75 log busy or
+unwritable, nothing written, try again; 78 bad arguments in authorized_keys.
 
 Example (as sshd would run it):
   SSH_ORIGINAL_COMMAND='banpush-v1 ban' banpush receive --peer web1 \
