@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -37,6 +38,7 @@ import (
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sshdtest"
+	"golang.org/x/crypto/ssh"
 )
 
 var longFaults = flag.Bool("banpush.long", false, "run the fault tests (TestFaults*) at full size; takes minutes")
@@ -96,6 +98,18 @@ func newFleet(t *testing.T, n int, prefix string) (*peer, []*cluster) {
 		t.Cleanup(c.stopSender)
 	}
 	return recv, hosts
+}
+
+// unlimited gives the pusher a token bucket on every peer far larger than
+// any test pushes, for tests of crash safety: the resends that kills cause,
+// or thousands of addresses, would otherwise meet the receivers' rate limit,
+// which TestFaultsRateLimitKeepsQueue tests on its own.
+func (c *cluster) unlimited() {
+	c.t.Helper()
+	for _, p := range c.peers {
+		p.sshd.SetAuthorizedKeys(c.run(nil, "authorize", "--peer", "pusher", "--log", p.log, "--binary", c.bin,
+			"--max-burst", "1000000", c.pub))
+	}
 }
 
 // banpushExit runs banpush for c from any goroutine (it never calls t) and
@@ -202,6 +216,7 @@ func TestFaultsSenderKilled(t *testing.T) {
 	const wantKills = 20
 	every := n / (wantKills * 3 / 2) // 30 attempts: some find no sender running
 	c := newCluster(t, 3)
+	c.unlimited()
 	bans := docAddrs(0x7200000, n)
 	kills, bound := 0, 0
 	for i, a := range bans {
@@ -250,6 +265,7 @@ func TestFaultsPushKilled(t *testing.T) {
 	waves := faultSize(25, 100)
 	const perWave, perPush = 8, 64 // 64 addresses: an append of about 5 KiB, over two pages
 	c := newCluster(t, 2)
+	c.unlimited()
 	type push struct {
 		addrs []string
 		code  int
@@ -820,5 +836,88 @@ func appendTo(t *testing.T, path string, b []byte) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFaultsBatchCutShort: a pusher's connection dies in the middle of a
+// batch (the sender is killed, the network drops), cutting the last record
+// short: "203.0.113.77" arrives as "203.0.113.7". sshd then gives the
+// receiver an end of input like any other, and the receiver must not ban
+// the cut address - an innocent one - nor anything that is not a whole
+// line. The pusher got no answer, so it sends the batch again.
+func TestFaultsBatchCutShort(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1)
+	p := c.peers[0]
+	pem, err := os.ReadFile(c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := p.sshd.Addr()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
+		User:            p.sshd.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(p.sshd.HostKeys[0]),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ssh.NewClient(cc, chans, reqs)
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start(receive.RequestBan); err != nil {
+		t.Fatal(err)
+	}
+	// The receiver runs now; send the batch up to the cut, then drop the
+	// connection without a word, as a killed process would.
+	if _, err := stdin.Write([]byte("198.51.100.1\n203.0.113.7")); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	waitReceivers(t, p.log)
+	got := p.logged(t)
+	if got["203.0.113.7"] != 0 {
+		t.Errorf("the receiver banned 203.0.113.7, the first bytes of a record cut short by a dropped connection (the log has %v)", got)
+	}
+	t.Logf("log after the dropped batch: %v", got)
+}
+
+// TestFaultsRateLimitKeepsQueue: an honest host queues more bans for a peer
+// than the peer's token bucket holds (a burst of 2000). The peer refuses
+// the excess as rate-limited; those bans must stay queued, to go out once
+// the bucket has refilled, and not be dropped as if the peer had refused
+// them for good.
+func TestFaultsRateLimitKeepsQueue(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1)
+	p := c.peers[0]
+	const extra = 50
+	bans := docAddrs(0x7a00000, receive.DefaultMaxBurst+extra)
+	for i := 0; i < len(bans); i += 500 {
+		c.run(nil, append([]string{"push", "--"}, bans[i:min(i+500, len(bans))]...)...)
+	}
+	c.stopSender()
+	out, code, stderr := c.runCode("flush", "--timeout", "30s")
+	t.Logf("flush: exit %d\n%s%s", code, out, stderr)
+	logged := len(p.logged(t))
+	queued := c.queued()[p.name]
+	if logged+queued != len(bans) {
+		t.Errorf("%d bans pushed; %d in the peer's log and %d still queued: %d lost to the rate limit",
+			len(bans), logged, queued, len(bans)-logged-queued)
 	}
 }
