@@ -165,6 +165,11 @@ type Ack struct {
 	// Stderr is what the receiver wrote on stderr (one line per refused
 	// record), reduced to printable ASCII lines, at most 4 KiB.
 	Stderr string
+
+	// Limited counts the records refused for the receiver's rate limit
+	// (included in Refused), and LimitedFrom is the line of the batch (from
+	// 1) of the first: it and the records after it should stay queued.
+	Limited, LimitedFrom int
 }
 
 // Ban runs "banpush-v1 ban" with batch on stdin: records already encoded,
@@ -181,14 +186,31 @@ func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
 	if e != nil {
 		return Ack{}, e
 	}
-	a := Ack{Stderr: res.stderr}
+	a, ok := ackFrom(f, res.stderr)
+	if !ok {
+		return Ack{}, c.resultError(res, ClassReceiverError, "malformed ban reply from the receiver")
+	}
+	return a, nil
+}
+
+// ackFrom reads an Ack from the fields of a reply line.
+func ackFrom(f map[string]string, stderr string) (Ack, bool) {
+	a := Ack{Stderr: stderr}
 	var ok1, ok2 bool
 	a.Accepted, ok1 = count(f["accepted"])
 	a.Refused, ok2 = count(f["refused"])
 	if !ok1 || !ok2 {
-		return Ack{}, c.resultError(res, ClassReceiverError, "malformed ban reply from the receiver")
+		return Ack{}, false
 	}
-	return a, nil
+	if f["limited"] != "" {
+		var ok3, ok4 bool
+		a.Limited, ok3 = count(f["limited"])
+		a.LimitedFrom, ok4 = count(f["limited_from"])
+		if !ok3 || !ok4 || a.Limited > a.Refused || a.LimitedFrom < 1 {
+			return Ack{}, false
+		}
+	}
+	return a, true
 }
 
 // result is what a request produced.

@@ -104,12 +104,11 @@ func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 	}
 	st.used = true
 	f, ok := parseReply(a.line)
-	accepted, ok1 := count(f["accepted"])
-	refused, ok2 := count(f["refused"])
-	if !ok || !ok1 || !ok2 {
+	ack, ok2 := ackFrom(f, st.stderr.take())
+	if !ok || !ok2 {
 		return Ack{}, newError(st.c.peer, ClassReceiverError, "malformed stream reply from the receiver")
 	}
-	return Ack{Accepted: accepted, Refused: refused, Stderr: st.stderr.take()}, nil
+	return ack, nil
 }
 
 // ended turns the end of a stream into an error, classified like the end

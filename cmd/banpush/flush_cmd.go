@@ -58,6 +58,7 @@ type peerReport struct {
 	Delivered int    `json:"delivered"`
 	Refused   int    `json:"refused"`
 	Dropped   int    `json:"dropped"`
+	Skipped   int    `json:"skipped"` // damaged spool lines passed over
 	Queued    int    `json:"queued"`
 	Error     string `json:"error,omitempty"`
 }
@@ -78,12 +79,17 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	if err != nil {
 		return errorf(exitTemp, "try again in a moment; 'banpush status' shows whether a sender is running", "%v", err)
 	}
+	// Diagnostics (expired bans, refusals, damaged spool lines) go where
+	// the background sender writes its own.
+	logf, closeLog := senderLogger(s.Dir(), env.Now)
+	defer closeLog()
 	results := deliver.Run(ctx, deliver.Config{
 		Spool:   s,
 		Peers:   peers,
 		Options: sshpush.Options{Warn: func(m string) { printWarning(env.Stderr, "%s", m) }},
 		MaxAge:  g.MaxAge,
 		Now:     env.Now,
+		Logf:    logf,
 	})
 	if err := compact(s, g); err != nil {
 		printWarning(env.Stderr, "compacting the spool: %v", err)
@@ -94,7 +100,11 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	var okPeers []string
 	failed := 0
 	for _, r := range results {
-		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped}
+		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped, Skipped: r.Skipped}
+		if r.Skipped > 0 {
+			printWarning(env.Stderr, "peer %s: %d damaged spool lines skipped; their bans are lost (details in %s)",
+				r.Peer, r.Skipped, filepath.Join(s.Dir(), senderLogFile))
+		}
 		if r.Err != nil {
 			rep.Error = r.Err.Error()
 		}

@@ -246,13 +246,39 @@ func (w *worker) drain(ctx context.Context) error {
 		if b.Next == pos {
 			return nil // nothing new
 		}
-		if batch := w.encode(b.Entries); len(batch) > 0 {
-			if err := w.send(ctx, batch); err != nil {
+		batch, lineEntry, expiredIdx := w.encode(b.Entries)
+		upto := len(b.Entries) // entries acknowledged by this round
+		if len(batch) > 0 {
+			ack, err := w.send(ctx, batch)
+			if err != nil {
 				return err
 			}
+			if ack.Limited > 0 && ack.LimitedFrom <= len(lineEntry) {
+				upto = lineEntry[ack.LimitedFrom-1]
+			}
 		}
-		if err := w.cfg.Spool.Advance(w.peer.Name, b.Next); err != nil {
+		for _, i := range expiredIdx {
+			if i < upto {
+				e := b.Entries[i]
+				w.res.Dropped++
+				w.state.Dropped++
+				w.cfg.Logf("peer %s: dropped %s: expired (queued %s)", w.peer.Name, e.Record.Addr, e.Queued.Format(time.RFC3339))
+			}
+		}
+		next := b.Next
+		if upto < len(b.Entries) {
+			next = pos
+			if upto > 0 {
+				next = b.Entries[upto-1].Next
+			}
+		}
+		if err := w.cfg.Spool.Advance(w.peer.Name, next); err != nil {
 			return err
+		}
+		if upto < len(b.Entries) {
+			n := len(b.Entries) - upto
+			return &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassBusy,
+				Err: fmt.Errorf("the peer's rate limit for this host is reached: %d bans stay queued", n)}
 		}
 	}
 	return nil
@@ -268,17 +294,15 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-// encode builds the batch from entries, dropping expired records and
-// duplicate addresses.
-func (w *worker) encode(entries []spool.Entry) []byte {
+// encode builds the batch from entries, leaving out expired records and
+// repeated addresses. lineEntry[i] is the index in entries of the batch's
+// line i+1; expired lists the indexes of the expired entries.
+func (w *worker) encode(entries []spool.Entry) (batch []byte, lineEntry, expiredIdx []int) {
 	now := w.cfg.Now()
 	seen := make(map[[16]byte]bool, len(entries))
-	var buf []byte
-	for _, e := range entries {
+	for i, e := range entries {
 		if expired(e, now, w.cfg.MaxAge) {
-			w.res.Dropped++
-			w.state.Dropped++
-			w.cfg.Logf("peer %s: dropped %s: expired (queued %s)", w.peer.Name, e.Record.Addr, e.Queued.Format(time.RFC3339))
+			expiredIdx = append(expiredIdx, i)
 			continue
 		}
 		k := e.Record.Addr.As16()
@@ -286,10 +310,11 @@ func (w *worker) encode(entries []spool.Entry) []byte {
 			continue
 		}
 		seen[k] = true
-		buf = e.Record.AppendText(buf)
-		buf = append(buf, '\n')
+		batch = e.Record.AppendText(batch)
+		batch = append(batch, '\n')
+		lineEntry = append(lineEntry, i)
 	}
-	return buf
+	return batch, lineEntry, expiredIdx
 }
 
 // expired reports whether a record is older than its bantime or maxAge.
@@ -302,36 +327,37 @@ func expired(e spool.Entry, now time.Time, maxAge time.Duration) bool {
 }
 
 // send delivers one batch, connecting first if needed.
-func (w *worker) send(ctx context.Context, batch []byte) error {
+func (w *worker) send(ctx context.Context, batch []byte) (sshpush.Ack, error) {
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
-		return &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassTimeout, Err: ctx.Err()}
+		return sshpush.Ack{}, &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassTimeout, Err: ctx.Err()}
 	}
 	defer func() { <-w.sem }()
 	if w.client == nil {
 		w.res.Dials++
 		c, err := sshpush.Dial(ctx, w.peer.Target, w.cfg.Options)
 		if err != nil {
-			return err
+			return sshpush.Ack{}, err
 		}
 		w.client = c
 	}
 	ack, err := w.ban(ctx, batch)
 	if err != nil {
 		w.closeClient()
-		return err
+		return sshpush.Ack{}, err
 	}
+	refused := ack.Refused - ack.Limited // the limited ones stay queued
 	w.res.Batches++
 	w.res.Delivered += ack.Accepted
-	w.res.Refused += ack.Refused
+	w.res.Refused += refused
 	w.state.Delivered += int64(ack.Accepted)
-	w.state.Refused += int64(ack.Refused)
+	w.state.Refused += int64(refused)
 	w.state.LastSuccess = w.cfg.Now()
-	if ack.Refused > 0 {
-		w.cfg.Logf("peer %s: %d of the batch refused: %s", w.peer.Name, ack.Refused, firstLine(ack.Stderr))
+	if refused > 0 {
+		w.cfg.Logf("peer %s: %d of the batch refused: %s", w.peer.Name, refused, firstLine(ack.Stderr))
 	}
-	return nil
+	return ack, nil
 }
 
 // ban sends one batch on the stream, opening one if needed; on a receiver

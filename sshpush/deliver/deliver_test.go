@@ -34,6 +34,7 @@ type peerServer struct {
 	hostKey  ssh.PublicKey
 	busy     atomic.Int32 // answer exit 75 to this many more batches
 	noStream bool         // answer as a receiver that predates streams
+	burst    atomic.Int32 // the receiver's --max-burst; 0 means plenty
 	streams  atomic.Int32
 	batches  atomic.Int32
 	conns    atomic.Int32
@@ -117,6 +118,9 @@ func (p *peerServer) run(cmd string, ch ssh.Channel) int {
 	cfg := receive.Config{
 		Peer: "pusher", LogPath: p.log, MaxBurst: 100000, MaxPerMinute: 0,
 		LockTimeout: time.Second, Now: time.Now,
+	}
+	if b := p.burst.Load(); b > 0 {
+		cfg.MaxBurst = int(b)
 	}
 	if cmd == receive.RequestStream && !p.noStream {
 		if p.busy.Load() > 0 {
@@ -287,6 +291,37 @@ func TestRunFallsBack(t *testing.T) {
 	r := Run(context.Background(), cfg)[0]
 	if r.Class != sshpush.ClassOK || r.Delivered != 30 || f.servers[0].batches.Load() != 3 {
 		t.Errorf("got %s, %d batches on the server; want 30 delivered in 3", r.Summary(), f.servers[0].batches.Load())
+	}
+}
+
+// TestRunRateLimitKeepsQueue: bans the receiver refuses for its rate limit
+// stay queued, in order, and go out once the limit allows.
+func TestRunRateLimitKeepsQueue(t *testing.T) {
+	f := newFixture(t, 1)
+	f.servers[0].burst.Store(5)
+	bans := addrsFrom(1, 8)
+	f.push(t, bans...)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	r := Run(ctx, f.config())[0]
+	if r.Class != sshpush.ClassBusy || r.Delivered != 5 || r.Refused != 0 {
+		t.Errorf("got %s, want busy with 5 delivered and none refused", r.Summary())
+	}
+	if n, _, _ := f.spool.Pending("peer1"); n != 3 {
+		t.Errorf("%d queued, want the 3 limited bans", n)
+	}
+	// A fresh bucket (the state file is the receiver's): the rest goes out.
+	f.servers[0].burst.Store(100)
+	os.Remove(f.servers[0].log + ".state")
+	r = Run(context.Background(), f.config())[0]
+	if r.Class != sshpush.ClassOK || r.Delivered != 3 {
+		t.Errorf("got %s, want the 3 queued delivered", r.Summary())
+	}
+	got := f.servers[0].logged()
+	for _, a := range bans {
+		if got[a] != 1 {
+			t.Errorf("%s logged %d times, want 1", a, got[a])
+		}
 	}
 }
 

@@ -137,11 +137,25 @@ type Refused struct {
 type Result struct {
 	Accepted int       // records written to the log
 	Refused  []Refused // every other record, in line order
+
+	// Limited counts the refusals for the rate limit, and LimitedFrom is
+	// the line of the first: an honest sender keeps that record and the
+	// ones after it queued, and sends them again later.
+	Limited, LimitedFrom int
 }
 
 // Answer is the line printed on stdout for a successful batch.
+//
+//	banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
+//
+// The limited fields appear only when some records were refused for the
+// rate limit (they are counted in refused too).
 func (r Result) Answer() string {
-	return OK + " accepted=" + strconv.Itoa(r.Accepted) + " refused=" + strconv.Itoa(len(r.Refused))
+	s := OK + " accepted=" + strconv.Itoa(r.Accepted) + " refused=" + strconv.Itoa(len(r.Refused))
+	if r.Limited > 0 {
+		s += " limited=" + strconv.Itoa(r.Limited) + " limited_from=" + strconv.Itoa(r.LimitedFrom)
+	}
+	return s
 }
 
 // ReadBatch reads a whole batch from r and parses every line, without
@@ -246,6 +260,10 @@ func (cfg *Config) accept(ctx context.Context, lines []Line) (Result, error) {
 	for i, rec := range ok {
 		if !b.take() {
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrRateLimit})
+			if res.Limited == 0 {
+				res.LimitedFrom = okLine[i]
+			}
+			res.Limited++
 			continue
 		}
 		buf = AppendLogLine(buf, stamp, cfg.Peer, rec)

@@ -98,6 +98,13 @@ func TestFlood(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		wantFrom := 1
+		if i == 0 {
+			wantFrom = DefaultMaxBurst + 1
+		}
+		if res.Limited != 10000-res.Accepted || res.LimitedFrom != wantFrom {
+			t.Errorf("batch %d: limited=%d from line %d, want %d from %d", i, res.Limited, res.LimitedFrom, 10000-res.Accepted, wantFrom)
+		}
 		accepted += res.Accepted
 		for _, r := range res.Refused {
 			if r.Reason != record.ErrRateLimit {
