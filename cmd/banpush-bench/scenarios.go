@@ -55,7 +55,7 @@ func (b *bench) s1Action() error {
 		}
 		bm, sm := median(ds), median(bs)
 		b.rows = append(b.rows, row{
-			scenario: fmt.Sprintf("1. `push IP 2>&1 | cat`, %d peers, %s", b.o.peers, c.what),
+			scenario: fmt.Sprintf("1. `push IP 2>&1 \\| cat`, %d peers, %s", b.o.peers, c.what),
 			banpush:  fmt.Sprintf("%s (n=%d, max %s)", fmtDur(bm), len(ds), fmtDur(maxDur(ds))),
 			baseline: fmt.Sprintf("seed loop %s (n=%d)", fmtDur(sm), len(bs)),
 			ratio:    ratio(bm, sm),
