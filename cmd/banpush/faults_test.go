@@ -497,7 +497,7 @@ func TestFaultsFlood(t *testing.T) {
 	var accepted, sent atomic.Int64
 	first := make(chan struct{})
 	var once sync.Once
-	answer := regexp.MustCompile(`^` + receive.OK + ` accepted=(\d+) refused=(\d+)\n$`)
+	answer := regexp.MustCompile(`^` + receive.OK + ` accepted=(\d+) refused=(\d+)(?: limited=\d+ limited_from=\d+)?\n$`)
 	var wg sync.WaitGroup
 	errs := make(chan error, offered/batch)
 	start := time.Now()
