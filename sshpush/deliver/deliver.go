@@ -174,7 +174,7 @@ func (w *worker) run(ctx context.Context) {
 		wake := w.cfg.Wake.C() // before looking, so no append is missed
 		err := w.drain(ctx)
 		if err != nil {
-			w.fail(err)
+			w.fail(ctx, err)
 			var se *sshpush.Error
 			retry := errors.As(err, &se) && se.Retryable()
 			if !retry || ctx.Err() != nil {
@@ -399,12 +399,17 @@ func (w *worker) closeStream() {
 	}
 }
 
-func (w *worker) fail(err error) {
+// fail records a failure. When the run's deadline cut short a retry, the
+// failure that called for the retry is the one worth reporting.
+func (w *worker) fail(ctx context.Context, err error) {
+	w.cfg.Logf("peer %s: %v", w.peer.Name, err)
+	if ctx.Err() != nil && w.res.Err != nil && w.res.Class != sshpush.ClassOK {
+		return
+	}
 	w.res.Class, w.res.Err = sshpush.ClassOf(err), err
 	w.state.LastFailure = w.cfg.Now()
 	w.state.LastFailureClass = string(w.res.Class)
 	w.state.LastFailureMessage = err.Error()
-	w.cfg.Logf("peer %s: %v", w.peer.Name, err)
 }
 
 func (w *worker) closeClient() {
