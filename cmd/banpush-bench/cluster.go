@@ -275,24 +275,9 @@ func readFrom(path string, off int64) ([]byte, error) {
 // childPIDs lists the processes whose parent is pid.
 func childPIDs(pid int) []int {
 	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces; fields restart after ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, n)
+	for p, c := range procTable() {
+		if c.ppid == pid {
+			out = append(out, p)
 		}
 	}
 	return out
