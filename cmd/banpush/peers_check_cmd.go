@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +21,6 @@ import (
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/deliver"
-	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -186,8 +184,8 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		var e *sshpush.Error
 		where := "the stale line from known_hosts"
 		if errors.As(err, &e) && e.HostKey != nil {
-			if st, _ := lookupHostKey(t, e.HostKey); len(st.stale) > 0 {
-				k := st.stale[0]
+			if st, _ := sshpush.LookupHostKey(t, e.HostKey); len(st.Stale) > 0 {
+				k := st.Stale[0]
 				where = fmt.Sprintf("the stale line %d from %s ('ssh-keygen -R %s -f %s')", k.Line, k.Filename, shellQuote(knownHostsName(t)), shellQuote(k.Filename))
 			}
 		}
@@ -342,19 +340,19 @@ func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
 	}
 
 	host := knownHostsName(t)
-	st, err := lookupHostKey(t, key)
+	st, err := sshpush.LookupHostKey(t, key)
 	if err != nil {
 		return withHint(err, exitConfig, "fix or remove the known_hosts file named above")
 	}
 	switch {
-	case st.revoked != nil:
+	case st.Revoked != nil:
 		return errorf(exitFailure, "a revoked key is never trusted again; find out why it was revoked",
-			"the host key of peer %s (%s %s) is marked @revoked at %s:%d", c.Name, key.Type(), ssh.FingerprintSHA256(key), st.revoked.Filename, st.revoked.Line)
-	case st.known:
+			"the host key of peer %s (%s %s) is marked @revoked at %s:%d", c.Name, key.Type(), ssh.FingerprintSHA256(key), st.Revoked.Filename, st.Revoked.Line)
+	case st.Known:
 		printNote(env.Stderr, "the %s key of peer %s at %s (%s) is already in known_hosts: nothing to do", key.Type(), c.Name, host, ssh.FingerprintSHA256(key))
 		return nil
-	case len(st.stale) > 0:
-		k := st.stale[0]
+	case len(st.Stale) > 0:
+		k := st.Stale[0]
 		return errorf(exitFailure,
 			fmt.Sprintf("make sure the host was really reinstalled or rekeyed (otherwise someone may be in between), then remove line %d of %s ('ssh-keygen -R %s -f %s') and run 'banpush peers trust %s' again",
 				k.Line, k.Filename, shellQuote(host), shellQuote(k.Filename), c.Name),
@@ -376,7 +374,7 @@ func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
 			return errorf(exitFailure, "", "refused: the key of peer %s was not added", c.Name)
 		}
 	}
-	if err := appendKnownHost(file, sshpush.KnownHostsLine(t, key)); err != nil {
+	if err := sshpush.AppendKnownHost(file, sshpush.KnownHostsLine(t, key)); err != nil {
 		return withHint(err, exitFailure, "check that "+filepath.Dir(file)+" is writable, or set UserKnownHostsFile in "+g.Inventory)
 	}
 	printNote(env.Stderr, "added the %s key of peer %s to %s", key.Type(), c.Name, file)
@@ -397,98 +395,10 @@ func readAnswer(r io.Reader) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-// hostKeyStatus is what known_hosts says about a key for a host.
-type hostKeyStatus struct {
-	known   bool                  // the key is trusted for the host
-	stale   []knownhosts.KnownKey // keys known_hosts has for the host instead
-	revoked *knownhosts.KnownKey  // the key is marked @revoked
-}
-
-// lookupHostKey checks key against the Target's known_hosts files that
-// exist, the way Dial does: one key per type is kept for a host, and a key
-// of a type known_hosts does not hold for it counts as changed.
-func lookupHostKey(t sshpush.Target, key ssh.PublicKey) (hostKeyStatus, error) {
-	var files []string
-	for _, f := range t.KnownHostsFiles {
-		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
-			files = append(files, f)
-		}
-	}
-	if len(files) == 0 {
-		return hostKeyStatus{}, nil
-	}
-	cb, err := knownhosts.New(files...)
-	if err != nil {
-		return hostKeyStatus{}, err
-	}
-	err = cb(t.KnownHostsAddr(), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, key)
-	var keyErr *knownhosts.KeyError
-	var revoked *knownhosts.RevokedError
-	switch {
-	case err == nil:
-		return hostKeyStatus{known: true}, nil
-	case errors.As(err, &revoked):
-		return hostKeyStatus{revoked: &revoked.Revoked}, nil
-	case errors.As(err, &keyErr):
-		slices.SortFunc(keyErr.Want, func(a, b knownhosts.KnownKey) int {
-			if c := strings.Compare(a.Filename, b.Filename); c != 0 {
-				return c
-			}
-			return a.Line - b.Line
-		})
-		return hostKeyStatus{stale: keyErr.Want}, nil
-	}
-	return hostKeyStatus{}, err
-}
-
 // knownHostsName is the host as known_hosts writes it: [host]:port for a
 // port other than 22.
 func knownHostsName(t sshpush.Target) string {
 	return knownhosts.Normalize(t.KnownHostsAddr())
-}
-
-// appendKnownHost appends line to the known_hosts file at path with one
-// write, creating the file (0600) and its directory (0700) when missing.
-func appendKnownHost(path, line string) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	data := []byte(line + "\n")
-	if fi.Size() > 0 {
-		// Start on a line of our own if the file lacks a final newline.
-		last := make([]byte, 1)
-		if r, err := os.Open(path); err == nil {
-			if _, err := r.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
-				data = append([]byte{'\n'}, data...)
-			}
-			r.Close()
-		}
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if fi.Size() == 0 {
-		return fsutil.SyncDir(dir)
-	}
-	return nil
 }
 
 // thisHostName is this host's name for the hint of an auth failure.

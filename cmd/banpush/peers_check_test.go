@@ -242,31 +242,6 @@ func TestPeersTrustCreatesFile(t *testing.T) {
 	c.check(exitOK)
 }
 
-// TestAppendKnownHost: a file without a final newline gets one before the
-// new line.
-func TestAppendKnownHost(t *testing.T) {
-	tests := []struct {
-		name, before, want string
-	}{
-		{"missing", "", "new\n"},
-		{"newline", "a\n", "a\nnew\n"},
-		{"no newline", "a", "a\nnew\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "known_hosts")
-			if tt.before != "" {
-				writeFile(t, path, tt.before)
-			}
-			if err := appendKnownHost(path, "new"); err != nil {
-				t.Fatal(err)
-			}
-			if got := readFile(t, path); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
 
 // TestPeersCheckTimeout: a peer that accepts TCP but never speaks is
 // reported as timeout.
