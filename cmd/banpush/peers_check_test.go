@@ -242,7 +242,6 @@ func TestPeersTrustCreatesFile(t *testing.T) {
 	c.check(exitOK)
 }
 
-
 // TestPeersCheckTimeout: a peer that accepts TCP but never speaks is
 // reported as timeout.
 func TestPeersCheckTimeout(t *testing.T) {
