@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -54,10 +55,7 @@ By hand, to see each peer's answer:
 
 // Run queues the bans, then starts a sender or delivers in the foreground.
 func (c *PushCmd) Run(env *Env, g *Globals) error {
-	recs, refused, err := c.records(env)
-	if err != nil {
-		return err
-	}
+	recs, refused := c.records(env)
 	if len(recs) > 0 {
 		s, err := spool.Open(g.Spool, spool.Options{})
 		if err != nil {
@@ -88,10 +86,11 @@ func (c *PushCmd) Run(env *Env, g *Globals) error {
 }
 
 // records validates the arguments into records. A refused address is
-// reported and counted; a bad jail name is dropped with a warning, since
-// the ban itself matters more than its label.
-func (c *PushCmd) records(env *Env) (recs []record.Record, refused int, err error) {
+// reported and counted; a bad --jail, --time or --bantime is dropped with a
+// warning, since the ban itself matters more than its label.
+func (c *PushCmd) records(env *Env) (recs []record.Record, refused int) {
 	var base record.Record
+	var err error
 	if c.Jail != "" {
 		if record.ValidName(c.Jail) {
 			base.Jail = c.Jail
@@ -99,14 +98,13 @@ func (c *PushCmd) records(env *Env) (recs []record.Record, refused int, err erro
 			printWarning(env.Stderr, "--jail: not a safe name (1 to 64 of [A-Za-z0-9._-]); sent without it")
 		}
 	}
-	if base.Time, err = parseSeconds(c.Time, "--time", 1, record.MaxTime); err != nil {
-		return nil, 0, err
+	// A bad --time or --bantime is dropped the same way: without it the
+	// ban is kept for --max-age and the peers' own bantime applies.
+	if base.Time, err = parseSeconds(c.Time, 1, record.MaxTime); err != nil {
+		printWarning(env.Stderr, "--time: %v; sent without it", err)
 	}
-	if base.BanTime, err = parseSeconds(c.BanTime, "--bantime", record.Permanent, record.MaxBanTime); err != nil {
-		return nil, 0, err
-	}
-	if base.BanTime < 0 {
-		base.BanTime = record.Permanent
+	if base.BanTime, err = parseSeconds(c.BanTime, record.Permanent, record.MaxBanTime); err != nil {
+		printWarning(env.Stderr, "--bantime: %v; sent without it", err)
 	}
 	pol := record.Policy{AllowPrivate: c.AllowPrivate}
 	for _, ip := range c.IPs {
@@ -123,25 +121,26 @@ func (c *PushCmd) records(env *Env) (recs []record.Record, refused int, err erro
 		r.Addr = a
 		recs = append(recs, r)
 	}
-	return recs, refused, nil
+	return recs, refused
 }
 
 // parseSeconds parses a whole or fractional number of seconds as fail2ban
-// writes its tags; "" and 0 mean "not given". The fraction is dropped.
-func parseSeconds(s, flag string, lo, hi int64) (int64, error) {
+// writes its tags; "" and 0 mean "not given". The fraction is dropped, and a
+// negative bantime is Permanent.
+func parseSeconds(s string, lo, hi int64) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, errorf(exitUsage, "give a number of seconds, e.g. "+flag+" 600", "%s: not a number", flag)
+	if err != nil || math.IsNaN(f) {
+		return 0, errors.New("not a number of seconds")
+	}
+	if f < float64(lo) || f > float64(hi) {
+		return 0, fmt.Errorf("out of range (%d to %d)", lo, hi)
 	}
 	n := int64(f)
-	if n == 0 {
-		return 0, nil
-	}
-	if n < lo || n > hi {
-		return 0, errorf(exitUsage, "", "%s: out of range (%d to %d)", flag, lo, hi)
+	if n < 0 {
+		n = record.Permanent
 	}
 	return n, nil
 }
