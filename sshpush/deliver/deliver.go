@@ -194,11 +194,9 @@ func (w *worker) run(ctx context.Context) {
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
-		if idleSince.IsZero() {
-			w.saveState()
-		}
 		now := w.cfg.Now()
 		if idleSince.IsZero() {
+			w.saveState()
 			idleSince = now
 		}
 		left := w.cfg.Linger - now.Sub(idleSince)
