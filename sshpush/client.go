@@ -213,6 +213,37 @@ func ackFrom(f map[string]string, stderr string) (Ack, bool) {
 	return a, true
 }
 
+// bounded runs fn, which works on the connection, and closes the whole
+// connection if ctx ends first: with x/crypto/ssh nothing else releases a
+// session open, read or write blocked on a peer that stopped answering. It
+// returns once fn has returned, so fn's results are safe to read.
+func (c *Client) bounded(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		c.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// newSession opens a session, classifying a failure as an *Error. Call it
+// under bounded.
+func (c *Client) newSession() (*ssh.Session, error) {
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			return nil, newError(c.peer, ClassReceiverError, "the server refused a session: %w", err)
+		}
+		return nil, newError(c.peer, ClassUnreachable, "cannot open a session: %w", err)
+	}
+	return s, nil
+}
+
 // result is what a request produced.
 type result struct {
 	stdout     []byte // at most maxStdout bytes
@@ -228,30 +259,23 @@ type result struct {
 func (c *Client) run(ctx context.Context, cmd string, stdin []byte) (*result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.SessionTimeout)
 	defer cancel()
-	s, err := c.ssh.NewSession()
-	if err != nil {
-		var oce *ssh.OpenChannelError
-		if errors.As(err, &oce) {
-			return nil, newError(c.peer, ClassReceiverError, "the server refused a session: %w", err)
-		}
-		return nil, newError(c.peer, ClassUnreachable, "cannot open a session: %w", err)
-	}
-	defer s.Close()
 	var stdout, stderr capped
 	stdout.max, stderr.max = maxStdout, maxStderr
-	s.Stdout, s.Stderr = &stdout, &stderr
-	s.Stdin = bytes.NewReader(stdin)
-
-	done := make(chan error, 1)
-	go func() { done <- s.Run(cmd) }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// Closing the connection ends the session even when the peer no
-		// longer answers at all; wait so nothing writes the buffers later.
-		c.Close()
-		<-done
+	var s *ssh.Session
+	err := c.bounded(ctx, func() (err error) {
+		if s, err = c.newSession(); err != nil {
+			return err
+		}
+		defer s.Close()
+		s.Stdout, s.Stderr = &stdout, &stderr
+		s.Stdin = bytes.NewReader(stdin)
+		return s.Run(cmd)
+	})
+	switch {
+	case ctx.Err() != nil:
 		return nil, newError(c.peer, ClassTimeout, "%q got no answer in time (connection closed): %w", cmd, ctx.Err())
+	case s == nil:
+		return nil, err
 	}
 
 	res := &result{stdout: stdout.buf, long: stdout.over, stderr: cleanOutput(stderr.buf)}

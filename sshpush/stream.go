@@ -30,29 +30,39 @@ type Stream struct {
 	used   bool
 }
 
-// OpenStream starts a stream session. A receiver too old to know streams
-// fails the first Send with an *Error whose ExitStatus is 64 (see
-// Unsupported).
+// OpenStream starts a stream session, within the session timeout. A
+// receiver too old to know streams fails the first Send with an *Error
+// whose ExitStatus is 64 (see Unsupported).
 func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
-	s, err := c.ssh.NewSession()
-	if err != nil {
-		return nil, newError(c.peer, ClassUnreachable, "cannot open a session: %w", err)
-	}
-	st := &Stream{c: c, s: s, stderr: &syncCapped{capped: capped{max: maxStderr}}, exited: make(chan struct{})}
-	s.Stderr = st.stderr
-	if st.stdin, err = s.StdinPipe(); err == nil {
-		var out io.Reader
-		if out, err = s.StdoutPipe(); err == nil {
-			st.stdout = bufio.NewReaderSize(out, maxStdout)
-			err = s.Start(requestStream)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.SessionTimeout)
+	defer cancel()
+	st := &Stream{c: c, stderr: &syncCapped{capped: capped{max: maxStderr}}, exited: make(chan struct{})}
+	err := c.bounded(ctx, func() (err error) {
+		if st.s, err = c.newSession(); err != nil {
+			return err
 		}
+		st.s.Stderr = st.stderr
+		var out io.Reader
+		if st.stdin, err = st.s.StdinPipe(); err == nil {
+			if out, err = st.s.StdoutPipe(); err == nil {
+				st.stdout = bufio.NewReaderSize(out, maxStdout)
+				err = st.s.Start(requestStream)
+			}
+		}
+		if err != nil {
+			st.s.Close()
+			return newError(c.peer, ClassUnreachable, "cannot start a stream: %w", err)
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil, newError(c.peer, ClassTimeout, "cannot start a stream in time (connection closed): %w", ctx.Err())
 	}
 	if err != nil {
-		s.Close()
-		return nil, newError(c.peer, ClassUnreachable, "cannot start a stream: %w", err)
+		return nil, err
 	}
 	go func() {
-		st.err = s.Wait()
+		st.err = st.s.Wait()
 		close(st.exited)
 	}()
 	return st, nil
@@ -71,39 +81,36 @@ func Unsupported(err error) bool {
 func (st *Stream) Used() bool { return st.used }
 
 // Send sends one batch (records encoded one per line, as for Ban) and
-// waits for its answer, at most the session timeout. An error ends the
-// stream: Close it.
+// waits for its answer, at most the session timeout; past it the whole
+// connection is closed. An error ends the stream: Close it. The receiver's
+// stderr is copied apart from its answers, so Ack.Stderr may hold lines of
+// an earlier batch, or miss some of this one.
 func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 	ctx, cancel := context.WithTimeout(ctx, st.c.opts.SessionTimeout)
 	defer cancel()
-	type answer struct {
-		line []byte
-		err  error
+	if st.stdout.Buffered() > 0 {
+		// An answer nobody asked for: the stream is out of step.
+		return Ack{}, newError(st.c.peer, ClassReceiverError, "unexpected output on the stream")
 	}
-	done := make(chan answer, 1)
-	go func() {
+	var line []byte
+	err := st.c.bounded(ctx, func() error {
 		frame := make([]byte, 0, len(batch)+1)
 		frame = append(append(frame, batch...), '\n')
 		if _, err := st.stdin.Write(frame); err != nil {
-			done <- answer{err: err}
-			return
+			return err
 		}
-		line, err := st.stdout.ReadSlice('\n')
-		done <- answer{append([]byte(nil), line...), err}
-	}()
-	var a answer
-	select {
-	case a = <-done:
-	case <-ctx.Done():
-		st.s.Close() // unblocks the write or the read
-		<-done
-		return Ack{}, newError(st.c.peer, ClassTimeout, "%q got no answer in time: %w", requestStream, ctx.Err())
+		l, err := st.stdout.ReadSlice('\n')
+		line = append([]byte(nil), l...)
+		return err
+	})
+	if ctx.Err() != nil {
+		return Ack{}, newError(st.c.peer, ClassTimeout, "%q got no answer in time (connection closed): %w", requestStream, ctx.Err())
 	}
-	if a.err != nil {
-		return Ack{}, st.ended(a.err)
+	if err != nil {
+		return Ack{}, st.ended(err)
 	}
 	st.used = true
-	f, ok := parseReply(a.line)
+	f, ok := parseReply(line)
 	ack, ok2 := ackFrom(f, st.stderr.take())
 	if !ok || !ok2 {
 		return Ack{}, newError(st.c.peer, ClassReceiverError, "malformed stream reply from the receiver")
@@ -114,13 +121,8 @@ func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 // ended turns the end of a stream into an error, classified like the end
 // of a ban request from the receiver's exit status.
 func (st *Stream) ended(ioErr error) error {
-	select {
-	case <-st.exited:
-	case <-time.After(2 * time.Second):
-		st.s.Close()
-		<-st.exited
-	}
-	res := &result{stderr: cleanOutput([]byte(st.stderr.take()))}
+	st.wait()
+	res := &result{stderr: st.stderr.take()}
 	var exitErr *ssh.ExitError
 	switch {
 	case errors.As(st.err, &exitErr):
@@ -139,13 +141,27 @@ func (st *Stream) ended(ioErr error) error {
 }
 
 // Close ends the stream: the receiver sees the end of its input and exits.
+// A peer that does not let go within two seconds loses the connection.
 func (st *Stream) Close() error {
-	st.stdin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st.c.bounded(ctx, func() error {
+		st.stdin.Close() // may block on a peer that stopped reading
+		<-st.exited
+		return nil
+	})
+	return st.s.Close()
+}
+
+// wait waits for the session to end, at most two seconds, then closes the
+// connection so that it does.
+func (st *Stream) wait() {
 	select {
 	case <-st.exited:
 	case <-time.After(2 * time.Second):
+		st.c.Close()
+		<-st.exited
 	}
-	return st.s.Close()
 }
 
 // syncCapped is a capped buffer that the session's stderr copier and Send
