@@ -186,15 +186,17 @@ func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
 	if e != nil {
 		return Ack{}, e
 	}
-	a, ok := ackFrom(f, res.stderr)
+	a, ok := ackFrom(f, res.stderr, bytes.Count(batch, []byte{'\n'}))
 	if !ok {
 		return Ack{}, c.resultError(res, ClassReceiverError, "malformed ban reply from the receiver")
 	}
 	return a, nil
 }
 
-// ackFrom reads an Ack from the fields of a reply line.
-func ackFrom(f map[string]string, stderr string) (Ack, bool) {
+// ackFrom reads an Ack from the fields of a reply line answering a batch of
+// lines records. An answer that does not account for exactly those records
+// is malformed: the sender must not move its cursor on it.
+func ackFrom(f map[string]string, stderr string, lines int) (Ack, bool) {
 	a := Ack{Stderr: stderr}
 	var ok1, ok2 bool
 	a.Accepted, ok1 = count(f["accepted"])
@@ -206,11 +208,11 @@ func ackFrom(f map[string]string, stderr string) (Ack, bool) {
 		var ok3, ok4 bool
 		a.Limited, ok3 = count(f["limited"])
 		a.LimitedFrom, ok4 = count(f["limited_from"])
-		if !ok3 || !ok4 || a.Limited > a.Refused || a.LimitedFrom < 1 {
+		if !ok3 || !ok4 || a.Limited > a.Refused || a.LimitedFrom < 1 || a.LimitedFrom > lines {
 			return Ack{}, false
 		}
 	}
-	return a, true
+	return a, a.Accepted+a.Refused == lines
 }
 
 // bounded runs fn, which works on the connection, and closes the whole

@@ -2,6 +2,7 @@ package sshpush
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -111,7 +112,7 @@ func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 	}
 	st.used = true
 	f, ok := parseReply(line)
-	ack, ok2 := ackFrom(f, st.stderr.take())
+	ack, ok2 := ackFrom(f, st.stderr.take(), bytes.Count(batch, []byte{'\n'}))
 	if !ok || !ok2 {
 		return Ack{}, newError(st.c.peer, ClassReceiverError, "malformed stream reply from the receiver")
 	}

@@ -18,12 +18,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
 	"golang.org/x/sys/unix"
 )
@@ -155,6 +158,7 @@ type worker struct {
 	stream   *sshpush.Stream // batches go out on it while it works
 	noStream bool            // the receiver does not know streams
 	state    spool.State
+	noSave   bool // the state on disk could not be read: leave it alone
 }
 
 // pollInterval is how often a lingering worker looks at the journal when no
@@ -165,6 +169,11 @@ func (w *worker) run(ctx context.Context) {
 	defer w.closeClient()
 	st, err := w.cfg.Spool.LoadState(w.peer.Name)
 	w.logIf(err)
+	var ce *spool.CorruptFileError
+	if err != nil && !errors.As(err, &ce) {
+		// Saving a state that could not be read would zero its counters.
+		w.noSave = true
+	}
 	w.state = st
 	defer w.saveState()
 
@@ -251,7 +260,7 @@ func (w *worker) drain(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if ack.Limited > 0 && ack.LimitedFrom <= len(lineEntry) {
+			if ack.Limited > 0 { // sshpush checked LimitedFrom against the lines sent
 				upto = lineEntry[ack.LimitedFrom-1]
 			}
 		}
@@ -292,27 +301,47 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-// encode builds the batch from entries, leaving out expired records and
-// repeated addresses. lineEntry[i] is the index in entries of the batch's
-// line i+1; expired lists the indexes of the expired entries.
+// encode builds the batch from entries, leaving out expired records. An
+// address queued twice is sent once, with the later end of ban (a re-ban
+// with a longer bantime wins). lineEntry[i] is the index in entries of the
+// batch's line i+1 (its first occurrence); expired lists the indexes of the
+// expired entries.
 func (w *worker) encode(entries []spool.Entry) (batch []byte, lineEntry, expiredIdx []int) {
 	now := w.cfg.Now()
-	seen := make(map[[16]byte]bool, len(entries))
+	line := make(map[[16]byte]int, len(entries))
+	var recs []record.Record
 	for i, e := range entries {
 		if expired(e, now, w.cfg.MaxAge) {
 			expiredIdx = append(expiredIdx, i)
 			continue
 		}
 		k := e.Record.Addr.As16()
-		if seen[k] {
+		if j, ok := line[k]; ok {
+			if banEnd(e.Record) > banEnd(recs[j]) {
+				recs[j] = e.Record
+			}
 			continue
 		}
-		seen[k] = true
-		batch = e.Record.AppendText(batch)
-		batch = append(batch, '\n')
+		line[k] = len(recs)
+		recs = append(recs, e.Record)
 		lineEntry = append(lineEntry, i)
 	}
+	for _, r := range recs {
+		batch = append(r.AppendText(batch), '\n')
+	}
 	return batch, lineEntry, expiredIdx
+}
+
+// banEnd is when a record's ban ends, as far as it says: never for a
+// permanent ban, 0 when it gives no bantime.
+func banEnd(r record.Record) int64 {
+	switch {
+	case r.BanTime == record.Permanent:
+		return math.MaxInt64
+	case r.BanTime > 0:
+		return r.Time + r.BanTime
+	}
+	return 0
 }
 
 // expired reports whether a record is older than its bantime or maxAge.
@@ -419,6 +448,9 @@ func (w *worker) closeClient() {
 }
 
 func (w *worker) saveState() {
+	if w.noSave {
+		return
+	}
 	w.logIf(w.cfg.Spool.SaveState(w.peer.Name, w.state))
 }
 
@@ -429,12 +461,8 @@ func (w *worker) logIf(err error) {
 }
 
 func firstLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // jitter spreads d over [d/2, 3d/2), so that many pushers retrying one peer

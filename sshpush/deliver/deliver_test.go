@@ -267,6 +267,26 @@ func TestRunDelivers(t *testing.T) {
 	}
 }
 
+// TestRunKeepsLaterBan: an address queued twice in a batch is sent once,
+// with the ban that ends later.
+func TestRunKeepsLaterBan(t *testing.T) {
+	f := newFixture(t, 1)
+	now := time.Now().Unix()
+	a := netip.MustParseAddr("203.0.113.50")
+	for _, r := range []record.Record{{Addr: a, Time: now, BanTime: 600}, {Addr: a, Time: now, BanTime: record.Permanent}, {Addr: a, Time: now, BanTime: 60}} {
+		if err := f.spool.Append(context.Background(), time.Now(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := Run(context.Background(), f.config())[0]; r.Delivered != 1 {
+		t.Fatalf("got %s, want 1 delivered", r.Summary())
+	}
+	b, _ := os.ReadFile(f.servers[0].log)
+	if !strings.Contains(string(b), "bantime=-1\n") || strings.Count(string(b), "\n") != 1 {
+		t.Errorf("log %q, want one line with the permanent ban", b)
+	}
+}
+
 // TestRunBatches: a queue longer than a batch goes out in several batches
 // on one connection.
 func TestRunBatches(t *testing.T) {
