@@ -158,6 +158,12 @@ func (s *Spool) Advance(peer string, pos Position) error {
 	if !cur.Less(pos) {
 		return nil
 	}
+	// The sender may have read records that a push wrote but has not yet
+	// synced: make them durable before a durable cursor points past them,
+	// or a power loss could keep the cursor and lose the records.
+	if err := syncFile(s.segPath(pos.Seg)); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
 	if err := s.writeCursor(peer, pos); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -306,4 +312,14 @@ func (s *Spool) Compact(live []string) error {
 		}
 	}
 	return nil
+}
+
+// syncFile flushes a file's data to disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

@@ -37,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
@@ -84,18 +85,35 @@ func Open(dir string, opt Options) (*Spool, error) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
 	}
-	// Whoever can write here can make this host push bans to its peers.
-	fi, err := os.Stat(s.dir)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("spool: %s: not a directory", s.dir)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("spool: %s: writable by group or others (chmod 700 it)", s.dir)
+	// Whoever can write here can make this host push bans to its peers, and
+	// a symlinked subdirectory would have Compact delete files elsewhere: the
+	// spool and its subdirectories must be real directories of this user
+	// that nobody else may write.
+	for _, d := range []string{s.dir, s.path(journalDir), s.path(cursorDir), s.path(peerDir)} {
+		if err := checkDir(d); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// checkDir refuses anything but a directory owned by the effective user and
+// not writable by group or others.
+func checkDir(d string) error {
+	fi, err := os.Lstat(d)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("spool: %s: not a directory", d)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("spool: %s: writable by group or others (chmod 700 it)", d)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("spool: %s: owned by another user", d)
+	}
+	return nil
 }
 
 // Dir returns the spool directory.
