@@ -467,6 +467,9 @@ func (x *expander) expand(s, allowed string) (string, error) {
 		}
 		c := s[i]
 		if c != '%' && strings.IndexByte(allowed, c) < 0 {
+			if c <= ' ' || c > '~' {
+				return "", errors.New("% followed by a character that is not a token")
+			}
 			return "", fmt.Errorf("token %%%c is not supported here", c)
 		}
 		var v string
