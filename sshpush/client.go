@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -132,32 +132,31 @@ func (c *Client) Close() error {
 	return c.closeErr
 }
 
-// PingReply is the receiver's answer to "banpush-v1 ping".
+// PingReply is the receiver's answer to a ping (wire.Ping).
 type PingReply struct {
 	Peer    string        // the name the receiver was installed with (its --peer)
 	Version string        // the receiver's banpush version
 	RTT     time.Duration // from opening the session to the receiver's exit
 }
 
-// Ping runs "banpush-v1 ping" and checks that a banpush receiver answered.
+// Ping sends a ping request and checks that a banpush receiver answered.
 func (c *Client) Ping(ctx context.Context) (PingReply, error) {
 	start := time.Now()
-	res, err := c.run(ctx, "banpush-v1 ping", nil)
+	res, err := c.run(ctx, wire.Ping, nil)
 	if err != nil {
 		return PingReply{}, err
 	}
-	f, e := c.reply(res)
-	if e != nil {
+	if e := c.reply(res); e != nil {
 		return PingReply{}, e
 	}
-	r := PingReply{Peer: f["peer"], Version: f["version"], RTT: time.Since(start)}
-	if !record.ValidName(r.Peer) || r.Version == "" || len(r.Version) > 64 {
+	p, err := wire.ParsePing(res.stdout)
+	if err != nil {
 		return PingReply{}, c.resultError(res, ClassReceiverError, "malformed ping reply from the receiver")
 	}
-	return r, nil
+	return PingReply{Peer: p.Peer, Version: p.Version, RTT: time.Since(start)}, nil
 }
 
-// Ack is the receiver's answer to a batch.
+// Ack is the receiver's answer to a batch (see wire.Answer).
 type Ack struct {
 	Accepted int // records written to the receiver's log
 	Refused  int // records refused (the reasons are in Stderr)
@@ -172,47 +171,30 @@ type Ack struct {
 	Limited, LimitedFrom int
 }
 
-// Ban runs "banpush-v1 ban" with batch on stdin: records already encoded,
-// one per line, each ending with a newline (record.AppendText). It returns
-// once the receiver has written and synced the accepted records. An error
-// means the batch may or may not have been written (delivery is at least
-// once): a retryable error calls for sending it again.
+func ackOf(a wire.Answer, stderr string) Ack {
+	return Ack{Accepted: a.Accepted, Refused: a.Refused, Stderr: stderr, Limited: a.Limited, LimitedFrom: a.LimitedFrom}
+}
+
+// Ban sends a ban request (wire.Ban) with batch on stdin: records encoded
+// with wire.AppendRecord. It returns once the receiver has written and
+// synced the accepted records. An error means the batch may or may not have
+// been written (delivery is at least once): a retryable error calls for
+// sending it again. An answer that does not account for exactly the
+// records of the batch is an error: the sender must not move its cursor on
+// it.
 func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
-	res, err := c.run(ctx, "banpush-v1 ban", batch)
+	res, err := c.run(ctx, wire.Ban, batch)
 	if err != nil {
 		return Ack{}, err
 	}
-	f, e := c.reply(res)
-	if e != nil {
+	if e := c.reply(res); e != nil {
 		return Ack{}, e
 	}
-	a, ok := ackFrom(f, res.stderr, bytes.Count(batch, []byte{'\n'}))
-	if !ok {
+	a, err := wire.ParseAnswer(res.stdout, wire.CountRecords(batch))
+	if err != nil {
 		return Ack{}, c.resultError(res, ClassReceiverError, "malformed ban reply from the receiver")
 	}
-	return a, nil
-}
-
-// ackFrom reads an Ack from the fields of a reply line answering a batch of
-// lines records. An answer that does not account for exactly those records
-// is malformed: the sender must not move its cursor on it.
-func ackFrom(f map[string]string, stderr string, lines int) (Ack, bool) {
-	a := Ack{Stderr: stderr}
-	var ok1, ok2 bool
-	a.Accepted, ok1 = count(f["accepted"])
-	a.Refused, ok2 = count(f["refused"])
-	if !ok1 || !ok2 {
-		return Ack{}, false
-	}
-	if f["limited"] != "" {
-		var ok3, ok4 bool
-		a.Limited, ok3 = count(f["limited"])
-		a.LimitedFrom, ok4 = count(f["limited_from"])
-		if !ok3 || !ok4 || a.Limited > a.Refused || a.LimitedFrom < 1 || a.LimitedFrom > lines {
-			return Ack{}, false
-		}
-	}
-	return a, a.Accepted+a.Refused == lines
+	return ackOf(a, res.stderr), nil
 }
 
 // bounded runs fn, which works on the connection, and closes the whole
@@ -255,10 +237,11 @@ type result struct {
 	signal     string
 }
 
-// run runs cmd in a new session with stdin, under the session deadline.
+// run runs req in a new session with stdin, under the session deadline.
 // It returns an error only when the request did not complete: no session,
 // connection lost, deadline passed.
-func (c *Client) run(ctx context.Context, cmd string, stdin []byte) (*result, error) {
+func (c *Client) run(ctx context.Context, req wire.Request, stdin []byte) (*result, error) {
+	cmd := req.String()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.SessionTimeout)
 	defer cancel()
 	var stdout, stderr capped
@@ -297,48 +280,40 @@ func (c *Client) run(ctx context.Context, cmd string, stdin []byte) (*result, er
 	return res, nil
 }
 
-// replyPrefix starts every line a banpush receiver writes on stdout.
-const replyPrefix = "banpush-v1 "
-
-// reply interprets a completed request: the exit status first, then the
-// reply line "banpush-v1 ok KEY=VALUE...". It returns the fields or an
-// *Error. How exit statuses map to classes:
+// reply interprets a completed request from the receiver's exit status
+// (wire.VerdictOf) and whether its output is banpush's at all
+// (wire.IsBanpush); nil means there is an answer on stdout to parse. How
+// the verdicts map to classes:
 //
-//	127, or output that is not banpush's       not-banpush
-//	75                                         busy
-//	64, 65, 78                                 rejected
-//	0 with a malformed reply, a signal, other  receiver-error
-//
-// Output is banpush's when stdout starts with "banpush-v1 " or stderr with
-// "banpush".
-func (c *Client) reply(res *result) (map[string]string, *Error) {
-	isBanpush := bytes.HasPrefix(res.stdout, []byte(replyPrefix)) ||
-		bytes.HasPrefix([]byte(res.stderr), []byte("banpush"))
+//	not banpush (exit 127, or output that is not banpush's)   not-banpush
+//	retry later (exit 75)                                     busy
+//	refused, too old (exit 64, 65, 78)                        rejected
+//	a signal, or any other status                             receiver-error
+func (c *Client) reply(res *result) *Error {
+	v := wire.VerdictOf(res.exitStatus)
 	switch {
-	case res.exitStatus == 127:
-		return nil, c.resultError(res, ClassNotBanpush, "no banpush receiver answered: the account has no such command (exit 127)")
-	case !isBanpush:
+	case v == wire.NotBanpush:
+		return c.resultError(res, ClassNotBanpush, "no banpush receiver answered: the account has no such command (exit %d)", res.exitStatus)
+	case !wire.IsBanpush(res.stdout, []byte(res.stderr)):
 		what := "unexpected output"
 		if res.exitStatus != 0 || res.signal != "" {
 			what = res.exit()
 		} else if len(res.stdout) == 0 {
 			what = "no output"
 		}
-		return nil, c.resultError(res, ClassNotBanpush, "no banpush receiver answered: %s", what)
+		return c.resultError(res, ClassNotBanpush, "no banpush receiver answered: %s", what)
 	case res.signal != "":
-		return nil, c.resultError(res, ClassReceiverError, "receiver %s", res.exit())
-	case res.exitStatus == 75:
-		return nil, c.resultError(res, ClassBusy, "receiver busy, try again later (exit 75)")
-	case res.exitStatus == 64 || res.exitStatus == 65 || res.exitStatus == 78:
-		return nil, c.resultError(res, ClassRejected, "receiver refused the request (exit %d)", res.exitStatus)
-	case res.exitStatus != 0:
-		return nil, c.resultError(res, ClassReceiverError, "receiver failed (exit %d)", res.exitStatus)
+		return c.resultError(res, ClassReceiverError, "receiver %s", res.exit())
+	case v == wire.RetryLater:
+		return c.resultError(res, ClassBusy, "receiver busy, try again later (exit %d)", res.exitStatus)
+	case v == wire.Refused, v == wire.TooOld:
+		return c.resultError(res, ClassRejected, "receiver refused the request (exit %d)", res.exitStatus)
+	case v != wire.Answered:
+		return c.resultError(res, ClassReceiverError, "receiver failed (exit %d)", res.exitStatus)
+	case res.long:
+		return c.resultError(res, ClassReceiverError, "malformed reply from the receiver")
 	}
-	f, ok := parseReply(res.stdout)
-	if !ok || res.long {
-		return nil, c.resultError(res, ClassReceiverError, "malformed reply from the receiver")
-	}
-	return f, nil
+	return nil
 }
 
 func (res *result) exit() string {

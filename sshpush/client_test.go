@@ -228,56 +228,6 @@ func TestSessionContextCanceled(t *testing.T) {
 	}
 }
 
-func TestParseReply(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want map[string]string
-	}{
-		{"ping", "banpush-v1 ok peer=a version=1.2\n", map[string]string{"peer": "a", "version": "1.2"}},
-		{"no newline", "banpush-v1 ok accepted=1 refused=0", map[string]string{"accepted": "1", "refused": "0"}},
-		{"no fields", "banpush-v1 ok\n", map[string]string{}},
-		{"empty", "", nil},
-		{"just newline", "\n", nil},
-		{"okay", "banpush-v1 okay\n", nil},
-		{"double space", "banpush-v1 ok  a=1\n", nil},
-		{"trailing space", "banpush-v1 ok a=1 \n", nil},
-		{"empty value", "banpush-v1 ok a=\n", nil},
-		{"no equals", "banpush-v1 ok a\n", nil},
-		{"upper key", "banpush-v1 ok A=1\n", nil},
-		{"duplicate", "banpush-v1 ok a=1 a=2\n", nil},
-		{"control byte", "banpush-v1 ok a=1\x00\n", nil},
-		{"cr", "banpush-v1 ok a=1\r\n", nil},
-		{"second line", "banpush-v1 ok a=1\nb\n", nil},
-		{"non-ascii", "banpush-v1 ok a=\xc3\xa9\n", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := parseReply([]byte(tt.in))
-			if ok != (tt.want != nil) || fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Errorf("parseReply(%q): got %v, %v, want %v", tt.in, got, ok, tt.want)
-			}
-		})
-	}
-}
-
-func TestCount(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int
-		ok   bool
-	}{
-		{"0", 0, true}, {"10000", 10000, true}, {"", 0, false}, {"-1", 0, false}, {"+1", 0, false},
-		{"01", 0, false}, {"1e3", 0, false}, {"9999999999", 0, false}, {"١", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := count(tt.in)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("count(%q): got %d, %v, want %d, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestClassOf(t *testing.T) {
 	tests := []struct {
 		name string

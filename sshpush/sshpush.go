@@ -1,7 +1,6 @@
 // Package sshpush is banpush's SSH client. It connects to a peer's sshd with
 // the keys and known_hosts files it is given, and runs the receiver's
-// requests ("banpush-v1 ping", "banpush-v1 ban") as sessions on one
-// connection.
+// requests (package wire: ping, ban, stream) as sessions on one connection.
 //
 // What it trusts: the Target and Options it is given (they come from the
 // administrator's configuration) and the files they name. What it does not

@@ -2,7 +2,6 @@ package sshpush
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,16 +9,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
 
-// requestStream is the request word of a stream session.
-const requestStream = "banpush-v1 stream"
-
-// Stream is one "banpush-v1 stream" session: batches go out on it one after
-// another, each answered like a "banpush-v1 ban" request, without a new
-// session, shell and receiver process per batch. A Stream is used by one
-// goroutine at a time.
+// Stream is one stream session (wire.Stream): batches go out on it one
+// after another, each answered like a ban request, without a new session,
+// shell and receiver process per batch. A Stream is used by one goroutine
+// at a time.
 type Stream struct {
 	c      *Client
 	s      *ssh.Session
@@ -33,7 +30,7 @@ type Stream struct {
 
 // OpenStream starts a stream session, within the session timeout. A
 // receiver too old to know streams fails the first Send with an *Error
-// whose ExitStatus is 64 (see Unsupported).
+// whose ExitStatus says so (see Unsupported).
 func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.SessionTimeout)
 	defer cancel()
@@ -47,7 +44,7 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 		if st.stdin, err = st.s.StdinPipe(); err == nil {
 			if out, err = st.s.StdoutPipe(); err == nil {
 				st.stdout = bufio.NewReaderSize(out, maxStdout)
-				err = st.s.Start(requestStream)
+				err = st.s.Start(wire.Stream.String())
 			}
 		}
 		if err != nil {
@@ -69,11 +66,12 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 	return st, nil
 }
 
-// Unsupported reports whether err says the receiver does not know streams:
-// use "banpush-v1 ban" requests with it instead.
+// Unsupported reports whether err says the receiver does not know the
+// request it was sent (wire.TooOld): for a stream, send ban requests to it
+// instead.
 func Unsupported(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Class == ClassRejected && e.ExitStatus == 64
+	return errors.As(err, &e) && e.Class == ClassRejected && wire.VerdictOf(e.ExitStatus) == wire.TooOld
 }
 
 // Used reports whether a batch has already been answered on the stream: a
@@ -95,8 +93,7 @@ func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 	}
 	var line []byte
 	err := st.c.bounded(ctx, func() error {
-		frame := make([]byte, 0, len(batch)+1)
-		frame = append(append(frame, batch...), '\n')
+		frame := wire.AppendFrame(make([]byte, 0, len(batch)+1), batch)
 		if _, err := st.stdin.Write(frame); err != nil {
 			return err
 		}
@@ -105,18 +102,17 @@ func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 		return err
 	})
 	if ctx.Err() != nil {
-		return Ack{}, newError(st.c.peer, ClassTimeout, "%q got no answer in time (connection closed): %w", requestStream, ctx.Err())
+		return Ack{}, newError(st.c.peer, ClassTimeout, "%q got no answer in time (connection closed): %w", wire.Stream.String(), ctx.Err())
 	}
 	if err != nil {
 		return Ack{}, st.ended(err)
 	}
 	st.used = true
-	f, ok := parseReply(line)
-	ack, ok2 := ackFrom(f, st.stderr.take(), bytes.Count(batch, []byte{'\n'}))
-	if !ok || !ok2 {
+	a, err := wire.ParseAnswer(line, wire.CountRecords(batch))
+	if err != nil {
 		return Ack{}, newError(st.c.peer, ClassReceiverError, "malformed stream reply from the receiver")
 	}
-	return ack, nil
+	return ackOf(a, st.stderr.take()), nil
 }
 
 // ended turns the end of a stream into an error, classified like the end
@@ -135,7 +131,7 @@ func (st *Stream) ended(ioErr error) error {
 		return &Error{Peer: st.c.peer, Class: ClassUnreachable, Stderr: res.stderr,
 			Err: fmt.Errorf("stream did not complete: %w", st.err)}
 	}
-	if _, e := st.c.reply(res); e != nil {
+	if e := st.c.reply(res); e != nil {
 		return e
 	}
 	return newError(st.c.peer, ClassUnreachable, "stream ended: %w", ioErr)

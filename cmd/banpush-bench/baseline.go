@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/wire"
 )
 
 // baselines are the bash scripts that push one ban ($1) with ssh(1), the
@@ -49,15 +51,16 @@ func (b *bench) writeBaselines(dir string, ports []int) (baselines, error) {
 		ps = append(ps, strconv.Itoa(p))
 	}
 	ssh := "ssh " + shellJoin(bl.sshOpts)
+	ban := shellQuote(wire.Ban.String())
 	head := "#!/bin/bash\nip=$1\n"
 	loop := "for port in " + strings.Join(ps, " ") + "; do\n"
 	scripts := map[string]string{
 		bl.seed: head + loop +
-			"  " + ssh + ` -p "$port" 127.0.0.1 "banpush-v1 ban" <<< "$ip"` + "\ndone\n",
+			"  " + ssh + ` -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip"` + "\ndone\n",
 		bl.parallel: head + loop +
-			"  " + ssh + ` -p "$port" 127.0.0.1 "banpush-v1 ban" <<< "$ip" &` + "\ndone\nwait\n",
+			"  " + ssh + ` -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip" &` + "\ndone\nwait\n",
 		bl.master: head + loop +
-			"  " + ssh + " -o ControlMaster=no -o ControlPath=" + shellQuote(bl.cmDir) + `/%p -p "$port" 127.0.0.1 "banpush-v1 ban" <<< "$ip" &` + "\ndone\nwait\n",
+			"  " + ssh + " -o ControlMaster=no -o ControlPath=" + shellQuote(bl.cmDir) + `/%p -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip" &` + "\ndone\nwait\n",
 	}
 	for path, text := range scripts {
 		if err := os.WriteFile(path, []byte(text), 0o700); err != nil {

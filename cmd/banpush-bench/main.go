@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/wire"
 )
 
 type options struct {
@@ -175,7 +177,7 @@ func printReport(w io.Writer, b *bench, o options, load0, load1 string, took tim
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.banpush, r.baseline, r.ratio, r.target, r.met)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Baselines: seed loop = bash runs `ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=5 ... peer \"banpush-v1 ban\" <<< \"$ip\"` for each peer in turn (OpenSSH defaults otherwise, default key exchange); parallel ssh = the same with `&` and `wait`; ControlMaster = parallel ssh over ControlMaster connections opened beforehand (ControlPersist), the best case for ssh(1). Every baseline talks to the same sshd peers and `banpush receive` forced commands as banpush. Times run until the ban is in every peer's log (polled every 1-5 ms), except scenario 1 (the action command's own run time). Ratio = banpush / baseline. Receivers run with a raised rate limit (--max-burst/--max-per-minute "+rateLimit+").")
+	fmt.Fprintln(w, "Baselines: seed loop = bash runs `ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=5 ... peer '"+wire.Ban.String()+"' <<< \"$ip\"` for each peer in turn (OpenSSH defaults otherwise, default key exchange); parallel ssh = the same with `&` and `wait`; ControlMaster = parallel ssh over ControlMaster connections opened beforehand (ControlPersist), the best case for ssh(1). Every baseline talks to the same sshd peers and `banpush receive` forced commands as banpush. Times run until the ban is in every peer's log (polled every 1-5 ms), except scenario 1 (the action command's own run time). Ratio = banpush / baseline. Receivers run with a raised rate limit (--max-burst/--max-per-minute "+rateLimit+").")
 	fmt.Fprintln(w, "\nCPU rows: pusher + peers, per ban. Pusher = `banpush push` and the background sender (or the baseline script with its ssh processes and, for ControlMaster, the master processes); peers = every process under the peers' sshd listeners (connection and session processes, the login shell, `banpush receive`), from /proc/PID/stat and wait4 rusage; approximate (the kernel's tick accounting of short processes). All peers share this machine's cores: their CPU is paid serially here and in parallel in real life.")
 	for _, n := range b.notes {
 		fmt.Fprintf(w, "\n%s\n", n)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/wire"
 )
 
 // s1Action is scenario 1: what fail2ban waits for, with all peers up and
@@ -382,7 +384,7 @@ func (b *bench) s6Receiver() error {
 		return err
 	}
 	shell := b.acct.shell
-	env := []string{"PATH=/usr/bin:/bin", "HOME=/", "SSH_ORIGINAL_COMMAND=banpush-v1 ban",
+	env := []string{"PATH=/usr/bin:/bin", "HOME=/", "SSH_ORIGINAL_COMMAND=" + wire.Ban.String(),
 		"SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22"}
 	for _, n := range []int{1, 1000} {
 		reps := b.o.reps

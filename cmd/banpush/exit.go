@@ -1,15 +1,19 @@
 package main
 
+import "github.com/banpush/banpush/sshpush/wire"
+
 // Exit codes. This is the only place they are decided; the README lists
-// them under "Exit codes". The receiver's codes follow sysexits.h so that
-// a pushing peer can tell "fix the request" from "try again later".
+// them under "Exit codes". The receiver's codes are part of the wire
+// protocol (package wire): they follow sysexits.h so that a pushing peer
+// can tell "fix the request" from "try again later", and the other
+// commands reuse them with the same meaning.
 const (
-	exitOK      = 0  // success
-	exitFailure = 1  // an error that is none of the below
-	exitPeers   = 3  // push --wait, flush, peers check: at least one peer failed; bans stay queued
-	exitRequest = 64 // receive: unknown or missing request (EX_USAGE)
-	exitData    = 65 // receive: batch refused whole (too large); push: an address refused (EX_DATAERR)
-	exitTemp    = 75 // receive: log busy or unwritable, nothing written, try again later (EX_TEMPFAIL)
-	exitConfig  = 78 // bad configuration: inventory file, receive arguments (EX_CONFIG)
-	exitUsage   = 80 // command-line usage error (kong's convention)
+	exitOK      = 0                // success
+	exitFailure = 1                // an error that is none of the below
+	exitPeers   = 3                // push --wait, flush, peers check: at least one peer failed; bans stay queued
+	exitRequest = wire.ExitRequest // receive: unknown or missing request (EX_USAGE)
+	exitData    = wire.ExitData    // receive: batch refused whole (too large); push: an address refused (EX_DATAERR)
+	exitTemp    = wire.ExitTemp    // receive: log busy or unwritable, nothing written, try again later (EX_TEMPFAIL)
+	exitConfig  = wire.ExitConfig  // bad configuration: inventory file, receive arguments (EX_CONFIG)
+	exitUsage   = 80               // command-line usage error (kong's convention)
 )

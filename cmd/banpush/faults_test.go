@@ -38,6 +38,7 @@ import (
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -497,7 +498,7 @@ func TestFaultsFlood(t *testing.T) {
 	var accepted, sent atomic.Int64
 	first := make(chan struct{})
 	var once sync.Once
-	answer := regexp.MustCompile(`^` + receive.OK + ` accepted=(\d+) refused=(\d+)(?: limited=\d+ limited_from=\d+)?\n$`)
+	answer := regexp.MustCompile(`^` + wire.OK + ` accepted=(\d+) refused=(\d+)(?: limited=\d+ limited_from=\d+)?\n$`)
 	var wg sync.WaitGroup
 	errs := make(chan error, offered/batch)
 	start := time.Now()
@@ -506,7 +507,7 @@ func TestFaultsFlood(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for b := range batches {
-				cmd := exec.Command("ssh", append(recv.sshd.SSHArgs(evil.key, evil.knownHost), receive.RequestBan)...)
+				cmd := exec.Command("ssh", append(recv.sshd.SSHArgs(evil.key, evil.knownHost), wire.Ban.String())...)
 				cmd.Stdin = bytes.NewReader(b)
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
@@ -615,7 +616,7 @@ func TestFaultsLogUnwritable(t *testing.T) {
 			for _, a := range bans {
 				batch = append(batch, a+"\n"...)
 			}
-			if got := sshExit(t, p, c.key, c.knownHost, receive.RequestBan, batch); got != exitTemp {
+			if got := sshExit(t, p, c.key, c.knownHost, wire.Ban.String(), batch); got != exitTemp {
 				t.Errorf("receiver: exit %d, want %d", got, exitTemp)
 			}
 			out := c.run(code(exitPeers), append([]string{"push", "--wait", "--timeout", "3s", "--"}, bans...)...)
@@ -868,7 +869,7 @@ func TestFaultsBatchCutShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.Start(receive.RequestBan); err != nil {
+	if err := sess.Start(wire.Ban.String()); err != nil {
 		t.Fatal(err)
 	}
 	// The receiver runs now; send the batch up to the cut, then drop the

@@ -40,7 +40,7 @@ type PeersCheckCmd struct {
 func (c *PeersCheckCmd) Help() string {
 	return `For each peer (all of them, or those named), at most 16 at once: connect,
 verify the host key against known_hosts, log in with the configured keys, and
-send "banpush-v1 ping" to the receiver. Nothing is delivered and nothing is
+send a ping request to the receiver. Nothing is delivered and nothing is
 changed. Run it after setting up a peer, and whenever delivery fails.
 
 Results, and what to do:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,18 +67,18 @@ type ReceiveCmd struct {
 
 // Help explains where receive runs and what it answers.
 func (c *ReceiveCmd) Help() string {
-	return `receive is not run by hand: sshd runs it as the forced command of a pushing
+	return fmt.Sprintf(`receive is not run by hand: sshd runs it as the forced command of a pushing
 peer's key in authorized_keys (write that line with 'banpush authorize').
 
 The request comes from SSH_ORIGINAL_COMMAND:
-  banpush-v1 ping   answers "banpush-v1 ok peer=NAME version=VERSION"
-  banpush-v1 ban    reads records from stdin, one a line:
-                      IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
-                    appends one log line per accepted address, fsyncs, then
-                    answers "banpush-v1 ok accepted=N refused=M"
-  banpush-v1 stream the same for many batches on one session, each batch
-                    followed by an empty line and answered in turn; ends at
-                    the end of input or after 60 s of silence
+  %-18s answers %q
+  %-18s reads records from stdin, one a line:
+                       IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
+                     appends one log line per accepted address, fsyncs, then
+                     answers %q
+  %-18s the same for many batches on one session, each batch
+                     followed by an empty line and answered in turn; ends at
+                     the end of input or after 60 s of silence
 
 A record is refused (and reported on stderr by line number, never echoed) when
 it does not parse, or names a loopback, unspecified, multicast, link-local,
@@ -86,13 +87,17 @@ with --allow-private), an --ignore range, an address of this host, or the
 address the SSH connection comes from; and when the peer's token bucket is
 empty (--max-burst, --max-per-minute).
 
-Exit status: 0 batch handled; 64 unknown request; 65 batch refused whole
-(over 10000 records or 1 MiB, or not sent within 30 s); 75 log busy or
-unwritable, nothing written, try again; 78 bad arguments in authorized_keys.
+Exit status: 0 batch handled; %d unknown request; %d batch refused whole
+(over %d records or 1 MiB, or not sent within 30 s); %d log busy or
+unwritable, nothing written, try again; %d bad arguments in authorized_keys.
 
 Example (as sshd would run it):
-  SSH_ORIGINAL_COMMAND='banpush-v1 ban' banpush receive --peer web1 \
-      --log /var/log/banpush/received.log < batch`
+  SSH_ORIGINAL_COMMAND='%s' banpush receive --peer web1 \
+      --log /var/log/banpush/received.log < batch`,
+		wire.Ping, wire.OK+" peer=NAME version=VERSION",
+		wire.Ban, wire.OK+" accepted=N refused=M",
+		wire.Stream,
+		exitRequest, exitData, wire.MaxRecords, exitTemp, exitConfig, wire.Ban)
 }
 
 // Run handles one request.
@@ -109,12 +114,15 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		// mistake, and the peer only learns that the receiver is misconfigured.
 		return errorf(exitConfig, "fix the command= option in authorized_keys ('banpush authorize' writes it)", "receive: %v", err)
 	}
-	req, err := receive.ParseRequest(env.Getenv("SSH_ORIGINAL_COMMAND"))
+	req, err := wire.ParseRequest(env.Getenv("SSH_ORIGINAL_COMMAND"))
 	if err != nil {
 		return errorf(exitRequest, "", "%v", err)
 	}
-	if req == receive.Ping {
-		_, err := fmt.Fprintf(env.Stdout, "%s peer=%s version=%s\n", receive.OK, c.Peer, safeVersion())
+	if req == wire.Ping {
+		line, err := wire.PingAnswer{Peer: c.Peer, Version: buildVersion()}.Marshal()
+		if err == nil {
+			_, err = env.Stdout.Write(append(line, '\n'))
+		}
 		return err
 	}
 
@@ -129,7 +137,7 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		LockTimeout:  receive.DefaultLockTimeout,
 		Now:          env.Now,
 	}
-	if req == receive.Stream {
+	if req == wire.Stream {
 		w := bufio.NewWriter(env.Stdout)
 		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout), w, env.Stderr,
 			receive.StreamLimits{MaxBatches: maxStreamBatches, MaxShown: maxRefusalsShown})
@@ -152,7 +160,7 @@ func (c *ReceiveCmd) Run(env *Env) error {
 func receiveError(err error) error {
 	var temp *receive.TempError
 	switch {
-	case errors.Is(err, receive.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, wire.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(exitData, "", "%v", err)
 	case errors.As(err, &temp):
 		return errorf(exitTemp, "", "%v", err)
@@ -243,19 +251,4 @@ func remoteAddr(conn string) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.WithZone("").Unmap()
-}
-
-// safeVersion is the version restricted to characters that are safe on the
-// wire and in logs.
-func safeVersion() string {
-	v := strings.Map(func(r rune) rune {
-		if r < 0x80 && (record.ValidName(string(r)) || r == '+') {
-			return r
-		}
-		return '_'
-	}, buildVersion())
-	if len(v) > 64 {
-		v = v[:64]
-	}
-	return v
 }

@@ -4,7 +4,7 @@ package main
 // them:
 //
 //   - Data goes to stdout, and nothing else does: a list, a report, the
-//     authorized_keys line, the receiver's "banpush-v1 ok" answer.
+//     authorized_keys line, the receiver's answer line (package wire).
 //   - Every message goes to stderr, one line each, prefixed with "banpush: ".
 //   - An error is "banpush: error: ..."; it may be followed by
 //     "banpush: hint: ..." telling the user what to do next.

@@ -1,6 +1,6 @@
 // Package deliver is banpush's sender: it reads each peer's queue from the
 // spool and delivers it in batches over one SSH connection per peer, moving
-// the peer's cursor only after the receiver's "banpush-v1 ok".
+// the peer's cursor only after the receiver's answer (wire.Answer).
 //
 // Run is used two ways. The background sender, spawned by 'banpush push',
 // runs with a Linger: after a peer's queue is empty it keeps the connection
@@ -28,6 +28,7 @@ import (
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -327,7 +328,7 @@ func (w *worker) encode(entries []spool.Entry) (batch []byte, lineEntry, expired
 		lineEntry = append(lineEntry, i)
 	}
 	for _, r := range recs {
-		batch = append(r.AppendText(batch), '\n')
+		batch = wire.AppendRecord(batch, r)
 	}
 	return batch, lineEntry, expiredIdx
 }

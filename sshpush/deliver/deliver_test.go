@@ -22,6 +22,7 @@ import (
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -122,7 +123,7 @@ func (p *peerServer) run(cmd string, ch ssh.Channel) int {
 	if b := p.burst.Load(); b > 0 {
 		cfg.MaxBurst = int(b)
 	}
-	if cmd == receive.RequestStream && !p.noStream {
+	if cmd == wire.Stream.String() && !p.noStream {
 		if p.busy.Load() > 0 {
 			p.busy.Add(-1)
 			fmt.Fprintln(ch.Stderr(), "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
@@ -135,7 +136,7 @@ func (p *peerServer) run(cmd string, ch ssh.Channel) int {
 		}
 		return 0
 	}
-	if cmd != receive.RequestBan {
+	if cmd != wire.Ban.String() {
 		fmt.Fprintln(ch.Stderr(), "banpush: error: unknown request")
 		return 64
 	}

@@ -13,23 +13,8 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/wire"
 )
-
-func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{"banpush-v1 ping", "banpush-v1 ban", "", "banpush-v1 ban ", "scp -t /"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		req, err := ParseRequest(s)
-		switch {
-		case err == nil && req == Ping && s == RequestPing:
-		case err == nil && req == Ban && s == RequestBan:
-		case err != nil && req == 0:
-		default:
-			t.Fatalf("ParseRequest(%q) = %v, %v", s, req, err)
-		}
-	})
-}
 
 // logLine is what the fail2ban filter matches, as a Go regexp: the filter's
 // failregex with <ADDR> spelled out and the timestamp in front.
@@ -56,7 +41,7 @@ func FuzzAccept(f *testing.F) {
 		cfg := fuzzConfig(dir)
 		res, err := Accept(context.Background(), cfg, bytes.NewReader(batch))
 		if err != nil {
-			if len(batch) <= MaxBatchBytes && bytes.Count(batch, []byte{'\n'}) < MaxRecords {
+			if len(batch) <= wire.MaxBatchBytes && bytes.Count(batch, []byte{'\n'}) < wire.MaxRecords {
 				t.Fatalf("small batch failed: %v", err)
 			}
 			return
@@ -126,7 +111,7 @@ func FuzzServe(f *testing.F) {
 		cfg := fuzzConfig(dir)
 		var out bytes.Buffer
 		err := Serve(context.Background(), cfg, bytes.NewReader(in), &out, io.Discard, StreamLimits{MaxShown: 3})
-		if err != nil && !errors.Is(err, ErrBatchTooLarge) {
+		if err != nil && !errors.Is(err, wire.ErrBatchTooLarge) {
 			t.Fatalf("Serve: %v", err)
 		}
 		accepted := 0

@@ -13,34 +13,17 @@
 package receive
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
-)
-
-// Protocol version 1 requests, as they arrive in SSH_ORIGINAL_COMMAND.
-const (
-	RequestPing   = "banpush-v1 ping"
-	RequestBan    = "banpush-v1 ban"
-	RequestStream = "banpush-v1 stream"
-	// OK starts every successful answer on stdout.
-	OK = "banpush-v1 ok"
-)
-
-// Whole-request limits. A batch over either is refused whole.
-const (
-	MaxRecords    = 10000
-	MaxBatchBytes = 1 << 20
 )
 
 // Defaults for the token bucket and the log lock.
@@ -58,48 +41,12 @@ const LogTag = "banpush: ban"
 // with a numeric zone offset.
 const TimeLayout = "2006-01-02T15:04:05-07:00"
 
-// Request is a parsed request word.
-type Request int
-
-// The requests of protocol version 1.
-const (
-	Ping Request = iota + 1
-	Ban
-	Stream
-)
-
-// Errors that decide the receiver's exit status.
-var (
-	// ErrNoRequest: SSH_ORIGINAL_COMMAND unset or empty.
-	ErrNoRequest = errors.New("no request: this command runs as an authorized_keys forced command")
-	// ErrUnknownRequest: anything but the request words above.
-	ErrUnknownRequest = errors.New(`unknown request (expected "` + RequestPing + `", "` + RequestBan + `" or "` + RequestStream + `")`)
-	// ErrBatchTooLarge: over MaxRecords records or MaxBatchBytes bytes.
-	ErrBatchTooLarge = fmt.Errorf("batch refused: more than %d records or %d bytes", MaxRecords, MaxBatchBytes)
-)
-
 // TempError means nothing was written and the same batch may succeed later:
 // the log or its lock could not be had in time, or a write failed.
 type TempError struct{ Err error }
 
 func (e *TempError) Error() string { return "log unavailable, nothing written: " + e.Err.Error() }
 func (e *TempError) Unwrap() error { return e.Err }
-
-// ParseRequest parses SSH_ORIGINAL_COMMAND. Only the exact request words
-// are accepted: no trimming, no case folding, no arguments.
-func ParseRequest(cmd string) (Request, error) {
-	switch cmd {
-	case "":
-		return 0, ErrNoRequest
-	case RequestPing:
-		return Ping, nil
-	case RequestBan:
-		return Ban, nil
-	case RequestStream:
-		return Stream, nil
-	}
-	return 0, ErrUnknownRequest
-}
 
 // Config is what the authorized_keys line says about one pushing peer.
 type Config struct {
@@ -144,65 +91,12 @@ type Result struct {
 	Limited, LimitedFrom int
 }
 
-// Answer is the line printed on stdout for a successful batch.
-//
-//	banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
-//
-// The limited fields appear only when some records were refused for the
-// rate limit (they are counted in refused too).
-func (r Result) Answer() string {
-	s := OK + " accepted=" + strconv.Itoa(r.Accepted) + " refused=" + strconv.Itoa(len(r.Refused))
-	if r.Limited > 0 {
-		s += " limited=" + strconv.Itoa(r.Limited) + " limited_from=" + strconv.Itoa(r.LimitedFrom)
-	}
-	return s
+// Answer is the answer line for the batch (see wire.Answer).
+func (r Result) Answer() wire.Answer {
+	return wire.Answer{Accepted: r.Accepted, Refused: len(r.Refused), Limited: r.Limited, LimitedFrom: r.LimitedFrom}
 }
 
-// ReadBatch reads a whole batch from r and parses every line, without
-// applying the policy. It returns ErrBatchTooLarge, or the error of r.
-func ReadBatch(r io.Reader) ([]Line, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxBatchBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("receive: reading batch: %w", err)
-	}
-	if len(data) > MaxBatchBytes {
-		return nil, ErrBatchTooLarge
-	}
-	return parseBatch(data)
-}
-
-// parseBatch splits data into lines and parses each. A last line without
-// its newline is refused: the batch was cut short (a pusher that died
-// mid-write), and a cut address can still be a valid, different one.
-func parseBatch(data []byte) ([]Line, error) {
-	n := bytes.Count(data, []byte{'\n'})
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		n++
-	}
-	if n > MaxRecords {
-		return nil, ErrBatchTooLarge
-	}
-	lines := make([]Line, 0, n)
-	for len(data) > 0 {
-		l, rest, found := bytes.Cut(data, []byte{'\n'})
-		data = rest
-		if !found {
-			lines = append(lines, Line{Err: record.ErrIncomplete})
-			break
-		}
-		rec, err := record.Parse(l)
-		lines = append(lines, Line{Record: rec, Err: err})
-	}
-	return lines, nil
-}
-
-// Line is one parsed line of a batch: a record, or why it is not one.
-type Line struct {
-	Record record.Record
-	Err    error
-}
-
-// Accept handles a whole "banpush-v1 ban" request: it reads the batch from
+// Accept handles a whole ban request (wire.Ban): it reads the batch from
 // r, decides every record, and appends the accepted ones to the log with one
 // write and an fsync. Nothing is written unless the whole batch could be
 // read and the log could be locked; on any error after that, the log is
@@ -211,7 +105,7 @@ func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 	if err := cfg.Check(); err != nil {
 		return Result{}, err
 	}
-	lines, err := ReadBatch(r)
+	lines, err := wire.ReadBatch(r)
 	if err != nil {
 		return Result{}, err
 	}
@@ -219,7 +113,7 @@ func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 }
 
 // accept decides every line of a batch and writes the accepted ones.
-func (cfg *Config) accept(ctx context.Context, lines []Line) (Result, error) {
+func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error) {
 	var res Result
 	seen := make(map[[16]byte]bool, len(lines))
 	ok := make([]record.Record, 0, len(lines))
@@ -384,17 +278,19 @@ func openLog(path string) (*os.File, error) {
 // WriteAnswer writes the refusal lines and the answer of a batch: refusals
 // to stderr (at most maxShown of them, then a count), the answer to stdout.
 func WriteAnswer(stdout, stderr io.Writer, res Result, maxShown int) error {
-	w := bufio.NewWriter(stderr)
+	var b []byte
 	for i, r := range res.Refused {
 		if i == maxShown {
-			fmt.Fprintf(w, "banpush: %d more refused lines not shown\n", len(res.Refused)-maxShown)
+			b = wire.AppendNotShown(b, len(res.Refused)-maxShown)
 			break
 		}
-		fmt.Fprintf(w, "banpush: line %d: refused: %s\n", r.Line, r.Reason)
+		b = wire.AppendRefusal(b, r.Line, r.Reason)
 	}
-	if err := w.Flush(); err != nil {
-		return err
+	if len(b) > 0 {
+		if _, err := stderr.Write(b); err != nil {
+			return err
+		}
 	}
-	_, err := io.WriteString(stdout, res.Answer()+"\n")
+	_, err := stdout.Write(append(res.Answer().AppendTo(nil), '\n'))
 	return err
 }

@@ -48,28 +48,6 @@ func countLines(t *testing.T, path string) int {
 	return bytes.Count(b, []byte{'\n'})
 }
 
-func TestParseRequest(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Request
-		wantErr error
-	}{
-		{"banpush-v1 ping", Ping, nil},
-		{"banpush-v1 ban", Ban, nil},
-		{"", 0, ErrNoRequest},
-		{"banpush-v1 ban ", 0, ErrUnknownRequest},
-		{"BANPUSH-V1 BAN", 0, ErrUnknownRequest},
-		{"banpush-v1", 0, ErrUnknownRequest},
-		{"/bin/sh", 0, ErrUnknownRequest},
-	}
-	for _, tt := range tests {
-		got, err := ParseRequest(tt.in)
-		if got != tt.want || !errors.Is(err, tt.wantErr) {
-			t.Errorf("ParseRequest(%q) = %v, %v; want %v, %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 // TestLegitimateBurst: 1000 bans at once from one peer all pass.
 func TestLegitimateBurst(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)

@@ -4,18 +4,18 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
+
+	"github.com/banpush/banpush/sshpush/wire"
 )
 
-// A stream ("banpush-v1 stream") carries many batches on one session, so a
+// A stream (wire.Stream) carries many batches on one session, so a
 // lingering sender pays for sshd's session, the shell and this process once
-// instead of once per batch. Each batch is the same records as for
-// "banpush-v1 ban", one a line, followed by an empty line; the receiver
-// answers each with the same "banpush-v1 ok accepted=N refused=M" line, after
-// the fsync, and the refusals on stderr. The limits of a ban request apply
-// to each batch. A batch cut short by the end of the input is dropped, not
-// answered: the sender sends it again.
+// instead of once per batch. Each batch is framed as wire.ReadFrame reads
+// it and answered like a ban request, after the fsync, with the refusals on
+// stderr. The limits of a ban request apply to each batch. A batch cut
+// short by the end of the input is dropped, not answered: the sender sends
+// it again.
 
 // StreamLimits bound a stream as a whole.
 type StreamLimits struct {
@@ -23,7 +23,7 @@ type StreamLimits struct {
 	MaxShown   int // refusal lines shown per batch
 }
 
-// Serve handles a whole "banpush-v1 stream" request. It returns nil at the
+// Serve handles a whole stream request (wire.Stream). It returns nil at the
 // end of the input or after lim.MaxBatches, ErrBatchTooLarge for a batch over
 // the limits (the stream ends: the sender falls back), a *TempError when the
 // log is unavailable, or the error reading r (a deadline, say). Whatever it
@@ -34,14 +34,14 @@ func Serve(ctx context.Context, cfg Config, r io.Reader, stdout, stderr io.Write
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for n := 0; lim.MaxBatches <= 0 || n < lim.MaxBatches; n++ {
-		data, err := readFrame(br)
+		data, err := wire.ReadFrame(br)
 		if errors.Is(err, io.EOF) {
 			return nil // the sender is done, or died mid-batch
 		}
 		if err != nil {
 			return err
 		}
-		lines, err := parseBatch(data)
+		lines, err := wire.ParseBatch(data)
 		if err != nil {
 			return err
 		}
@@ -59,40 +59,4 @@ func Serve(ctx context.Context, cfg Config, r io.Reader, stdout, stderr io.Write
 		}
 	}
 	return nil
-}
-
-// readFrame reads the lines of one batch, up to and without the empty line
-// that ends it. It returns io.EOF if the input ends first, and
-// ErrBatchTooLarge past MaxBatchBytes.
-func readFrame(br *bufio.Reader) ([]byte, error) {
-	var frame []byte
-	atLineStart := true
-	lines := 0
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(frame)+len(chunk) > MaxBatchBytes+1 {
-			return nil, ErrBatchTooLarge
-		}
-		if atLineStart && len(chunk) == 1 && chunk[0] == '\n' {
-			return frame, nil
-		}
-		frame = append(frame, chunk...)
-		switch {
-		case err == nil:
-			atLineStart = true
-			lines++
-		case errors.Is(err, bufio.ErrBufferFull):
-			atLineStart = false // a long line: keep reading it
-		case errors.Is(err, io.EOF):
-			return nil, io.EOF
-		default:
-			return nil, fmt.Errorf("receive: reading batch: %w", err)
-		}
-		if len(frame) > MaxBatchBytes {
-			return nil, ErrBatchTooLarge
-		}
-		if lines > MaxRecords {
-			return nil, ErrBatchTooLarge
-		}
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/wire"
 )
 
 func TestServe(t *testing.T) {
@@ -24,10 +26,10 @@ func TestServe(t *testing.T) {
 		{"cut short", "203.0.113.1\n\n203.0.113.2\n203.0.11", "banpush-v1 ok accepted=1 refused=0\n", nil, 1},
 		{"no end of batch", "203.0.113.1\n", "", nil, 0},
 		{"nothing", "", "", nil, 0},
-		{"too many records", strings.Repeat("203.0.113.1\n", MaxRecords+1) + "\n", "", ErrBatchTooLarge, 0},
-		{"too many bytes", strings.Repeat("x", MaxBatchBytes+2) + "\n\n", "", ErrBatchTooLarge, 0},
-		{"too large after a good one", "203.0.113.1\n\n" + strings.Repeat("y", MaxBatchBytes+2),
-			"banpush-v1 ok accepted=1 refused=0\n", ErrBatchTooLarge, 1},
+		{"too many records", strings.Repeat("203.0.113.1\n", wire.MaxRecords+1) + "\n", "", wire.ErrBatchTooLarge, 0},
+		{"too many bytes", strings.Repeat("x", wire.MaxBatchBytes+2) + "\n\n", "", wire.ErrBatchTooLarge, 0},
+		{"too large after a good one", "203.0.113.1\n\n" + strings.Repeat("y", wire.MaxBatchBytes+2),
+			"banpush-v1 ok accepted=1 refused=0\n", wire.ErrBatchTooLarge, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
