@@ -1,222 +1,43 @@
 package deliver
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/pem"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
-	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/fakepeer"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
-	"github.com/banpush/banpush/sshpush/wire"
-	"golang.org/x/crypto/ssh"
 )
-
-// peerServer is an in-process SSH server that runs the real receiver
-// (package receive) for "banpush-v1 ban", writing to its own log.
-type peerServer struct {
-	t        *testing.T
-	addr     string
-	log      string
-	hostKey  ssh.PublicKey
-	busy     atomic.Int32 // answer exit 75 to this many more batches
-	noStream bool         // answer as a receiver that predates streams
-	burst    atomic.Int32 // the receiver's --max-burst; 0 means plenty
-	streams  atomic.Int32
-	batches  atomic.Int32
-	conns    atomic.Int32
-	listener net.Listener
-}
-
-func newPeerServer(t *testing.T, clientKey ssh.PublicKey) *peerServer {
-	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			if bytes.Equal(k.Marshal(), clientKey.Marshal()) {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("unknown key")
-		},
-	}
-	cfg.AddHostKey(signer)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peerServer{t: t, addr: l.Addr().String(), log: filepath.Join(t.TempDir(), "received.log"), hostKey: signer.PublicKey(), listener: l}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.conns.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p.serve(c, cfg)
-			}()
-		}
-	}()
-	return p
-}
-
-func (p *peerServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
-	defer c.Close()
-	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-	if err != nil {
-		return
-	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		ch, reqs, err := nc.Accept()
-		if err != nil {
-			continue
-		}
-		go p.session(ch, reqs)
-	}
-}
-
-func (p *peerServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
-	defer ch.Close()
-	for req := range reqs {
-		if req.Type != "exec" || len(req.Payload) < 4 {
-			req.Reply(false, nil)
-			continue
-		}
-		req.Reply(true, nil)
-		cmd := string(req.Payload[4:])
-		status := p.run(cmd, ch)
-		ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(status)))
-		return
-	}
-}
-
-func (p *peerServer) run(cmd string, ch ssh.Channel) int {
-	cfg := receive.Config{
-		Peer: "pusher", LogPath: p.log, MaxBurst: 100000, MaxPerMinute: 0,
-		LockTimeout: time.Second, Now: time.Now,
-	}
-	if b := p.burst.Load(); b > 0 {
-		cfg.MaxBurst = int(b)
-	}
-	if cmd == wire.Stream.String() && !p.noStream {
-		if p.busy.Load() > 0 {
-			p.busy.Add(-1)
-			fmt.Fprintln(ch.Stderr(), "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
-			return 75
-		}
-		p.streams.Add(1)
-		counter := &countingWriter{w: ch, n: &p.batches}
-		if err := receive.Serve(context.Background(), cfg, ch, counter, ch.Stderr(), receive.StreamLimits{MaxShown: 10}); err != nil {
-			return 75
-		}
-		return 0
-	}
-	if cmd != wire.Ban.String() {
-		fmt.Fprintln(ch.Stderr(), "banpush: error: unknown request")
-		return 64
-	}
-	if p.busy.Load() > 0 {
-		p.busy.Add(-1)
-		fmt.Fprintln(ch.Stderr(), "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
-		return 75
-	}
-	res, err := receive.Accept(context.Background(), cfg, ch)
-	if err != nil {
-		return 75
-	}
-	p.batches.Add(1)
-	receive.WriteAnswer(ch, ch.Stderr(), res, 10)
-	return 0
-}
-
-// countingWriter counts the answers of a stream.
-type countingWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n *atomic.Int32
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.n.Add(int32(bytes.Count(p, []byte{'\n'})))
-	return c.w.Write(p)
-}
-
-// logged counts the lines per address in the server's log.
-func (p *peerServer) logged() map[string]int {
-	b, _ := os.ReadFile(p.log)
-	got := map[string]int{}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if f := strings.Fields(l); len(f) > 3 {
-			got[f[3]]++
-		}
-	}
-	return got
-}
 
 type fixture struct {
 	spool   *spool.Spool
 	peers   []Peer
-	servers []*peerServer
+	servers []*fakepeer.Peer
 }
 
+// newFixture starts n in-process peers running the real receiver, and a
+// spool to deliver to them from.
 func newFixture(t *testing.T, n int) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	block, err := ssh.MarshalPrivateKey(priv, "")
+	fleet := fakepeer.StartFleet(t, n)
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPath := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := ssh.NewSignerFromKey(priv)
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{spool: sp}
-	var kh strings.Builder
-	for i := 0; i < n; i++ {
-		s := newPeerServer(t, signer.PublicKey())
-		host, port, _ := net.SplitHostPort(s.addr)
-		var portN int
-		fmt.Sscan(port, &portN)
-		fmt.Fprintf(&kh, "[%s]:%d %s", host, portN, ssh.MarshalAuthorizedKey(s.hostKey))
-		f.servers = append(f.servers, s)
-		f.peers = append(f.peers, Peer{Name: fmt.Sprintf("peer%d", i+1), Target: sshpush.Target{
-			HostName: host, Port: portN, User: "banpush",
-			IdentityFiles:   []string{keyPath},
-			KnownHostsFiles: []string{filepath.Join(dir, "known_hosts")},
+	f := &fixture{spool: sp, servers: fleet.Peers}
+	for _, p := range fleet.Peers {
+		f.peers = append(f.peers, Peer{Name: p.Name, Target: sshpush.Target{
+			HostName: p.Host, Port: p.Port, User: "banpush",
+			IdentityFiles:   []string{fleet.KeyFile},
+			KnownHostsFiles: []string{fleet.KnownHosts},
 		}})
-	}
-	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh.String()), 0o600); err != nil {
-		t.Fatal(err)
 	}
 	return f
 }
@@ -256,7 +77,7 @@ func TestRunDelivers(t *testing.T) {
 		if r.Class != sshpush.ClassOK || r.Delivered != 50 || r.Dials != 1 {
 			t.Errorf("%s: %s, %d dials", r.Peer, r.Summary(), r.Dials)
 		}
-		got := f.servers[i].logged()
+		got := f.servers[i].Logged()
 		for _, a := range bans {
 			if got[a] != 1 {
 				t.Errorf("%s logged %s %d times, want 1", r.Peer, a, got[a])
@@ -282,7 +103,7 @@ func TestRunKeepsLaterBan(t *testing.T) {
 	if r := Run(context.Background(), f.config())[0]; r.Delivered != 1 {
 		t.Fatalf("got %s, want 1 delivered", r.Summary())
 	}
-	b, _ := os.ReadFile(f.servers[0].log)
+	b, _ := os.ReadFile(f.servers[0].Log)
 	if !strings.Contains(string(b), "bantime=-1\n") || strings.Count(string(b), "\n") != 1 {
 		t.Errorf("log %q, want one line with the permanent ban", b)
 	}
@@ -305,13 +126,13 @@ func TestRunBatches(t *testing.T) {
 // as a request of its own.
 func TestRunFallsBack(t *testing.T) {
 	f := newFixture(t, 1)
-	f.servers[0].noStream = true
+	f.servers[0].NoStream.Store(true)
 	f.push(t, addrsFrom(1, 30)...)
 	cfg := f.config()
 	cfg.BatchRecords = 10
 	r := Run(context.Background(), cfg)[0]
-	if r.Class != sshpush.ClassOK || r.Delivered != 30 || f.servers[0].batches.Load() != 3 {
-		t.Errorf("got %s, %d batches on the server; want 30 delivered in 3", r.Summary(), f.servers[0].batches.Load())
+	if r.Class != sshpush.ClassOK || r.Delivered != 30 || f.servers[0].Batches.Load() != 3 {
+		t.Errorf("got %s, %d batches on the server; want 30 delivered in 3", r.Summary(), f.servers[0].Batches.Load())
 	}
 }
 
@@ -319,7 +140,7 @@ func TestRunFallsBack(t *testing.T) {
 // stay queued, in order, and go out once the limit allows.
 func TestRunRateLimitKeepsQueue(t *testing.T) {
 	f := newFixture(t, 1)
-	f.servers[0].burst.Store(5)
+	f.servers[0].Burst.Store(5)
 	bans := addrsFrom(1, 8)
 	f.push(t, bans...)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -332,13 +153,13 @@ func TestRunRateLimitKeepsQueue(t *testing.T) {
 		t.Errorf("%d queued, want the 3 limited bans", n)
 	}
 	// A fresh bucket (the state file is the receiver's): the rest goes out.
-	f.servers[0].burst.Store(100)
-	os.Remove(f.servers[0].log + ".state")
+	f.servers[0].Burst.Store(100)
+	os.Remove(f.servers[0].Log + ".state")
 	r = Run(context.Background(), f.config())[0]
 	if r.Class != sshpush.ClassOK || r.Delivered != 3 {
 		t.Errorf("got %s, want the 3 queued delivered", r.Summary())
 	}
-	got := f.servers[0].logged()
+	got := f.servers[0].Logged()
 	for _, a := range bans {
 		if got[a] != 1 {
 			t.Errorf("%s logged %d times, want 1", a, got[a])
@@ -350,7 +171,7 @@ func TestRunRateLimitKeepsQueue(t *testing.T) {
 // it accepts.
 func TestRunRetriesBusy(t *testing.T) {
 	f := newFixture(t, 1)
-	f.servers[0].busy.Store(3)
+	f.servers[0].Busy.Store(3)
 	f.push(t, "203.0.113.9")
 	results := Run(context.Background(), f.config())
 	if r := results[0]; r.Class != sshpush.ClassOK || r.Delivered != 1 {
@@ -393,18 +214,18 @@ func TestRunLingers(t *testing.T) {
 	done := make(chan []Result)
 	go func() { done <- Run(context.Background(), cfg) }()
 	waitFor(t, func() bool {
-		return f.servers[0].logged()["203.0.113.20"] == 1 && f.servers[1].logged()["203.0.113.20"] == 1
+		return f.servers[0].Logged()["203.0.113.20"] == 1 && f.servers[1].Logged()["203.0.113.20"] == 1
 	})
 	f.push(t, "203.0.113.21")
 	cfg.Wake.Notify()
 	waitFor(t, func() bool {
-		return f.servers[0].logged()["203.0.113.21"] == 1 && f.servers[1].logged()["203.0.113.21"] == 1
+		return f.servers[0].Logged()["203.0.113.21"] == 1 && f.servers[1].Logged()["203.0.113.21"] == 1
 	})
 	results := <-done
 	for i, r := range results {
-		if r.Dials != 1 || r.Batches != 2 || f.servers[i].conns.Load() != 1 || f.servers[i].streams.Load() != 1 {
+		if r.Dials != 1 || r.Batches != 2 || f.servers[i].Conns.Load() != 1 || f.servers[i].Streams.Load() != 1 {
 			t.Errorf("%s: %d dials, %d batches, %d connections, %d streams; want 1, 2, 1, 1",
-				r.Peer, r.Dials, r.Batches, f.servers[i].conns.Load(), f.servers[i].streams.Load())
+				r.Peer, r.Dials, r.Batches, f.servers[i].Conns.Load(), f.servers[i].Streams.Load())
 		}
 	}
 }
@@ -419,7 +240,7 @@ func TestRunStop(t *testing.T) {
 	cfg.Stop = stop
 	done := make(chan []Result)
 	go func() { done <- Run(context.Background(), cfg) }()
-	waitFor(t, func() bool { return f.servers[0].logged()["203.0.113.30"] == 1 })
+	waitFor(t, func() bool { return f.servers[0].Logged()["203.0.113.30"] == 1 })
 	close(stop)
 	select {
 	case r := <-done:
