@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/sshdtest"
 )
 
@@ -172,31 +173,22 @@ func (c *cluster) waitLogged(ps []*peer, want []string, timeout time.Duration) t
 }
 
 func (c *cluster) senderLog() string {
-	b, _ := os.ReadFile(filepath.Join(c.spool, senderLogFile))
+	b, _ := os.ReadFile(sender.LogPath(c.spool))
 	if len(b) > 8000 {
 		b = b[len(b)-8000:]
 	}
 	return string(b)
 }
 
-// stopSender asks a lingering background sender to stop, as flush does,
-// and waits until no sender of this spool is left, so that no process
-// outlives the test or writes into its directory while it is removed.
+// stopSender stops every process that may write into the cluster's spool
+// (a lingering sender is asked to let go, as flush does) and waits for it,
+// so that no process outlives the test or writes into its directory while
+// it is removed.
 func (c *cluster) stopSender() {
-	if _, err := os.Stat(c.spool); err != nil {
-		return
+	c.t.Helper()
+	if err := stopSpoolProcs(c.spool); err != nil {
+		c.t.Error(err)
 	}
-	req := filepath.Join(c.spool, flushRequestFile)
-	writeFile(c.t, req, "")
-	defer os.Remove(req)
-	for i := 0; i < 500; i++ {
-		out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" .*send$").Output()
-		if len(strings.TrimSpace(string(out))) == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Errorf("a sender of %s is still running after 10 s", c.spool)
 }
 
 // docAddrs returns n distinct documentation addresses starting at from,

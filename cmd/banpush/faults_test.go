@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ import (
 	"github.com/banpush/banpush/sshpush/deliver"
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/sshdtest"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
@@ -669,13 +671,14 @@ func sshExit(t *testing.T, p *peer, key, knownHosts, request string, stdin []byt
 // waitReceivers waits until no 'banpush receive' writing to log runs.
 func waitReceivers(t *testing.T, log string) {
 	t.Helper()
+	receiver := func(p proc) bool { return slices.Contains(p.args, "receive") && flagIs(p.args, "--log", log) }
 	for i := 0; ; i++ {
-		out, _ := exec.Command("pgrep", "-f", "--", " receive .*--log "+regexp.QuoteMeta(log)+" ").Output()
-		if len(bytes.TrimSpace(out)) == 0 {
+		pids := findProcs(receiver)
+		if len(pids) == 0 {
 			return
 		}
 		if i == 500 {
-			t.Fatalf("receivers of %s still running after 10 s: %s", log, out)
+			t.Fatalf("receivers of %s still running after 10 s: %v", log, pids)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -810,7 +813,7 @@ func TestFaultsSpoolCorrupt(t *testing.T) {
 	}
 	c.waitLogged(c.peers, readable, time.Second)
 	if !strings.Contains(out+stderr, "corrupt line") && c.senderLog() == logBefore {
-		t.Errorf("flush skipped damaged journal lines without a word: stdout %q, stderr %q, nothing new in %s", out, stderr, senderLogFile)
+		t.Errorf("flush skipped damaged journal lines without a word: stdout %q, stderr %q, nothing new in %s", out, stderr, sender.LogPath(c.spool))
 	}
 
 	for _, a := range after {

@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
-	"github.com/banpush/banpush/sshpush/deliver"
+	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
 )
 
@@ -63,69 +62,57 @@ type peerReport struct {
 	Error     string `json:"error,omitempty"`
 }
 
-// deliverNow takes the sender lock (asking a lingering sender to yield),
-// delivers every queue with no linger, and prints the per-peer report.
+// deliverNow delivers every queue in the foreground (sender.Foreground: a
+// lingering background sender is asked to let go first) and prints the
+// per-peer report.
 func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
-	peers, bad, warnings, err := deliveryPeers(g, env, o.peers)
+	d, err := resolveDelivery(g, env, o.peers)
 	if err != nil {
 		return err
 	}
-	for _, w := range warnings {
+	for _, w := range d.warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	release, err := lockSender(ctx, s)
-	if err != nil {
-		return errorf(exitTemp, "try again in a moment; 'banpush status' shows whether a sender is running", "%v", err)
-	}
 	// Diagnostics (expired bans, refusals, damaged spool lines) go where
 	// the background sender writes its own.
-	logf, closeLog := senderLogger(s.Dir(), env.Now)
-	defer closeLog()
-	results := deliver.Run(ctx, deliver.Config{
-		Spool:   s,
-		Peers:   peers,
-		Options: sshpush.Options{Warn: func(m string) { printWarning(env.Stderr, "%s", m) }},
-		MaxAge:  g.MaxAge,
-		Now:     env.Now,
-		Logf:    logf,
-	})
-	if err := compact(s, g); err != nil {
-		printWarning(env.Stderr, "compacting the spool: %v", err)
+	log := sender.OpenLog(s.Dir(), env.Now)
+	defer log.Close()
+	cfg := senderConfig(env, g, s, log)
+	cfg.Options.Warn = func(m string) { printWarning(env.Stderr, "%s", m) }
+	cfg.Roster = func() (sender.Roster, error) { return d.roster(), nil }
+	results, err := sender.Foreground(ctx, cfg)
+	if errors.Is(err, sender.ErrBusy) {
+		return errorf(exitTemp, "try again in a moment; 'banpush status' shows whether a sender is running", "%v", err)
 	}
-	release()
+	if err != nil {
+		return err
+	}
 
 	var reports []peerReport
-	var okPeers []string
 	failed := 0
 	for _, r := range results {
 		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped, Skipped: r.Skipped}
 		if r.Skipped > 0 {
 			printWarning(env.Stderr, "peer %s: %d damaged spool lines skipped; their bans are lost (details in %s)",
-				r.Peer, r.Skipped, filepath.Join(s.Dir(), senderLogFile))
+				r.Peer, r.Skipped, sender.LogPath(s.Dir()))
 		}
 		if r.Err != nil {
 			rep.Error = r.Err.Error()
 		}
-		if r.Class == sshpush.ClassOK {
-			okPeers = append(okPeers, r.Peer)
-		} else {
+		if r.Class != sshpush.ClassOK {
 			failed++
 			rep.Queued, _, _ = s.Pending(r.Peer)
 		}
 		reports = append(reports, rep)
 	}
-	for name, err := range bad {
+	for name, err := range d.bad {
 		failed++
 		q, _, _ := s.Pending(name)
 		reports = append(reports, peerReport{Peer: name, Result: string(sshpush.ClassConfig), Queued: q, Error: err.Error()})
 	}
 	sort.Slice(reports, func(i, j int) bool { return reports[i].Peer < reports[j].Peer })
-	// Bans queued while we delivered go out with a background sender.
-	if pending, _ := s.HasPending(okPeers); pending {
-		_ = startSender(s, g)
-	}
 	if err := printReport(env, reports, o.json); err != nil {
 		return err
 	}
@@ -136,47 +123,6 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 		return silentExit(exitData)
 	}
 	return nil
-}
-
-// lockSender takes the sender lock, asking a running sender to stop early
-// and waiting for it until ctx ends.
-func lockSender(ctx context.Context, s *spool.Spool) (release func(), err error) {
-	req := filepath.Join(s.Dir(), flushRequestFile)
-	asked := false
-	defer func() {
-		if asked {
-			os.Remove(req)
-		}
-	}()
-	for {
-		release, ok, err := s.TryLockSender()
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return release, nil
-		}
-		if !asked {
-			if f, err := os.OpenFile(req, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
-				f.Close()
-				asked = true
-			}
-		}
-		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return nil, errBusy
-		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func printReport(env *Env, reports []peerReport, asJSON bool) error {

@@ -37,6 +37,14 @@ type Globals struct {
 	MaxAge    time.Duration `help:"Drop queued bans older than this instead of delivering them." default:"24h" env:"BANPUSH_MAX_AGE" placeholder:"DURATION"`
 }
 
+// senderArgs renders the globals, and the send command, as the arguments of
+// a background sender: push and flush start one with them (sender.Kick).
+// They parse back to the same globals (TestSenderArgsRoundTrip), so that a
+// renamed flag fails a test, not every push.
+func (g *Globals) senderArgs() []string {
+	return []string{"--inventory", g.Inventory, "--spool", g.Spool, "--max-age", g.MaxAge.String(), "send"}
+}
+
 // CLI is the whole command line. One command, one struct, one file.
 type CLI struct {
 	Globals

@@ -89,17 +89,17 @@ func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
 		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
 	}
 	names := dedupe(c.Names)
-	peers, bad, warnings, err := deliveryPeers(g, env, names)
+	d, err := resolveDelivery(g, env, names)
 	if err != nil {
 		return err
 	}
-	for _, w := range warnings {
+	for _, w := range d.warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
-	reports := make([]checkReport, len(peers))
+	reports := make([]checkReport, len(d.peers))
 	sem := make(chan struct{}, checkConcurrency)
 	var wg sync.WaitGroup
-	for i, p := range peers {
+	for i, p := range d.peers {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -108,7 +108,7 @@ func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
 		}()
 	}
 	wg.Wait()
-	for name, err := range bad {
+	for name, err := range d.bad {
 		reports = append(reports, checkReport{Peer: name, Result: string(sshpush.ClassConfig), Error: err.Error(),
 			Hint: "fix the peer in " + g.Inventory + "; 'banpush peers list' shows the settings banpush uses"})
 	}

@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
-	"golang.org/x/sys/unix"
 )
 
 // appendTimeout bounds the wait for the spool's append lock: push runs
@@ -74,7 +71,7 @@ func (c *PushCmd) Run(env *Env, g *Globals) error {
 			printWarning(env.Stderr, "queued, but the inventory %s cannot be read: nothing is delivered until it can", g.Inventory)
 			printHint(env.Stderr, "add peers with 'banpush peers add NAME --host HOST', or set --inventory (BANPUSH_INVENTORY)")
 		}
-		if err := startSender(s, g); err != nil {
+		if err := sender.Kick(s, senderCommand(g)); err != nil {
 			printWarning(env.Stderr, "queued, but could not start a sender: %v", err)
 			printHint(env.Stderr, "'banpush flush' (or the banpush-flush.timer) delivers the queue")
 		}
@@ -157,67 +154,4 @@ func safeArg(s string) string {
 		}
 	}
 	return s
-}
-
-// startSender starts a background sender unless one is running. The lock
-// test comes after the append: a sender that releases its lock looks at the
-// journal again afterwards, so between the two no ban is stranded.
-func startSender(s *spool.Spool, g *Globals) error {
-	release, ok, err := s.TryLockSender()
-	if err != nil || !ok {
-		return err
-	}
-	release()
-	return spawnSender(g)
-}
-
-// spawnSender runs "banpush send" detached: its own session, stdio on
-// /dev/null, so that it holds none of fail2ban's pipes. It is not waited for.
-func spawnSender(g *Globals) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	closeInheritedFiles()
-	cmd := exec.Command(self, "--inventory", g.Inventory, "--spool", g.Spool, "--max-age", g.MaxAge.String(), "send")
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = senderEnv(os.Environ())
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	return cmd.Process.Release()
-}
-
-// closeInheritedFiles marks every descriptor above stderr close-on-exec.
-// Go opens its own files that way, but a parent may have leaked one to push
-// (a pipe from a wrapper script, say); the sender must not hold it open, or
-// whoever waits for that pipe's end would wait for the sender too.
-func closeInheritedFiles() {
-	if unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
-		return
-	}
-	// Kernels before 5.11: walk /proc/self/fd.
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
-			unix.CloseOnExec(fd)
-		}
-	}
-}
-
-// senderEnv keeps what the sender may need of the environment.
-func senderEnv(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		for _, k := range []string{"PATH=", "SSH_AUTH_SOCK=", "TZ=", "LANG="} {
-			if strings.HasPrefix(kv, k) {
-				out = append(out, kv)
-			}
-		}
-	}
-	return out
 }

@@ -183,15 +183,8 @@ func TestSenderKilled(t *testing.T) {
 
 // killSender SIGKILLs the background sender of c's spool, if one runs.
 func killSender(c *cluster) bool {
-	out, _ := exec.Command("pgrep", "-f", "--", "--spool "+c.spool+" .*send$").Output()
-	killed := false
-	for _, f := range strings.Fields(string(out)) {
-		var pid int
-		if _, err := fmt.Sscan(f, &pid); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed = true
-		}
-	}
-	return killed
+	match := isSender(c.spool)
+	return signalProcs(findProcs(match), match, syscall.SIGKILL) > 0
 }
 
 // TestPushIdempotent: fail2ban runs a failed actionban a second time, so

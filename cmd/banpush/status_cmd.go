@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
 )
 
@@ -53,7 +54,7 @@ func (c *StatusCmd) Run(env *Env, g *Globals) error {
 		return withHint(err, exitFailure, "check --spool (BANPUSH_SPOOL)")
 	}
 	rep := statusReport{Spool: s.Dir(), Peers: []statusPeer{}}
-	if rep.SenderRunning, err = s.SenderRunning(); err != nil {
+	if rep.SenderRunning, err = sender.Running(s); err != nil {
 		return err
 	}
 	now := env.Now()

@@ -11,6 +11,7 @@ import (
 	"github.com/banpush/banpush/inventory"
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/deliver"
+	"github.com/banpush/banpush/sshpush/sender"
 )
 
 // systemSSHConfig is read after the user's ~/.ssh/config, as ssh(1) does.
@@ -114,35 +115,48 @@ func (r *resolver) target(s *inventory.Settings) sshpush.Target {
 	}
 }
 
-// deliveryPeers resolves every peer of the inventory, or those named. A peer
-// that cannot be resolved is returned in bad with its error.
-func deliveryPeers(g *Globals, env *Env, names []string) (peers []deliver.Peer, bad map[string]error, warnings []string, err error) {
+// delivery is who a run delivers to, as the inventory says.
+type delivery struct {
+	peers    []deliver.Peer   // resolved peers to deliver to
+	bad      map[string]error // peers whose settings cannot be resolved
+	warnings []string         // from resolving them
+	live     []string         // every peer of the inventory
+}
+
+// roster is the sender's view of the delivery.
+func (d delivery) roster() sender.Roster {
+	return sender.Roster{Peers: d.peers, Live: d.live}
+}
+
+// resolveDelivery resolves every peer of the inventory, or those named. A
+// peer that cannot be resolved is returned in bad with its error; a name
+// that is not in the inventory is an error.
+func resolveDelivery(g *Globals, env *Env, names []string) (delivery, error) {
 	inv, err := loadInventory(g)
 	if err != nil {
-		return nil, nil, nil, err
+		return delivery{}, err
 	}
 	r, err := newResolver(inv, env.Getenv)
 	if err != nil {
-		return nil, nil, nil, err
+		return delivery{}, err
 	}
+	d := delivery{bad: map[string]error{}, live: peerNames(inv)}
 	if len(names) == 0 {
-		for _, p := range inv.Peers() {
-			names = append(names, p.Name)
-		}
+		names = d.live
 	}
-	bad = map[string]error{}
 	for _, n := range names {
 		if _, ok := inv.Peer(n); !ok {
-			return nil, nil, nil, errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
+			return delivery{}, errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
 		}
 		s, err := r.settings(n)
 		if err != nil {
-			bad[n] = err
+			d.bad[n] = err
 			continue
 		}
-		peers = append(peers, deliver.Peer{Name: n, Target: r.target(s)})
+		d.peers = append(d.peers, deliver.Peer{Name: n, Target: r.target(s)})
 	}
-	return peers, bad, r.Warnings, nil
+	d.warnings = r.Warnings
+	return d, nil
 }
 
 // peerNames lists the names of the inventory's peers.

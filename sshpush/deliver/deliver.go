@@ -11,7 +11,7 @@
 // What it trusts: its Config (peers and settings come from the
 // administrator) and the spool, whose damaged lines the spool package skips.
 // Peers' answers are parsed by package sshpush. The caller must hold the
-// spool's sender lock for the whole of Run.
+// sender lock (package sender) for the whole of Run.
 package deliver
 
 import (
@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +28,6 @@ import (
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
 	"github.com/banpush/banpush/sshpush/wire"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults for the zero values of Config.
@@ -518,30 +516,4 @@ func (r Result) Summary() string {
 		s += ": " + r.Err.Error()
 	}
 	return s
-}
-
-// Watch signals n whenever a file in dir is written or created, using
-// inotify, until stop is called. The sender watches the spool's journal
-// directory with it, so a lingering connection carries a new ban within
-// milliseconds of its push.
-func Watch(dir string, n *Notifier) (stop func(), err error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("deliver: inotify: %w", err)
-	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("deliver: watching %s: %w", dir, err)
-	}
-	f := os.NewFile(uintptr(fd), "inotify") // non-blocking: Close interrupts Read
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := f.Read(buf); err != nil {
-				return
-			}
-			n.Notify()
-		}
-	}()
-	return func() { f.Close() }, nil
 }

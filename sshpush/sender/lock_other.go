@@ -1,12 +1,15 @@
 //go:build !linux
 
-package spool
+package sender
 
 import (
 	"os"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
 )
+
+// Elsewhere than Linux the sender lock is a flock, which cannot be tested
+// without being taken.
 
 func tryLock(f *os.File) (bool, error) { return fsutil.TryLock(f) }
 
@@ -17,5 +20,3 @@ func lockHeld(f *os.File) (bool, error) {
 	}
 	return false, fsutil.Unlock(f)
 }
-
-func datasync(f *os.File) error { return f.Sync() }

@@ -202,9 +202,7 @@ func (s *Spool) createSeg(lf *os.File, seq uint64) (*os.File, error) {
 }
 
 // End returns the position just past the last byte of the journal, or the
-// zero Position if the journal is empty. A sender that notes End before its
-// last look at the journal and compares after releasing the sender lock
-// sees any append it might otherwise strand.
+// zero Position if the journal is empty.
 func (s *Spool) End() (Position, error) {
 	segs, err := s.segments()
 	if err != nil {

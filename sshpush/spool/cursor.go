@@ -129,8 +129,8 @@ func (s *Spool) writeCursor(peer string, pos Position) error {
 // are acknowledged. A pos at or behind the cursor changes nothing: a cursor
 // never moves back. pos must come from Read (Batch.Next or Entry.Next).
 //
-// Call it with the sender lock held: two concurrent Advances for one peer
-// could otherwise interleave.
+// Call it with the sender lock (package sender) held: two concurrent
+// Advances for one peer could otherwise interleave.
 func (s *Spool) Advance(peer string, pos Position) error {
 	if err := checkPeer(peer); err != nil {
 		return err
@@ -208,11 +208,8 @@ func (s *Spool) Pending(peer string) (n int, oldest time.Time, err error) {
 
 // HasPending reports whether any of peers has a complete journal line after
 // its cursor (a record, or a corrupt line that a Read would skip). It reads
-// one line per peer.
-//
-// It is not the check that closes the sender's exit race: a peer that keeps
-// failing always has records pending. For that, compare End before and
-// after releasing the sender lock.
+// one line per peer. A line still being written (no newline yet) is not
+// pending: the append that writes it is not over.
 func (s *Spool) HasPending(peers []string) (bool, error) {
 	segs, err := s.segments()
 	if err != nil {
@@ -265,7 +262,7 @@ func (s *Spool) RemovePeer(peer string) (int, error) {
 //
 // live must be the complete list of configured peers: a peer left out
 // loses its cursor, and records are compacted away under it. Call it with
-// the sender lock held.
+// the sender lock (package sender) held.
 func (s *Spool) Compact(live []string) error {
 	keep := make(map[string]bool, len(live))
 	for _, p := range live {

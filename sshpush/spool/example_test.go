@@ -31,54 +31,41 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// The sender: at most one per spool.
-	release, ok, err := s.TryLockSender()
-	if err != nil || !ok {
-		return // another sender is running, and will see the record
-	}
-	for {
-		end, _ := s.End()
-		for _, peer := range []string{"web1", "web2"} {
-			pos, err := s.Cursor(peer)
-			var cfe *spool.CorruptFileError
-			if errors.As(err, &cfe) {
-				log.Print(err) // repaired; pos is usable
-			} else if err != nil {
-				log.Fatal(err)
-			}
-			for {
-				b, err := s.Read(pos, 100, 64<<10)
-				if err != nil {
-					log.Fatal(err)
-				}
-				for _, k := range b.Skipped {
-					log.Print(k)
-				}
-				for _, e := range b.Entries {
-					fmt.Println(peer, e.Record) // deliver the batch here
-				}
-				// Only after the peer's "ok":
-				if err := s.Advance(peer, b.Next); err != nil {
-					log.Fatal(err)
-				}
-				pos = b.Next
-				if !b.More {
-					break
-				}
-			}
-		}
-		if err := s.Compact([]string{"web1", "web2"}); err != nil {
+	// The sender (package sender holds its lock around this): each peer
+	// reads its queue from its own cursor.
+	for _, peer := range []string{"web1", "web2"} {
+		pos, err := s.Cursor(peer)
+		var cfe *spool.CorruptFileError
+		if errors.As(err, &cfe) {
+			log.Print(err) // repaired; pos is usable
+		} else if err != nil {
 			log.Fatal(err)
 		}
-		// Close the exit race: a push that found the lock held did not
-		// start a sender, so look again after letting go.
-		release()
-		if now, _ := s.End(); now == end {
-			break
+		for {
+			b, err := s.Read(pos, 100, 64<<10)
+			if err != nil {
+				log.Fatal(err)
+			}
+			for _, k := range b.Skipped {
+				log.Print(k)
+			}
+			for _, e := range b.Entries {
+				fmt.Println(peer, e.Record) // deliver the batch here
+			}
+			// Only after the peer's answer:
+			if err := s.Advance(peer, b.Next); err != nil {
+				log.Fatal(err)
+			}
+			pos = b.Next
+			if !b.More {
+				break
+			}
 		}
-		if release, ok, _ = s.TryLockSender(); !ok {
-			break // a new sender took over
-		}
+	}
+	// Segments every peer has passed go; so do the cursors of peers that
+	// are no longer configured.
+	if err := s.Compact([]string{"web1", "web2"}); err != nil {
+		log.Fatal(err)
 	}
 	// Output:
 	// web1 203.0.113.7 jail=sshd

@@ -11,10 +11,13 @@
 // Layout of a spool directory (created 0700, files 0600):
 //
 //	append.lock          flock for appends; holds the current segment number (a hint)
-//	sender.lock          held by the one running sender
 //	journal/NNNN...      segments, 16-digit zero-padded sequence numbers from 1
 //	cursors/PEER         "SEG OFFSET\n": the peer's first unacknowledged record
 //	peers/PEER.json      the peer's delivery state (State)
+//
+// Package sender keeps its own files beside these (its lock, its wake-up
+// pipe, its log): it owns the sender's lifecycle, and the methods here that
+// say so must be called with its lock held.
 //
 // A journal line is
 //
@@ -119,12 +122,16 @@ func checkDir(d string) error {
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 
+// JournalDir returns the directory of the journal's segments: a file in it
+// is created or written whenever Append queues records, so a sender may
+// watch it to learn of new records at once.
+func (s *Spool) JournalDir() string { return s.path(journalDir) }
+
 const (
 	journalDir     = "journal"
 	cursorDir      = "cursors"
 	peerDir        = "peers"
 	appendLockName = "append.lock"
-	senderLockName = "sender.lock"
 )
 
 // path joins names (never empty, never "." or "..") to the spool directory.

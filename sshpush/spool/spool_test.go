@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -596,67 +595,6 @@ func TestSkippedString(t *testing.T) {
 		if got := tc.k.String(); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
-	}
-}
-
-func TestSenderLock(t *testing.T) {
-	s := newSpool(t, Options{})
-	if running, err := s.SenderRunning(); err != nil || running {
-		t.Fatalf("before any sender: got %v, %v", running, err)
-	}
-	release, ok, err := s.TryLockSender()
-	if err != nil || !ok {
-		t.Fatalf("first TryLockSender: got %v, %v", ok, err)
-	}
-	if _, ok, err := s.TryLockSender(); err != nil || ok {
-		t.Errorf("second TryLockSender: got %v, %v, want false", ok, err)
-	}
-	if running, err := s.SenderRunning(); err != nil || !running {
-		t.Errorf("with a sender: got %v, %v, want true", running, err)
-	}
-	release()
-	if running, err := s.SenderRunning(); err != nil || running {
-		t.Errorf("after release: got %v, %v, want false", running, err)
-	}
-	release, ok, err = s.TryLockSender()
-	if err != nil || !ok {
-		t.Fatalf("TryLockSender after release: got %v, %v", ok, err)
-	}
-	release()
-}
-
-// On Linux, SenderRunning tests the lock without taking it, so that
-// `banpush status` can never make a push believe a sender is running.
-func TestSenderRunningDoesNotTakeTheLock(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("SenderRunning takes the lock briefly outside Linux")
-	}
-	s := newSpool(t, Options{})
-	release, _, err := s.TryLockSender()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release() // the lock file now exists
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				s.SenderRunning()
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
-	for i := 0; i < 20000; i++ {
-		release, ok, err := s.TryLockSender()
-		if err != nil || !ok {
-			t.Fatalf("TryLockSender %d while status runs: got %v, %v, want the lock", i, ok, err)
-		}
-		release()
 	}
 }
 
