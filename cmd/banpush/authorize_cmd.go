@@ -3,26 +3,23 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
 // AuthorizeCmd prints, or installs, the authorized_keys line for a peer.
 type AuthorizeCmd struct {
-	Peer    string   `help:"Name of the pushing peer (its name in the pushing side's inventory is a good choice)." required:"" placeholder:"NAME"`
-	Log     string   `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
+	ReceiveArgs
 	From    []string `help:"Accept the key only from these addresses (CIDR or address; repeat or separate with commas): sshd's from= option." placeholder:"CIDR"`
 	Binary  string   `help:"Absolute path of banpush on this host (default: this executable)." placeholder:"PATH"`
 	Install string   `help:"Write the line into the banpush block of this authorized_keys file instead of printing it." placeholder:"FILE"`
-	PolicyFlags
-	KeyFile string `arg:"" help:"The pushing peer's public key file (one key, e.g. id_ed25519.pub)." placeholder:"PUBKEY_FILE"`
+	KeyFile string   `arg:"" help:"The pushing peer's public key file (one key, e.g. id_ed25519.pub)." placeholder:"PUBKEY_FILE"`
 }
 
 // Help explains the line and how to use it.
@@ -50,24 +47,9 @@ Examples:
 
 // Run prints or installs the line.
 func (c *AuthorizeCmd) Run(env *Env) error {
-	const hintFlags = "run 'banpush authorize --help' for the flags"
-	if !record.ValidName(c.Peer) {
-		return errorf(exitUsage, "peer names are 1 to 64 characters from [A-Za-z0-9._-]", "--peer: unsafe peer name")
-	}
-	if !filepath.IsAbs(c.Log) {
-		return errorf(exitUsage, "give the full path, e.g. /var/log/banpush/received.log", "--log must be an absolute path")
-	}
-	pol, err := c.policy()
+	args, _, err := c.check(env.Now)
 	if err != nil {
-		return errorf(exitUsage, hintFlags, "%v", err)
-	}
-	args := []string{"--log", filepath.Clean(c.Log)}
-	for _, p := range pol.Ignore {
-		args = append(args, "--ignore", prefixString(p))
-	}
-	args = append(args, "--max-burst", strconv.Itoa(c.MaxBurst), "--max-per-minute", strconv.Itoa(c.MaxPerMinute))
-	if c.AllowPrivate {
-		args = append(args, "--allow-private")
+		return argError(err)
 	}
 	var from []string
 	for _, f := range c.From {
@@ -90,7 +72,7 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	if err != nil {
 		return errorf(exitFailure, "give the pushing peer's public key file, e.g. /root/.ssh/banpush_ed25519.pub copied from it", "%v", err)
 	}
-	line, err := authkeys.Line(authkeys.Spec{Binary: filepath.Clean(bin), Peer: c.Peer, Args: args, From: from, KeyFile: key})
+	line, err := authkeys.Line(authkeys.Spec{Binary: filepath.Clean(bin), Args: args.argv(), Peer: args.Peer, From: from, KeyFile: key})
 	if err != nil {
 		return errorf(exitFailure, "the key file must hold exactly one OpenSSH public key; paths must be plain (no quotes or backslashes)", "%s: %v", c.KeyFile, err)
 	}
@@ -101,12 +83,20 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	return installLine(env, c.Install, c.Peer, line)
 }
 
-// prefixString writes a single-address prefix as the bare address.
-func prefixString(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
+// argError turns a receive argument that check refused into a usage
+// error with a hint.
+func argError(err error) error {
+	var ae *receive.ArgError
+	if !errors.As(err, &ae) {
+		return errorf(exitUsage, "run 'banpush authorize --help' for the flags", "%v", err)
 	}
-	return p.String()
+	switch ae.Flag {
+	case "--peer":
+		return errorf(exitUsage, "peer names are "+ae.Rule, "--peer: unsafe peer name")
+	case "--log":
+		return errorf(exitUsage, "give the full path, e.g. /var/log/banpush/received.log", "--log must be an absolute path")
+	}
+	return errorf(exitUsage, "run 'banpush authorize --help' for the flags", "%s", strings.TrimPrefix(ae.Error(), "receive: "))
 }
 
 func installLine(env *Env, path, peer, line string) error {

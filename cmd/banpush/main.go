@@ -78,10 +78,15 @@ func main() {
 	}))
 }
 
-// Main runs banpush with args and returns its exit code.
-func Main(args []string, env *Env) (code int) {
-	var cli CLI
-	parser, err := kong.New(&cli,
+// newParser builds the command-line parser for cli, writing help and
+// usage to env's outputs. kong's exits (--help, usage errors) panic with
+// an exitPanic, which Main recovers.
+func newParser(cli *CLI, env *Env) *kong.Kong {
+	vars := kong.Vars{"version": buildVersion()}
+	for k, v := range receiveVars() {
+		vars[k] = v
+	}
+	parser, err := kong.New(cli,
 		kong.Name("banpush"),
 		kong.Description("Share fail2ban bans between servers over SSH.\n\n"+
 			"fail2ban runs 'banpush push' when it bans an address; banpush queues the ban and a "+
@@ -91,11 +96,18 @@ func Main(args []string, env *Env) (code int) {
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Exit(func(c int) { panic(exitPanic(c)) }),
-		kong.Vars{"version": buildVersion()},
+		vars,
 	)
 	if err != nil {
 		panic(err) // the grammar is static: this is a programming error
 	}
+	return parser
+}
+
+// Main runs banpush with args and returns its exit code.
+func Main(args []string, env *Env) (code int) {
+	var cli CLI
+	parser := newParser(&cli, env)
 	defer func() {
 		// kong calls Exit for --help and for usage errors.
 		if r := recover(); r != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/receive"
-	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
 )
@@ -31,38 +30,9 @@ var streamIdleTimeout = 60 * time.Second
 
 const maxStreamBatches = 100000
 
-// PolicyFlags are the receive policy flags, shared by receive and authorize
-// so that authorize can write exactly what receive accepts.
-type PolicyFlags struct {
-	Ignore       []string `help:"Never accept addresses in this CIDR (or single address); repeat or separate with commas." placeholder:"CIDR"`
-	MaxBurst     int      `help:"Token bucket size: how many addresses this peer may add at once." default:"2000" placeholder:"N"`
-	MaxPerMinute int      `help:"Token bucket refill: how many addresses per minute this peer may add after a burst." default:"120" placeholder:"N"`
-	AllowPrivate bool     `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses."`
-}
-
-func (p *PolicyFlags) policy() (record.Policy, error) {
-	pol := record.Policy{AllowPrivate: p.AllowPrivate}
-	for _, s := range p.Ignore {
-		pfx, err := record.ParsePrefix(s)
-		if err != nil {
-			return pol, fmt.Errorf("--ignore %q: %w", s, err)
-		}
-		pol.Ignore = append(pol.Ignore, pfx)
-	}
-	switch {
-	case p.MaxBurst < 1:
-		return pol, errors.New("--max-burst must be at least 1")
-	case p.MaxPerMinute < 0:
-		return pol, errors.New("--max-per-minute must not be negative")
-	}
-	return pol, nil
-}
-
 // ReceiveCmd is the receiving end, run by sshd as a forced command.
 type ReceiveCmd struct {
-	Peer string `help:"Name of the pushing peer this key belongs to (from authorized_keys, trusted)." required:"" placeholder:"NAME"`
-	Log  string `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
-	PolicyFlags
+	ReceiveArgs
 }
 
 // Help explains where receive runs and what it answers.
@@ -102,17 +72,11 @@ Example (as sshd would run it):
 
 // Run handles one request.
 func (c *ReceiveCmd) Run(env *Env) error {
-	pol, err := c.policy()
-	if err == nil && !record.ValidName(c.Peer) {
-		err = errors.New("--peer must be 1 to 64 characters from [A-Za-z0-9._-]")
-	}
-	if err == nil && !strings.HasPrefix(c.Log, "/") {
-		err = errors.New("--log must be an absolute path")
-	}
+	_, cfg, err := c.check(env.Now)
 	if err != nil {
 		// The argv comes from authorized_keys: this is the local admin's
 		// mistake, and the peer only learns that the receiver is misconfigured.
-		return errorf(exitConfig, "fix the command= option in authorized_keys ('banpush authorize' writes it)", "receive: %v", err)
+		return errorf(exitConfig, "fix the command= option in authorized_keys ('banpush authorize' writes it)", "%v", err)
 	}
 	req, err := wire.ParseRequest(env.Getenv("SSH_ORIGINAL_COMMAND"))
 	if err != nil {
@@ -126,17 +90,8 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		return err
 	}
 
-	pol.Local = localAddrs()
-	pol.Remote = remoteAddr(env.Getenv("SSH_CONNECTION"))
-	cfg := receive.Config{
-		Peer:         c.Peer,
-		LogPath:      c.Log,
-		Policy:       pol,
-		MaxBurst:     c.MaxBurst,
-		MaxPerMinute: c.MaxPerMinute,
-		LockTimeout:  receive.DefaultLockTimeout,
-		Now:          env.Now,
-	}
+	cfg.Policy.Local = localAddrs()
+	cfg.Policy.Remote = remoteAddr(env.Getenv("SSH_CONNECTION"))
 	if req == wire.Stream {
 		w := bufio.NewWriter(env.Stdout)
 		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout), w, env.Stderr,

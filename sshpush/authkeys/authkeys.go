@@ -34,8 +34,8 @@ const commentPrefix = "banpush-peer="
 // Spec is what one authorized_keys line says.
 type Spec struct {
 	Binary  string   // absolute path of banpush on this host
-	Peer    string   // the pushing peer's name
-	Args    []string // receive's other arguments, already validated by the caller
+	Args    []string // the forced command's arguments ("receive", ...), validated by the caller
+	Peer    string   // the pushing peer's name, for the comment that marks the line
 	From    []string // from= patterns: CIDR prefixes or addresses, canonical
 	KeyFile []byte   // content of the peer's public key file
 }
@@ -52,7 +52,7 @@ func Line(s Spec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	argv := append([]string{s.Binary, "receive", "--peer", s.Peer}, s.Args...)
+	argv := append([]string{s.Binary}, s.Args...)
 	cmd := make([]string, len(argv))
 	for i, a := range argv {
 		q, err := ShellQuote(a)

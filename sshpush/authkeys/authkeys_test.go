@@ -67,7 +67,7 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 func TestLineParses(t *testing.T) {
 	line, err := Line(Spec{
 		Binary: "/usr/local/bin/banpush", Peer: "web1",
-		Args:    []string{"--log", "/var/log/x y.log", "--ignore", "198.51.100.0/24"},
+		Args:    []string{"receive", "--peer", "web1", "--log", "/var/log/x y.log", "--ignore", "198.51.100.0/24"},
 		From:    []string{"192.0.2.10", "2001:db8::/64"},
 		KeyFile: []byte(pub),
 	})

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
@@ -59,17 +60,36 @@ type Config struct {
 	Now          func() time.Time
 }
 
-// Check reports a Config that cannot be used, naming the bad setting.
+// ArgError is a setting that cannot be used, named by the flag of
+// 'banpush receive' that sets it (the receiver's settings come from its
+// command line in authorized_keys).
+type ArgError struct {
+	Flag  string // "--peer"
+	Value string // the value, quoted in the message; empty leaves it out
+	Rule  string // what it must be
+}
+
+func (e *ArgError) Error() string {
+	v := ""
+	if e.Value != "" {
+		v = " " + strconv.Quote(e.Value)
+	}
+	return "receive: " + e.Flag + v + " must be " + e.Rule
+}
+
+// Check reports a Config that cannot be used with an *ArgError naming the
+// bad setting. It is the one place where the receiver's settings are
+// checked; 'banpush authorize' checks what it writes with it too.
 func (c *Config) Check() error {
 	switch {
 	case !record.ValidName(c.Peer):
-		return errors.New("receive: --peer must be 1 to 64 characters from [A-Za-z0-9._-]")
+		return &ArgError{Flag: "--peer", Rule: "1 to 64 characters from [A-Za-z0-9._-]"}
 	case c.LogPath == "" || c.LogPath[0] != '/':
-		return errors.New("receive: --log must be an absolute path")
+		return &ArgError{Flag: "--log", Rule: "an absolute path"}
 	case c.MaxBurst < 1:
-		return errors.New("receive: --max-burst must be at least 1")
+		return &ArgError{Flag: "--max-burst", Rule: "at least 1"}
 	case c.MaxPerMinute < 0:
-		return errors.New("receive: --max-per-minute must not be negative")
+		return &ArgError{Flag: "--max-per-minute", Rule: "zero or more"}
 	}
 	return nil
 }

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseArgs parses args with banpush's own command line and returns what
+// kong filled in and the command it selected.
+func parseArgs(t *testing.T, args []string) (*CLI, string) {
+	t.Helper()
+	var cli CLI
+	var out bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }, Now: time.Now}
+	kctx, err := newParser(&cli, env).Parse(args)
+	if err != nil {
+		t.Fatalf("parsing %q: %v\n%s", args, err, out.String())
+	}
+	return &cli, kctx.Command()
+}
+
+// TestReceiveArgsRoundTrip: what authorize renders into authorized_keys
+// parses back, through kong, to the same arguments. A flag renamed on one
+// side only fails here.
+func TestReceiveArgsRoundTrip(t *testing.T) {
+	tests := []ReceiveArgs{
+		{Peer: "web1", Log: "/var/log/banpush/received.log", MaxBurst: 2000, MaxPerMinute: 120},
+		{Peer: "db-2.example", Log: "/var/log/ban push/it's.log", Ignore: []string{"198.51.100.0/24", "2001:db8::1"},
+			MaxBurst: 1, MaxPerMinute: 0, AllowPrivate: true},
+	}
+	for _, want := range tests {
+		canon, _, err := want.check(time.Now)
+		if err != nil {
+			t.Fatalf("%+v: %v", want, err)
+		}
+		if !reflect.DeepEqual(canon, want) {
+			t.Fatalf("check changed canonical arguments: %+v, want %+v", canon, want)
+		}
+		cli, cmd := parseArgs(t, want.argv())
+		if cmd != "receive" {
+			t.Errorf("%q selects %q, want receive", want.argv(), cmd)
+		}
+		if got := cli.Receive.ReceiveArgs; !reflect.DeepEqual(got, want) {
+			t.Errorf("%q parses to %+v, want %+v", want.argv(), got, want)
+		}
+	}
+}
+
+// TestAuthorizeLineParses: the command= of a line authorize prints, split
+// as the account's shell splits it, is a receive command line that parses
+// to the arguments authorize was given, in canonical form.
+func TestAuthorizeLineParses(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/web1.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFrFhEZxFGmBw0CRP/tAvOfqKPPLdAdOMEtLQD/QbvCl root@web1\n")
+	var out, errb bytes.Buffer
+	code := Main([]string{"authorize", "--peer", "web1", "--log", "/var/log//ban push/../banpush/r.log",
+		"--ignore", "198.51.100.0/24,203.0.113.9/32", "--max-burst", "7", "--allow-private",
+		"--binary", "/usr/bin/banpush", dir + "/web1.pub"},
+		&Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }, Now: time.Now})
+	if code != 0 {
+		t.Fatalf("authorize: exit %d: %s", code, errb.String())
+	}
+	m := regexp.MustCompile(`command="([^"]*)"`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no command= in %q", out.String())
+	}
+	argv := shellSplit(t, m[1])
+	if argv[0] != "/usr/bin/banpush" {
+		t.Fatalf("command %q", argv)
+	}
+	cli, cmd := parseArgs(t, argv[1:])
+	want := ReceiveArgs{Peer: "web1", Log: "/var/log/banpush/r.log", Ignore: []string{"198.51.100.0/24", "203.0.113.9"},
+		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true}
+	if got := cli.Receive.ReceiveArgs; cmd != "receive" || !reflect.DeepEqual(got, want) {
+		t.Errorf("%s parses to %s %+v, want receive %+v", m[1], cmd, got, want)
+	}
+}
+
+// shellSplit splits a command line the way a POSIX shell splits what
+// authkeys.ShellQuote writes: plain words and single-quoted strings.
+func shellSplit(t *testing.T, s string) []string {
+	t.Helper()
+	var args []string
+	var cur strings.Builder
+	inWord, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\'':
+			quoted = false
+		case quoted:
+			cur.WriteByte(c)
+		case c == '\'':
+			quoted, inWord = true, true
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case c == ' ':
+			if inWord {
+				args = append(args, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unterminated quote in %q", s)
+	}
+	if inWord {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// TestSenderArgsRoundTrip: the arguments push and flush start a
+// background sender with parse back to the same globals and the send
+// command, whatever the environment says.
+func TestSenderArgsRoundTrip(t *testing.T) {
+	t.Setenv("BANPUSH_INVENTORY", "/elsewhere/peers")
+	t.Setenv("BANPUSH_SPOOL", "/elsewhere/spool")
+	t.Setenv("BANPUSH_MAX_AGE", "1m")
+	want := Globals{Inventory: "/etc/banpush/peers test", Spool: "/var/spool/banpush", MaxAge: 36*time.Hour + 90*time.Second}
+	cli, cmd := parseArgs(t, want.senderArgs())
+	if cmd != "send" {
+		t.Errorf("%q selects %q, want send", want.senderArgs(), cmd)
+	}
+	if cli.Globals != want {
+		t.Errorf("%q parses to %+v, want %+v", want.senderArgs(), cli.Globals, want)
+	}
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/record"
+)
+
+// ReceiveArgs are the arguments of 'banpush receive': what an
+// authorized_keys line says about one pushing peer. receive parses them
+// (kong); authorize checks them the same way and renders them (argv) into
+// the line's command=. One type for both, so that renaming a flag fails
+// TestReceiveArgsRoundTrip and testdata/receive_compat.txtar instead of
+// every line already installed.
+type ReceiveArgs struct {
+	Peer         string   `help:"Name of the pushing peer this key belongs to (its name in the pushing side's inventory is a good choice); trusted, since it comes from authorized_keys." required:"" placeholder:"NAME"`
+	Log          string   `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
+	Ignore       []string `help:"Never accept addresses in this CIDR (or single address); repeat or separate with commas." placeholder:"CIDR"`
+	MaxBurst     int      `help:"Token bucket size: how many addresses this peer may add at once." default:"${max_burst}" placeholder:"N"`
+	MaxPerMinute int      `help:"Token bucket refill: how many addresses per minute this peer may add after a burst." default:"${max_per_minute}" placeholder:"N"`
+	AllowPrivate bool     `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses."`
+}
+
+// receiveVars are the defaults the kong tags above refer to.
+func receiveVars() map[string]string {
+	return map[string]string{
+		"max_burst":      strconv.Itoa(receive.DefaultMaxBurst),
+		"max_per_minute": strconv.Itoa(receive.DefaultMaxPerMinute),
+	}
+}
+
+// check validates the arguments into the receiver's configuration, with
+// receive.Config.Check's rules (errors are *receive.ArgError), and returns
+// them in canonical form too: the log path cleaned, --ignore values as
+// prefixes or bare addresses, as argv writes them.
+func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, error) {
+	cfg := receive.Config{
+		Peer:         a.Peer,
+		LogPath:      a.Log,
+		Policy:       record.Policy{AllowPrivate: a.AllowPrivate},
+		MaxBurst:     a.MaxBurst,
+		MaxPerMinute: a.MaxPerMinute,
+		LockTimeout:  receive.DefaultLockTimeout,
+		Now:          now,
+	}
+	canon := a
+	canon.Ignore = nil
+	for _, s := range a.Ignore {
+		p, err := record.ParsePrefix(s)
+		if err != nil {
+			return ReceiveArgs{}, receive.Config{}, &receive.ArgError{Flag: "--ignore", Value: s, Rule: "a CIDR prefix or an address"}
+		}
+		cfg.Policy.Ignore = append(cfg.Policy.Ignore, p)
+		canon.Ignore = append(canon.Ignore, prefixString(p))
+	}
+	if err := cfg.Check(); err != nil {
+		return ReceiveArgs{}, receive.Config{}, err
+	}
+	canon.Log = filepath.Clean(a.Log)
+	return canon, cfg, nil
+}
+
+// argv renders the arguments, starting with the receive command, so that
+// they parse back to the same ReceiveArgs. The limits are always written:
+// a line keeps the limits it was written with when a later version changes
+// the defaults.
+func (a ReceiveArgs) argv() []string {
+	args := []string{"receive", "--peer", a.Peer, "--log", a.Log}
+	for _, p := range a.Ignore {
+		args = append(args, "--ignore", p)
+	}
+	args = append(args, "--max-burst", strconv.Itoa(a.MaxBurst), "--max-per-minute", strconv.Itoa(a.MaxPerMinute))
+	if a.AllowPrivate {
+		args = append(args, "--allow-private")
+	}
+	return args
+}
+
+// prefixString writes a single-address prefix as the bare address.
+func prefixString(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
