@@ -216,8 +216,34 @@ func one(found map[string][]value, key string) (string, string, error) {
 	return vs[0].args[0], vs[0].src, nil
 }
 
+// fill sets the Settings from the values found, in the order in which
+// each setting's %-tokens become known to the next: the host name first,
+// then the port and the user, then the files whose paths may use them.
 func (s *Settings) fill(found map[string][]value, local Local) error {
-	x := expander{local: local, alias: s.Name}
+	x := &expander{local: local, alias: s.Name}
+	for _, step := range []func(map[string][]value, *expander) error{
+		s.fillHostName,
+		s.fillPort,
+		s.fillUser,
+		s.fillHostKeyAlias,
+		s.fillIdentities,
+		s.fillAgent,
+		s.fillKnownHosts,
+		s.fillStrictHostKeyChecking,
+		s.fillConnectTimeout,
+	} {
+		if err := step(found, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// identityTokens are the %-tokens OpenSSH expands in IdentityFile,
+// CertificateFile, IdentityAgent and UserKnownHostsFile.
+const identityTokens = "%CdhikLlnpru"
+
+func (s *Settings) fillHostName(found map[string][]value, x *expander) error {
 	v, src, err := one(found, "HostName")
 	if err != nil {
 		return err
@@ -232,11 +258,16 @@ func (s *Settings) fill(found map[string][]value, local Local) error {
 		}
 	}
 	x.host = s.HostName
+	return nil
+}
 
+func (s *Settings) fillPort(found map[string][]value, x *expander) error {
 	s.Port = 22
-	if v, src, err = one(found, "Port"); err != nil {
+	v, src, err := one(found, "Port")
+	if err != nil {
 		return err
-	} else if v != "" {
+	}
+	if v != "" {
 		p, err := strconv.Atoi(v)
 		if err != nil || p < 1 || p > 65535 || v[0] == '+' {
 			return fmt.Errorf("inventory: %s: Port: want a number from 1 to 65535", src)
@@ -244,11 +275,16 @@ func (s *Settings) fill(found map[string][]value, local Local) error {
 		s.Port = p
 	}
 	x.port = strconv.Itoa(s.Port)
+	return nil
+}
 
-	s.User = local.User
-	if v, src, err = one(found, "User"); err != nil {
+func (s *Settings) fillUser(found map[string][]value, x *expander) error {
+	s.User = x.local.User
+	v, src, err := one(found, "User")
+	if err != nil {
 		return err
-	} else if v != "" {
+	}
+	if v != "" {
 		if strings.ContainsAny(v, "%@ \t") {
 			return fmt.Errorf("inventory: %s: User: tokens, @ and spaces are not supported", src)
 		}
@@ -258,15 +294,20 @@ func (s *Settings) fill(found map[string][]value, local Local) error {
 		return errors.New("inventory: no User configured and the local user name is unknown")
 	}
 	x.user = s.User
+	return nil
+}
 
-	if s.HostKeyAlias, _, err = one(found, "HostKeyAlias"); err != nil {
-		return err
-	}
+func (s *Settings) fillHostKeyAlias(found map[string][]value, x *expander) error {
+	var err error
+	s.HostKeyAlias, _, err = one(found, "HostKeyAlias")
 	x.keyAlias = s.HostKeyAlias
+	return err
+}
 
-	const tokens = "%CdhikLlnpru"
+// fillIdentities sets the key and certificate files and IdentitiesOnly.
+func (s *Settings) fillIdentities(found map[string][]value, x *expander) error {
 	for _, v := range found["IdentityFile"] {
-		f, err := x.path(v, tokens)
+		f, err := x.path(v, identityTokens)
 		if err != nil {
 			return fmt.Errorf("inventory: %s: IdentityFile: %w", v.src, err)
 		}
@@ -274,64 +315,79 @@ func (s *Settings) fill(found map[string][]value, local Local) error {
 	}
 	if len(found["IdentityFile"]) == 0 {
 		for _, k := range []string{"id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa"} {
-			s.IdentityFiles = append(s.IdentityFiles, filepath.Join(local.Home, ".ssh", k))
+			s.IdentityFiles = append(s.IdentityFiles, filepath.Join(x.local.Home, ".ssh", k))
 		}
 	}
 	for _, v := range found["CertificateFile"] {
-		f, err := x.path(v, tokens)
+		f, err := x.path(v, identityTokens)
 		if err != nil {
 			return fmt.Errorf("inventory: %s: CertificateFile: %w", v.src, err)
 		}
 		s.CertificateFiles = append(s.CertificateFiles, f...)
 	}
-	if v, src, err = one(found, "IdentitiesOnly"); err != nil {
+	v, src, err := one(found, "IdentitiesOnly")
+	if err != nil {
 		return err
-	} else if s.IdentitiesOnly, err = yesNo(v); err != nil {
+	}
+	if s.IdentitiesOnly, err = yesNo(v); err != nil {
 		return fmt.Errorf("inventory: %s: IdentitiesOnly: %w", src, err)
 	}
-	if v, src, err = one(found, "IdentityAgent"); err != nil {
+	return nil
+}
+
+func (s *Settings) fillAgent(found map[string][]value, x *expander) error {
+	v, src, err := one(found, "IdentityAgent")
+	if err != nil || v == "" {
 		return err
-	} else if v != "" {
-		s.IdentityAgent = v
-		if v != "none" && v != "SSH_AUTH_SOCK" && !strings.HasPrefix(v, "$") {
-			f, err := x.path(found["IdentityAgent"][0], tokens)
-			if err != nil {
-				return fmt.Errorf("inventory: %s: IdentityAgent: %w", src, err)
-			}
-			s.IdentityAgent = f[0]
-		}
 	}
-	if s.UserKnownHostsFiles, err = x.files(found, "UserKnownHostsFile", tokens,
+	s.IdentityAgent = v
+	if v != "none" && v != "SSH_AUTH_SOCK" && !strings.HasPrefix(v, "$") {
+		f, err := x.path(found["IdentityAgent"][0], identityTokens)
+		if err != nil {
+			return fmt.Errorf("inventory: %s: IdentityAgent: %w", src, err)
+		}
+		s.IdentityAgent = f[0]
+	}
+	return nil
+}
+
+func (s *Settings) fillKnownHosts(found map[string][]value, x *expander) error {
+	var err error
+	if s.UserKnownHostsFiles, err = x.files(found, "UserKnownHostsFile", identityTokens,
 		"~/.ssh/known_hosts", "~/.ssh/known_hosts2"); err != nil {
 		return err
 	}
-	if s.GlobalKnownHostsFiles, err = x.files(found, "GlobalKnownHostsFile", "",
-		"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"); err != nil {
-		return err
-	}
+	s.GlobalKnownHostsFiles, err = x.files(found, "GlobalKnownHostsFile", "",
+		"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+	return err
+}
 
+func (s *Settings) fillStrictHostKeyChecking(found map[string][]value, _ *expander) error {
 	s.StrictHostKeyChecking = "ask"
-	if v, src, err = one(found, "StrictHostKeyChecking"); err != nil {
+	v, src, err := one(found, "StrictHostKeyChecking")
+	if err != nil || v == "" {
 		return err
-	} else if v != "" {
-		switch v = strings.ToLower(v); v {
-		case "yes", "no", "ask", "accept-new", "off":
-			s.StrictHostKeyChecking = v
-		default:
-			return fmt.Errorf("inventory: %s: StrictHostKeyChecking: want yes, no, ask, accept-new or off", src)
-		}
 	}
+	switch v = strings.ToLower(v); v {
+	case "yes", "no", "ask", "accept-new", "off":
+		s.StrictHostKeyChecking = v
+		return nil
+	}
+	return fmt.Errorf("inventory: %s: StrictHostKeyChecking: want yes, no, ask, accept-new or off", src)
+}
+
+func (s *Settings) fillConnectTimeout(found map[string][]value, _ *expander) error {
 	s.ConnectTimeout = DefaultConnectTimeout
-	if v, src, err = one(found, "ConnectTimeout"); err != nil {
+	v, src, err := one(found, "ConnectTimeout")
+	if err != nil || v == "" || v == "none" {
 		return err
-	} else if v != "" && v != "none" {
-		d, err := convtime(v)
-		if err != nil {
-			return fmt.Errorf("inventory: %s: ConnectTimeout: %w", src, err)
-		}
-		if d > 0 {
-			s.ConnectTimeout = d
-		}
+	}
+	d, err := convtime(v)
+	if err != nil {
+		return fmt.Errorf("inventory: %s: ConnectTimeout: %w", src, err)
+	}
+	if d > 0 {
+		s.ConnectTimeout = d
 	}
 	return nil
 }

@@ -58,98 +58,135 @@ type fileIdentity struct {
 // loadIdentities reads the Target's keys, certificates and agent, in the
 // order they are offered: for each IdentityFiles entry its certificates
 // then the key itself (from the file, or from the agent when the file is
-// encrypted or holds only a public key), then - unless IdentitiesOnly -
-// the agent's other keys. It never fails: what cannot be used is skipped,
-// with a warning when OpenSSH would give one.
+// encrypted or holds only a public key), then certificates for keys only
+// the agent holds, then - unless IdentitiesOnly - the agent's other keys.
+// It never fails: what cannot be used is skipped, with a warning when
+// OpenSSH would give one.
 func loadIdentities(ctx context.Context, t Target, warn func(string)) *identities {
-	peer := t.peer()
-	ids := &identities{}
-	var agentSigners []ssh.Signer
-	if path := t.agentPath(); path != "" {
-		d := net.Dialer{Timeout: t.connectTimeout()}
-		conn, err := d.DialContext(ctx, "unix", path)
-		if err == nil {
-			agentSigners, err = agent.NewClient(conn).Signers()
-			ids.agent = conn
-		}
-		if err != nil {
-			warn(fmt.Sprintf("peer %s: agent %s: %v: not used", peer, path, err))
-			agentSigners = nil
-		}
-	}
-	findAgent := func(pub ssh.PublicKey) ssh.Signer {
-		for _, s := range agentSigners {
-			if sameKey(s.PublicKey(), pub) {
-				return s
-			}
-		}
-		return nil
-	}
-
-	var certs []*ssh.Certificate
-	for _, path := range t.CertificateFiles {
-		if c := readCert(path, peer, warn); c != nil {
-			certs = append(certs, c)
-		}
-	}
-
-	seen := map[string]bool{}
-	add := func(s ssh.Signer, note string) {
-		k := string(s.PublicKey().Marshal())
-		if !seen[k] {
-			seen[k] = true
-			ids.signers = append(ids.signers, s)
-			ids.notes = append(ids.notes, note)
-		}
-	}
-	used := make([]bool, len(certs))
+	l := &idLoader{peer: t.peer(), warn: warn, ids: &identities{}, seen: map[string]bool{}}
+	l.dialAgent(ctx, t)
+	l.readCerts(t.CertificateFiles)
 	for _, path := range t.IdentityFiles {
-		id := readIdentity(path, peer, warn)
-		signer, note := id.signer, path
-		if signer == nil && id.pub != nil {
-			if signer = findAgent(id.pub); signer != nil {
-				note = path + " (agent)"
-			}
-		}
-		if signer == nil {
-			if id.encrypted {
-				why := "no agent is available"
-				if len(agentSigners) > 0 {
-					why = "the agent does not hold it"
-				}
-				warn(fmt.Sprintf("peer %s: key %s is encrypted and %s: skipped", peer, path, why))
-				ids.skipped = append(ids.skipped, path+" (encrypted)")
-			}
-			continue
-		}
-		if c := readCert(path+"-cert.pub", peer, warn); c != nil {
-			addCert(c, signer, path+"-cert.pub", peer, warn, add)
-		}
-		for i, c := range certs {
-			if sameKey(c.Key, signer.PublicKey()) {
-				used[i] = true
-				addCert(c, signer, t.CertificateFiles[i], peer, warn, add)
-			}
-		}
-		add(signer, note)
+		l.addIdentityFile(path)
 	}
-	// Certificates for keys only the agent holds.
-	for i, c := range certs {
-		if used[i] {
-			continue
-		}
-		if s := findAgent(c.Key); s != nil {
-			addCert(c, s, t.CertificateFiles[i]+" (agent)", peer, warn, add)
-			continue
-		}
-		warn(fmt.Sprintf("peer %s: certificate %s: no key for it: skipped", peer, t.CertificateFiles[i]))
-	}
+	l.addAgentCerts()
 	if !t.IdentitiesOnly {
-		for _, s := range agentSigners {
-			add(s, "agent key "+ssh.FingerprintSHA256(s.PublicKey()))
+		for _, s := range l.agent {
+			l.add(s, "agent key "+ssh.FingerprintSHA256(s.PublicKey()))
 		}
 	}
-	return ids
+	return l.ids
+}
+
+// idLoader collects the identities of one Target.
+type idLoader struct {
+	peer  string
+	warn  func(string)
+	ids   *identities
+	agent []ssh.Signer // the agent's keys
+
+	certs     []*ssh.Certificate // from CertificateFiles
+	certPaths []string
+	certUsed  []bool // offered with a key from IdentityFiles
+
+	seen map[string]bool // public keys already offered
+}
+
+// dialAgent connects to the agent, if the Target names one, and lists its
+// keys. An agent that cannot be reached is a warning.
+func (l *idLoader) dialAgent(ctx context.Context, t Target) {
+	path := t.agentPath()
+	if path == "" {
+		return
+	}
+	d := net.Dialer{Timeout: t.connectTimeout()}
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err == nil {
+		l.ids.agent = conn
+		l.agent, err = agent.NewClient(conn).Signers()
+	}
+	if err != nil {
+		l.warn(fmt.Sprintf("peer %s: agent %s: %v: not used", l.peer, path, err))
+		l.agent = nil
+	}
+}
+
+// agentKey returns the agent's signer for pub, or nil.
+func (l *idLoader) agentKey(pub ssh.PublicKey) ssh.Signer {
+	for _, s := range l.agent {
+		if sameKey(s.PublicKey(), pub) {
+			return s
+		}
+	}
+	return nil
+}
+
+func (l *idLoader) readCerts(paths []string) {
+	for _, path := range paths {
+		if c := readCert(path, l.peer, l.warn); c != nil {
+			l.certs = append(l.certs, c)
+			l.certPaths = append(l.certPaths, path)
+		}
+	}
+	l.certUsed = make([]bool, len(l.certs))
+}
+
+// add offers s, once per public key.
+func (l *idLoader) add(s ssh.Signer, note string) {
+	k := string(s.PublicKey().Marshal())
+	if !l.seen[k] {
+		l.seen[k] = true
+		l.ids.signers = append(l.ids.signers, s)
+		l.ids.notes = append(l.ids.notes, note)
+	}
+}
+
+// addIdentityFile offers one IdentityFiles entry: its PATH-cert.pub and the
+// configured certificates for its key, then the key itself.
+func (l *idLoader) addIdentityFile(path string) {
+	id := readIdentity(path, l.peer, l.warn)
+	signer, note := id.signer, path
+	if signer == nil && id.pub != nil {
+		if signer = l.agentKey(id.pub); signer != nil {
+			note = path + " (agent)"
+		}
+	}
+	if signer == nil {
+		if id.encrypted {
+			why := "no agent is available"
+			if len(l.agent) > 0 {
+				why = "the agent does not hold it"
+			}
+			l.warn(fmt.Sprintf("peer %s: key %s is encrypted and %s: skipped", l.peer, path, why))
+			l.ids.skipped = append(l.ids.skipped, path+" (encrypted)")
+		}
+		return
+	}
+	if c := readCert(path+"-cert.pub", l.peer, l.warn); c != nil {
+		addCert(c, signer, path+"-cert.pub", l.peer, l.warn, l.add)
+	}
+	for i, c := range l.certs {
+		if sameKey(c.Key, signer.PublicKey()) {
+			l.certUsed[i] = true
+			addCert(c, signer, l.certPaths[i], l.peer, l.warn, l.add)
+		}
+	}
+	l.add(signer, note)
+}
+
+// addAgentCerts offers the configured certificates whose keys only the
+// agent holds.
+func (l *idLoader) addAgentCerts() {
+	for i, c := range l.certs {
+		if l.certUsed[i] {
+			continue
+		}
+		if s := l.agentKey(c.Key); s != nil {
+			addCert(c, s, l.certPaths[i]+" (agent)", l.peer, l.warn, l.add)
+			continue
+		}
+		l.warn(fmt.Sprintf("peer %s: certificate %s: no key for it: skipped", l.peer, l.certPaths[i]))
+	}
 }
 
 func addCert(c *ssh.Certificate, s ssh.Signer, path, peer string, warn func(string), add func(ssh.Signer, string)) {

@@ -300,20 +300,49 @@ func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
 	if c.Timeout <= 0 {
 		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
 	}
-	inv, err := loadInventory(g)
+	t, file, err := c.target(env, g)
 	if err != nil {
 		return err
 	}
+	key, err := c.fetch(env, g, t)
+	if err != nil {
+		return err
+	}
+	if known, err := c.checkKnown(env, t, key); known || err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "peer:        %s\nhost:        %s\nkey type:    %s\nfingerprint: %s\nfile:        %s\n",
+		c.Name, knownHostsName(t), key.Type(), ssh.FingerprintSHA256(key), file)
+	if err := c.confirm(env, file); err != nil {
+		return err
+	}
+	if err := sshpush.AppendKnownHost(file, sshpush.KnownHostsLine(t, key)); err != nil {
+		return withHint(err, exitFailure, "check that "+filepath.Dir(file)+" is writable, or set UserKnownHostsFile in "+g.Inventory)
+	}
+	printNote(env.Stderr, "added the %s key of peer %s to %s", key.Type(), c.Name, file)
+	if !slices.Contains(t.KnownHostsFiles, file) {
+		printWarning(env.Stderr, "peer %s does not read %s (UserKnownHostsFile none?): set UserKnownHostsFile in %s", c.Name, file, g.Inventory)
+	}
+	return nil
+}
+
+// target resolves the peer, and the known_hosts file a trusted key goes to:
+// the first UserKnownHostsFile of its settings, or ~/.ssh/known_hosts.
+func (c *PeersTrustCmd) target(env *Env, g *Globals) (sshpush.Target, string, error) {
+	inv, err := loadInventory(g)
+	if err != nil {
+		return sshpush.Target{}, "", err
+	}
 	if _, ok := inv.Peer(c.Name); !ok {
-		return errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", c.Name, g.Inventory)
+		return sshpush.Target{}, "", errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", c.Name, g.Inventory)
 	}
 	r, err := newResolver(inv, env.Getenv)
 	if err != nil {
-		return err
+		return sshpush.Target{}, "", err
 	}
 	s, err := r.settings(c.Name)
 	if err != nil {
-		return withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" "+c.Name+"' shows how ssh reads it")
+		return sshpush.Target{}, "", withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" "+c.Name+"' shows how ssh reads it")
 	}
 	t := r.target(s)
 	for _, w := range r.Warnings {
@@ -323,7 +352,11 @@ func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
 	if len(s.UserKnownHostsFiles) > 0 {
 		file = s.UserKnownHostsFiles[0]
 	}
+	return t, file, nil
+}
 
+// fetch gets the host key the peer presents.
+func (c *PeersTrustCmd) fetch(env *Env, g *Globals, t sshpush.Target) (ssh.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
 	key, err := sshpush.FetchHostKey(ctx, t, sshpush.Options{
@@ -336,50 +369,51 @@ func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
 		if class == sshpush.ClassConfig {
 			code = exitConfig
 		}
-		return withHint(err, code, checkHint(class, deliver.Peer{Name: c.Name, Target: t}, err, c.Timeout, g))
+		return nil, withHint(err, code, checkHint(class, deliver.Peer{Name: c.Name, Target: t}, err, c.Timeout, g))
 	}
+	return key, nil
+}
 
+// checkKnown compares the key with known_hosts: already there (nothing to
+// do), revoked or changed (an error, nothing written), or new.
+func (c *PeersTrustCmd) checkKnown(env *Env, t sshpush.Target, key ssh.PublicKey) (known bool, err error) {
 	host := knownHostsName(t)
 	st, err := sshpush.LookupHostKey(t, key)
 	if err != nil {
-		return withHint(err, exitConfig, "fix or remove the known_hosts file named above")
+		return false, withHint(err, exitConfig, "fix or remove the known_hosts file named above")
 	}
 	switch {
 	case st.Revoked != nil:
-		return errorf(exitFailure, "a revoked key is never trusted again; find out why it was revoked",
+		return false, errorf(exitFailure, "a revoked key is never trusted again; find out why it was revoked",
 			"the host key of peer %s (%s %s) is marked @revoked at %s:%d", c.Name, key.Type(), ssh.FingerprintSHA256(key), st.Revoked.Filename, st.Revoked.Line)
 	case st.Known:
 		printNote(env.Stderr, "the %s key of peer %s at %s (%s) is already in known_hosts: nothing to do", key.Type(), c.Name, host, ssh.FingerprintSHA256(key))
-		return nil
+		return true, nil
 	case len(st.Stale) > 0:
 		k := st.Stale[0]
-		return errorf(exitFailure,
+		return false, errorf(exitFailure,
 			fmt.Sprintf("make sure the host was really reinstalled or rekeyed (otherwise someone may be in between), then remove line %d of %s ('ssh-keygen -R %s -f %s') and run 'banpush peers trust %s' again",
 				k.Line, k.Filename, shellQuote(host), shellQuote(k.Filename), c.Name),
 			"the host key of peer %s at %s has changed: the server offers %s %s, but %s:%d holds a different %s key; not adding it",
 			c.Name, host, key.Type(), ssh.FingerprintSHA256(key), k.Filename, k.Line, k.Key.Type())
 	}
+	return false, nil
+}
 
-	fmt.Fprintf(env.Stdout, "peer:        %s\nhost:        %s\nkey type:    %s\nfingerprint: %s\nfile:        %s\n",
-		c.Name, host, key.Type(), ssh.FingerprintSHA256(key), file)
-	if !c.Yes {
-		fmt.Fprintf(env.Stderr, "Add this key to %s? [y/N] ", file)
-		answer, err := readAnswer(env.Stdin)
-		if err != nil {
-			fmt.Fprintln(env.Stderr)
-			return errorf(exitFailure, "run it in a terminal to answer, or pass --yes once you have compared the fingerprint",
-				"no answer on stdin: the key of peer %s was not added", c.Name)
-		}
-		if a := strings.ToLower(answer); a != "y" && a != "yes" {
-			return errorf(exitFailure, "", "refused: the key of peer %s was not added", c.Name)
-		}
+// confirm asks on stdin unless --yes.
+func (c *PeersTrustCmd) confirm(env *Env, file string) error {
+	if c.Yes {
+		return nil
 	}
-	if err := sshpush.AppendKnownHost(file, sshpush.KnownHostsLine(t, key)); err != nil {
-		return withHint(err, exitFailure, "check that "+filepath.Dir(file)+" is writable, or set UserKnownHostsFile in "+g.Inventory)
+	fmt.Fprintf(env.Stderr, "Add this key to %s? [y/N] ", file)
+	answer, err := readAnswer(env.Stdin)
+	if err != nil {
+		fmt.Fprintln(env.Stderr)
+		return errorf(exitFailure, "run it in a terminal to answer, or pass --yes once you have compared the fingerprint",
+			"no answer on stdin: the key of peer %s was not added", c.Name)
 	}
-	printNote(env.Stderr, "added the %s key of peer %s to %s", key.Type(), c.Name, file)
-	if !slices.Contains(t.KnownHostsFiles, file) {
-		printWarning(env.Stderr, "peer %s does not read %s (UserKnownHostsFile none?): set UserKnownHostsFile in %s", c.Name, file, g.Inventory)
+	if a := strings.ToLower(answer); a != "y" && a != "yes" {
+		return errorf(exitFailure, "", "refused: the key of peer %s was not added", c.Name)
 	}
 	return nil
 }
