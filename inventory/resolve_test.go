@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/testenv"
 )
 
 var testLocal = Local{Home: "/home/ban", User: "ban", UID: "1001", HostName: "fw1.example.net"}
@@ -207,12 +209,10 @@ func TestParseLayerRefuses(t *testing.T) {
 // sshG runs `ssh -G -F config name` and returns its output as key -> values.
 func sshG(t *testing.T, config, name string) map[string][]string {
 	t.Helper()
+	testenv.Need(t, testenv.Command("ssh", "openssh-client"))
 	ssh, err := exec.LookPath("ssh")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("needs ssh: %v", err)
-		}
-		t.Skip("needs ssh (OpenSSH client): apt-get install openssh-client")
+		t.Fatal(err)
 	}
 	cmd := exec.Command(ssh, "-G", "-F", config, name)
 	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin"}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/banpush/banpush/sshpush/testenv"
 )
 
 // f2bConfDir makes a private fail2ban configuration: the packaged *.conf
@@ -16,13 +18,7 @@ import (
 // under the names auth.log and received.log.
 func f2bConfDir(t *testing.T, local string) string {
 	t.Helper()
-	if _, err := exec.LookPath("fail2ban-client"); err != nil {
-		msg := "needs fail2ban-client: apt-get install fail2ban"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	testenv.Need(t, testenv.Command("fail2ban-client", "fail2ban"))
 	tmp := t.TempDir()
 	conf := filepath.Join(tmp, "fail2ban")
 	err := filepath.WalkDir("/etc/fail2ban", func(path string, d fs.DirEntry, err error) error {

@@ -8,12 +8,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/testenv"
 )
 
 // The end-to-end test drives contrib/demo/demo.sh, the demo the README
@@ -45,33 +46,18 @@ type e2eHosts struct {
 // runs.
 func e2eRequire(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root (it creates network namespaces and iptables rules)")
-	}
-	for _, c := range []struct{ cmd, pkg string }{
-		{"/usr/sbin/sshd", "openssh-server"},
-		{"ssh-keyscan", "openssh-client"},
-		{"fail2ban-server", "fail2ban"},
-		{"fail2ban-client", "fail2ban"},
-		{"iptables", "iptables"},
-		{"ip", "iproute2"},
-		{"nsenter", "util-linux"},
-		{"unshare", "util-linux"},
-		{"bash", "bash"},
-	} {
-		if _, err := exec.LookPath(c.cmd); err != nil {
-			missing = append(missing, c.cmd+" (apt-get install "+c.pkg+")")
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "end-to-end test needs " + strings.Join(missing, ", ")
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Need(t,
+		testenv.Root("it creates network namespaces and iptables rules"),
+		testenv.Command(testenv.SSHD, "openssh-server"),
+		testenv.Command("ssh-keyscan", "openssh-client"),
+		testenv.Command("fail2ban-server", "fail2ban"),
+		testenv.Command("fail2ban-client", "fail2ban"),
+		testenv.Command("iptables", "iptables"),
+		testenv.Command("ip", "iproute2"),
+		testenv.Command("nsenter", "util-linux"),
+		testenv.Command("unshare", "util-linux"),
+		testenv.Command("bash", "bash"),
+	)
 }
 
 // e2eUp sets up the demo's hosts under fresh namespace names, and tears
@@ -236,6 +222,7 @@ func e2eHasWord(text, word string) bool {
 // an iptables rule on h2 and h3; nothing comes back to h1, and restarting
 // h1's fail2ban does not push its restored ban again.
 func TestEndToEnd(t *testing.T) {
+	testenv.Slow(t)
 	e2eRequire(t)
 	h := e2eUp(t)
 

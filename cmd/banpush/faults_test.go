@@ -40,6 +40,7 @@ import (
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testenv"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
@@ -52,20 +53,6 @@ func faultSize[T any](short, long T) T {
 		return long
 	}
 	return short
-}
-
-// requireRoot skips a test that needs root (to mount), naming why; in CI
-// it fails instead.
-func requireRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	msg := "needs root: " + why
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 // newFleet starts one receiving peer and n pushing hosts named
@@ -174,6 +161,7 @@ func (c *cluster) queued() map[string]int {
 // background sender alone (no flush), which retries it with a backoff
 // capped at 30 s plus jitter.
 func TestFaultsPeerOutage(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	outage := faultSize(10*time.Second, 30*time.Second)
 	n := faultSize(100, 500)
@@ -214,6 +202,7 @@ func TestFaultsPeerOutage(t *testing.T) {
 // was, so its batch in flight is everything queued since: kills that come
 // often make the next batch large.)
 func TestFaultsSenderKilled(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	n := faultSize(300, 1000)
 	const wantKills = 20
@@ -264,6 +253,7 @@ func TestFaultsSenderKilled(t *testing.T) {
 // every address of every push that exited 0, and since no sender was
 // killed, nothing is delivered twice (the bound is zero batches in flight).
 func TestFaultsPushKilled(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	waves := faultSize(25, 100)
 	const perWave, perPush = 8, 64 // 64 addresses: an append of about 5 KiB, over two pages
@@ -369,14 +359,12 @@ func TestFaultsPushKilled(t *testing.T) {
 // another (each line names the host its address came from), and the real
 // fail2ban filter matches every one.
 func TestFaultsContention(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
+	testenv.Need(t, testenv.Command("fail2ban-regex", "fail2ban"))
 	f2bRegex, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		msg := "needs fail2ban-regex: apt-get install fail2ban"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		t.Fatal(err)
 	}
 	const hosts, each = 20, 50
 	recv, fleet := newFleet(t, hosts, "host")
@@ -480,6 +468,7 @@ func runFail2banRegex(t *testing.T, prog, log string) (matched, missed int) {
 // (whose push --wait succeeds during the flood), and its log grows by no
 // more than that.
 func TestFaultsFlood(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	offered := faultSize(20000, 100000)
 	batch := faultSize(5000, 10000)
@@ -583,8 +572,9 @@ func TestFaultsFlood(t *testing.T) {
 // reports the peer busy and exits 3, the bans stay queued, the log has no
 // partial line, and flush delivers them once the problem is fixed.
 func TestFaultsLogUnwritable(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
-	requireRoot(t, "mounts a tmpfs and a read-only bind mount")
+	testenv.Need(t, testenv.Root("mounts a tmpfs and a read-only bind mount"))
 	tests := []struct {
 		name  string
 		brake func(t *testing.T, dir, log string) (fix func())
@@ -758,6 +748,7 @@ func readOnlyFile(t *testing.T, _, log string) func() {
 // read the damage, says it skipped damaged lines and delivers every readable
 // record; later pushes are delivered.
 func TestFaultsSpoolCorrupt(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	c := newCluster(t, 2)
 	for _, p := range c.peers {
@@ -838,6 +829,7 @@ func TestFaultsSpoolCorrupt(t *testing.T) {
 // the cut address - an innocent one - nor anything that is not a whole
 // line. The pusher got no answer, so it sends the batch again.
 func TestFaultsBatchCutShort(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	c := newCluster(t, 1)
 	p := c.peers[0]
@@ -895,6 +887,7 @@ func TestFaultsBatchCutShort(t *testing.T) {
 // the bucket has refilled, and not be dropped as if the peer had refused
 // them for good.
 func TestFaultsRateLimitKeepsQueue(t *testing.T) {
+	testenv.Slow(t)
 	t.Parallel()
 	c := newCluster(t, 1)
 	p := c.peers[0]

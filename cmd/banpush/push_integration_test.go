@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/testenv"
 )
 
 func code(n int) *int { return &n }
@@ -121,6 +123,7 @@ func TestPushPeerDown(t *testing.T) {
 // TestPushBurst: 1000 bans, one push each, reach 10 peers over a few
 // connections per peer rather than one per ban.
 func TestPushBurst(t *testing.T) {
+	testenv.Slow(t)
 	const peers, bans = 10, 1000
 	c := newCluster(t, peers)
 	addrs := docAddrs(0x1000, bans)
@@ -157,6 +160,7 @@ func TestPushBlackholePeer(t *testing.T) {
 // TestSenderKilled: SIGKILL the sender at random moments during 300 bans,
 // then flush: every ban at every peer; duplicates are allowed, loss is not.
 func TestSenderKilled(t *testing.T) {
+	testenv.Slow(t)
 	c := newCluster(t, 3)
 	bans := docAddrs(0x3000, 300)
 	kills := 0

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/testenv"
 )
 
 const filterPath = "../../contrib/fail2ban/filter.d/banpush.conf"
@@ -18,12 +20,10 @@ const filterPath = "../../contrib/fail2ban/filter.d/banpush.conf"
 // filter and returns its matched and missed line counts.
 func fail2banRegex(t *testing.T, log string) (matched, missed int, out []byte) {
 	t.Helper()
+	testenv.Need(t, testenv.Command("fail2ban-regex", "fail2ban"))
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("fail2ban-regex not found; .ci/run installs fail2ban")
-		}
-		t.Skip("needs fail2ban-regex: apt-get install fail2ban")
+		t.Fatal(err)
 	}
 	out, err = exec.Command(bin, "-v", log, filterPath).CombinedOutput()
 	if err != nil {
