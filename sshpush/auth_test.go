@@ -134,7 +134,7 @@ func TestAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startServer(t, serverConfig{authorized: authorized, userCA: userCA.PublicKey()})
-			target := s.target(t, []string{s.knownHostsLine(s.HostKeys[0].PublicKey())}, tt.files...)
+			target := s.target(t, []string{s.KnownHostsLine(s.HostKeys[0].PublicKey())}, tt.files...)
 			target.CertificateFiles = tt.certs
 			target.IdentitiesOnly = tt.identitiesOnly
 			if tt.agentKeys != nil {
@@ -162,7 +162,7 @@ func TestAuth(t *testing.T) {
 					t.Errorf("got warning %q, want it to start with %q", got[i], tt.wantWarn[i])
 				}
 			}
-			if n := s.authAttempts.Load(); tt.wantAttempts != 0 && n != tt.wantAttempts {
+			if n := s.AuthAttempts.Load(); tt.wantAttempts != 0 && n != tt.wantAttempts {
 				t.Errorf("server saw %d keys, want %d", n, tt.wantAttempts)
 			}
 		})

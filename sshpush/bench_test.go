@@ -12,7 +12,7 @@ func benchTarget(b *testing.B) Target {
 	b.Helper()
 	key, signer, _ := keyFile(b, b.TempDir(), "id_ed25519", "")
 	s := startServer(b, serverConfig{authorized: []ssh.PublicKey{signer.PublicKey()}})
-	return s.target(b, []string{s.knownHostsLine(s.HostKeys[0].PublicKey())}, key)
+	return s.target(b, []string{s.KnownHostsLine(s.HostKeys[0].PublicKey())}, key)
 }
 
 // BenchmarkBanWarm measures one batch as a new session on an open

@@ -18,7 +18,7 @@ func okServer(t *testing.T, cfg serverConfig) (*testServer, Target) {
 	key, signer, _ := keyFile(t, t.TempDir(), "id_ed25519", "")
 	cfg.authorized = append(cfg.authorized, signer.PublicKey())
 	s := startServer(t, cfg)
-	return s, s.target(t, []string{s.knownHostsLine(s.HostKeys[0].PublicKey())}, key)
+	return s, s.target(t, []string{s.KnownHostsLine(s.HostKeys[0].PublicKey())}, key)
 }
 
 func TestPingAndBan(t *testing.T) {
@@ -41,7 +41,7 @@ func TestPingAndBan(t *testing.T) {
 	if ack.Accepted != 2 || ack.Refused != 0 {
 		t.Errorf("Ban: got %+v, want accepted 2, refused 0", ack)
 	}
-	if got, _ := s.lastStdin.Load().([]byte); !bytes.Equal(got, batch) {
+	if got := s.LastStdin(); !bytes.Equal(got, batch) {
 		t.Errorf("receiver got stdin %q, want %q", got, batch)
 	}
 	if err := c.Close(); err != nil {
@@ -77,7 +77,7 @@ func TestConcurrentRequests(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if got := s.sessions.Load(); got != n {
+	if got := s.Sessions.Load(); got != n {
 		t.Errorf("got %d sessions, want %d", got, n)
 	}
 }

@@ -50,7 +50,7 @@ func TestHostKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := func(s *testServer, k ssh.Signer) string { return s.knownHostsLine(k.PublicKey()) }
+	line := func(s *testServer, k ssh.Signer) string { return s.KnownHostsLine(k.PublicKey()) }
 	hostPort := func(s *testServer) string { return fmt.Sprintf("[%s]:%d", s.Host, s.Port) }
 	key := func(k ssh.Signer) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k.PublicKey()))) }
 
@@ -181,7 +181,7 @@ func TestHostKeys(t *testing.T) {
 			}
 			// Verification fails the key exchange: the server saw no
 			// authentication attempt and no session.
-			if n := s.authAttempts.Load() + s.sessions.Load(); n != 0 {
+			if n := s.AuthAttempts.Load() + s.Sessions.Load(); n != 0 {
 				t.Errorf("got %d authentication attempts and sessions at the server, want 0", n)
 			}
 		})
@@ -193,7 +193,7 @@ func TestKnownHostsFiles(t *testing.T) {
 	s := startServer(t, serverConfig{authorized: []ssh.PublicKey{signer.PublicKey()}})
 	dir := t.TempDir()
 	user, global := filepath.Join(dir, "user_known_hosts"), filepath.Join(dir, "global_known_hosts")
-	writeFile(t, global, s.knownHostsLine(s.HostKeys[0].PublicKey())+"\n")
+	writeFile(t, global, s.KnownHostsLine(s.HostKeys[0].PublicKey())+"\n")
 
 	target := s.target(t, nil, path)
 	target.KnownHostsFiles = []string{user, global, filepath.Join(dir, "missing")}
@@ -231,7 +231,7 @@ func TestFetchHostKey(t *testing.T) {
 	if !sameKey(got, ed.PublicKey()) {
 		t.Errorf("got a %s key, want the server's ed25519 key", got.Type())
 	}
-	if n := s.authAttempts.Load() + s.sessions.Load(); n != 0 {
+	if n := s.AuthAttempts.Load() + s.Sessions.Load(); n != 0 {
 		t.Errorf("got %d authentication attempts and sessions at the server, want 0", n)
 	}
 

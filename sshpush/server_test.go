@@ -1,33 +1,29 @@
 package sshpush
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/binary"
 	"encoding/pem"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/fakepeer"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// This file holds an in-process SSH server that plays a banpush receiver,
-// and helpers to make keys, certificates, known_hosts files and agents.
+// This file adapts the in-process peer of package fakepeer to these tests,
+// and holds helpers to make keys, certificates, known_hosts files and
+// agents.
 
 // reply is what the test server's handler answers to one request.
 type reply struct {
@@ -35,18 +31,6 @@ type reply struct {
 	status         int
 	signal         string // sent as exit-signal instead of exit-status
 	hang           bool   // never answer
-}
-
-// receiver answers like a banpush receiver named "srv".
-func receiver(cmd string, stdin []byte) reply {
-	switch cmd {
-	case "banpush-v1 ping":
-		return reply{stdout: "banpush-v1 ok peer=srv version=test\n"}
-	case "banpush-v1 ban":
-		n := bytes.Count(stdin, []byte("\n"))
-		return reply{stdout: fmt.Sprintf("banpush-v1 ok accepted=%d refused=0\n", n)}
-	}
-	return reply{stderr: "banpush: error: unknown request\n", status: 64}
 }
 
 type serverConfig struct {
@@ -57,189 +41,27 @@ type serverConfig struct {
 	stall      bool // accept the request, then never read stdin nor answer
 }
 
+// testServer is a fakepeer.Server answering like a banpush receiver named
+// "srv" (fakepeer.Answering), or as serverConfig.handler says.
 type testServer struct {
-	Host     string
-	Port     int
-	HostKeys []ssh.Signer
-
-	authAttempts atomic.Int64 // public keys offered, queries included
-	sessions     atomic.Int64 // session channels opened
-	lastStdin    atomic.Value // []byte
-
-	ln      net.Listener
-	done    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-	handler func(cmd string, stdin []byte) reply
-	stall   bool
+	*fakepeer.Server
 }
 
-// startServer starts an SSH server on 127.0.0.1 that runs cfg.handler for
-// every exec request. It stops when the test ends.
+// startServer starts an in-process SSH server on 127.0.0.1. It stops when
+// the test ends.
 func startServer(t testing.TB, cfg serverConfig) *testServer {
 	t.Helper()
-	if len(cfg.hostKeys) == 0 {
-		cfg.hostKeys = []ssh.Signer{newEd25519(t)}
+	fc := fakepeer.Config{HostKeys: cfg.hostKeys, Authorized: cfg.authorized, UserCA: cfg.userCA}
+	switch {
+	case cfg.stall:
+		fc.Handler = fakepeer.Stall()
+	case cfg.handler != nil:
+		fc.Handler = fakepeer.Replies(func(cmd string, stdin []byte) fakepeer.Reply {
+			r := cfg.handler(cmd, stdin)
+			return fakepeer.Reply{Stdout: r.stdout, Stderr: r.stderr, Exit: fakepeer.Exit{Status: r.status, Signal: r.signal, Hang: r.hang}}
+		})
 	}
-	if cfg.handler == nil {
-		cfg.handler = receiver
-	}
-	s := &testServer{HostKeys: cfg.hostKeys, done: make(chan struct{}), handler: cfg.handler, stall: cfg.stall}
-	checker := &ssh.CertChecker{
-		IsUserAuthority: func(auth ssh.PublicKey) bool { return sameKey(auth, cfg.userCA) },
-		UserKeyFallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			for _, k := range cfg.authorized {
-				if sameKey(k, key) {
-					return &ssh.Permissions{}, nil
-				}
-			}
-			return nil, errors.New("key not authorized")
-		},
-	}
-	sc := &ssh.ServerConfig{
-		PublicKeyCallback: func(c ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			s.authAttempts.Add(1)
-			return checker.Authenticate(c, key)
-		},
-	}
-	for _, k := range cfg.hostKeys {
-		sc.AddHostKey(k)
-	}
-	s.ln = listen(t)
-	s.Host, s.Port = splitAddr(t, s.ln.Addr())
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(c, sc)
-			}()
-		}
-	}()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *testServer) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	close(s.done)
-	s.ln.Close()
-	s.mu.Lock()
-	for _, c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *testServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
-	defer c.Close()
-	_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-	if err != nil {
-		return
-	}
-	go ssh.DiscardRequests(reqs)
-	for nc := range chans {
-		if nc.ChannelType() != "session" {
-			nc.Reject(ssh.UnknownChannelType, "sessions only")
-			continue
-		}
-		ch, chReqs, err := nc.Accept()
-		if err != nil {
-			continue
-		}
-		s.sessions.Add(1)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.session(ch, chReqs)
-		}()
-	}
-}
-
-func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
-	defer ch.Close()
-	for req := range reqs {
-		if req.Type != "exec" {
-			req.Reply(false, nil)
-			continue
-		}
-		var exec struct{ Command string }
-		if err := ssh.Unmarshal(req.Payload, &exec); err != nil {
-			req.Reply(false, nil)
-			return
-		}
-		req.Reply(true, nil)
-		go ssh.DiscardRequests(reqs)
-		if s.stall {
-			<-s.done
-			return
-		}
-		stdin, _ := io.ReadAll(ch)
-		s.lastStdin.Store(stdin)
-		r := s.handler(exec.Command, stdin)
-		if r.hang {
-			<-s.done
-			return
-		}
-		io.WriteString(ch, r.stdout)
-		io.WriteString(ch.Stderr(), r.stderr)
-		if r.signal != "" {
-			ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
-				Signal     string
-				CoreDumped bool
-				Error      string
-				Lang       string
-			}{Signal: r.signal}))
-			return
-		}
-		var status [4]byte
-		binary.BigEndian.PutUint32(status[:], uint32(r.status))
-		ch.SendRequest("exit-status", false, status[:])
-		return
-	}
-}
-
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
-func splitAddr(t testing.TB, a net.Addr) (string, int) {
-	t.Helper()
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return host, p
-}
-
-// knownHostsLine is the plain known_hosts line for the server's key k.
-func (s *testServer) knownHostsLine(k ssh.PublicKey) string {
-	return fmt.Sprintf("[%s]:%d %s", s.Host, s.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))))
+	return &testServer{fakepeer.Start(t, fc)}
 }
 
 // target is a Target for the server with the given key files and
@@ -272,18 +94,7 @@ var (
 	rsaKey  *rsa.PrivateKey
 )
 
-func newEd25519(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newEd25519(t testing.TB) ssh.Signer { return fakepeer.NewSigner(t) }
 
 func newECDSA(t testing.TB) ssh.Signer {
 	t.Helper()
@@ -409,4 +220,27 @@ func dial(t testing.TB, target Target, o Options) *Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func splitAddr(t testing.TB, a net.Addr) (string, int) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, p
 }
