@@ -7,14 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
-)
 
-// flushRequestFile is the file in the spool that asks a lingering sender
-// to stop (banpush flush uses it the same way).
-const flushRequestFile = "flush.request"
+	"github.com/banpush/banpush/sshpush/sender"
+	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/sshdtest"
+)
 
 // rateLimit is given to every receiver: the bench sends thousands of bans
 // from one pusher, far past the default token bucket.
@@ -33,8 +34,8 @@ type bench struct {
 	kh    string   // known_hosts for every peer
 	user  string   // the receiving account's name
 	acct  *account // the receiving account
-	peers []*sshd  // every peer started so far
-	logs  map[*sshd]*banLog
+	peers []*peer  // every peer started so far
+	logs  map[*peer]*banLog
 	addr  addrs
 	rows  []row
 	notes []string
@@ -45,7 +46,7 @@ type setup struct {
 	name      string
 	inventory string
 	spool     string
-	peers     []*sshd // live peers
+	peers     []*peer // live peers
 	scripts   baselines
 	// mastersOpen is set once the ControlMaster connections are open;
 	// masters are their process ids.
@@ -54,7 +55,7 @@ type setup struct {
 }
 
 func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
-	b := &bench{ctx: ctx, cl: cl, o: o, logs: map[*sshd]*banLog{}}
+	b := &bench{ctx: ctx, cl: cl, o: o, logs: map[*peer]*banLog{}}
 	dir, err := os.MkdirTemp("", "banpush-bench-")
 	if err != nil {
 		return nil, err
@@ -76,9 +77,6 @@ func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
 	// Last line of defence, run before the directory is removed: any
 	// process still running from it (a sender, a receiver) is ours.
 	cl.add(func() { stopProcsUnder(dir) })
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // sshd's privilege separation directory
-		return nil, err
-	}
 	if err := b.build(); err != nil {
 		return nil, err
 	}
@@ -132,18 +130,18 @@ func (b *bench) startPeers(n int) error {
 		if err != nil {
 			return fmt.Errorf("banpush authorize: %w", err)
 		}
-		s, err := startSSHD(b.ctx, b.cl, name, dir, string(line))
+		p, err := startPeer(b.cl, name, dir, b.user, string(line))
 		if err != nil {
 			return err
 		}
-		s.banLog = banLog
-		b.logs[s] = newBanLog(banLog)
-		b.peers = append(b.peers, s)
+		p.banLog = banLog
+		b.logs[p] = newBanLog(banLog)
+		b.peers = append(b.peers, p)
 		f, err := os.OpenFile(b.kh, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return err
 		}
-		_, err = f.WriteString(s.knownHostsLine())
+		_, err = f.WriteString(p.KnownHostsLines())
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -157,7 +155,7 @@ func (b *bench) startPeers(n int) error {
 // newSetup writes an inventory of peers (and of a peer that never answers,
 // on deadPort, when it is not 0) and the baseline scripts for the same
 // peers.
-func (b *bench) newSetup(name string, peers []*sshd, deadPort int) (*setup, error) {
+func (b *bench) newSetup(name string, peers []*peer, deadPort int) (*setup, error) {
 	s := &setup{
 		name:      name,
 		inventory: filepath.Join(b.dir, name, "peers"),
@@ -171,8 +169,8 @@ func (b *bench) newSetup(name string, peers []*sshd, deadPort int) (*setup, erro
 	fmt.Fprintf(&inv, "Host *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 5\n\n", b.user, b.key, b.kh)
 	var ports []int
 	for _, p := range peers {
-		fmt.Fprintf(&inv, "Host %s\n  HostName 127.0.0.1\n  Port %d\n\n", p.name, p.port)
-		ports = append(ports, p.port)
+		fmt.Fprintf(&inv, "Host %s\n  HostName %s\n  Port %d\n\n", p.name, p.Host, p.Port)
+		ports = append(ports, p.Port)
 	}
 	if deadPort != 0 {
 		fmt.Fprintf(&inv, "Host dead\n  HostName 127.0.0.1\n  Port %d\n\n", deadPort)
@@ -242,28 +240,32 @@ func (b *bench) timeSh(env []string, script, arg string) (wall, cpu time.Duratio
 func (s *setup) senders() []int {
 	var out []int
 	for _, pid := range findProcs("--spool", s.spool) {
-		if len(findArgs(pid, "send")) > 0 {
+		if slices.Contains(sshdtest.Cmdline(pid), "send") {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-// stopSender asks the setup's lingering sender to stop, as flush does, and
-// waits until it has exited, so that the next measurement starts cold.
+// stopSender asks the setup's lingering sender to let go, as flush does
+// (sender.Yield), and waits until it has exited, so that the next
+// measurement starts cold. It asks again while it waits: a sender that has
+// not yet taken the lock is not listening.
 func (b *bench) stopSender(s *setup) error {
 	if len(s.senders()) == 0 {
 		return nil
 	}
-	req := filepath.Join(s.spool, flushRequestFile)
-	if err := os.WriteFile(req, nil, 0o600); err != nil {
+	sp, err := spool.Open(s.spool, spool.Options{})
+	if err != nil {
 		return err
 	}
-	defer os.Remove(req)
 	deadline := time.Now().Add(15 * time.Second)
 	for len(s.senders()) > 0 {
+		if _, err := sender.Yield(sp); err != nil {
+			return err
+		}
 		if time.Now().After(deadline) {
-			return errors.New("a sender did not stop within 15s of a flush request")
+			return errors.New("a sender did not stop within 15s of being asked to let go")
 		}
 		if !sleep(b.ctx, 10*time.Millisecond) {
 			return b.ctx.Err()
@@ -286,7 +288,7 @@ func (b *bench) killSenders(s *setup) {
 }
 
 // waitLogged waits until every peer has every address.
-func (b *bench) waitLogged(peers []*sshd, addrs []string, timeout time.Duration) (time.Time, error) {
+func (b *bench) waitLogged(peers []*peer, addrs []string, timeout time.Duration) (time.Time, error) {
 	poll := time.Millisecond
 	if len(addrs) > 100 || len(peers) > 20 {
 		poll = 5 * time.Millisecond
@@ -294,12 +296,17 @@ func (b *bench) waitLogged(peers []*sshd, addrs []string, timeout time.Duration)
 	return waitLogged(b.ctx, peers, b.logs, addrs, poll, timeout)
 }
 
-func (b *bench) connections(peers []*sshd) int {
+// connections counts the connections the peers' sshd have accepted so far.
+func (b *bench) connections(peers []*peer) (int, error) {
 	n := 0
 	for _, p := range peers {
-		n += p.connections()
+		c, err := p.Connections()
+		if err != nil {
+			return 0, err
+		}
+		n += c
 	}
-	return n
+	return n, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

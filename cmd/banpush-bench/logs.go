@@ -52,7 +52,7 @@ func (l *banLog) update() error {
 
 // waitLogged polls the logs of peers until each has every address in addrs,
 // and returns the moment it saw the last one.
-func waitLogged(ctx context.Context, peers []*sshd, logs map[*sshd]*banLog, addrs []string, poll, timeout time.Duration) (time.Time, error) {
+func waitLogged(ctx context.Context, peers []*peer, logs map[*peer]*banLog, addrs []string, poll, timeout time.Duration) (time.Time, error) {
 	next := make([]int, len(peers)) // per peer: addrs[:next] are all logged
 	deadline := time.Now().Add(timeout)
 	for {

@@ -3,7 +3,8 @@
 // prints a markdown table.
 //
 // It builds banpush as released (CGO_ENABLED=0, -trimpath) into a
-// temporary directory, starts the peers (each its own sshd, host key,
+// temporary directory, starts the peers (each its own sshd, from package
+// sshdtest as in the integration tests, with its own host key,
 // authorized_keys line from 'banpush authorize' and receive log), and runs
 // each scenario for banpush and for the baselines against the same peers
 // and receivers:
@@ -37,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/sshdtest"
 	"github.com/banpush/banpush/sshpush/wire"
 )
 
@@ -93,7 +95,7 @@ func (o *options) check() error {
 	case os.Geteuid() != 0:
 		return errors.New("run as root: sshd must log the pusher in (sudo go run ./cmd/banpush-bench)")
 	}
-	for _, prog := range []string{sshdPath, "ssh", "ssh-keygen", "go", "bash"} {
+	for _, prog := range []string{sshdtest.SSHD, "ssh", "ssh-keygen", "go", "bash"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			return fmt.Errorf("%s not found: apt-get install openssh-server openssh-client bash, and Go", prog)
 		}

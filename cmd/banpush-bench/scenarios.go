@@ -196,7 +196,10 @@ func (b *bench) s3Burst(s *setup) error {
 		return err
 	}
 	ips := b.addr.take(b.o.burst)
-	conns0 := b.connections(s.peers)
+	conns0, err := b.connections(s.peers)
+	if err != nil {
+		return err
+	}
 	var pushes []time.Duration
 	start := time.Now()
 	for _, ip := range ips {
@@ -212,14 +215,20 @@ func (b *bench) s3Burst(s *setup) error {
 		return err
 	}
 	d := at.Sub(start)
-	conns := b.connections(s.peers) - conns0
+	conns, err := b.connections(s.peers)
+	if err != nil {
+		return err
+	}
+	conns -= conns0
 	if err := b.stopSender(s); err != nil {
 		return err
 	}
 
 	k := b.o.burstBaseline
 	bips := b.addr.take(k)
-	conns0 = b.connections(s.peers)
+	if conns0, err = b.connections(s.peers); err != nil {
+		return err
+	}
 	start = time.Now()
 	for _, ip := range bips {
 		if _, _, err := b.runScript(s.scripts.parallel, ip); err != nil {
@@ -232,7 +241,11 @@ func (b *bench) s3Burst(s *setup) error {
 	}
 	scale := float64(len(ips)) / float64(k)
 	bd := time.Duration(float64(bat.Sub(start)) * scale)
-	bconns := int(float64(b.connections(s.peers)-conns0) * scale)
+	bconns, err := b.connections(s.peers)
+	if err != nil {
+		return err
+	}
+	bconns = int(float64(bconns-conns0) * scale)
 	name := fmt.Sprintf("3. burst: %d pushes to %d peers, all %d lines logged", len(ips), len(s.peers), len(ips)*len(s.peers))
 	b.rows = append(b.rows,
 		row{scenario: name, banpush: fmtDur(d), baseline: fmt.Sprintf("parallel ssh %s (%d bans measured x %.0f, extrapolated)", fmtDur(bd), k, scale),

@@ -1,28 +1,34 @@
-// Package sshdtest runs a real OpenSSH sshd on 127.0.0.1 for integration
-// tests, and makes keys and certificates for it.
+// Package sshdtest runs a real OpenSSH sshd on 127.0.0.1, for banpush's
+// integration tests and for banpush-bench, and makes keys and certificates
+// for it.
 //
-// Each Server has its own temporary directory holding its sshd_config, host
-// keys, authorized_keys file, pid file and log. Nothing is read from
-// /etc/ssh/sshd_config or from the user's ~/.ssh, on the server side or on
-// the client side (see SSHArgs). The login user is the user running the
-// test; as root, sshd needs /run/sshd, which Start creates.
+// Launch is the core: it writes a configuration into a directory of the
+// server's own (sshd_config, host keys, authorized_keys, pid file, log),
+// starts sshd on a free 127.0.0.1 port and returns a Daemon whose methods
+// return errors. Start and Server wrap it for tests: they skip or fail
+// through package testenv, fail the test on error and stop the server
+// when the test ends. Nothing is read from /etc/ssh/sshd_config or from
+// the user's ~/.ssh, on the server side or on the client side (see
+// SSHArgs). As root, sshd needs /run/sshd, which Launch creates.
 //
-// The package trusts the test that calls it and the sshd, ssh and
-// ssh-keygen binaries installed on the machine. It is for tests only: it
-// reads the CI environment variable (Require) and reports failures through
-// testing.TB.
+// Stop and Close stop sshd and everything it started: every connection
+// (a child sshd), the login shell it ran and what the shell ran, such as
+// 'banpush receive'. They freeze the listener and then every process below
+// it (SIGSTOP), so that none forks unseen while the tree is collected from
+// /proc, send SIGTERM, and wait until each process has exited; SIGKILL
+// follows after a grace period. Processes are held by pidfd and known by
+// their start time, so that a reused pid is never signalled.
+//
+// The package trusts its caller, the sshd, ssh and ssh-keygen binaries
+// installed on the machine and /proc. It signals no process but sshd and
+// those below it, and listens on and connects to 127.0.0.1 only. Only the
+// test wrappers read the environment (through testenv) and report through
+// testing.TB; the core never prints.
 package sshdtest
 
 import (
 	"bufio"
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -33,49 +39,28 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/testenv"
 	"golang.org/x/crypto/ssh"
 )
 
-// SSHD is the sshd binary the tests run. sshd insists on an absolute path.
-const SSHD = "/usr/sbin/sshd"
+// SSHD is the sshd binary the server runs. sshd insists on an absolute path.
+const SSHD = testenv.SSHD
 
-const installHint = "needs " + SSHD + " and ssh: apt-get install openssh-server openssh-client"
+const (
+	// startTimeout bounds how long a start waits for sshd to listen.
+	startTimeout = 20 * time.Second
+	// freezeTimeout bounds how long Stop waits for the processes it
+	// freezes to stop.
+	freezeTimeout = 5 * time.Second
+	// stopGrace is how long Stop waits after SIGTERM before SIGKILL, and
+	// killTimeout how long it then waits for SIGKILL.
+	stopGrace   = 5 * time.Second
+	killTimeout = 5 * time.Second
+)
 
-// maxLogShown is how much of the end of sshd's log a failed test shows.
-const maxLogShown = 16 << 10
-
-// startTimeout bounds how long Start waits for sshd to listen, and Stop for
-// it to exit.
-const startTimeout = 20 * time.Second
-
-// Require skips the test when sshd, ssh or ssh-keygen is missing, naming the
-// Debian packages to install; when the CI environment variable is set it
-// fails the test instead, so that CI cannot pass by skipping.
-func Require(t testing.TB) {
-	t.Helper()
-	var missing []string
-	if st, err := os.Stat(SSHD); err != nil || st.IsDir() {
-		missing = append(missing, SSHD)
-	}
-	for _, prog := range []string{"ssh", "ssh-keygen"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			missing = append(missing, prog)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := fmt.Sprintf("%s (missing: %s)", installHint, strings.Join(missing, ", "))
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// Config is what a test may choose about its sshd.
+// Config is what a caller may choose about its sshd.
 type Config struct {
 	// AuthorizedKeys is the content of the login user's authorized_keys.
 	AuthorizedKeys string
@@ -86,48 +71,89 @@ type Config struct {
 	// HostKeyTypes lists the host keys to generate: "ed25519" (the
 	// default), "ecdsa", "rsa".
 	HostKeyTypes []string
+	// Dir is the directory for the server's files; it is created if
+	// missing and kept by Close. Empty: Launch makes a new temporary
+	// directory, which Close removes, and Start uses t.TempDir().
+	Dir string
+	// User is the login user; empty means the user running sshd. Another
+	// user (sshd must then run as root) needs to reach authorized_keys:
+	// Launch makes Dir 0711 and authorized_keys 0644, and every directory
+	// above Dir must let the user through.
+	User string
+	// OwnProcessGroup starts sshd in a process group of its own, so that
+	// a Ctrl-C on the terminal reaches the caller only, which can then
+	// stop the server in order.
+	OwnProcessGroup bool
 }
 
-// Server is a private sshd. Its fields are read-only.
-type Server struct {
+// Daemon is a private sshd. Its fields are read-only. Its methods are not
+// safe for concurrent use.
+type Daemon struct {
 	Host     string          // always 127.0.0.1
 	Port     int             // kept across Stop and Start
 	Dir      string          // holds sshd_config, keys, authorized_keys, sshd.log
-	User     string          // the login user: the user running the test
+	User     string          // the login user
 	HostKeys []ssh.PublicKey // in HostKeyTypes order
 
-	t       testing.TB
-	config  string // path of sshd_config
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when cmd has exited
+	config    string      // path of sshd_config
+	logPath   string      // sshd's log, appended to by every run
+	keysMode  os.FileMode // of authorized_keys
+	ownGroup  bool
+	removeDir bool          // Launch made Dir: Close removes it
+	grace     time.Duration // from SIGTERM to SIGKILL in Stop
+	closed    bool
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when cmd has exited
 }
 
-// Start writes a configuration into a new temporary directory, starts sshd
-// on a free 127.0.0.1 port and returns once it listens. The server is
-// stopped when the test ends.
-func Start(t testing.TB, cfg Config) *Server {
-	t.Helper()
-	Require(t)
-	u, err := user.Current()
+// Launch writes a configuration (see Config) and starts sshd on a free
+// 127.0.0.1 port, and returns once it listens. Close stops it.
+func Launch(cfg Config) (*Daemon, error) {
+	cur, err := user.Current()
 	if err != nil {
-		t.Fatalf("sshdtest: current user: %v", err)
+		return nil, fmt.Errorf("sshdtest: current user: %w", err)
+	}
+	login := cur
+	if cfg.User != "" && cfg.User != cur.Username {
+		if login, err = user.Lookup(cfg.User); err != nil {
+			return nil, fmt.Errorf("sshdtest: login user: %w", err)
+		}
+	}
+	d := &Daemon{Host: "127.0.0.1", Dir: cfg.Dir, User: login.Username,
+		keysMode: 0o600, ownGroup: cfg.OwnProcessGroup, grace: stopGrace}
+	if d.Dir == "" {
+		if d.Dir, err = os.MkdirTemp("", "sshdtest-"); err != nil {
+			return nil, fmt.Errorf("sshdtest: %w", err)
+		}
+		d.removeDir = true
+	} else if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sshdtest: %w", err)
+	}
+	if err := d.launch(cfg, login.Uid != cur.Uid); err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	return d, nil
+}
+
+// launch does the rest of Launch, in d.Dir. otherUser is set when the
+// login user is not the user running sshd.
+func (d *Daemon) launch(cfg Config, otherUser bool) error {
+	if otherUser {
+		// sshd reads authorized_keys as the login user.
+		d.keysMode = 0o644
+		if err := os.Chmod(d.Dir, 0o711); err != nil {
+			return fmt.Errorf("sshdtest: %w", err)
+		}
 	}
 	if os.Geteuid() == 0 {
 		// The privilege separation directory; Debian creates it only
 		// when the sshd service starts.
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatalf("sshdtest: %v", err)
+			return fmt.Errorf("sshdtest: %w", err)
 		}
 	}
-	s := &Server{
-		Host: "127.0.0.1",
-		Dir:  t.TempDir(),
-		User: u.Username,
-		t:    t,
-	}
-	s.config = filepath.Join(s.Dir, "sshd_config")
-	s.logPath = filepath.Join(s.Dir, "sshd.log")
+	d.config = filepath.Join(d.Dir, "sshd_config")
+	d.logPath = filepath.Join(d.Dir, "sshd.log")
 
 	types := cfg.HostKeyTypes
 	if len(types) == 0 {
@@ -135,52 +161,47 @@ func Start(t testing.TB, cfg Config) *Server {
 	}
 	var hostKeyPaths []string
 	for _, typ := range types {
-		path := filepath.Join(s.Dir, "ssh_host_"+typ+"_key")
-		pub := writeHostKey(t, typ, path)
-		s.HostKeys = append(s.HostKeys, pub)
+		path := filepath.Join(d.Dir, "ssh_host_"+typ+"_key")
+		pub, err := writeHostKey(typ, path)
+		if err != nil {
+			return err
+		}
+		d.HostKeys = append(d.HostKeys, pub)
 		hostKeyPaths = append(hostKeyPaths, path)
 	}
-	s.SetAuthorizedKeys(cfg.AuthorizedKeys)
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			log := s.Log()
-			if len(log) > maxLogShown {
-				log = "...\n" + log[len(log)-maxLogShown:]
-			}
-			t.Logf("sshd log (%s):\n%s", s.logPath, log)
-		}
-	})
+	if err := d.SetAuthorizedKeys(cfg.AuthorizedKeys); err != nil {
+		return err
+	}
 
 	// Another process may take the port between our probe and sshd's
 	// bind; try a few ports before giving up.
 	for attempt := 0; ; attempt++ {
-		s.Port = freePort(t)
-		s.writeConfig(t, hostKeyPaths, cfg.Extra)
-		err := s.start()
-		if err == nil {
-			return s
+		var err error
+		if d.Port, err = freePort(); err != nil {
+			return err
 		}
-		if !errors.Is(err, errAddrInUse) || attempt == 4 {
-			t.Fatalf("sshdtest: %v", err)
+		if err := d.writeConfig(hostKeyPaths, cfg.Extra); err != nil {
+			return err
+		}
+		err = d.Start()
+		if err == nil || !errors.Is(err, errAddrInUse) || attempt == 4 {
+			return err
 		}
 	}
 }
 
-var errAddrInUse = errors.New("address already in use")
+var errAddrInUse = errors.New("sshdtest: sshd: address already in use")
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
+		return 0, fmt.Errorf("sshdtest: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (s *Server) writeConfig(t testing.TB, hostKeys, extra []string) {
-	t.Helper()
+func (d *Daemon) writeConfig(hostKeys, extra []string) error {
 	var b strings.Builder
 	b.WriteString("# Written by sshdtest; /etc/ssh/sshd_config is not read.\n")
 	// Extra lines first: for most keywords the first value wins. A Match
@@ -193,12 +214,12 @@ func (s *Server) writeConfig(t testing.TB, hostKeys, extra []string) {
 		}
 		b.WriteString(line + "\n")
 	}
-	fmt.Fprintf(&b, "ListenAddress %s:%d\n", s.Host, s.Port)
+	fmt.Fprintf(&b, "ListenAddress %s:%d\n", d.Host, d.Port)
 	for _, k := range hostKeys {
 		fmt.Fprintf(&b, "HostKey %s\n", k)
 	}
-	fmt.Fprintf(&b, "PidFile %s\n", filepath.Join(s.Dir, "sshd.pid"))
-	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", s.AuthorizedKeysPath())
+	fmt.Fprintf(&b, "PidFile %s\n", filepath.Join(d.Dir, "sshd.pid"))
+	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", d.AuthorizedKeysPath())
 	b.WriteString(strings.Join([]string{
 		"LogLevel VERBOSE",
 		"StrictModes no",
@@ -218,195 +239,240 @@ func (s *Server) writeConfig(t testing.TB, hostKeys, extra []string) {
 	for _, line := range match {
 		b.WriteString(line + "\n")
 	}
-	if err := os.WriteFile(s.config, []byte(b.String()), 0o600); err != nil {
-		t.Fatalf("sshdtest: %v", err)
+	if err := os.WriteFile(d.config, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("sshdtest: %w", err)
 	}
+	return nil
 }
 
-// start runs sshd and waits until it listens on s.Port.
-func (s *Server) start() error {
-	if s.cmd != nil {
-		return errors.New("sshd already running")
+// Start starts a stopped server again on the same port, with the same keys
+// and configuration, and returns once it listens.
+func (d *Daemon) Start() error {
+	if d.closed {
+		return errors.New("sshdtest: server closed")
+	}
+	if d.cmd != nil {
+		return errors.New("sshdtest: sshd already running")
 	}
 	// The log file is appended to, so that it covers every run of the
 	// server; remember where this run starts.
-	offset := int64(len(s.readLog()))
-	cmd := exec.Command(SSHD, "-D", "-f", s.config, "-E", s.logPath)
-	cmd.Dir = s.Dir
-	var stderr bytes.Buffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	log, err := d.Log()
+	if err != nil {
 		return err
+	}
+	offset := len(log)
+	cmd := exec.Command(SSHD, "-D", "-f", d.config, "-E", d.logPath)
+	cmd.Dir = d.Dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if d.ownGroup {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("sshdtest: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
 		cmd.Wait()
 		close(done)
 	}()
-	s.cmd, s.done = cmd, done
+	d.cmd, d.done = cmd, done
 
-	listening := fmt.Sprintf("Server listening on %s port %d.", s.Host, s.Port)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(startTimeout)
+	listening := fmt.Sprintf("Server listening on %s port %d.", d.Host, d.Port)
+	deadline := time.Now().Add(startTimeout)
 	for {
-		if log := s.readLog(); int64(len(log)) > offset {
-			if strings.Contains(log[offset:], listening) {
-				return nil
-			}
+		log, err := d.Log()
+		if err != nil {
+			return errors.Join(err, d.Stop())
+		}
+		if len(log) > offset && strings.Contains(log[offset:], listening) {
+			return nil
 		}
 		select {
 		case <-done:
-			s.cmd, s.done = nil, nil
-			log := s.readLog()[offset:]
-			if strings.Contains(log, "Address already in use") {
+			d.cmd, d.done = nil, nil
+			if len(log) < offset {
+				offset = 0
+			}
+			if strings.Contains(log[offset:], "Address already in use") {
 				return errAddrInUse
 			}
-			return fmt.Errorf("sshd exited before listening: %s\n%s%s", cmd.ProcessState, stderr.String(), log)
-		case <-deadline:
-			s.Stop()
-			return fmt.Errorf("sshd did not listen on port %d within %v", s.Port, startTimeout)
-		case <-tick.C:
+			return fmt.Errorf("sshdtest: sshd exited before listening: %s\n%s%s", cmd.ProcessState, out.String(), log[offset:])
+		case <-time.After(pollInterval):
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("sshdtest: sshd did not listen on port %d within %v", d.Port, startTimeout), d.Stop())
 		}
 	}
 }
 
-// Start starts a stopped server again on the same port, with the same keys
-// and configuration.
-func (s *Server) Start() {
-	s.t.Helper()
-	if err := s.start(); err != nil {
-		s.t.Fatalf("sshdtest: %v", err)
+// Stop stops sshd and everything it started (see the package comment), as
+// a machine going down would, and returns once all of it has exited. It
+// does nothing if the server is stopped. The error lists the processes
+// that outlived SIGKILL.
+func (d *Daemon) Stop() error {
+	if d.cmd == nil {
+		return nil
 	}
-}
-
-// Stop stops sshd and every connection it is serving, as a machine going
-// down would. It does nothing if the server is stopped.
-func (s *Server) Stop() {
-	s.t.Helper()
-	if s.cmd == nil {
-		return
+	p, done := d.cmd.Process, d.done
+	d.cmd, d.done = nil, nil
+	exited := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
 	}
-	pid := s.cmd.Process.Pid
-	// Freeze the listener so that it forks no new connection while its
-	// children are collected; each connection is a child (sshd re-executes
-	// itself per connection) that started its own session.
-	s.cmd.Process.Signal(syscall.SIGSTOP)
-	children := childPIDs(pid)
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	s.cmd.Process.Signal(syscall.SIGCONT)
-	for _, c := range children {
-		syscall.Kill(c, syscall.SIGTERM)
+	// Freeze the listener so that it forks no new connection while the
+	// processes below it are collected: each connection is a child
+	// (sshd re-executes itself per connection) that runs the session.
+	p.Signal(syscall.SIGSTOP)
+	deadline := time.Now().Add(freezeTimeout)
+	await(deadline, func() bool {
+		st, err := readProc(p.Pid)
+		return exited() || err != nil || st.State == 'T'
+	})
+	var tree []*member
+	if !exited() { // once reaped, its pid may name another process
+		tree = freeze(p.Pid, deadline)
 	}
-	select {
-	case <-s.done:
-	case <-time.After(startTimeout):
-		s.cmd.Process.Kill()
-		<-s.done
+	defer func() {
+		for _, m := range tree {
+			m.proc.Release()
+		}
+	}()
+	for _, m := range tree {
+		m.signal(syscall.SIGTERM)
 	}
-	s.cmd, s.done = nil, nil
+	p.Signal(syscall.SIGTERM)
+	for _, m := range tree {
+		m.signal(syscall.SIGCONT)
+	}
+	p.Signal(syscall.SIGCONT)
+	allGone := func() bool { return exited() && allOf(tree, (*member).gone) }
+	if await(time.Now().Add(d.grace), allGone) {
+		return nil
+	}
+	for _, m := range tree {
+		m.signal(syscall.SIGKILL)
+	}
+	p.Kill()
+	if await(time.Now().Add(killTimeout), allGone) {
+		return nil
+	}
+	var left []string
+	if !exited() {
+		left = append(left, strconv.Itoa(p.Pid))
+	}
+	for _, m := range tree {
+		if !m.gone() {
+			left = append(left, strconv.Itoa(m.pid))
+		}
+	}
+	return fmt.Errorf("sshdtest: processes %s still running %v after SIGKILL", strings.Join(left, ", "), killTimeout)
 }
 
 // Restart stops the server and starts it again on the same port.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.Start()
+func (d *Daemon) Restart() error {
+	if err := d.Stop(); err != nil {
+		return err
+	}
+	return d.Start()
 }
 
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parens.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, p)
+// Close stops the server for good (see Stop) and removes Dir if Launch
+// made it. Closing a closed server does nothing.
+func (d *Daemon) Close() error {
+	err := d.Stop()
+	d.closed = true
+	if d.removeDir {
+		d.removeDir = false
+		if rerr := os.RemoveAll(d.Dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("sshdtest: %w", rerr))
 		}
 	}
-	return out
+	return err
+}
+
+// Pid is the process id of the listening sshd, or 0 while it is stopped.
+func (d *Daemon) Pid() int {
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
 }
 
 // Addr is "127.0.0.1:PORT".
-func (s *Server) Addr() string {
-	return net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+func (d *Daemon) Addr() string {
+	return net.JoinHostPort(d.Host, strconv.Itoa(d.Port))
 }
 
 // AuthorizedKeysPath is the login user's authorized_keys file.
-func (s *Server) AuthorizedKeysPath() string {
-	return filepath.Join(s.Dir, "authorized_keys")
+func (d *Daemon) AuthorizedKeysPath() string {
+	return filepath.Join(d.Dir, "authorized_keys")
 }
 
 // SetAuthorizedKeys replaces the authorized_keys content. sshd reads it at
 // every login, so the server needs no restart.
-func (s *Server) SetAuthorizedKeys(content string) {
-	s.t.Helper()
-	path := s.AuthorizedKeysPath()
+func (d *Daemon) SetAuthorizedKeys(content string) error {
+	path := d.AuthorizedKeysPath()
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		s.t.Fatalf("sshdtest: %v", err)
+	if err := os.WriteFile(tmp, []byte(content), d.keysMode); err != nil {
+		return fmt.Errorf("sshdtest: %w", err)
+	}
+	// WriteFile leaves the mode of an existing file, and the umask may
+	// have narrowed a new one.
+	if err := os.Chmod(tmp, d.keysMode); err != nil {
+		return fmt.Errorf("sshdtest: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		s.t.Fatalf("sshdtest: %v", err)
+		return fmt.Errorf("sshdtest: %w", err)
 	}
+	return nil
 }
 
 // KnownHostsLines returns one known_hosts line per host key, for
 // "[127.0.0.1]:PORT".
-func (s *Server) KnownHostsLines() string {
+func (d *Daemon) KnownHostsLines() string {
 	var b strings.Builder
-	host := "[" + s.Host + "]:" + strconv.Itoa(s.Port)
-	for _, k := range s.HostKeys {
+	host := "[" + d.Host + "]:" + strconv.Itoa(d.Port)
+	for _, k := range d.HostKeys {
 		fmt.Fprintf(&b, "%s %s", host, ssh.MarshalAuthorizedKey(k))
 	}
 	return b.String()
 }
 
-// KnownHostsFile writes KnownHostsLines to a file in s.Dir and returns its
+// KnownHostsFile writes KnownHostsLines to a file in Dir and returns its
 // path.
-func (s *Server) KnownHostsFile() string {
-	s.t.Helper()
-	path := filepath.Join(s.Dir, "known_hosts")
-	if err := os.WriteFile(path, []byte(s.KnownHostsLines()), 0o600); err != nil {
-		s.t.Fatalf("sshdtest: %v", err)
+func (d *Daemon) KnownHostsFile() (string, error) {
+	path := filepath.Join(d.Dir, "known_hosts")
+	if err := os.WriteFile(path, []byte(d.KnownHostsLines()), 0o600); err != nil {
+		return "", fmt.Errorf("sshdtest: %w", err)
 	}
-	return path
+	return path, nil
 }
 
 // ClientOptions returns options for ssh, scp and sftp that log in to this
-// server as s.User with the key at keyPath only, checking the host key
+// server as User with the key at keyPath only, checking the host key
 // against knownHosts (KnownHostsFile when empty), without reading
 // ~/.ssh/config, ~/.ssh/known_hosts, an agent or a terminal. The host
-// (s.Host) is not included.
+// (Host) is not included.
 //
 // OpenSSH keeps the first value given for an option: put options that must
 // differ before these.
-func (s *Server) ClientOptions(keyPath, knownHosts string) []string {
+func (d *Daemon) ClientOptions(keyPath, knownHosts string) ([]string, error) {
 	if knownHosts == "" {
-		knownHosts = s.KnownHostsFile()
+		var err error
+		if knownHosts, err = d.KnownHostsFile(); err != nil {
+			return nil, err
+		}
 	}
 	return []string{
 		"-F", "/dev/null",
 		"-i", keyPath,
-		"-o", "Port=" + strconv.Itoa(s.Port),
-		"-o", "User=" + s.User,
+		"-o", "Port=" + strconv.Itoa(d.Port),
+		"-o", "User=" + d.User,
 		"-o", "BatchMode=yes",
 		"-o", "IdentitiesOnly=yes",
 		"-o", "IdentityAgent=none",
@@ -419,142 +485,59 @@ func (s *Server) ClientOptions(keyPath, knownHosts string) []string {
 		// About twice as fast as the default sntrup761 hybrid on a
 		// loaded machine; tests that care about the default override it.
 		"-o", "KexAlgorithms=curve25519-sha256",
-	}
+	}, nil
 }
 
 // SSHArgs returns the arguments for ssh to log in to this server (see
 // ClientOptions); append the remote command, if any.
-func (s *Server) SSHArgs(keyPath, knownHosts string) []string {
-	return append(s.ClientOptions(keyPath, knownHosts), s.Host)
+func (d *Daemon) SSHArgs(keyPath, knownHosts string) ([]string, error) {
+	opts, err := d.ClientOptions(keyPath, knownHosts)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, d.Host), nil
 }
 
 // Log returns everything sshd has logged, across restarts.
-func (s *Server) Log() string {
-	return s.readLog()
-}
-
-func (s *Server) readLog() string {
-	b, err := os.ReadFile(s.logPath)
+func (d *Daemon) Log() (string, error) {
+	b, err := os.ReadFile(d.logPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.t.Errorf("sshdtest: %v", err)
+		return string(b), fmt.Errorf("sshdtest: %w", err)
 	}
-	return string(b)
+	return string(b), nil
 }
 
 // Connections counts the TCP connections sshd has accepted, across
 // restarts, whether or not they logged in.
-func (s *Server) Connections() int {
+func (d *Daemon) Connections() (int, error) {
+	log, err := d.Log()
 	n := 0
-	sc := bufio.NewScanner(strings.NewReader(s.readLog()))
+	sc := bufio.NewScanner(strings.NewReader(log))
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "Connection from ") {
 			n++
 		}
 	}
-	return n
+	return n, err
 }
 
 // WaitLog waits until the part of sshd's log after byte offset since
-// contains substr, or fails the test after timeout. Take since from
-// len(s.Log()) before the step being checked (0 searches the whole log):
-// sshd may log after the client has gone.
-func (s *Server) WaitLog(since int, substr string, timeout time.Duration) {
-	s.t.Helper()
-	deadline := time.After(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
+// contains substr, for at most timeout. Take since from len(Log()) before
+// the step being checked (0 searches the whole log): sshd may log after
+// the client has gone.
+func (d *Daemon) WaitLog(since int, substr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		if log := s.readLog(); len(log) > since && strings.Contains(log[since:], substr) {
-			return
+		log, err := d.Log()
+		if err != nil {
+			return err
 		}
-		select {
-		case <-deadline:
-			s.t.Fatalf("sshdtest: sshd did not log %q within %v", substr, timeout)
-		case <-tick.C:
+		if len(log) > since && strings.Contains(log[since:], substr) {
+			return nil
 		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sshdtest: sshd did not log %q within %v", substr, timeout)
+		}
+		time.Sleep(pollInterval)
 	}
-}
-
-// writeHostKey makes a host key of type typ, writes its private half to
-// path (mode 0600, as sshd requires) and its public half to path.pub.
-func writeHostKey(t testing.TB, typ, path string) ssh.PublicKey {
-	t.Helper()
-	var key crypto.Signer
-	var err error
-	switch typ {
-	case "ed25519":
-		_, key, err = ed25519.GenerateKey(rand.Reader)
-	case "ecdsa":
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "rsa":
-		key, err = rsa.GenerateKey(rand.Reader, 2048)
-	default:
-		t.Fatalf("sshdtest: unknown host key type %q (want ed25519, ecdsa or rsa)", typ)
-	}
-	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	_, pub := writeKey(t, key, path, "")
-	return pub.PublicKey()
-}
-
-// writeKey writes key in OpenSSH format to path (0600) and its public key
-// to path.pub, and returns a signer for it.
-func writeKey(t testing.TB, key crypto.Signer, path, passphrase string) (string, ssh.Signer) {
-	t.Helper()
-	var block *pem.Block
-	var err error
-	if passphrase == "" {
-		block, err = ssh.MarshalPrivateKey(key, "")
-	} else {
-		block, err = ssh.MarshalPrivateKeyWithPassphrase(key, "", []byte(passphrase))
-	}
-	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	signer, err := ssh.NewSignerFromSigner(key)
-	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	pubPath := path + ".pub"
-	if err := os.WriteFile(pubPath, ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	return pubPath, signer
-}
-
-// NewKey makes an ed25519 key pair: dir/name (OpenSSH format, mode 0600,
-// encrypted when passphrase is not empty) and dir/name.pub
-// (authorized_keys format). The signer works whatever the passphrase.
-func NewKey(t testing.TB, dir, name, passphrase string) (privPath, pubPath string, signer ssh.Signer) {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
-	privPath = filepath.Join(dir, name)
-	pubPath, signer = writeKey(t, key, privPath, passphrase)
-	return privPath, pubPath, signer
-}
-
-// SignUserCert signs the public key at pubPath with the (unencrypted) CA
-// private key at caPriv, using ssh-keygen, for one principal and a validity
-// from five minutes ago to one hour from now. It returns the certificate's
-// path, which is where ssh looks for it: pubPath with ".pub" replaced by
-// "-cert.pub". Trust the CA with Config.Extra
-// "TrustedUserCAKeys " + caPriv + ".pub".
-func SignUserCert(t testing.TB, caPriv, pubPath, principal string) string {
-	t.Helper()
-	if !strings.HasSuffix(pubPath, ".pub") {
-		t.Fatalf("sshdtest: public key path %q does not end in .pub", pubPath)
-	}
-	out, err := exec.Command("ssh-keygen", "-q", "-s", caPriv, "-I", "sshdtest",
-		"-n", principal, "-V", "-5m:+1h", pubPath).CombinedOutput()
-	if err != nil {
-		t.Fatalf("sshdtest: ssh-keygen -s: %v\n%s", err, out)
-	}
-	return strings.TrimSuffix(pubPath, ".pub") + "-cert.pub"
 }
