@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/sshdtest"
 )
 
 // proc is a process as /proc shows it.
@@ -24,33 +22,10 @@ type proc struct {
 }
 
 // findProcs lists the live processes, other than this one, that match.
-// Zombies have no arguments and never match.
 func findProcs(match func(p proc) bool) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(cmdline) == 0 {
-			continue
-		}
-		environ, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
-		p := proc{pid: pid, args: nulSplit(cmdline), environ: nulSplit(environ)}
-		if match(p) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-func nulSplit(b []byte) []string {
-	if len(b) == 0 {
-		return nil
-	}
-	return strings.Split(string(bytes.TrimSuffix(b, []byte{0})), "\x00")
+	return sshdtest.FindProcs(func(pid int, args []string) bool {
+		return match(proc{pid: pid, args: args, environ: sshdtest.Environ(pid)})
+	})
 }
 
 // flagIs reports whether args hold flag followed by value.

@@ -13,7 +13,6 @@
 package testenv
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -104,6 +103,6 @@ func NeedAll(t testing.TB, groups ...[]Requirement) {
 func Slow(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip(fmt.Sprintf("%s: full tier only (runs without -short)", t.Name()))
+		t.Skipf("%s: full tier only (runs without -short)", t.Name())
 	}
 }
