@@ -53,7 +53,8 @@ func LogPath(dir string) string { return filepath.Join(dir, logName) }
 
 // Printf logs one message.
 func (l *Log) Printf(format string, args ...any) {
-	msg := oneLine(fmt.Sprintf(format, args...))
+	// One line, whatever an error wrapped into the message.
+	msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, args...))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sys != nil {
@@ -76,14 +77,4 @@ func (l *Log) Close() {
 		l.sys.Close()
 		l.sys = nil
 	}
-}
-
-// oneLine keeps a message on one line, whatever an error wrapped into it.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
 }
