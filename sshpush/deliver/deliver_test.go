@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -280,5 +281,31 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 10 s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestExpiryBounds: the expiry arithmetic holds at the ends of what a
+// record and a queue time can say.
+func TestExpiryBounds(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a := netip.MustParseAddr("203.0.113.60")
+	tests := []struct {
+		name string
+		e    spool.Entry
+		want bool
+	}{
+		{"latest time, longest ban", spool.Entry{Record: record.Record{Addr: a, Time: record.MaxTime, BanTime: record.MaxBanTime}, Queued: now}, false},
+		{"permanent", spool.Entry{Record: record.Record{Addr: a, Time: 1, BanTime: record.Permanent}, Queued: now}, false},
+		{"ended long ago", spool.Entry{Record: record.Record{Addr: a, Time: 1, BanTime: 1}, Queued: now}, true},
+		{"queued at the epoch", spool.Entry{Record: record.Record{Addr: a}, Queued: time.Unix(0, 1)}, true},
+		{"queued in the future", spool.Entry{Record: record.Record{Addr: a}, Queued: time.Unix(0, math.MaxInt64)}, false},
+	}
+	for _, tt := range tests {
+		if got := expired(tt.e, now, DefaultMaxAge); got != tt.want {
+			t.Errorf("%s: expired = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if banEnd(record.Record{BanTime: record.Permanent}) != math.MaxInt64 || banEnd(record.Record{Time: record.MaxTime, BanTime: record.MaxBanTime}) <= record.MaxTime {
+		t.Error("banEnd overflows at its bounds")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"sort"
 	"strconv"
@@ -76,7 +77,7 @@ func parseState(data []byte) map[string]bucket {
 		}
 		t, err1 := strconv.ParseInt(string(f[1]), 10, 64)
 		l, err2 := strconv.ParseInt(string(f[2]), 10, 64)
-		if err1 != nil || err2 != nil || t < 0 {
+		if err1 != nil || err2 != nil || t < 0 || l < 0 {
 			continue
 		}
 		peers[string(f[0])] = bucket{milliTokens: t, last: l}
@@ -84,26 +85,42 @@ func parseState(data []byte) map[string]bucket {
 	return peers
 }
 
-// bucket returns peer's bucket refilled up to now.
+// bucket returns peer's bucket refilled up to now. A peer not in the file
+// starts full; so does one after any gap long enough to fill its bucket,
+// however long (see refill). A clock that went back refills nothing.
 func (s *stateFile) bucket(peer string, now time.Time, burst, perMinute int) bucket {
-	max := int64(burst) * milli
+	limit := int64(burst) * milli
+	t := now.UnixNano()
 	b, ok := s.peers[peer]
 	if !ok {
-		return bucket{milliTokens: max, last: now.UnixNano()}
+		return bucket{milliTokens: limit, last: t}
 	}
-	elapsed := now.UnixNano() - b.last
-	if elapsed > 0 {
-		// Refill in milli-tokens; cap elapsed so the product cannot overflow.
-		if elapsed > int64(24*time.Hour) {
-			elapsed = int64(24 * time.Hour)
-		}
-		b.milliTokens += elapsed * int64(perMinute) * milli / int64(time.Minute)
+	b.milliTokens = min(b.milliTokens, limit) // a damaged file may say more
+	if t > b.last {
+		b.milliTokens = min(limit, b.milliTokens+refill(t-b.last, int64(perMinute), limit))
 	}
-	if b.milliTokens > max {
-		b.milliTokens = max
-	}
-	b.last = now.UnixNano()
+	b.last = t
 	return b
+}
+
+// refill is how many milli-tokens a gap of elapsed nanoseconds adds at
+// perMinute tokens a minute, at most limit: elapsed * perMinute * 1000 /
+// one minute, rounded down, exact for every gap (nanoseconds to centuries)
+// and every rate Config.Check allows, because the product is taken in 128
+// bits.
+func refill(elapsed, perMinute, limit int64) int64 {
+	if elapsed <= 0 || perMinute <= 0 || limit <= 0 {
+		return 0
+	}
+	hi, lo := bits.Mul64(uint64(elapsed), uint64(perMinute)*milli)
+	if hi >= uint64(time.Minute) {
+		return limit // the quotient does not even fit in 64 bits
+	}
+	q, _ := bits.Div64(hi, lo, uint64(time.Minute))
+	if q >= uint64(limit) {
+		return limit
+	}
+	return int64(q)
 }
 
 // take spends one token if there is one.

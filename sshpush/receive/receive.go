@@ -34,6 +34,13 @@ const (
 	DefaultLockTimeout  = 5 * time.Second
 )
 
+// Bounds of the token bucket's settings: far beyond any sensible fleet,
+// and small enough that its arithmetic is exact (see refill).
+const (
+	MaxMaxBurst     = 1 << 30
+	MaxMaxPerMinute = 1 << 30
+)
+
 // LogTag is the fixed text between the timestamp and the address in every
 // log line. The fail2ban filter anchors on it.
 const LogTag = "banpush: ban"
@@ -86,10 +93,10 @@ func (c *Config) Check() error {
 		return &ArgError{Flag: "--peer", Rule: "1 to 64 characters from [A-Za-z0-9._-]"}
 	case c.LogPath == "" || c.LogPath[0] != '/':
 		return &ArgError{Flag: "--log", Rule: "an absolute path"}
-	case c.MaxBurst < 1:
-		return &ArgError{Flag: "--max-burst", Rule: "at least 1"}
-	case c.MaxPerMinute < 0:
-		return &ArgError{Flag: "--max-per-minute", Rule: "zero or more"}
+	case c.MaxBurst < 1 || c.MaxBurst > MaxMaxBurst:
+		return &ArgError{Flag: "--max-burst", Rule: "from 1 to " + strconv.Itoa(MaxMaxBurst)}
+	case c.MaxPerMinute < 0 || c.MaxPerMinute > MaxMaxPerMinute:
+		return &ArgError{Flag: "--max-per-minute", Rule: "from 0 to " + strconv.Itoa(MaxMaxPerMinute)}
 	}
 	return nil
 }
