@@ -21,6 +21,8 @@ import (
 // LOG.state, one line per peer: "NAME MILLITOKENS UNIXNANOS". The same file
 // is the lock that serializes receivers of one log: it is locked before the
 // bucket is read and unlocked after the log is written and the bucket saved.
+// Only the receiving account may open it (0600, enforced at every open), so
+// nobody else can hold that lock.
 // The file is rewritten in place, because replacing it would break the lock
 // of a receiver waiting on the old inode. A damaged file is not fatal: its
 // unreadable lines are dropped, and those peers start with a full bucket.
@@ -50,9 +52,18 @@ func openState(ctx context.Context, path string) (*stateFile, error) {
 		return nil, fmt.Errorf("opening rate-limit state beside the log: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
 		f.Close()
 		return nil, errors.New("opening rate-limit state: not a regular file")
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		// Others who can open it could hold its lock and stop every
+		// receiver of the log.
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("opening rate-limit state: readable by others and cannot be made private: %w", err)
+		}
 	}
 	if err := fsutil.Lock(ctx, f); err != nil {
 		f.Close()

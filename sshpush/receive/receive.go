@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
@@ -194,7 +193,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	if res.Accepted == 0 {
 		return res, nil
 	}
-	if err := appendLog(lockCtx, cfg.LogPath, buf); err != nil {
+	if err := appendLog(cfg.LogPath, buf); err != nil {
 		return Result{}, &TempError{err}
 	}
 	// The lines are durable; a failure to record the spent tokens only
@@ -236,20 +235,17 @@ func sortRefused(r []Refused) {
 }
 
 // appendLog appends buf to the log with one write and an fsync. The caller
-// holds the state lock, which serializes every receiver of this log. If the
-// write fails part-way, the log is truncated back to its old length so that
-// no torn line is left for fail2ban to read.
-func appendLog(ctx context.Context, path string, buf []byte) error {
+// holds the state lock, which serializes every receiver of this log. The
+// log itself is not locked: its group (adm) may read it, and a lock needs
+// no more than that, so any reader could stop every receiver by holding
+// one. If the write fails part-way, the log is truncated back to its old
+// length so that no torn line is left for fail2ban to read.
+func appendLog(path string, buf []byte) error {
 	f, err := openLog(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	// Writers that do not take the state lock (another banpush version,
-	// a person) are kept apart by a lock on the log itself.
-	if err := fsutil.Lock(ctx, f); err != nil {
-		return fmt.Errorf("locking log: %w", err)
-	}
 	fi, err := f.Stat()
 	if err != nil {
 		return err

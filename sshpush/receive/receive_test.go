@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/sys/unix"
 )
 
 func testConfig(t *testing.T, now *time.Time) Config {
@@ -233,5 +234,56 @@ func TestAppendLogLine(t *testing.T) {
 	want := "2026-01-02T03:04:05-05:00 banpush: ban 2001:db8::1 peer=web1 jail=sshd time=1700000000 bantime=-1\n"
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestLogLockedByReader: a reader of the log (a member of its group adm may
+// open it read-only) who holds a lock on it does not stop the receiver: it
+// used to wait for that lock and give up with nothing written.
+func TestLogLockedByReader(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	cfg.LockTimeout = 200 * time.Millisecond
+	if err := os.WriteFile(cfg.LogPath, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.Open(cfg.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := unix.Flock(int(r.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n"))
+	if err != nil || res.Accepted != 1 {
+		t.Fatalf("with a reader holding the log's lock: %+v, %v; want the record written", res, err)
+	}
+	if n := countLines(t, cfg.LogPath); n != 1 {
+		t.Errorf("log has %d lines, want 1", n)
+	}
+}
+
+// TestStatePrivate: the state file, whose lock serializes receivers, is
+// made private to the receiving account if it was not.
+func TestStatePrivate(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	state := cfg.LogPath + ".state"
+	if err := os.WriteFile(state, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(state, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
 	}
 }
