@@ -91,6 +91,24 @@ func TestReceiveHostile(t *testing.T) {
 		{"connecting peer", ban, "198.51.100.99\n", 0, oneRefused, "refused: address of the connecting peer"},
 		{"connecting peer mapped", ban, "::ffff:198.51.100.99\n", 0, oneRefused, "refused: address of the connecting peer"},
 
+		// IPv6 forms that carry an IPv4 address, and ranges that are not
+		// globally reachable.
+		{"IPv4-compatible loopback", ban, "::127.0.0.1\n", 0, oneRefused, "refused: deprecated IPv4-compatible address"},
+		{"IPv4-compatible loopback, hex", ban, "::7f00:1\n", 0, oneRefused, "refused: deprecated IPv4-compatible address"},
+		{"IPv4-compatible public", ban, "::203.0.113.7\n", 0, oneRefused, "refused: deprecated IPv4-compatible address"},
+		{"NAT64 loopback", ban, "64:ff9b::127.0.0.1\n", 0, oneRefused, "refused: loopback address"},
+		{"NAT64 private", ban, "64:ff9b::a00:1\n", 0, oneRefused, "refused: private address"},
+		{"NAT64 connecting peer", ban, "64:ff9b::198.51.100.99\n", 0, oneRefused, "refused: address of the connecting peer"},
+		{"NAT64 ignore range", ban, "64:ff9b::192.0.2.77\n", 0, oneRefused, "refused: address in an --ignore range"},
+		{"6to4 loopback", ban, "2002:7f00:1::1\n", 0, oneRefused, "refused: loopback address"},
+		{"6to4 private", ban, "2002:c0a8:101::1\n", 0, oneRefused, "refused: private address"},
+		{"6to4 connecting peer", ban, "2002:c633:6463::1\n", 0, oneRefused, "refused: address of the connecting peer"},
+		{"local-use NAT64", ban, "64:ff9b:1::203.0.113.7\n", 0, oneRefused, "refused: special-purpose address, not globally reachable"},
+		{"discard-only", ban, "100::1\n", 0, oneRefused, "refused: special-purpose address, not globally reachable"},
+		{"IETF protocol assignments", ban, "192.0.0.8\n", 0, oneRefused, "refused: special-purpose address, not globally reachable"},
+		{"benchmarking v4", ban, "198.18.0.1\n", 0, oneRefused, "refused: special-purpose address, not globally reachable"},
+		{"benchmarking v6", ban, "2001:2::1\n", 0, oneRefused, "refused: special-purpose address, not globally reachable"},
+
 		// Syntax.
 		{"zone", ban, "fe80::1%eth0\n", 0, oneRefused, "refused: address has a zone"},
 		{"zone with newline", ban, "fe80::1%\nid\n", 0, twoRefused, "line 2: refused: not an IP address"},

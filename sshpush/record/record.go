@@ -68,11 +68,14 @@ const (
 	ErrLinkLocal     Refusal = "link-local address"
 	ErrBroadcast     Refusal = "broadcast address"
 	ErrReserved      Refusal = "reserved address"
+	ErrNotGlobal     Refusal = "special-purpose address, not globally reachable"
+	ErrIPv4Compat    Refusal = "deprecated IPv4-compatible address"
 	ErrPrivate       Refusal = "private address"
 	ErrCGNAT         Refusal = "shared address space (CGNAT)"
 	ErrIgnored       Refusal = "address in an --ignore range"
 	ErrLocal         Refusal = "address of this host"
 	ErrRemote        Refusal = "address of the connecting peer"
+	ErrPeer          Refusal = "address of a peer"
 	ErrRateLimit     Refusal = "rate limit"
 	ErrDuplicateAddr Refusal = "duplicate address in batch"
 )
@@ -213,6 +216,7 @@ func (r Record) String() string { return string(r.AppendText(nil)) }
 type Policy struct {
 	AllowPrivate bool           // accept RFC 1918, RFC 4193 and CGNAT addresses
 	Ignore       []netip.Prefix // never ban these (like fail2ban's ignoreip)
+	Peers        []netip.Prefix // the fleet's own hosts: never banned here
 	Local        []netip.Addr   // this host's own interface addresses
 	Remote       netip.Addr     // the address the SSH connection comes from
 }
@@ -223,12 +227,65 @@ var (
 	class4     = netip.MustParsePrefix("240.0.0.0/4")
 	siteLocal6 = netip.MustParsePrefix("fec0::/10")
 	broadcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+	// IPv6 forms that carry an IPv4 address (RFC 4291, 6052, 3056).
+	ipv4Compat = netip.MustParsePrefix("::/96")
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+
+	// notGlobal are special-purpose ranges of the IANA IPv4 and IPv6
+	// Special-Purpose Address Registries that are not globally reachable
+	// and that the checks above do not cover. Documentation ranges
+	// (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32,
+	// 3fff::/20) are left allowed: they never reach the Internet either,
+	// and tests and examples use them.
+	notGlobal = []netip.Prefix{
+		netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments (RFC 6890)
+		netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking (RFC 2544)
+		netip.MustParsePrefix("64:ff9b:1::/48"), // local-use IPv4/IPv6 translation (RFC 8215)
+		netip.MustParsePrefix("100::/64"),       // discard-only (RFC 6666)
+		netip.MustParsePrefix("2001:2::/48"),    // benchmarking (RFC 5180)
+		netip.MustParsePrefix("5f00::/16"),      // segment routing SIDs (RFC 9602)
+	}
 )
 
 // Check returns nil if a may be banned, or the Refusal that says why not.
-// a must come from ParseAddr (or be unmapped already).
+// a must come from ParseAddr (or be unmapped already). An IPv6 address that
+// carries an IPv4 one (NAT64, 6to4) is checked as that IPv4 address too, so
+// that no address this policy refuses gets banned in another form.
 func (p *Policy) Check(a netip.Addr) error {
 	a = a.Unmap()
+	if err := p.checkRange(a); err != nil {
+		return err
+	}
+	if v4, ok := embeddedIPv4(a); ok {
+		if err := p.Check(v4); err != nil {
+			return err
+		}
+	}
+	for _, pfx := range p.Ignore {
+		if pfx.Contains(a) {
+			return ErrIgnored
+		}
+	}
+	for _, pfx := range p.Peers {
+		if pfx.Contains(a) {
+			return ErrPeer
+		}
+	}
+	for _, l := range p.Local {
+		if l.Unmap() == a {
+			return ErrLocal
+		}
+	}
+	if p.Remote.IsValid() && p.Remote.Unmap() == a {
+		return ErrRemote
+	}
+	return nil
+}
+
+// checkRange refuses the special-purpose ranges.
+func (p *Policy) checkRange(a netip.Addr) error {
 	switch {
 	case !a.IsValid():
 		return ErrBadAddr
@@ -244,25 +301,34 @@ func (p *Policy) Check(a netip.Addr) error {
 		return ErrBroadcast
 	case thisNet.Contains(a), class4.Contains(a), siteLocal6.Contains(a):
 		return ErrReserved
+	case ipv4Compat.Contains(a):
+		return ErrIPv4Compat
 	case !p.AllowPrivate && a.IsPrivate():
 		return ErrPrivate
 	case !p.AllowPrivate && cgnat.Contains(a):
 		return ErrCGNAT
 	}
-	for _, pfx := range p.Ignore {
+	for _, pfx := range notGlobal {
 		if pfx.Contains(a) {
-			return ErrIgnored
+			return ErrNotGlobal
 		}
-	}
-	for _, l := range p.Local {
-		if l.Unmap() == a {
-			return ErrLocal
-		}
-	}
-	if p.Remote.IsValid() && p.Remote.Unmap() == a {
-		return ErrRemote
 	}
 	return nil
+}
+
+// embeddedIPv4 returns the IPv4 address a NAT64 (64:ff9b::/96, its last 32
+// bits) or 6to4 (2002::/16, the 32 bits after the prefix) address carries.
+func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	b := a.As16()
+	switch {
+	case !a.Is6():
+		return netip.Addr{}, false
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
 }
 
 // ParsePrefix parses an --ignore value: a CIDR prefix or a single address.
