@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
@@ -92,6 +95,7 @@ func (c *ReceiveCmd) Run(env *Env) error {
 
 	cfg.Policy.Local = localAddrs()
 	cfg.Policy.Remote = remoteAddr(env.Getenv("SSH_CONNECTION"))
+	cfg.Policy.Peers = peerPrefixes(env)
 	if req == wire.Stream {
 		w := bufio.NewWriter(env.Stdout)
 		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout), w, env.Stderr,
@@ -195,6 +199,28 @@ func localAddrs() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// peerPrefixes reads the addresses in the from= options of the receiving
+// account's own authorized_keys: the fleet's pushers, which no peer may ban
+// here. HOME is the account's home under sshd. A file that cannot be read
+// names no peer.
+func peerPrefixes(env *Env) []netip.Prefix {
+	home := env.Getenv("HOME")
+	if home == "" {
+		u, err := user.Current()
+		if err != nil {
+			return nil
+		}
+		home = u.HomeDir
+	}
+	f, err := os.Open(filepath.Join(home, ".ssh", "authorized_keys"))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, authkeys.MaxFileSize))
+	return authkeys.FromPrefixes(b)
 }
 
 // remoteAddr is the client address from SSH_CONNECTION

@@ -13,6 +13,12 @@ import (
 // SSH_ORIGINAL_COMMAND (unset when nil), SSH_CONNECTION and stdin.
 func runReceive(t *testing.T, request *string, conn string, stdin []byte, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runReceiveHome(t, request, conn, t.TempDir(), stdin, args...)
+}
+
+// runReceiveHome is runReceive for an account whose HOME is home.
+func runReceiveHome(t *testing.T, request *string, conn, home string, stdin []byte, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	env := &Env{
 		Stdin:  bytes.NewReader(stdin),
@@ -24,6 +30,8 @@ func runReceive(t *testing.T, request *string, conn string, stdin []byte, args .
 				return *request
 			case k == "SSH_CONNECTION":
 				return conn
+			case k == "HOME":
+				return home
 			}
 			return ""
 		},
@@ -346,5 +354,28 @@ func TestReceiveSlowBatch(t *testing.T) {
 	}
 	if _, err := os.Stat(log); !os.IsNotExist(err) {
 		t.Errorf("log written: %v", err)
+	}
+}
+
+// TestReceivePeerAddresses: the addresses in the from= options of the
+// receiving account's authorized_keys are the fleet's own hosts, and no
+// peer may ban them here.
+func TestReceivePeerAddresses(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(home, ".ssh", "authorized_keys"),
+		`restrict,from="203.0.113.50,2001:db8:50::/48",command="/usr/bin/banpush receive --peer web1 --log /x" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFrFhEZxFGmBw0CRP/tAvOfqKPPLdAdOMEtLQD/QbvCl banpush-peer=web1`+"\n")
+	log := filepath.Join(t.TempDir(), "received.log")
+	code, stdout, stderr := runReceiveHome(t, ptr("banpush-v1 ban"), "198.51.100.99 40000 192.0.2.1 22", home,
+		[]byte("203.0.113.50\n2001:db8:50::1\n64:ff9b::203.0.113.50\n203.0.113.51\n"), "--peer", "web2", "--log", log)
+	if code != 0 || stdout != "banpush-v1 ok accepted=1 refused=3\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the three peer addresses refused", code, stdout, stderr)
+	}
+	for _, l := range []string{"line 1", "line 2", "line 3"} {
+		if !strings.Contains(stderr, "banpush: "+l+": refused: address of a peer\n") {
+			t.Errorf("stderr %q, want %s refused as the address of a peer", stderr, l)
+		}
 	}
 }

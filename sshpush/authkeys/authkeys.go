@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/banpush/banpush/sshpush/record"
@@ -182,4 +183,42 @@ func Install(content []byte, peer, line string) ([]byte, error) {
 	}
 	out = append(out, lines[end:]...)
 	return []byte(strings.Join(out, "")), nil
+}
+
+// Bounds on what FromPrefixes reads of an authorized_keys file.
+const (
+	MaxFileSize = 1 << 20
+	maxKeyLines = 10000
+)
+
+// FromPrefixes returns the addresses and CIDR prefixes named in the from=
+// options of an authorized_keys file: the hosts whose keys may log in,
+// which for the receiving account are the fleet's pushers. Hostname and
+// wildcard patterns and negations ("!") name no address and are left out.
+// At most MaxFileSize bytes and 10,000 keys are read.
+func FromPrefixes(content []byte) []netip.Prefix {
+	if len(content) > MaxFileSize {
+		content = content[:MaxFileSize]
+	}
+	var out []netip.Prefix
+	rest := content
+	for i := 0; i < maxKeyLines && len(rest) > 0; i++ {
+		_, _, opts, next, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			break
+		}
+		rest = next
+		for _, o := range opts {
+			v, ok := strings.CutPrefix(o, `from="`)
+			if !ok || !strings.HasSuffix(v, `"`) {
+				continue
+			}
+			for _, pat := range strings.Split(strings.TrimSuffix(v, `"`), ",") {
+				if p, err := record.ParsePrefix(pat); err == nil {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
 }

@@ -150,3 +150,22 @@ func TestInstall(t *testing.T) {
 		}
 	}
 }
+
+func TestFromPrefixes(t *testing.T) {
+	content := "# the fleet\n" +
+		`restrict,from="192.0.2.10,2001:db8::/64",command="/usr/bin/banpush receive --peer web1" ` + pub +
+		"\n" + `from="!192.0.2.66,*.example.com,web3.example.com,198.51.100.0/24" ` + pub +
+		"\nnot a key line\n" + pub + "\n" +
+		`cert-authority,from="203.0.113.0/28" ` + pub + "\n"
+	var got []string
+	for _, p := range FromPrefixes([]byte(content)) {
+		got = append(got, p.String())
+	}
+	want := "192.0.2.10/32 2001:db8::/64 198.51.100.0/24 203.0.113.0/28"
+	if strings.Join(got, " ") != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := FromPrefixes([]byte(strings.Repeat("x", MaxFileSize+10))); len(got) != 0 {
+		t.Errorf("garbage: %v", got)
+	}
+}
