@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -623,7 +622,7 @@ func TestFaultsLogUnwritable(t *testing.T) {
 			}
 			// A receiver whose pusher gave up may still be running: let it
 			// finish (and fail) before the problem is fixed.
-			waitReceivers(t, p.log)
+			waitReceivers(t, p)
 			if logNow, _ := os.ReadFile(p.log); !bytes.Equal(logNow, logBefore) {
 				t.Errorf("the failed writes changed the log:\nbefore %q\nafter  %q", logBefore, logNow)
 			}
@@ -658,17 +657,33 @@ func sshExit(t *testing.T, p *peer, key, knownHosts, request string, stdin []byt
 	return 0
 }
 
-// waitReceivers waits until no 'banpush receive' writing to log runs.
-func waitReceivers(t *testing.T, log string) {
+// waitReceivers waits until no receiver that may write to p's log runs:
+// nothing is left below p's sshd (a connection, its shell, a receiver not
+// yet past its exec), and no process outside it runs a receive command
+// line naming the log (a receiver that outlived its connection, as the
+// account's shell runs it or once it has become banpush). A receiver whose
+// pusher gave up can still be starting on a busy machine, and would write
+// its batch once the test has fixed the log.
+func waitReceivers(t *testing.T, p *peer) {
 	t.Helper()
-	receiver := func(p proc) bool { return slices.Contains(p.args, "receive") && flagIs(p.args, "--log", log) }
+	receiver := func(_ int, args []string) bool {
+		cmd := " " + strings.Join(args, " ") + " "
+		return strings.Contains(cmd, " receive ") && strings.Contains(cmd, " --log "+p.log+" ")
+	}
 	for i := 0; ; i++ {
-		pids := findProcs(receiver)
-		if len(pids) == 0 {
+		ps := sshdtest.ReadProcs()
+		var busy []int
+		for _, pid := range ps.Descendants(p.sshd.Pid()) {
+			if ps[pid].State != 'Z' {
+				busy = append(busy, pid)
+			}
+		}
+		busy = append(busy, sshdtest.FindProcs(receiver)...)
+		if len(busy) == 0 {
 			return
 		}
 		if i == 500 {
-			t.Fatalf("receivers of %s still running after 10 s: %v", log, pids)
+			t.Fatalf("receivers of %s still running after 10 s: %v", p.log, busy)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -873,7 +888,7 @@ func TestFaultsBatchCutShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	waitReceivers(t, p.log)
+	waitReceivers(t, p)
 	got := p.logged(t)
 	if got["203.0.113.7"] != 0 {
 		t.Errorf("the receiver banned 203.0.113.7, the first bytes of a record cut short by a dropped connection (the log has %v)", got)
