@@ -100,26 +100,22 @@ func argError(err error) error {
 }
 
 func installLine(env *Env, path, peer, line string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	replaced, err := authkeys.InstallFile(abs, peer, line)
+	switch {
+	case errors.Is(err, fsutil.ErrNotExist):
 		return errorf(exitFailure, "create it first, owned by the receiving account: install -m 600 -o banpush -g banpush /dev/null "+path,
 			"--install %s: no such file", path)
-	}
-	if err != nil {
-		return err
-	}
-	data, err := authkeys.Install(old, peer, line)
-	if err != nil {
+	case errors.Is(err, authkeys.ErrBlock):
 		return errorf(exitFailure, "fix the banpush block of "+path+" by hand, then run again", "%s: %v", path, err)
-	}
-	if err := fsutil.WriteAtomic(path, data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		return err
+	case err != nil:
+		return withHint(err, exitFailure, "give the real path of the file, a plain file of the receiving account; banpush follows no link that another account could change")
 	}
 	verb := "added"
-	if strings.Contains(string(old), "banpush-peer="+peer+"\n") {
+	if replaced {
 		verb = "replaced"
 	}
 	fmt.Fprintf(env.Stderr, "banpush: %s the line for peer %s in %s\n", verb, peer, path)

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 
+	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/crypto/ssh"
 )
@@ -128,6 +130,9 @@ func ShellQuote(a string) (string, error) {
 	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'", nil
 }
 
+// ErrBlock is returned for a banpush block that Install cannot edit safely.
+var ErrBlock = errors.New("authkeys: damaged banpush block")
+
 // Install returns content with line in the banpush block: the peer's
 // previous line (recognized by its banpush-peer= comment) is replaced, or the
 // line is appended to the block, which is created at the end of the file if
@@ -145,7 +150,7 @@ func Install(content []byte, peer, line string) ([]byte, error) {
 		switch strings.TrimRight(l, "\r\n") {
 		case BeginMarker:
 			if begin >= 0 {
-				return nil, errors.New("authkeys: two banpush blocks in the file; merge them by hand")
+				return nil, fmt.Errorf("%w: two banpush blocks in the file; merge them by hand", ErrBlock)
 			}
 			begin = i
 		case EndMarker:
@@ -155,7 +160,7 @@ func Install(content []byte, peer, line string) ([]byte, error) {
 		}
 	}
 	if begin >= 0 && end < 0 {
-		return nil, errors.New("authkeys: banpush block has no end marker; fix the file by hand")
+		return nil, fmt.Errorf("%w: banpush block has no end marker; fix the file by hand", ErrBlock)
 	}
 	var out []string
 	if begin < 0 {
@@ -221,4 +226,34 @@ func FromPrefixes(content []byte) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// InstallFile puts line into the banpush block of the authorized_keys file
+// at path (see Install), and reports whether it replaced that peer's
+// earlier line. The file must exist. Root runs this on a file in a
+// directory the receiving account owns, so nothing that account could
+// change is trusted: the directory is opened without following links it
+// controls, the file is read only if it is a plain file of root or of the
+// directory's owner, and the new file is written, given its owner and mode
+// 0600, and renamed into place through the directory's descriptor
+// (fsutil.OpenDir, Dir.ReadFile, Dir.WriteFile).
+func InstallFile(path, peer, line string) (replaced bool, err error) {
+	d, err := fsutil.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return false, fmt.Errorf("authkeys: %w", err)
+	}
+	defer d.Close()
+	name := filepath.Base(path)
+	old, uid, gid, err := d.ReadFile(name, MaxFileSize)
+	if err != nil {
+		return false, fmt.Errorf("authkeys: %w", err)
+	}
+	data, err := Install(old, peer, line)
+	if err != nil {
+		return false, err
+	}
+	if err := d.WriteFile(name, data, 0o600, uid, gid); err != nil {
+		return false, fmt.Errorf("authkeys: %w", err)
+	}
+	return strings.Contains(string(old), " "+commentPrefix+peer+"\n"), nil
 }

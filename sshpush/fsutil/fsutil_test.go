@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -74,5 +75,52 @@ func TestLockDeadline(t *testing.T) {
 	}
 	if err := Lock(context.Background(), b); err != nil {
 		t.Errorf("Lock after Unlock: %v", err)
+	}
+}
+
+func TestOpenDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "real"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenDir("relative/path"); err == nil {
+		t.Error("a relative path was accepted")
+	}
+	d, err := OpenDir(filepath.Join(dir, "real"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if _, err := OpenDir(filepath.Join(dir, "real", "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing directory: %v", err)
+	}
+	// Links in a directory that is not root's, or that others may write,
+	// are refused; in one of root's closed to others, followed, but not
+	// round in circles.
+	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("loop", filepath.Join(dir, "loop")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenDir(filepath.Join(dir, "link"))
+	_, loopErr := OpenDir(filepath.Join(dir, "loop"))
+	if os.Geteuid() != 0 {
+		if err == nil {
+			t.Error("followed a link in a directory that is not root's")
+		}
+		return
+	}
+	if err != nil {
+		t.Errorf("a link in root's own directory: %v", err)
+	}
+	if !errors.Is(loopErr, syscall.ELOOP) {
+		t.Errorf("a loop of links: %v, want ELOOP", loopErr)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenDir(filepath.Join(dir, "link")); err == nil {
+		t.Error("followed a link in a directory others may write")
 	}
 }
