@@ -27,9 +27,13 @@ var batchReadTimeout = 30 * time.Second
 // maxRefusalsShown caps the refusal lines sent back to the peer per batch.
 const maxRefusalsShown = 100
 
-// A stream ends when its sender is silent for streamIdleTimeout, or after
-// maxStreamBatches batches; the sender then opens another.
-var streamIdleTimeout = 60 * time.Second
+// A stream ends when its sender is silent for streamIdleTimeout, after
+// maxStreamBatches batches, or streamLifetime after it started, whatever
+// the sender does; the sender then opens another.
+var (
+	streamIdleTimeout = 60 * time.Second
+	streamLifetime    = 10 * time.Minute
+)
 
 const maxStreamBatches = 100000
 
@@ -93,12 +97,19 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		return err
 	}
 
+	// At most a few receivers per peer at once: a peer that holds sessions
+	// open gets no more memory and processes here than that.
+	sess, err := receive.AcquireSession(cfg.LogPath, cfg.Peer, receive.DefaultMaxSessions)
+	if err != nil {
+		return receiveError(err)
+	}
+	defer sess.Release()
 	cfg.Policy.Local = localAddrs()
 	cfg.Policy.Remote = remoteAddr(env.Getenv("SSH_CONNECTION"))
 	cfg.Policy.Peers = peerPrefixes(env)
 	if req == wire.Stream {
 		w := bufio.NewWriter(env.Stdout)
-		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout), w, env.Stderr,
+		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout, time.Now().Add(streamLifetime)), w, env.Stderr,
 			receive.StreamLimits{MaxBatches: maxStreamBatches, MaxShown: maxRefusalsShown})
 		if ferr := w.Flush(); err == nil {
 			err = ferr
@@ -121,6 +132,8 @@ func receiveError(err error) error {
 	switch {
 	case errors.Is(err, wire.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(exitData, "", "%v", err)
+	case errors.Is(err, receive.ErrTooManySessions):
+		return errorf(exitTemp, "", "%v (at most %d): nothing read, try again later", err, receive.DefaultMaxSessions)
 	case errors.As(err, &temp):
 		return errorf(exitTemp, "", "%v", err)
 	case err != nil:
@@ -140,26 +153,35 @@ func deadlineReader(r io.Reader, d time.Duration) io.Reader {
 	return f
 }
 
-// idleReader bounds how long each read of stdin may wait: a stream may last
-// long, but not in silence.
-func idleReader(r io.Reader, d time.Duration) io.Reader {
+// idleReader bounds how long each read of stdin may wait, and when the
+// last may end: a stream may last long, but not in silence, and not
+// forever.
+func idleReader(r io.Reader, d time.Duration, until time.Time) io.Reader {
 	f := pollable(r)
-	if f == nil || f.SetReadDeadline(time.Now().Add(d)) != nil {
+	if f == nil || f.SetReadDeadline(earliest(time.Now().Add(d), until)) != nil {
 		return r
 	}
-	return &idleFile{f: f, d: d}
+	return &idleFile{f: f, d: d, until: until}
 }
 
 type idleFile struct {
-	f *os.File
-	d time.Duration
+	f     *os.File
+	d     time.Duration
+	until time.Time
 }
 
 func (i *idleFile) Read(p []byte) (int, error) {
-	if err := i.f.SetReadDeadline(time.Now().Add(i.d)); err != nil {
+	if err := i.f.SetReadDeadline(earliest(time.Now().Add(i.d), i.until)); err != nil {
 		return 0, err
 	}
 	return i.f.Read(p)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // pollable returns stdin as a file that takes deadlines, or nil. Under sshd

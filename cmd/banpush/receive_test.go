@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/receive"
 )
 
 // runReceive runs 'banpush receive' in-process as sshd would, with the given
@@ -377,5 +380,83 @@ func TestReceivePeerAddresses(t *testing.T) {
 		if !strings.Contains(stderr, "banpush: "+l+": refused: address of a peer\n") {
 			t.Errorf("stderr %q, want %s refused as the address of a peer", stderr, l)
 		}
+	}
+}
+
+// TestReceiveTooManySessions: a peer that already runs its share of
+// receivers is told to try again later (75), and nothing is read or
+// written.
+func TestReceiveTooManySessions(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("slots of one process are distinct only with Linux's open file description locks")
+	}
+	log := filepath.Join(t.TempDir(), "received.log")
+	for range receive.DefaultMaxSessions {
+		s, err := receive.AcquireSession(log, "web1", receive.DefaultMaxSessions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Release()
+	}
+	code, stdout, stderr := runReceive(t, ptr("banpush-v1 ban"), "198.51.100.99 40000 192.0.2.1 22", []byte("203.0.113.7\n"),
+		"--peer", "web1", "--log", log)
+	if code != exitTemp || stdout != "" || !strings.Contains(stderr, "too many sessions from this peer at once") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 75 and why", code, stdout, stderr)
+	}
+	if _, err := os.Stat(log); !os.IsNotExist(err) {
+		t.Errorf("log written: %v", err)
+	}
+	code, stdout, _ = runReceive(t, ptr("banpush-v1 ban"), "198.51.100.99 40000 192.0.2.1 22", []byte("203.0.113.7\n"),
+		"--peer", "web2", "--log", log)
+	if code != 0 || !strings.Contains(stdout, "accepted=1") {
+		t.Errorf("another peer: exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestReceiveStreamLifetime: a stream ends at its lifetime, however the
+// sender keeps it alive (here, a byte every 50 ms, well within the idle
+// timeout), after answering the batches it completed.
+func TestReceiveStreamLifetime(t *testing.T) {
+	old := streamLifetime
+	streamLifetime = 300 * time.Millisecond
+	t.Cleanup(func() { streamLifetime = old })
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := w.Write([]byte("203.0.113.7\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				w.Write([]byte("2")) // a record that never ends
+			}
+		}
+	}()
+	log := filepath.Join(t.TempDir(), "received.log")
+	var out, errb bytes.Buffer
+	env := &Env{Stdin: r, Stdout: &out, Stderr: &errb, Now: time.Now, Getenv: func(k string) string {
+		if k == "SSH_ORIGINAL_COMMAND" {
+			return "banpush-v1 stream"
+		}
+		return ""
+	}}
+	done := make(chan int)
+	go func() { done <- Main([]string{"receive", "--peer", "web1", "--log", log}, env) }()
+	select {
+	case code := <-done:
+		if code != 0 || out.String() != "banpush-v1 ok accepted=1 refused=0\n" {
+			t.Errorf("exit %d stdout %q stderr %q, want 0 and the first batch answered", code, out.String(), errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream still runs after 20 s, with a lifetime of 300 ms")
 	}
 }
