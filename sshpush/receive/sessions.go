@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -71,4 +72,14 @@ func (s *Session) Release() {
 		s.f.Close()
 		s.f = nil
 	}
+}
+
+// lockRange takes a write lock on the one byte at off, if it is free.
+func lockRange(f *os.File, off int64) (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: off, Len: 1}
+	err := unix.FcntlFlock(f.Fd(), setlk, &lk)
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		return false, nil
+	}
+	return err == nil, err
 }
