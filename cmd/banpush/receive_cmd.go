@@ -60,13 +60,21 @@ The request comes from SSH_ORIGINAL_COMMAND:
 A record is refused (and reported on stderr by line number, never echoed) when
 it does not parse, or names a loopback, unspecified, multicast, link-local,
 broadcast, reserved, private or CGNAT address (private and CGNAT are allowed
-with --allow-private), an --ignore range, an address of this host, or the
-address the SSH connection comes from; and when the peer's token bucket is
-empty (--max-burst, --max-per-minute).
+with --allow-private), a special-purpose address that is not globally
+reachable, a deprecated IPv4-compatible IPv6 address, an --ignore range, an
+address of this host, the address the SSH connection comes from, or an
+address in a from= option of this account's ~/.ssh/authorized_keys (the
+fleet's own hosts); NAT64 and 6to4 addresses are checked as the IPv4 address
+they carry too. And when the peer's token bucket is empty (--max-burst,
+--max-per-minute).
+
+At most %d receivers of one peer run at once; a stream ends after 60 s of
+silence or 10 minutes, whichever comes first.
 
 Exit status: 0 batch handled; %d unknown request; %d batch refused whole
 (over %d records or 1 MiB, or not sent within 30 s); %d log busy or
-unwritable, nothing written, try again; %d bad arguments in authorized_keys.
+unwritable, or too many sessions of the peer: nothing written, try again;
+%d bad arguments in authorized_keys.
 
 Example (as sshd would run it):
   SSH_ORIGINAL_COMMAND='%s' banpush receive --peer web1 \
@@ -74,6 +82,7 @@ Example (as sshd would run it):
 		wire.Ping, wire.OK+" peer=NAME version=VERSION",
 		wire.Ban, wire.OK+" accepted=N refused=M",
 		wire.Stream,
+		receive.DefaultMaxSessions,
 		exitRequest, exitData, wire.MaxRecords, exitTemp, exitConfig, wire.Ban)
 }
 
