@@ -265,20 +265,31 @@ func TestFaultsPushKilled(t *testing.T) {
 	}
 	var pushes []*push
 	next := 0x7300000
+	// Kill at a random moment up to maxDelay: about twice what a push takes
+	// on this machine now, adjusted after each wave in which every push was
+	// killed, or none was, so that both outcomes occur however loaded the
+	// machine is.
+	start := time.Now()
+	c.run(nil, append([]string{"push", "--"}, docAddrs(next, perPush)...)...)
+	next += perPush
+	maxDelay := 2 * time.Since(start)
 	for w := 0; w < waves; w++ {
 		var wg sync.WaitGroup
+		wave := make([]*push, 0, perWave)
 		for i := 0; i < perWave; i++ {
 			p := &push{addrs: docAddrs(next, perPush)}
 			next += perPush
 			pushes = append(pushes, p)
+			wave = append(wave, p)
 			wg.Add(1)
+			delay := time.Duration(rand.Int64N(int64(maxDelay) + 1))
 			go func() {
 				defer wg.Done()
 				cmd := c.cmd(context.Background(), append([]string{"push", "--"}, p.addrs...)...)
 				if p.err = cmd.Start(); p.err != nil {
 					return
 				}
-				time.Sleep(time.Duration(rand.IntN(12000)) * time.Microsecond)
+				time.Sleep(delay)
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				err := cmd.Wait()
 				p.code = 0
@@ -294,6 +305,17 @@ func TestFaultsPushKilled(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		killedAll, killedNone := true, true
+		for _, p := range wave {
+			killedAll = killedAll && p.code == -1
+			killedNone = killedNone && p.code != -1
+		}
+		switch {
+		case killedAll:
+			maxDelay *= 2
+		case killedNone:
+			maxDelay /= 2
+		}
 	}
 	// The spool must still be readable.
 	c.queued()
@@ -348,8 +370,8 @@ func TestFaultsPushKilled(t *testing.T) {
 			t.Errorf("status: %d still queued for %s after flush", q, peer)
 		}
 	}
-	t.Logf("%d pushes of %d addresses: %d exited 0 (all delivered), %d killed: %d of those were queued whole, %d in part (killed mid-append), %d not at all",
-		len(pushes), perPush, len(done), len(killed), whole, partial, len(killed)-whole-partial)
+	t.Logf("%d pushes of %d addresses: %d exited 0 (all delivered), %d killed: %d of those were queued whole, %d in part (killed mid-append), %d not at all; kills up to %s after the start at the end",
+		len(pushes), perPush, len(done), len(killed), whole, partial, len(killed)-whole-partial, maxDelay)
 }
 
 // TestFaultsContention: 20 hosts, each with its own key and spool, push 50
