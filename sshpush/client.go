@@ -78,7 +78,7 @@ func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) 
 	conn, err := d.DialContext(ctx, "tcp", t.Addr())
 	if err != nil {
 		class := classifyNet(err)
-		if class == ClassTimeout && ctx.Err() == nil {
+		if class == ClassTimeout && !Ended(ctx) {
 			return nil, newError(peer, class, "no TCP connection to %s within %s: %w", t.Addr(), t.connectTimeout(), err)
 		}
 		return nil, newError(peer, class, "cannot connect to %s: %w", t.Addr(), err)
@@ -119,6 +119,17 @@ func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) 
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// Ended reports whether ctx has ended, or its deadline has passed: a dial or
+// a read cut by that deadline can fail a moment before ctx notices, and the
+// failure is the deadline's, not the peer's.
+func Ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // Close closes the connection. Requests still running fail.

@@ -246,3 +246,23 @@ func TestClassOf(t *testing.T) {
 		}
 	}
 }
+
+// lateCtx is a context whose deadline has passed but which has not noticed
+// yet, as a context looks for a moment after its deadline.
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestEnded(t *testing.T) {
+	if Ended(context.Background()) {
+		t.Error("a background context has ended")
+	}
+	if !Ended(lateCtx{context.Background()}) {
+		t.Error("a context past its deadline has not ended")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if !Ended(ctx) {
+		t.Error("a cancelled context has not ended")
+	}
+}

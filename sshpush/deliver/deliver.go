@@ -185,7 +185,7 @@ func (w *worker) run(ctx context.Context) {
 			w.fail(ctx, err)
 			var se *sshpush.Error
 			retry := errors.As(err, &se) && se.Retryable()
-			if !retry || ctx.Err() != nil {
+			if !retry || sshpush.Ended(ctx) {
 				return
 			}
 			w.closeClient()
@@ -429,7 +429,7 @@ func (w *worker) closeStream() {
 // failure that called for the retry is the one worth reporting.
 func (w *worker) fail(ctx context.Context, err error) {
 	w.cfg.Logf("peer %s: %v", w.peer.Name, err)
-	if ctx.Err() != nil && w.res.Err != nil && w.res.Class != sshpush.ClassOK {
+	if sshpush.Ended(ctx) && w.res.Err != nil && w.res.Class != sshpush.ClassOK {
 		return
 	}
 	w.res.Class, w.res.Err = sshpush.ClassOf(err), err

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -307,5 +308,26 @@ func TestExpiryBounds(t *testing.T) {
 	}
 	if banEnd(record.Record{BanTime: record.Permanent}) != math.MaxInt64 || banEnd(record.Record{Time: record.MaxTime, BanTime: record.MaxBanTime}) <= record.MaxTime {
 		t.Error("banEnd overflows at its bounds")
+	}
+}
+
+// lateCtx is a context whose deadline has passed but which has not noticed
+// yet, as a context looks for a moment after its deadline.
+type lateCtx struct{ context.Context }
+
+func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// TestFailKeepsCause: a failure caused by the run's deadline (a dial cut
+// short) does not replace the failure that called for the retry, even when
+// it arrives a moment before the context notices its deadline.
+func TestFailKeepsCause(t *testing.T) {
+	cfg := Config{}
+	cfg.defaults()
+	w := &worker{cfg: &cfg, peer: Peer{Name: "peer1"}, res: &Result{}}
+	busy := &sshpush.Error{Peer: "peer1", Class: sshpush.ClassBusy, Err: errors.New("rate limit")}
+	w.fail(context.Background(), busy)
+	w.fail(lateCtx{context.Background()}, &sshpush.Error{Peer: "peer1", Class: sshpush.ClassTimeout, Err: errors.New("dial tcp: i/o timeout")})
+	if w.res.Class != sshpush.ClassBusy {
+		t.Errorf("class %s, want busy kept", w.res.Class)
 	}
 }
