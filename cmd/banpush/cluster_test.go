@@ -48,6 +48,7 @@ func newCluster(t *testing.T, n int, extraSSHD ...string) *cluster {
 	t.Helper()
 	sshdtest.Require(t)
 	c := &cluster{t: t, bin: banpushBin(t), dir: t.TempDir()}
+	stopProcsAtEnd(t)
 	c.inventory = filepath.Join(c.dir, "peers")
 	c.spool = filepath.Join(c.dir, "spool")
 	c.knownHost = filepath.Join(c.dir, "known_hosts")

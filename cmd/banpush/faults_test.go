@@ -66,6 +66,7 @@ func newFleet(t *testing.T, n int, prefix string) (*peer, []*cluster) {
 	bin := banpushBin(t)
 	recv := &peer{name: "peer1"}
 	recv.log = filepath.Join(t.TempDir(), "received.log")
+	stopProcsAtEnd(t)
 	hosts := make([]*cluster, n)
 	var keys strings.Builder
 	for i := range hosts {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,17 +70,22 @@ func signalProcs(pids []int, match func(proc) bool, sig syscall.Signal) int {
 
 // stopSpoolProcs makes every process that may write into spoolDir exit, and
 // waits for it: a lingering sender is asked to let go (sender.Yield), and
-// whatever still runs after 5 s gets SIGTERM, after 10 s SIGKILL. Tests
-// call it before their temporary directories are removed.
+// whatever still runs after 5 s gets SIGTERM, after 10 s SIGKILL.
 func stopSpoolProcs(spoolDir string) error {
 	if _, err := os.Stat(spoolDir); err != nil {
 		return nil // no spool, no sender
 	}
-	match := usesSpool(spoolDir)
 	s, err := spool.Open(spoolDir, spool.Options{})
 	if err != nil {
 		return err
 	}
+	return stopProcs(usesSpool(spoolDir), func() { sender.Yield(s) }, 5*time.Second)
+}
+
+// stopProcs makes every process that matches exit, and waits until none
+// is left: ask (when not nil) is called while they run; after term they
+// get SIGTERM, after term+5 s SIGKILL, and after term+10 s it gives up.
+func stopProcs(match func(proc) bool, ask func(), term time.Duration) error {
 	start := time.Now()
 	for quiet := 0; quiet < 2; {
 		pids := findProcs(match)
@@ -88,18 +95,60 @@ func stopSpoolProcs(spoolDir string) error {
 			continue
 		}
 		quiet = 0
-		sender.Yield(s)
+		if ask != nil {
+			ask()
+		}
 		switch waited := time.Since(start); {
-		case waited > 15*time.Second:
-			return fmt.Errorf("processes of %s still running after 15 s: %v", spoolDir, pids)
-		case waited > 10*time.Second:
+		case waited > term+10*time.Second:
+			return fmt.Errorf("processes still running after %s: %v", waited.Round(time.Second), pids)
+		case waited > term+5*time.Second:
 			signalProcs(pids, match, syscall.SIGKILL)
-		case waited > 5*time.Second:
+		case waited >= term:
 			signalProcs(pids, match, syscall.SIGTERM)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
+}
+
+// usesDir matches every process that may write under dir: one with an
+// argument naming a path under it (a sender's --spool, a receiver's --log,
+// also inside the -c string of the shell that starts a receiver), or an
+// environment variable that does (a push's BANPUSH_SPOOL, which a sender
+// it forks keeps until its exec).
+func usesDir(dir string) func(proc) bool {
+	prefix := dir + "/"
+	return func(p proc) bool {
+		for _, a := range p.args {
+			if strings.Contains(a, prefix) {
+				return true
+			}
+		}
+		for _, e := range p.environ {
+			if _, v, ok := strings.Cut(e, "="); ok && strings.HasPrefix(v, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// stopProcsAtEnd stops, when the test ends and before its temporary
+// directories are removed, every process that may still write under them:
+// a sender, a push, or a receiver that outlived the connection it served
+// (and so the sshd whose Stop would have waited for it).
+func stopProcsAtEnd(t *testing.T) {
+	t.Helper()
+	root := filepath.Dir(t.TempDir()) // every TempDir of the test is in it
+	t.Cleanup(func() {
+		match := usesDir(root)
+		for _, pid := range findProcs(match) {
+			t.Logf("still running under %s at the end: pid %d: %.200s", root, pid, strings.Join(sshdtest.Cmdline(pid), " "))
+		}
+		if err := stopProcs(match, nil, 0); err != nil {
+			t.Errorf("stopping what runs under %s: %v", root, err)
+		}
+	})
 }
 
 // TestFindProcs: the matching that stopSpoolProcs and killSender rely on.
@@ -125,5 +174,20 @@ func TestFindProcs(t *testing.T) {
 	}
 	if errors.Is(stopSpoolProcs(t.TempDir()+"/none"), os.ErrNotExist) {
 		t.Error("a missing spool is an error")
+	}
+	in := usesDir("/tmp/TestX1")
+	for _, tt := range []struct {
+		p    proc
+		want bool
+	}{
+		{proc{args: []string{"/bin/sh", "-c", "/bin/banpush receive --peer a --log /tmp/TestX1/001/peer1.log"}}, true},
+		{proc{args: []string{"/bin/banpush", "--spool", "/tmp/TestX1/001/spool", "send"}}, true},
+		{proc{args: []string{"/bin/banpush", "push"}, environ: []string{"BANPUSH_SPOOL=/tmp/TestX1/001/spool"}}, true},
+		{proc{args: []string{"/bin/banpush", "--spool", "/tmp/TestX12/001/spool", "send"}}, false},
+		{proc{args: []string{"sshd: root@notty"}}, false},
+	} {
+		if got := in(tt.p); got != tt.want {
+			t.Errorf("usesDir(%+v) = %v, want %v", tt.p, got, tt.want)
+		}
 	}
 }
