@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/banpush/banpush/sshpush/authkeys"
-	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 )
@@ -106,7 +105,7 @@ func installLine(env *Env, path, peer, line string) error {
 	}
 	replaced, err := authkeys.InstallFile(abs, peer, line)
 	switch {
-	case errors.Is(err, fsutil.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist):
 		return errorf(exitFailure, "create it first, owned by the receiving account: install -m 600 -o banpush -g banpush /dev/null "+path,
 			"--install %s: no such file", path)
 	case errors.Is(err, authkeys.ErrBlock):

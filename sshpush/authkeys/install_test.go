@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -94,7 +93,7 @@ func TestInstallFile(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Dir(ak)); len(ents) != 1 {
 		t.Errorf("%d entries in .ssh, want the file alone", len(ents))
 	}
-	if _, err := InstallFile(filepath.Join(filepath.Dir(ak), "missing"), "web1", lineFor(t, "web1")); !errors.Is(err, fsutil.ErrNotExist) {
+	if _, err := InstallFile(filepath.Join(filepath.Dir(ak), "missing"), "web1", lineFor(t, "web1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 }

@@ -113,12 +113,6 @@ func readlinkat(fd int, name string) (string, error) {
 // Close closes the directory.
 func (d *Dir) Close() error { return d.f.Close() }
 
-// Owner is the directory's owner.
-func (d *Dir) Owner() (uid, gid int) { return int(d.st.Uid), int(d.st.Gid) }
-
-// ErrNotExist is returned by ReadFile for a file that is not there.
-var ErrNotExist = os.ErrNotExist
-
 // ReadFile reads the file name in the directory, at most max bytes,
 // without following a symbolic link. It refuses anything but a regular
 // file with one link, owned by root or by the directory's owner: another
@@ -128,7 +122,7 @@ func (d *Dir) ReadFile(name string, max int64) (data []byte, uid, gid int, err e
 	fd, err := unix.Openat(int(d.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return nil, 0, 0, fmt.Errorf("%s/%s: %w", d.path, name, ErrNotExist)
+		return nil, 0, 0, fmt.Errorf("%s/%s: %w", d.path, name, os.ErrNotExist)
 	case errors.Is(err, unix.ELOOP):
 		return nil, 0, 0, fmt.Errorf("%s/%s: is a symbolic link", d.path, name)
 	case err != nil:

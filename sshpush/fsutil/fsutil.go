@@ -64,57 +64,34 @@ func Unlock(f *os.File) error {
 }
 
 // WriteAtomic replaces path with data: it writes a temporary file in the same
-// directory, fsyncs it, renames it over path and fsyncs the directory. A
-// reader sees the old content or the new, never a mix; a crash leaves one of
-// them. perm applies to a new file; an existing file keeps its mode and owner.
+// directory, fsyncs it, renames it over path and fsyncs the directory
+// (Dir.WriteFile). A reader sees the old content or the new, never a mix; a
+// crash leaves one of them. perm applies to a new file; an existing file
+// keeps its mode, owner and group. A symbolic link in path's place is
+// refused. The directory itself is trusted: use OpenDir where another
+// account controls it.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	var owner *syscall.Stat_t
+	uid, gid := os.Geteuid(), os.Getegid()
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("%s: not a regular file", path)
 		}
 		perm = fi.Mode().Perm()
-		owner, _ = fi.Sys().(*syscall.Stat_t)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	f, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if owner != nil && int(owner.Uid) != os.Geteuid() {
-		// Root rewriting another account's file must leave it theirs.
-		if err := f.Chown(int(owner.Uid), int(owner.Gid)); err != nil {
-			return err
-		}
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return SyncDir(dir)
+	d := &Dir{f: f, path: filepath.Clean(dir)}
+	defer d.Close()
+	return d.WriteFile(base, data, perm, uid, gid)
 }
 
 // SyncDir fsyncs a directory, making renames and creations in it durable.
