@@ -85,9 +85,8 @@ func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) 
 	}
 
 	deadline := time.Now().Add(o.HandshakeTimeout)
-	ctxDeadline := false // the context's deadline is the one that applies
 	if cd, ok := ctx.Deadline(); ok && cd.Before(deadline) {
-		deadline, ctxDeadline = cd, true
+		deadline = cd // the context's deadline is the one that applies
 	}
 	conn.SetDeadline(deadline)
 	// A context that ends during the handshake moves the deadline to the
@@ -103,9 +102,7 @@ func handshake(ctx context.Context, t Target, o Options, cfg *ssh.ClientConfig) 
 		switch {
 		case ctx.Err() != nil:
 			return nil, newError(peer, ClassTimeout, "SSH handshake with %s: %w", t.Addr(), ctx.Err())
-		case ctxDeadline && classifyNet(err) == ClassTimeout:
-			// The connection's deadline, which is the context's, can pass
-			// a moment before the context notices.
+		case Ended(ctx) && classifyNet(err) == ClassTimeout:
 			return nil, newError(peer, ClassTimeout, "SSH handshake with %s: %w", t.Addr(), context.DeadlineExceeded)
 		case classifyNet(err) == ClassTimeout:
 			return nil, newError(peer, ClassTimeout, "no SSH handshake with %s within %s: %w", t.Addr(), o.HandshakeTimeout, err)
