@@ -209,21 +209,13 @@ func listeners(peers []*peer) []int {
 	return out
 }
 
-// stopProcsUnder ends, by process id, every process with an argument
-// inside dir: SIGTERM, then SIGKILL after 2 s.
+// stopProcsUnder ends every process with an argument inside dir: SIGTERM,
+// then SIGKILL after 5 s.
 func stopProcsUnder(dir string) {
-	find := func() []int {
-		return sshdtest.FindProcs(func(_ int, args []string) bool {
-			return slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, dir+"/") })
-		})
-	}
-	for _, pid := range find() {
-		syscall.Kill(pid, syscall.SIGTERM)
-	}
-	for i := 0; i < 200 && len(find()) > 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	for _, pid := range find() {
-		syscall.Kill(pid, syscall.SIGKILL)
+	err := sshdtest.StopProcs(func(_ int, args []string) bool {
+		return slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, dir+"/") })
+	}, nil, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "banpush-bench: %v\n", err)
 	}
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,9 +23,7 @@ type proc struct {
 
 // findProcs lists the live processes, other than this one, that match.
 func findProcs(match func(p proc) bool) []int {
-	return sshdtest.FindProcs(func(pid int, args []string) bool {
-		return match(proc{pid: pid, args: args, environ: sshdtest.Environ(pid)})
-	})
+	return sshdtest.FindProcs(procMatch(match))
 }
 
 // flagIs reports whether args hold flag followed by value.
@@ -53,19 +49,12 @@ func usesSpool(spool string) func(proc) bool {
 	}
 }
 
-// signalProcs sends sig to each process that still matches, and returns
-// how many it signalled.
-func signalProcs(pids []int, match func(proc) bool, sig syscall.Signal) int {
-	n := 0
-	for _, pid := range pids {
-		still := func() bool {
-			return slices.Contains(findProcs(func(p proc) bool { return p.pid == pid && match(p) }), pid)
-		}
-		if signalIf(pid, still, sig) {
-			n++
-		}
+// procMatch adapts a proc matcher to sshdtest's, reading the environment
+// only of the processes it looks at.
+func procMatch(match func(proc) bool) func(int, []string) bool {
+	return func(pid int, args []string) bool {
+		return match(proc{pid: pid, args: args, environ: sshdtest.Environ(pid)})
 	}
-	return n
 }
 
 // stopSpoolProcs makes every process that may write into spoolDir exit, and
@@ -79,36 +68,7 @@ func stopSpoolProcs(spoolDir string) error {
 	if err != nil {
 		return err
 	}
-	return stopProcs(usesSpool(spoolDir), func() { sender.Yield(s) }, 5*time.Second)
-}
-
-// stopProcs makes every process that matches exit, and waits until none
-// is left: ask (when not nil) is called while they run; after term they
-// get SIGTERM, after term+5 s SIGKILL, and after term+10 s it gives up.
-func stopProcs(match func(proc) bool, ask func(), term time.Duration) error {
-	start := time.Now()
-	for quiet := 0; quiet < 2; {
-		pids := findProcs(match)
-		if len(pids) == 0 {
-			quiet++ // twice in a row: nothing was between two states
-			time.Sleep(5 * time.Millisecond)
-			continue
-		}
-		quiet = 0
-		if ask != nil {
-			ask()
-		}
-		switch waited := time.Since(start); {
-		case waited > term+10*time.Second:
-			return fmt.Errorf("processes still running after %s: %v", waited.Round(time.Second), pids)
-		case waited > term+5*time.Second:
-			signalProcs(pids, match, syscall.SIGKILL)
-		case waited >= term:
-			signalProcs(pids, match, syscall.SIGTERM)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return nil
+	return sshdtest.StopProcs(procMatch(usesSpool(spoolDir)), func() { sender.Yield(s) }, 5*time.Second)
 }
 
 // usesDir matches every process that may write under dir: one with an
@@ -145,7 +105,7 @@ func stopProcsAtEnd(t *testing.T) {
 		for _, pid := range findProcs(match) {
 			t.Logf("still running under %s at the end: pid %d: %.200s", root, pid, strings.Join(sshdtest.Cmdline(pid), " "))
 		}
-		if err := stopProcs(match, nil, 0); err != nil {
+		if err := sshdtest.StopProcs(procMatch(match), nil, 0); err != nil {
 			t.Errorf("stopping what runs under %s: %v", root, err)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/sshdtest"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -187,8 +188,7 @@ func TestSenderKilled(t *testing.T) {
 
 // killSender SIGKILLs the background sender of c's spool, if one runs.
 func killSender(c *cluster) bool {
-	match := isSender(c.spool)
-	return signalProcs(findProcs(match), match, syscall.SIGKILL) > 0
+	return sshdtest.SignalProcs(procMatch(isSender(c.spool)), syscall.SIGKILL) > 0
 }
 
 // TestPushIdempotent: fail2ban runs a failed actionban a second time, so

@@ -279,3 +279,35 @@ func TestDescendants(t *testing.T) {
 		t.Errorf("got pid %d, start %d for the test itself, want %d and a start time", p.PID, p.Start, self)
 	}
 }
+
+// TestStopProcs: StopProcs ends the processes its matcher selects, and only
+// those, and returns once they are gone.
+func TestStopProcs(t *testing.T) {
+	marker := "sshdtest-stopprocs-" + strconv.Itoa(os.Getpid())
+	start := func() *exec.Cmd {
+		cmd := exec.Command("sh", "-c", "sleep 60; : "+marker)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go cmd.Wait()
+		return cmd
+	}
+	mine, other := start(), exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	match := func(_ int, args []string) bool { return strings.Contains(strings.Join(args, " "), marker) }
+	if got := FindProcs(match); len(got) != 1 || got[0] != mine.Process.Pid {
+		t.Fatalf("FindProcs = %v, want [%d]", got, mine.Process.Pid)
+	}
+	if err := StopProcs(match, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := FindProcs(match); len(got) != 0 {
+		t.Errorf("still running: %v", got)
+	}
+	if p, err := readProc(other.Process.Pid); err != nil || p.State == 'Z' {
+		t.Errorf("a process the matcher did not select was stopped: %v", err)
+	}
+}

@@ -242,3 +242,55 @@ func nulSplit(b []byte) []string {
 	}
 	return strings.Split(string(bytes.TrimSuffix(b, []byte{0})), "\x00")
 }
+
+// SignalProcs sends sig to every live process, other than the caller, that
+// match selects, and returns how many it signalled. Each process is held
+// (by pidfd where the kernel has them) and checked again before the signal,
+// so that a process id reused in between is never signalled.
+func SignalProcs(match func(pid int, args []string) bool, sig syscall.Signal) int {
+	ps := ReadProcs()
+	n := 0
+	for _, pid := range FindProcs(match) {
+		m, ok := track(pid, ps[pid].Start)
+		if !ok {
+			continue
+		}
+		if args := Cmdline(pid); len(args) > 0 && match(pid, args) && !m.gone() {
+			if m.proc.Signal(sig) == nil {
+				n++
+			}
+		}
+		m.proc.Release()
+	}
+	return n
+}
+
+// StopProcs makes every live process that match selects exit, and waits
+// until none is left: ask, when not nil, is called while any runs (to ask
+// them to finish); after term they get SIGTERM, after term+5 s SIGKILL, and
+// after term+10 s StopProcs gives up with an error naming them.
+func StopProcs(match func(pid int, args []string) bool, ask func(), term time.Duration) error {
+	start := time.Now()
+	for quiet := 0; quiet < 2; {
+		pids := FindProcs(match)
+		if len(pids) == 0 {
+			quiet++ // twice in a row: none was between two states
+			time.Sleep(pollInterval)
+			continue
+		}
+		quiet = 0
+		if ask != nil {
+			ask()
+		}
+		switch waited := time.Since(start); {
+		case waited > term+10*time.Second:
+			return fmt.Errorf("sshdtest: processes still running after %s: %v", waited.Round(time.Second), pids)
+		case waited > term+5*time.Second:
+			SignalProcs(match, syscall.SIGKILL)
+		case waited >= term:
+			SignalProcs(match, syscall.SIGTERM)
+		}
+		time.Sleep(2 * pollInterval)
+	}
+	return nil
+}
