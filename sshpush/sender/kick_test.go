@@ -179,3 +179,22 @@ func TestYield(t *testing.T) {
 		t.Error("listening on a regular file was accepted")
 	}
 }
+
+// TestYieldAfterExit: a sender that lets go between the opening of the
+// pipe and the request is not an error: there is nobody left to ask.
+func TestYieldAfterExit(t *testing.T) {
+	dir := t.TempDir()
+	_, stop, err := listenYield(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := openFIFO(filepath.Join(dir, yieldName), unix.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stop() // the sender exits
+	if ok, err := tell(f); ok || err != nil {
+		t.Errorf("got %v, %v; want no one asked and no error", ok, err)
+	}
+}

@@ -59,10 +59,19 @@ func askYield(dir string) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
-	if _, err := f.Write([]byte{'y'}); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return false, fmt.Errorf("sender: %s: %w", yieldName, err)
+	return tell(f)
+}
+
+// tell writes one request to the yield pipe open in f.
+func tell(f *os.File) (bool, error) {
+	_, err := f.Write([]byte{'y'})
+	switch {
+	case err == nil, errors.Is(err, unix.EAGAIN):
+		return true, nil // EAGAIN: the pipe is full of requests already
+	case errors.Is(err, unix.EPIPE):
+		return false, nil // the sender let go since the pipe was opened
 	}
-	return true, nil // EAGAIN: the pipe is full of requests already
+	return false, fmt.Errorf("sender: %s: %w", yieldName, err)
 }
 
 // openFIFO opens path, without following a symlink and without blocking,
