@@ -163,6 +163,7 @@ func TestPushBlackholePeer(t *testing.T) {
 func TestSenderKilled(t *testing.T) {
 	testenv.Slow(t)
 	c := newCluster(t, 3)
+	c.unlimited() // kills resend backlogs: the default bucket could run out
 	bans := docAddrs(0x3000, 300)
 	kills := 0
 	for i, a := range bans {
