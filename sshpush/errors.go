@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -59,7 +60,8 @@ const (
 )
 
 // Error returns one line of printable ASCII: the peer, what failed, and
-// the first line of the receiver's stderr when there is one.
+// the receiver's first message on stderr (or its first line, when none is
+// banpush's).
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("sshpush: peer ")
@@ -70,7 +72,11 @@ func (e *Error) Error() string {
 	} else {
 		b.WriteString(string(e.Class))
 	}
-	if line := firstLine(e.Stderr); line != "" {
+	line := string(wire.Message([]byte(e.Stderr)))
+	if line == "" {
+		line = firstLine(e.Stderr)
+	}
+	if line != "" {
 		if len(line) > maxErrorStderr {
 			line = line[:maxErrorStderr] + "..."
 		}

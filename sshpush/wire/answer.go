@@ -152,10 +152,23 @@ func CleanVersion(v string) string {
 }
 
 // IsBanpush reports whether a receiver's output is banpush's: stdout starts
-// like an answer line, or stderr like one of banpush's messages. Anything
-// else came from another program (a shell, a different forced command).
+// like an answer line, or a line of stderr like one of banpush's messages
+// (the account's shell may have written lines of its own before banpush
+// ran: a profile, an rc file). Anything else came from another program (a
+// shell without banpush, a different forced command).
 func IsBanpush(stdout, stderr []byte) bool {
-	return bytes.HasPrefix(stdout, []byte(Version+" ")) || bytes.HasPrefix(stderr, []byte(stderrPrefix))
+	return bytes.HasPrefix(stdout, []byte(Version+" ")) || Message(stderr) != nil
+}
+
+// Message returns the first line of stderr that is one of banpush's
+// messages, without its newline, or nil.
+func Message(stderr []byte) []byte {
+	for line := range bytes.Lines(stderr) {
+		if bytes.HasPrefix(line, []byte(stderrPrefix)) {
+			return bytes.TrimSuffix(line, []byte{'\n'})
+		}
+	}
+	return nil
 }
 
 // parseFields parses one answer line "banpush-v1 ok KEY=VALUE..." (the

@@ -173,6 +173,8 @@ func TestIsBanpush(t *testing.T) {
 		{"banpush-v1 ok\n", "", true},
 		{"", "banpush: error: unknown request\n", true},
 		{"", "sh: 1: banpush: not found\n", false},
+		{"", "rm: cannot remove '/root/tmp.x': No such file or directory\nbanpush: error: log unavailable\n", true},
+		{"", "motd\nsh: 1: banpush: not found\n", false},
 		{"hello\n", "", false},
 		{"banpush-v1", "", false},
 	}
@@ -281,5 +283,14 @@ func TestCount(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("count(%q): got %d, %v, want %d, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+func TestMessage(t *testing.T) {
+	if got := Message([]byte("Welcome\nbanpush: error: busy\nbanpush: line 2\n")); string(got) != "banpush: error: busy" {
+		t.Errorf("got %q", got)
+	}
+	if got := Message([]byte("Welcome\n")); got != nil {
+		t.Errorf("got %q, want nil", got)
 	}
 }
