@@ -47,6 +47,13 @@ func (c *ReceiveCmd) Help() string {
 	return fmt.Sprintf(`receive is not run by hand: sshd runs it as the forced command of a pushing
 peer's key in authorized_keys (write that line with 'banpush authorize').
 
+The peer is named by --peer NAME in a line for one key, or, with
+--peer-from-cert in a cert-authority line ('banpush authorize --cert-authority'),
+after the key ID of the user certificate sshd verified, which it exposes in
+the file SSH_USER_AUTH names (ExposeAuthInfo yes for the account). Without
+exactly one certificate whose key ID is a valid peer name, nothing is read
+and the exit status is 78.
+
 The request comes from SSH_ORIGINAL_COMMAND:
   %-18s answers %q
   %-18s reads records from stdin, one a line:
