@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/banpush/banpush/sshpush/f2b"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise it comes from
@@ -36,6 +37,8 @@ type Globals struct {
 	Spool     string        `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
 	MaxAge    time.Duration `help:"Drop queued bans older than this instead of delivering them." default:"24h" env:"BANPUSH_MAX_AGE" placeholder:"DURATION"`
 	Self      string        `help:"The peer of the inventory that is this host, which is never sent to, so that one inventory serves every host (default: this host's short hostname; else a peer whose HostName is an address of this host)." env:"BANPUSH_SELF" placeholder:"NAME"`
+
+	Fail2banSocket string `name:"fail2ban-socket" help:"Socket of the local fail2ban server, for every command that asks it something (fail2ban-client -s)." default:"${fail2ban_socket}" env:"BANPUSH_FAIL2BAN_SOCKET" type:"path" placeholder:"PATH"`
 }
 
 // senderArgs renders the globals, and the send command, as the arguments of
@@ -60,6 +63,7 @@ type CLI struct {
 	Peers     PeersCmd     `cmd:"" help:"List, add, remove, check and trust the peers in the inventory."`
 	Receive   ReceiveCmd   `cmd:"" help:"Receive bans from a peer (run by sshd as a forced command)."`
 	Authorize AuthorizeCmd `cmd:"" help:"Print the authorized_keys line that lets a peer push bans here."`
+	Doctor    DoctorCmd    `cmd:"" help:"Check this host's setup as a pusher and as a receiver; say what to fix."`
 	Send      SendCmd      `cmd:"" hidden:"" help:"The background sender that push starts."`
 	Version   VersionCmd   `cmd:"" help:"Print banpush's version."`
 }
@@ -87,7 +91,7 @@ func main() {
 // usage to env's outputs. kong's exits (--help, usage errors) panic with
 // an exitPanic, which Main recovers.
 func newParser(cli *CLI, env *Env) *kong.Kong {
-	vars := kong.Vars{"version": buildVersion()}
+	vars := kong.Vars{"version": buildVersion(), "fail2ban_socket": f2b.DefaultSocket, "fail2ban_config": f2b.DefaultConfig}
 	for k, v := range receiveVars() {
 		vars[k] = v
 	}
