@@ -139,6 +139,11 @@ func TestDoctorReceiver(t *testing.T) {
 		}
 		return out.String()
 	}
+	_, caPub, _ := sshdtest.NewKey(t, dir, "user_ca", "")
+	var caLine bytes.Buffer
+	if code := Main([]string{"authorize", "--cert-authority", caPub, "--log", log, "--binary", bin}, &Env{Stdout: &caLine, Stderr: os.Stderr, Getenv: os.Getenv, Now: time.Now}); code != 0 {
+		t.Fatalf("authorize --cert-authority: exit %d", code)
+	}
 	hostKey := filepath.Join(dir, "host_key")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)
@@ -170,6 +175,9 @@ func TestDoctorReceiver(t *testing.T) {
 		{name: "quorum jail not running", keys: line("--log", log, "--trust", "quorum"), check: "receiving-jail", subject: "banpush-quorum", want: doctor.Fail, found: "not running"},
 		{name: "sshd allows forwarding", keys: line("--log", log), check: "sshd", subject: "root", want: doctor.Warn, found: "allowtcpforwarding yes"},
 		{name: "sshd forbids it", keys: line("--log", log), sshd: "Match User root\n  DisableForwarding yes\n  PermitTTY no\n", check: "sshd", subject: "root", want: doctor.OK, found: "forbids"},
+		{name: "cert-authority line", keys: caLine.String(), check: "authorized-keys", subject: "line 1", want: doctor.OK, found: "cert-authority receiver"},
+		{name: "cert-authority without auth info", keys: caLine.String(), sshd: "Match User root\n  DisableForwarding yes\n  PermitTTY no\n", check: "sshd", subject: "root", want: doctor.Fail, found: "does not expose auth info"},
+		{name: "cert-authority with auth info", keys: caLine.String(), sshd: "Match User root\n  DisableForwarding yes\n  PermitTTY no\n  ExposeAuthInfo yes\n", check: "sshd", subject: "root", want: doctor.OK, found: "forbids"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
