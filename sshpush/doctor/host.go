@@ -47,7 +47,11 @@ func CheckInventory(ctx context.Context, path string, loadErr error, peers []Pee
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, result("inventory", "", OK, "", "%s: %d peers (%s), each resolves", path, len(peers), strings.Join(names, ", ")))
+		n := fmt.Sprintf("%d peers", len(peers))
+		if len(peers) == 1 {
+			n = "1 peer"
+		}
+		out = append(out, result("inventory", "", OK, "", "%s: %s (%s), each resolves", path, n, strings.Join(names, ", ")))
 	}
 	return out
 }
