@@ -302,8 +302,9 @@ fleet_setup() {
 	local h=$1
 	on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
 	cp -r "$dir/ca/fleet" "$dir/$h/fleet"
-	# The sshd log has no syslog daemon behind it: the jail polls the file.
-	on "$h" bash -c 'printf "[sshd]\nbackend = polling\n" >/etc/fail2ban/jail.d/sshd-demo.local'
+	# The sshd log has no syslog daemon behind it: the jail polls the file,
+	# which must exist for fail2ban-client -t.
+	on "$h" bash -c 'printf "[sshd]\nbackend = polling\n" >/etc/fail2ban/jail.d/sshd-demo.local && touch /var/log/auth.log'
 	quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" "${fleet_opts[@]}"
 }
 
