@@ -101,6 +101,9 @@ func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
 	for _, w := range d.warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
+	if note := selfNote(g, d.self); note != "" && len(names) == 0 {
+		printNote(env.Stderr, "%s; check it by name to check its own receiver", note)
+	}
 	reports := make([]checkReport, len(d.peers))
 	sem := make(chan struct{}, checkConcurrency)
 	var wg sync.WaitGroup
