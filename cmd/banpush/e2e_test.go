@@ -351,9 +351,25 @@ func TestEndToEndFleet(t *testing.T) {
 	if known := e2eLines(h.mustOn("h1", "cat", e2eKnownHosts)); len(known) != 1 || !strings.HasPrefix(known[0], "@cert-authority * ") {
 		t.Errorf("%s: got %q, want one @cert-authority line", e2eKnownHosts, known)
 	}
+	// Each host finds itself in the inventory and sends nothing to it.
 	for _, host := range hosts {
-		if inv := h.mustOn(host, "cat", e2eInventory); !strings.Contains(inv, "Host "+host+"\n") {
-			t.Errorf("%s: the inventory does not name the host itself:\n%s", host, inv)
+		out := h.mustOn(host, "banpush", "peers", "list", "--json")
+		var peers []struct {
+			Name       string `json:"name"`
+			Self       bool   `json:"self"`
+			SelfReason string `json:"self_reason"`
+		}
+		if err := json.Unmarshal([]byte(out), &peers); err != nil {
+			t.Fatalf("%s: banpush peers list --json: %v\n%s", host, err, out)
+		}
+		var self []string
+		for _, p := range peers {
+			if p.Self {
+				self = append(self, p.Name+": "+p.SelfReason)
+			}
+		}
+		if len(peers) != 3 || len(self) != 1 || !strings.HasPrefix(self[0], host+": ") {
+			t.Errorf("%s: peers list: got %d peers, self %q; want 3 peers, self %s", host, len(peers), self, host)
 		}
 	}
 

@@ -543,7 +543,7 @@ cmd_run() {
 		say "  the one known_hosts line:"
 		on h1 cat /etc/banpush/known_hosts | fold -w 76 | sed 's/^/    /'
 		say "  h1's inventory lists h1 too; h1 skips itself:"
-		on h1 banpush peers list | sed 's/^/    /'
+		on h1 banpush peers list 2>&1 | sed 's/^/    /'
 	fi
 
 	step "Brute-forcing SSH on h1 from $attacker"
