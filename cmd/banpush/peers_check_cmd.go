@@ -101,7 +101,10 @@ func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
 		printWarning(env.Stderr, "%s", w)
 	}
 	if note := selfNote(g, d.self); note != "" && len(names) == 0 {
-		printNote(env.Stderr, "%s; check it by name to check its own receiver", note)
+		if len(d.self) > 0 {
+			note += "; name it to check its own receiver"
+		}
+		printNote(env.Stderr, "%s", note)
 	}
 	reports := make([]checkReport, len(d.peers))
 	sem := make(chan struct{}, checkConcurrency)
