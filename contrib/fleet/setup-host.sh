@@ -222,14 +222,19 @@ put 0644 "$tmp/banpush-fleet.conf" /etc/ssh/sshd_config.d/banpush-fleet.conf
 sshd -t || die "sshd -t refused the configuration; fix it, then run this again"
 
 # fail2ban: filter, receiving jail, push action, and ignoreip. The
-# receiving jail sets its own ignoreip, so the snippet sets it there too.
+# receiving jails set their own ignoreip, so the snippet sets it there too
+# (banpush-quorum's only matters once an administrator enables that jail).
 put 0644 "$contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
 put 0644 "$contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
 put 0644 "$contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
 ignoreip=$("$bin" peers ignoreip)
 [ -z "$extra_ignoreip" ] || ignoreip="$ignoreip $extra_ignoreip"
-printf '# Written by banpush'"'"'s contrib/fleet/setup-host.sh from '"'"'banpush peers ignoreip'"'"'.\n[DEFAULT]\nignoreip = %s\n\n[banpush]\nignoreip = %s\n' \
-	"$ignoreip" "$ignoreip" >"$tmp/ignoreip.local"
+{
+	say "# Written by banpush's contrib/fleet/setup-host.sh from 'banpush peers ignoreip'."
+	for section in DEFAULT banpush banpush-quorum; do
+		printf '[%s]\nignoreip = %s\n\n' "$section" "$ignoreip"
+	done
+} >"$tmp/ignoreip.local"
 put 0644 "$tmp/ignoreip.local" /etc/fail2ban/jail.d/00-banpush-ignoreip.local
 pushargs=
 [ $allow_private = no ] || pushargs='[pushargs="--allow-private"]'
