@@ -39,7 +39,9 @@
 # signed by the fleet's CA), installs them as /etc/banpush/id_ed25519-cert.pub
 # and /etc/ssh/ssh_host_ed25519_key-cert.pub, and does everything above again.
 # Run it again whenever the fleet directory changes (a new inventory, KRL or
-# CA): it is idempotent, and replaces only what it wrote.
+# CA): it is idempotent. It overwrites every file it installs (the inventory
+# and known_hosts of /etc/banpush among them); authorized_keys keeps its
+# other lines.
 #
 # Options (give the same ones on every host, so that the authorized_keys line
 # is the same everywhere):
