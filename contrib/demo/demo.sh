@@ -32,9 +32,12 @@
 # Subcommands (the end-to-end test uses them; 'run' is the default):
 #   run [--fleet] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
 #   up DIR [--fleet] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
-#   attack DIR                                brute-force host 1 until it bans
-#   on DIR HOST COMMAND...                    run a command on h1, h2 or h3
-#   down DIR                                  stop everything, remove DIR
+#   attack DIR                                     brute-force host 1 until it bans
+#   on DIR HOST COMMAND...                         run a command on h1, h2 or h3
+#   down DIR                                       stop everything, remove DIR
+# With --fleet, DIR/ca holds what the CA machine holds: the CA keys,
+# fleet/ as copied to every host, and each host's public keys and
+# certificates.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
