@@ -535,7 +535,7 @@ cmd_run() {
 	fi
 	cmd_up "$dir" "${args[@]}"
 	say "ready after $(since "$start") s; h1 checks its peers:"
-	on h1 banpush peers check | sed 's/^/    /'
+	on h1 banpush peers check 2>&1 | sed 's/^/    /'
 	if [[ $fleet == yes ]]; then
 		step "The same files on every host"
 		same_on_all "the banpush block of authorized_keys" /var/lib/banpush/.ssh/authorized_keys
