@@ -2,6 +2,7 @@ package sshpush
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +51,25 @@ func TestHostKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// certSigned is ed's host certificate from hostCA, as edit leaves it.
+	certSigned := func(edit func(*ssh.Certificate)) ssh.Signer {
+		c := signCert(t, hostCA, ed.PublicKey(), ssh.HostCert, "127.0.0.1")
+		edit(c)
+		c.Signature = nil
+		if err := c.SignCert(rand.Reader, hostCA); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ssh.NewCertSigner(c, ed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	expired := certSigned(func(c *ssh.Certificate) {
+		c.ValidAfter, c.ValidBefore = uint64(time.Now().Add(-48*time.Hour).Unix()), uint64(time.Now().Add(-24*time.Hour).Unix())
+	})
+	notYet := certSigned(func(c *ssh.Certificate) { c.ValidAfter = uint64(time.Now().Add(24 * time.Hour).Unix()) })
+	otherHost := certSigned(func(c *ssh.Certificate) { c.ValidPrincipals = []string{"web2", "web2.example"} })
 	line := func(s *testServer, k ssh.Signer) string { return s.KnownHostsLine(k.PublicKey()) }
 	hostPort := func(s *testServer) string { return fmt.Sprintf("[%s]:%d", s.Host, s.Port) }
 	key := func(k ssh.Signer) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k.PublicKey()))) }
@@ -152,7 +172,46 @@ func TestHostKeys(t *testing.T) {
 			known: func(s *testServer) []string {
 				return []string{"@cert-authority " + hostPort(s) + " " + key(otherCA)}
 			},
-			wantClass: ClassHostKeyChanged,
+			wantClass: ClassHostCertCA,
+			wantMsg:   []string{"signed by CA " + ssh.FingerprintSHA256(hostCA.PublicKey()), "which no @cert-authority line for 127.0.0.1 trusts"},
+		},
+		{
+			name:      "expired host certificate",
+			hostKeys:  []ssh.Signer{expired},
+			known:     func(s *testServer) []string { return []string{"@cert-authority * " + key(hostCA)} },
+			wantClass: ClassHostCertTime,
+			wantMsg:   []string{"host certificate of [127.0.0.1]:", "expired at"},
+		},
+		{
+			name:      "host certificate not valid yet",
+			hostKeys:  []ssh.Signer{notYet},
+			known:     func(s *testServer) []string { return []string{"@cert-authority * " + key(hostCA)} },
+			wantClass: ClassHostCertTime,
+			wantMsg:   []string{"is not valid until"},
+		},
+		{
+			name:      "host certificate for another host",
+			hostKeys:  []ssh.Signer{otherHost},
+			known:     func(s *testServer) []string { return []string{"@cert-authority * " + key(hostCA)} },
+			wantClass: ClassHostCertHost,
+			wantMsg:   []string{`names "web2", "web2.example", not 127.0.0.1`},
+		},
+		{
+			name:      "HostKeyAlias is the name a host certificate must carry",
+			hostKeys:  []ssh.Signer{certSigner},
+			alias:     "web1",
+			known:     func(s *testServer) []string { return []string{"@cert-authority * " + key(hostCA)} },
+			wantClass: ClassHostCertHost,
+			wantMsg:   []string{`names "127.0.0.1", not web1`},
+		},
+		{
+			// A plain key known for the host is used: the server's
+			// certificate is not asked for.
+			name:     "expired host certificate whose plain key known_hosts holds",
+			hostKeys: []ssh.Signer{expired, ed},
+			known: func(s *testServer) []string {
+				return []string{"@cert-authority * " + key(hostCA), line(s, ed)}
+			},
 		},
 	}
 	for _, tt := range tests {

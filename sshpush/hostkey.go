@@ -1,15 +1,19 @@
 package sshpush
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
@@ -138,9 +142,10 @@ func (c *hostKeyCheck) failure(peer string) *Error {
 		e.Class = ClassHostKeyChanged
 		e.Err = fmt.Errorf("host key of %s does not match known_hosts: server offers %s, known_hosts has %s",
 			c.h.display(), offered, describeKnown(keyErr.Want))
+	case c.h.certProblem(e, key):
 	default:
-		// A host certificate that did not verify: no matching
-		// @cert-authority, wrong principal, expired.
+		// A host certificate that did not verify otherwise (a bad
+		// signature, an unknown critical option).
 		e.Class = ClassHostKeyUnknown
 		if c.h.db != nil && len(c.h.db.HostKeys(c.h.addr)) > 0 {
 			e.Class = ClassHostKeyChanged
@@ -148,6 +153,66 @@ func (c *hostKeyCheck) failure(peer string) *Error {
 		e.Err = fmt.Errorf("host key of %s does not verify: server offers %s: %w", c.h.display(), offered, err)
 	}
 	return e
+}
+
+// certProblem explains why the host certificate key did not verify, in
+// the order x/crypto checks: its CA, then its validity, then its
+// principals. It fills e and reports whether it found the reason.
+func (h *hostKeyDB) certProblem(e *Error, key ssh.PublicKey) bool {
+	cert, ok := key.(*ssh.Certificate)
+	if !ok || h.db == nil {
+		return false
+	}
+	trusted := false
+	for _, k := range h.db.HostKeys(h.addr) {
+		if k.Cert && bytes.Equal(k.Marshal(), cert.SignatureKey.Marshal()) {
+			trusted = true
+		}
+	}
+	host, _, _ := net.SplitHostPort(h.addr)
+	now := time.Now()
+	switch {
+	case !trusted:
+		e.Class = ClassHostCertCA
+		e.Err = fmt.Errorf("host certificate of %s is signed by CA %s, which no @cert-authority line for %s trusts (%s)",
+			h.display(), ssh.FingerprintSHA256(cert.SignatureKey), host, h.searched())
+	case cert.ValidAfter > 0 && now.Before(certTime(cert.ValidAfter)):
+		e.Class = ClassHostCertTime
+		e.Err = fmt.Errorf("host certificate of %s is not valid until %s", h.display(), certTime(cert.ValidAfter).UTC().Format(time.RFC3339))
+	case cert.ValidBefore != ssh.CertTimeInfinity && !now.Before(certTime(cert.ValidBefore)):
+		e.Class = ClassHostCertTime
+		e.Err = fmt.Errorf("host certificate of %s expired at %s", h.display(), certTime(cert.ValidBefore).UTC().Format(time.RFC3339))
+	case !slices.Contains(cert.ValidPrincipals, host):
+		e.Class = ClassHostCertHost
+		e.Err = fmt.Errorf("host certificate of %s names %s, not %s", h.display(), strings.Join(quoteAll(cert.ValidPrincipals), ", "), host)
+	default:
+		return false
+	}
+	return true
+}
+
+// certTime converts a certificate's validity bound to a time.
+func certTime(t uint64) time.Time {
+	if t > math.MaxInt64 {
+		t = math.MaxInt64
+	}
+	return time.Unix(int64(t), 0)
+}
+
+// quoteAll quotes at most 5 names, as printable ASCII.
+func quoteAll(names []string) []string {
+	var out []string
+	for i, n := range names {
+		if i == 5 {
+			out = append(out, fmt.Sprintf("and %d more", len(names)-i))
+			break
+		}
+		out = append(out, strconv.Quote(printable(n)))
+	}
+	if len(out) == 0 {
+		out = []string{"no host"}
+	}
+	return out
 }
 
 // display is the host as written in known_hosts.

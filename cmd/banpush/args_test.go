@@ -31,6 +31,7 @@ func TestReceiveArgsRoundTrip(t *testing.T) {
 		{Peer: "web1", Log: "/var/log/banpush/received.log", MaxBurst: 2000, MaxPerMinute: 120},
 		{Peer: "db-2.example", Log: "/var/log/ban push/it's.log", Ignore: []string{"198.51.100.0/24", "2001:db8::1"},
 			MaxBurst: 1, MaxPerMinute: 0, AllowPrivate: true},
+		{PeerFromCert: true, Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24"}, MaxBurst: 50, MaxPerMinute: 10},
 	}
 	for _, want := range tests {
 		canon, _, err := want.check(time.Now)

@@ -12,13 +12,16 @@ import (
 	"github.com/banpush/banpush/sshpush/record"
 )
 
-// AuthorizeCmd prints, or installs, the authorized_keys line for a peer.
+// AuthorizeCmd prints, or installs, the authorized_keys line for a peer,
+// or for every peer a user CA signed.
 type AuthorizeCmd struct {
 	ReceiveArgs
-	From    []string `help:"Accept the key only from these addresses (CIDR or address; repeat or separate with commas): sshd's from= option." placeholder:"CIDR"`
-	Binary  string   `help:"Absolute path of banpush on this host (default: this executable)." placeholder:"PATH"`
-	Install string   `help:"Write the line into the banpush block of this authorized_keys file instead of printing it." placeholder:"FILE"`
-	KeyFile string   `arg:"" help:"The pushing peer's public key file (one key, e.g. id_ed25519.pub)." placeholder:"PUBKEY_FILE"`
+	CertAuthority string   `help:"Write a cert-authority line instead: it lets in every pushing host whose key this user CA (its public key file) signed for --principal, and names each after its certificate's key ID. No --peer and no key file with it." placeholder:"CA_PUBKEY_FILE"`
+	Principal     []string `help:"With --cert-authority: the principal a pushing host's certificate must carry (default: banpush; repeat for several)." placeholder:"NAME"`
+	From          []string `help:"Accept the key only from these addresses (CIDR or address; repeat or separate with commas): sshd's from= option." placeholder:"CIDR"`
+	Binary        string   `help:"Absolute path of banpush on this host (default: this executable)." placeholder:"PATH"`
+	Install       string   `help:"Write the line into the banpush block of this authorized_keys file instead of printing it." placeholder:"FILE"`
+	KeyFile       string   `arg:"" optional:"" help:"The pushing peer's public key file (one key, e.g. id_ed25519.pub); not with --cert-authority." placeholder:"PUBKEY_FILE"`
 }
 
 // Help explains the line and how to use it.
@@ -37,15 +40,35 @@ of FILE ("# BEGIN banpush" ... "# END banpush"), replacing that peer's earlier
 line; every other line of the file is kept, and the file is rewritten
 atomically with mode 0600.
 
+With --cert-authority CA.pub, one line serves a whole fleet: sshd lets in
+any key the user CA signed for the principal (banpush by default), within the
+certificate's validity and unless sshd's RevokedKeys lists it, and the
+receiver names the peer after the certificate's key ID, which sshd exposes to
+it (ExposeAuthInfo yes for the account, as in contrib/sshd/banpush.conf):
+
+  cert-authority,principals="banpush",restrict,...,command="/usr/bin/banpush
+  receive --peer-from-cert --log PATH ..." ssh-ed25519 AAAA...
+  banpush-ca=SHA256:...
+
+Sign each pushing host's key with:
+  ssh-keygen -s user_ca -I HOSTNAME -n banpush -V +52w id_ed25519.pub
+The key ID names the peer in the log and keys its rate limit: give every
+host its own. Per-key lines and cert-authority lines can share one file.
+
 Examples:
   banpush authorize --peer web1 --log /var/log/banpush/received.log \
       --from 192.0.2.10 web1.pub
   banpush authorize --peer web1 --log /var/log/banpush/received.log \
-      --ignore 198.51.100.0/24 --install ~banpush/.ssh/authorized_keys web1.pub`
+      --ignore 198.51.100.0/24 --install ~banpush/.ssh/authorized_keys web1.pub
+  banpush authorize --cert-authority /etc/banpush/user_ca.pub \
+      --log /var/log/banpush/received.log --install ~banpush/.ssh/authorized_keys`
 }
 
 // Run prints or installs the line.
 func (c *AuthorizeCmd) Run(env *Env) error {
+	if err := c.form(); err != nil {
+		return err
+	}
 	args, _, err := c.check(env.Now)
 	if err != nil {
 		return argError(err)
@@ -67,19 +90,49 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	if !filepath.IsAbs(bin) {
 		return errorf(exitUsage, "give the full path, e.g. --binary /usr/local/bin/banpush", "--binary must be an absolute path")
 	}
-	key, err := os.ReadFile(c.KeyFile)
-	if err != nil {
-		return errorf(exitFailure, "give the pushing peer's public key file, e.g. /root/.ssh/banpush_ed25519.pub copied from it", "%v", err)
+	keyFile, what := c.KeyFile, "the pushing peer's public key file, e.g. /root/.ssh/banpush_ed25519.pub copied from it"
+	if c.CertAuthority != "" {
+		keyFile, what = c.CertAuthority, "the user CA's public key file (user_ca.pub), never its private key"
 	}
-	line, err := authkeys.Line(authkeys.Spec{Binary: filepath.Clean(bin), Args: args.argv(), Peer: args.Peer, From: from, KeyFile: key})
+	key, err := os.ReadFile(keyFile)
 	if err != nil {
-		return errorf(exitFailure, "the key file must hold exactly one OpenSSH public key; paths must be plain (no quotes or backslashes)", "%s: %v", c.KeyFile, err)
+		return errorf(exitFailure, "give "+what, "%v", err)
+	}
+	line, mark, err := authkeys.Line(authkeys.Spec{Binary: filepath.Clean(bin), Args: args.argv(), Peer: args.Peer, From: from, KeyFile: key,
+		CertAuthority: c.CertAuthority != "", Principals: c.Principal})
+	if err != nil {
+		return errorf(exitFailure, "the key file must hold exactly one OpenSSH public key; paths must be plain (no quotes or backslashes)", "%s: %v", keyFile, err)
 	}
 	if c.Install == "" {
 		_, err := fmt.Fprintln(env.Stdout, line)
 		return err
 	}
-	return installLine(env, c.Install, c.Peer, line)
+	whose := "peer " + args.Peer
+	if c.CertAuthority != "" {
+		whose = "the user CA " + strings.TrimPrefix(mark, "banpush-ca=")
+	}
+	return installLine(env, c.Install, mark, whose, line)
+}
+
+// form checks that the flags say one kind of line: one peer's key, or a
+// user CA's.
+func (c *AuthorizeCmd) form() error {
+	switch {
+	case c.PeerFromCert:
+		return errorf(exitUsage, "give the user CA with --cert-authority CA.pub: authorize then writes --peer-from-cert into the line", "--peer-from-cert is for 'banpush receive'")
+	case c.CertAuthority != "" && c.KeyFile != "":
+		return errorf(exitUsage, "a cert-authority line trusts the CA, not one key: leave out "+c.KeyFile, "give either a key file or --cert-authority, not both")
+	case c.CertAuthority != "" && c.Peer != "":
+		return errorf(exitUsage, "with --cert-authority each peer is named after its certificate's key ID (ssh-keygen -I NAME): leave out --peer", "--peer and --cert-authority do not go together")
+	case c.CertAuthority == "" && len(c.Principal) > 0:
+		return errorf(exitUsage, "--principal goes with --cert-authority CA.pub", "--principal without --cert-authority")
+	case c.CertAuthority == "" && c.KeyFile == "":
+		return errorf(exitUsage, "give the pushing peer's public key file (and --peer NAME), or a user CA with --cert-authority CA.pub", "no key file")
+	case c.CertAuthority == "" && c.Peer == "":
+		return errorf(exitUsage, "name the pushing peer, e.g. --peer web1 (its name in its own inventory is a good choice)", "--peer is required with a key file")
+	}
+	c.PeerFromCert = c.CertAuthority != ""
+	return nil
 }
 
 // argError turns a receive argument that check refused into a usage
@@ -98,12 +151,12 @@ func argError(err error) error {
 	return errorf(exitUsage, "run 'banpush authorize --help' for the flags", "%s", strings.TrimPrefix(ae.Error(), "receive: "))
 }
 
-func installLine(env *Env, path, peer, line string) error {
+func installLine(env *Env, path, mark, whose, line string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	replaced, err := authkeys.InstallFile(abs, peer, line)
+	replaced, err := authkeys.InstallFile(abs, mark, line)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return errorf(exitFailure, "create it first, owned by the receiving account: install -m 600 -o banpush -g banpush /dev/null "+path,
@@ -117,6 +170,6 @@ func installLine(env *Env, path, peer, line string) error {
 	if replaced {
 		verb = "replaced"
 	}
-	fmt.Fprintf(env.Stderr, "banpush: %s the line for peer %s in %s\n", verb, peer, path)
+	fmt.Fprintf(env.Stderr, "banpush: %s the line for %s in %s\n", verb, whose, path)
 	return nil
 }

@@ -25,8 +25,10 @@ type FlushCmd struct {
 func (c *FlushCmd) Help() string {
 	return `flush delivers everything queued to every peer (or those named), in the
 foreground, and prints one line per peer: ok, or why not (unreachable,
-timeout, auth, hostkey-unknown, hostkey-changed, not-banpush, rejected, busy,
-receiver-error, config). A background sender that is lingering is asked to
+timeout, auth, hostkey-unknown, hostkey-changed, hostcert-unknown-ca,
+hostcert-expired, hostcert-wrong-host, not-banpush, rejected, busy,
+receiver-error, config; 'banpush peers check --help' says what to do about
+each). A background sender that is lingering is asked to
 stop first. Exit status 0 when every peer acknowledged its queue, 3 when any
 did not (its bans stay queued).
 

@@ -54,6 +54,11 @@ Results, and what to do:
   hostkey-changed  the host presents a different key than known_hosts: make
                    sure the host was really reinstalled (it may be an attack),
                    remove the stale line named in the report, then trust again
+  hostcert-unknown-ca, hostcert-expired, hostcert-wrong-host
+                   the host certificate is signed by a CA no @cert-authority
+                   line trusts for the host, is outside its validity, or does
+                   not name the host (its HostKeyAlias, else HostName):
+                   re-sign the host key, or fix known_hosts
   auth             the peer accepted none of the keys: install the key there
                    with 'banpush authorize ... --install'
   not-banpush      the key logs in to a plain account: its authorized_keys
@@ -168,6 +173,15 @@ func (c *PeersCheckCmd) check(p deliver.Peer, g *Globals) checkReport {
 	return rep
 }
 
+// certHostName is the principal a peer's host certificate must carry: its
+// HostKeyAlias, or else its HostName.
+func certHostName(t sshpush.Target) string {
+	if t.HostKeyAlias != "" {
+		return t.HostKeyAlias
+	}
+	return t.HostName
+}
+
 // checkHint tells what to do about a failed check.
 func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Duration, g *Globals) string {
 	t := p.Target
@@ -190,6 +204,13 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 			}
 		}
 		return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s and run 'banpush peers trust %s'", where, p.Name)
+	case sshpush.ClassHostCertCA:
+		return fmt.Sprintf("trust the CA that signed %s's host key with a line '@cert-authority PATTERN CA_KEY' in known_hosts (PATTERN matching %s), or re-sign the host key with the fleet's host CA: ssh-keygen -s host_ca -h -I %s -n %s /etc/ssh/ssh_host_ed25519_key.pub",
+			p.Name, knownHostsName(t), p.Name, certHostName(t))
+	case sshpush.ClassHostCertTime:
+		return fmt.Sprintf("re-sign %s's host key with a validity that covers now (ssh-keygen -s host_ca -h -I %s -n %s -V +52w /etc/ssh/ssh_host_ed25519_key.pub there, then reload sshd); if it is not valid yet, check both clocks", p.Name, p.Name, certHostName(t))
+	case sshpush.ClassHostCertHost:
+		return fmt.Sprintf("the certificate must name %s as banpush reaches it (its HostKeyAlias, else its HostName): re-sign the host key with -n %s, or set HostKeyAlias for %s in %s to a name the certificate has", p.Name, certHostName(t), p.Name, g.Inventory)
 	case sshpush.ClassAuth:
 		pub := "KEY.pub"
 		if len(t.IdentityFiles) > 0 {

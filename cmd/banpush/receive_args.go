@@ -17,7 +17,8 @@ import (
 // TestReceiveArgsRoundTrip and testdata/receive_compat.txtar instead of
 // every line already installed.
 type ReceiveArgs struct {
-	Peer         string   `help:"Name of the pushing peer this key belongs to (its name in the pushing side's inventory is a good choice); trusted, since it comes from authorized_keys." required:"" placeholder:"NAME"`
+	Peer         string   `help:"Name of the pushing peer this key belongs to (its name in the pushing side's inventory is a good choice); trusted, since it comes from authorized_keys. Required unless --peer-from-cert." placeholder:"NAME"`
+	PeerFromCert bool     `help:"Name the pushing peer after the key ID of the user certificate it logged in with, as sshd verified it for a cert-authority line (needs ExposeAuthInfo)." hidden:""`
 	Log          string   `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
 	Ignore       []string `help:"Never accept addresses in this CIDR (or single address); repeat or separate with commas." placeholder:"CIDR"`
 	MaxBurst     int      `help:"Token bucket size: how many addresses this peer may add at once." default:"${max_burst}" placeholder:"N"`
@@ -34,7 +35,8 @@ func receiveVars() map[string]string {
 }
 
 // check validates the arguments into the receiver's configuration, with
-// receive.Config.Check's rules (errors are *receive.ArgError), and returns
+// receive.Config.Check's rules (errors are *receive.ArgError; with
+// --peer-from-cert the Config's Peer is left empty), and returns
 // them in canonical form too: the log path cleaned, --ignore values as
 // prefixes or bare addresses, as argv writes them.
 func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, error) {
@@ -47,6 +49,12 @@ func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, e
 		LockTimeout:  receive.DefaultLockTimeout,
 		Now:          now,
 	}
+	switch {
+	case a.PeerFromCert && a.Peer != "":
+		return ReceiveArgs{}, receive.Config{}, &receive.ArgError{Flag: "--peer-from-cert", Rule: "given without --peer: the certificate names the peer"}
+	case !a.PeerFromCert && a.Peer == "":
+		return ReceiveArgs{}, receive.Config{}, &receive.ArgError{Flag: "--peer", Rule: "given (or --peer-from-cert, for a cert-authority line)"}
+	}
 	canon := a
 	canon.Ignore = nil
 	for _, s := range a.Ignore {
@@ -57,7 +65,13 @@ func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, e
 		cfg.Policy.Ignore = append(cfg.Policy.Ignore, p)
 		canon.Ignore = append(canon.Ignore, prefixString(p))
 	}
-	if err := cfg.Check(); err != nil {
+	checked := cfg
+	if a.PeerFromCert {
+		// Receive names the peer from its certificate before it reads a
+		// byte; every other setting is checked now, with a stand-in name.
+		checked.Peer = "certificate"
+	}
+	if err := checked.Check(); err != nil {
 		return ReceiveArgs{}, receive.Config{}, err
 	}
 	canon.Log = filepath.Clean(a.Log)
@@ -69,7 +83,11 @@ func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, e
 // a line keeps the limits it was written with when a later version changes
 // the defaults.
 func (a ReceiveArgs) argv() []string {
-	args := []string{"receive", "--peer", a.Peer, "--log", a.Log}
+	args := []string{"receive", "--peer", a.Peer}
+	if a.PeerFromCert {
+		args = []string{"receive", "--peer-from-cert"}
+	}
+	args = append(args, "--log", a.Log)
 	for _, p := range a.Ignore {
 		args = append(args, "--ignore", p)
 	}

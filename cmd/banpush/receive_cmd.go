@@ -47,6 +47,13 @@ func (c *ReceiveCmd) Help() string {
 	return fmt.Sprintf(`receive is not run by hand: sshd runs it as the forced command of a pushing
 peer's key in authorized_keys (write that line with 'banpush authorize').
 
+The peer is named by --peer NAME in a line for one key, or, with
+--peer-from-cert in a cert-authority line ('banpush authorize --cert-authority'),
+after the key ID of the user certificate sshd verified, which it exposes in
+the file SSH_USER_AUTH names (ExposeAuthInfo yes for the account). Without
+exactly one certificate whose key ID is a valid peer name, nothing is read
+and the exit status is 78.
+
 The request comes from SSH_ORIGINAL_COMMAND:
   %-18s answers %q
   %-18s reads records from stdin, one a line:
@@ -94,12 +101,17 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		// mistake, and the peer only learns that the receiver is misconfigured.
 		return errorf(exitConfig, "fix the command= option in authorized_keys ('banpush authorize' writes it)", "%v", err)
 	}
+	if c.PeerFromCert {
+		if cfg.Peer, err = certPeer(env); err != nil {
+			return err
+		}
+	}
 	req, err := wire.ParseRequest(env.Getenv("SSH_ORIGINAL_COMMAND"))
 	if err != nil {
 		return errorf(exitRequest, "", "%v", err)
 	}
 	if req == wire.Ping {
-		line, err := wire.PingAnswer{Peer: c.Peer, Version: buildVersion()}.Marshal()
+		line, err := wire.PingAnswer{Peer: cfg.Peer, Version: buildVersion()}.Marshal()
 		if err == nil {
 			_, err = env.Stdout.Write(append(line, '\n'))
 		}
@@ -133,6 +145,25 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		return receiveError(err)
 	}
 	return receive.WriteAnswer(env.Stdout, env.Stderr, res, maxRefusalsShown)
+}
+
+// certPeer names the pushing peer after the user certificate sshd verified
+// for the session (--peer-from-cert): its key ID, from the file sshd names
+// in SSH_USER_AUTH. Anything short of exactly that is the receiving host's
+// setup to fix, and the peer is refused before a byte of it is read.
+func certPeer(env *Env) (string, error) {
+	data, err := receive.ReadAuthInfo(env.Getenv("SSH_USER_AUTH"))
+	if err == nil {
+		var name string
+		if name, err = receive.PeerFromAuthInfo(data, env.Now()); err == nil {
+			return name, nil
+		}
+	}
+	var ae *receive.AuthInfoError
+	if errors.As(err, &ae) {
+		return "", errorf(exitConfig, ae.Hint, "%v: nothing read, nothing written", err)
+	}
+	return "", errorf(exitConfig, "", "%v", err)
 }
 
 // receiveError maps what the receiver returned to an exit status.

@@ -1,6 +1,6 @@
 // Package authkeys writes the authorized_keys line that pins a pushing
-// peer's key to the banpush receiver, and installs it into an
-// authorized_keys file.
+// peer's key - or, as a cert-authority line, every key a user CA signed -
+// to the banpush receiver, and installs it into an authorized_keys file.
 //
 // It trusts its caller for the receive arguments but checks them anyway:
 // the line it writes is run by sshd through the account's shell, so every
@@ -31,53 +31,87 @@ const (
 	EndMarker   = "# END banpush"
 )
 
-// commentPrefix starts the comment that names the peer of a line.
-const commentPrefix = "banpush-peer="
+// The comment of a line says what it stands for, and Install replaces the
+// line with the same comment: banpush-peer=NAME for one pushing peer's key,
+// banpush-ca=FINGERPRINT for every key a certificate authority signed.
+const (
+	commentPrefix   = "banpush-peer="
+	caCommentPrefix = "banpush-ca="
+)
+
+// DefaultPrincipal is the principal a pushing host's certificate must
+// carry when Spec.Principals is empty.
+const DefaultPrincipal = "banpush"
 
 // Spec is what one authorized_keys line says.
 type Spec struct {
 	Binary  string   // absolute path of banpush on this host
 	Args    []string // the forced command's arguments ("receive", ...), validated by the caller
-	Peer    string   // the pushing peer's name, for the comment that marks the line
+	Peer    string   // the pushing peer's name, for the comment that marks the line; empty with CertAuthority
 	From    []string // from= patterns: CIDR prefixes or addresses, canonical
-	KeyFile []byte   // content of the peer's public key file
+	KeyFile []byte   // content of the peer's public key file, or of the CA's
+
+	// CertAuthority makes the line a cert-authority line: KeyFile is a
+	// user CA's public key, and the line lets in every key that CA signed
+	// for one of Principals (DefaultPrincipal if empty).
+	CertAuthority bool
+	Principals    []string
 }
 
-// Line returns the authorized_keys line for s, without a newline.
-func Line(s Spec) (string, error) {
-	if !record.ValidName(s.Peer) {
-		return "", errors.New("authkeys: peer name must be 1 to 64 characters from [A-Za-z0-9._-]")
-	}
+// Line returns the authorized_keys line for s, without a newline, and the
+// mark that Install and InstallFile know it by.
+func Line(s Spec) (line, mark string, err error) {
 	if !strings.HasPrefix(s.Binary, "/") {
-		return "", errors.New("authkeys: the banpush binary path must be absolute")
+		return "", "", errors.New("authkeys: the banpush binary path must be absolute")
 	}
 	key, err := ParsePublicKey(s.KeyFile)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	var b strings.Builder
+	if s.CertAuthority {
+		if s.Peer != "" {
+			return "", "", errors.New("authkeys: a cert-authority line names no peer: the certificate does")
+		}
+		principals := s.Principals
+		if len(principals) == 0 {
+			principals = []string{DefaultPrincipal}
+		}
+		for _, p := range principals {
+			if !record.ValidName(p) {
+				return "", "", errors.New("authkeys: principals must be 1 to 64 characters from [A-Za-z0-9._-]")
+			}
+		}
+		mark = caCommentPrefix + ssh.FingerprintSHA256(key)
+		b.WriteString(`cert-authority,principals="` + strings.Join(principals, ",") + `",`)
+	} else {
+		if !record.ValidName(s.Peer) {
+			return "", "", errors.New("authkeys: peer name must be 1 to 64 characters from [A-Za-z0-9._-]")
+		}
+		mark = commentPrefix + s.Peer
 	}
 	argv := append([]string{s.Binary}, s.Args...)
 	cmd := make([]string, len(argv))
 	for i, a := range argv {
 		q, err := ShellQuote(a)
 		if err != nil {
-			return "", fmt.Errorf("authkeys: argument %d: %w", i, err)
+			return "", "", fmt.Errorf("authkeys: argument %d: %w", i, err)
 		}
 		cmd[i] = q
 	}
-	var b strings.Builder
 	b.WriteString(Restrictions)
 	if len(s.From) > 0 {
 		for _, f := range s.From {
 			if _, err := record.ParsePrefix(f); err != nil {
-				return "", fmt.Errorf("authkeys: from: %w", err)
+				return "", "", fmt.Errorf("authkeys: from: %w", err)
 			}
 		}
 		b.WriteString(`,from="` + strings.Join(s.From, ",") + `"`)
 	}
 	b.WriteString(`,command="` + strings.Join(cmd, " ") + `" `)
 	b.WriteString(strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(key)), "\n"))
-	b.WriteString(" " + commentPrefix + s.Peer)
-	return b.String(), nil
+	b.WriteString(" " + mark)
+	return b.String(), mark, nil
 }
 
 // ParsePublicKey parses a public key file that holds exactly one plain
@@ -133,13 +167,14 @@ func ShellQuote(a string) (string, error) {
 // ErrBlock is returned for a banpush block that Install cannot edit safely.
 var ErrBlock = errors.New("authkeys: damaged banpush block")
 
-// Install returns content with line in the banpush block: the peer's
-// previous line (recognized by its banpush-peer= comment) is replaced, or the
-// line is appended to the block, which is created at the end of the file if
-// missing. Every line outside the block is kept as it was.
-func Install(content []byte, peer, line string) ([]byte, error) {
-	if !record.ValidName(peer) || !strings.HasSuffix(line, " "+commentPrefix+peer) {
-		return nil, errors.New("authkeys: line does not belong to that peer")
+// Install returns content with line in the banpush block: the earlier
+// line with the same mark (its comment, as Line returns it: one peer, or
+// one CA) is replaced, or the line is appended to the block, which is
+// created at the end of the file if missing. Every line outside the block
+// is kept as it was.
+func Install(content []byte, mark, line string) ([]byte, error) {
+	if !validMark(mark) || !strings.HasSuffix(line, " "+mark) {
+		return nil, errors.New("authkeys: line does not carry that mark")
 	}
 	lines := strings.SplitAfter(string(content), "\n")
 	if n := len(lines); n > 0 && lines[n-1] == "" {
@@ -174,7 +209,7 @@ func Install(content []byte, peer, line string) ([]byte, error) {
 	out = append(out, lines[:begin+1]...)
 	replaced := false
 	for _, l := range lines[begin+1 : end] {
-		if strings.HasSuffix(strings.TrimRight(l, "\r\n"), " "+commentPrefix+peer) {
+		if strings.HasSuffix(strings.TrimRight(l, "\r\n"), " "+mark) {
 			if !replaced {
 				out = append(out, line+"\n")
 				replaced = true
@@ -229,15 +264,15 @@ func FromPrefixes(content []byte) []netip.Prefix {
 }
 
 // InstallFile puts line into the banpush block of the authorized_keys file
-// at path (see Install), and reports whether it replaced that peer's
-// earlier line. The file must exist. Root runs this on a file in a
+// at path (see Install), and reports whether it replaced an earlier line
+// with the same mark. The file must exist. Root runs this on a file in a
 // directory the receiving account owns, so nothing that account could
 // change is trusted: the directory is opened without following links it
 // controls, the file is read only if it is a plain file of root or of the
 // directory's owner, and the new file is written, given its owner and mode
 // 0600, and renamed into place through the directory's descriptor
 // (fsutil.OpenDir, Dir.ReadFile, Dir.WriteFile).
-func InstallFile(path, peer, line string) (replaced bool, err error) {
+func InstallFile(path, mark, line string) (replaced bool, err error) {
 	d, err := fsutil.OpenDir(filepath.Dir(path))
 	if err != nil {
 		return false, fmt.Errorf("authkeys: %w", err)
@@ -248,12 +283,30 @@ func InstallFile(path, peer, line string) (replaced bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("authkeys: %w", err)
 	}
-	data, err := Install(old, peer, line)
+	data, err := Install(old, mark, line)
 	if err != nil {
 		return false, err
 	}
 	if err := d.WriteFile(name, data, 0o600, uid, gid); err != nil {
 		return false, fmt.Errorf("authkeys: %w", err)
 	}
-	return strings.Contains(string(old), " "+commentPrefix+peer+"\n"), nil
+	return strings.Contains(string(old), " "+mark+"\n"), nil
+}
+
+// validMark reports whether mark is one Line writes.
+func validMark(mark string) bool {
+	if name, ok := strings.CutPrefix(mark, commentPrefix); ok {
+		return record.ValidName(name)
+	}
+	fp, ok := strings.CutPrefix(mark, caCommentPrefix+"SHA256:")
+	if !ok || len(fp) != 43 {
+		return false
+	}
+	for i := 0; i < len(fp); i++ {
+		c := fp[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
 }

@@ -65,7 +65,7 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 // TestLineParses: x/crypto parses the line as one key with the options
 // banpush meant, including the command exactly as written.
 func TestLineParses(t *testing.T) {
-	line, err := Line(Spec{
+	line, mark, err := Line(Spec{
 		Binary: "/usr/local/bin/banpush", Peer: "web1",
 		Args:    []string{"receive", "--peer", "web1", "--log", "/var/log/x y.log", "--ignore", "198.51.100.0/24"},
 		From:    []string{"192.0.2.10", "2001:db8::/64"},
@@ -78,14 +78,45 @@ func TestLineParses(t *testing.T) {
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("ParseAuthorizedKey: %v, rest %q", err, rest)
 	}
-	if comment != "banpush-peer=web1" || key.Type() != "ssh-ed25519" {
-		t.Errorf("comment %q type %q", comment, key.Type())
+	if comment != "banpush-peer=web1" || mark != comment || key.Type() != "ssh-ed25519" {
+		t.Errorf("comment %q mark %q type %q", comment, mark, key.Type())
 	}
 	want := []string{"restrict", "no-port-forwarding", "no-X11-forwarding", "no-agent-forwarding", "no-pty", "no-user-rc",
 		`from="192.0.2.10,2001:db8::/64"`,
 		`command="/usr/local/bin/banpush receive --peer web1 --log '/var/log/x y.log' --ignore 198.51.100.0/24"`}
 	if strings.Join(opts, "\n") != strings.Join(want, "\n") {
 		t.Errorf("options:\n%s\nwant:\n%s", strings.Join(opts, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestCALine: a cert-authority line carries the principals, the same
+// restrictions and command, and is marked by the CA's fingerprint.
+func TestCALine(t *testing.T) {
+	line, mark, err := Line(Spec{
+		Binary: "/usr/bin/banpush", CertAuthority: true,
+		Args:    []string{"receive", "--peer-from-cert", "--log", "/var/log/banpush/received.log"},
+		From:    []string{"192.0.2.0/24"},
+		KeyFile: []byte(pub),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("ParseAuthorizedKey: %v, rest %q", err, rest)
+	}
+	if want := "banpush-ca=" + ssh.FingerprintSHA256(key); comment != want || mark != want {
+		t.Errorf("comment %q, mark %q; want %q", comment, mark, want)
+	}
+	want := []string{"cert-authority", `principals="banpush"`, "restrict", "no-port-forwarding", "no-X11-forwarding", "no-agent-forwarding", "no-pty", "no-user-rc",
+		`from="192.0.2.0/24"`,
+		`command="/usr/bin/banpush receive --peer-from-cert --log /var/log/banpush/received.log"`}
+	if strings.Join(opts, "\n") != strings.Join(want, "\n") {
+		t.Errorf("options:\n%s\nwant:\n%s", strings.Join(opts, "\n"), strings.Join(want, "\n"))
+	}
+	line2, _, err := Line(Spec{Binary: "/usr/bin/banpush", CertAuthority: true, Principals: []string{"banpush", "fleet-a"}, KeyFile: []byte(pub)})
+	if err != nil || !strings.HasPrefix(line2, `cert-authority,principals="banpush,fleet-a",restrict,`) {
+		t.Errorf("two principals: %q, %v", line2, err)
 	}
 }
 
@@ -105,11 +136,14 @@ func TestLineRefuses(t *testing.T) {
 		{"options in key file", func(s *Spec) { s.KeyFile = []byte(`command="/bin/sh" ` + pub) }, "options"},
 		{"no key", func(s *Spec) { s.KeyFile = []byte("hello\n") }, "not an OpenSSH public key"},
 		{"empty", func(s *Spec) { s.KeyFile = nil }, "not an OpenSSH public key"},
+		{"CA line with a peer", func(s *Spec) { s.CertAuthority = true }, "names no peer"},
+		{"unsafe principal", func(s *Spec) { s.CertAuthority, s.Peer, s.Principals = true, "", []string{`banpush",command="/bin/sh`} }, "principals"},
+		{"empty principal", func(s *Spec) { s.CertAuthority, s.Peer, s.Principals = true, "", []string{""} }, "principals"},
 	}
 	for _, tt := range tests {
 		s := good
 		tt.mod(&s)
-		_, err := Line(s)
+		_, _, err := Line(s)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", tt.name, err, tt.want)
 		}
@@ -120,25 +154,31 @@ func TestInstall(t *testing.T) {
 	l1 := "restrict ssh-ed25519 AAAA banpush-peer=web1"
 	l1b := "restrict,from=\"192.0.2.1\" ssh-ed25519 AAAA banpush-peer=web1"
 	l2 := "restrict ssh-ed25519 BBBB banpush-peer=web2"
+	ca := "banpush-ca=SHA256:" + strings.Repeat("A", 42) + "/"
+	c1 := `cert-authority,principals="banpush",restrict ssh-ed25519 CCCC ` + ca
+	c1b := `cert-authority,principals="banpush",restrict,from="192.0.2.0/24" ssh-ed25519 CCCC ` + ca
 	block := func(lines ...string) string {
 		return BeginMarker + "\n" + strings.Join(lines, "\n") + "\n" + EndMarker + "\n"
 	}
 	tests := []struct {
-		name, in, peer, line, want, wantErr string
+		name, in, mark, line, want, wantErr string
 	}{
-		{"empty file", "", "web1", l1, block(l1), ""},
-		{"no final newline", "ssh-rsa X me", "web1", l1, "ssh-rsa X me\n" + block(l1), ""},
-		{"append to block", "a\n" + block(l1) + "b\n", "web2", l2, "a\n" + block(l1, l2) + "b\n", ""},
-		{"replace in place", block(l1, l2), "web1", l1b, block(l1b, l2), ""},
-		{"replace duplicates once", block(l1, l2, l1), "web1", l1b, block(l1b, l2), ""},
-		{"peer line outside block kept", l1 + "\n", "web1", l1b, l1 + "\n" + block(l1b), ""},
-		{"CRLF kept", "x\r\n", "web1", l1, "x\r\n" + block(l1), ""},
-		{"two blocks", block(l1) + block(l2), "web1", l1, "", "two banpush blocks"},
-		{"no end", BeginMarker + "\n" + l1 + "\n", "web1", l1, "", "no end marker"},
-		{"line of another peer", "", "web2", l1, "", "does not belong"},
+		{"empty file", "", "banpush-peer=web1", l1, block(l1), ""},
+		{"no final newline", "ssh-rsa X me", "banpush-peer=web1", l1, "ssh-rsa X me\n" + block(l1), ""},
+		{"append to block", "a\n" + block(l1) + "b\n", "banpush-peer=web2", l2, "a\n" + block(l1, l2) + "b\n", ""},
+		{"replace in place", block(l1, l2), "banpush-peer=web1", l1b, block(l1b, l2), ""},
+		{"replace duplicates once", block(l1, l2, l1), "banpush-peer=web1", l1b, block(l1b, l2), ""},
+		{"peer line outside block kept", l1 + "\n", "banpush-peer=web1", l1b, l1 + "\n" + block(l1b), ""},
+		{"CRLF kept", "x\r\n", "banpush-peer=web1", l1, "x\r\n" + block(l1), ""},
+		{"two blocks", block(l1) + block(l2), "banpush-peer=web1", l1, "", "two banpush blocks"},
+		{"no end", BeginMarker + "\n" + l1 + "\n", "banpush-peer=web1", l1, "", "no end marker"},
+		{"line of another peer", "", "banpush-peer=web2", l1, "", "does not carry that mark"},
+		{"CA line beside peer lines", block(l1, l2), ca, c1, block(l1, l2, c1), ""},
+		{"CA line replaced", block(c1, l2), ca, c1b, block(c1b, l2), ""},
+		{"not a mark", "", "banpush-ca=SHA256:x", "x banpush-ca=SHA256:x", "", "does not carry that mark"},
 	}
 	for _, tt := range tests {
-		got, err := Install([]byte(tt.in), tt.peer, tt.line)
+		got, err := Install([]byte(tt.in), tt.mark, tt.line)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)

@@ -24,7 +24,7 @@ const nobody = 65534
 // lineFor is an authorized_keys line of peer, as Line writes it.
 func lineFor(t *testing.T, peer string) string {
 	t.Helper()
-	l, err := Line(Spec{Binary: "/usr/bin/banpush", Args: []string{"receive", "--peer", peer, "--log", "/var/log/b.log"}, Peer: peer, KeyFile: []byte(pub)})
+	l, _, err := Line(Spec{Binary: "/usr/bin/banpush", Args: []string{"receive", "--peer", peer, "--log", "/var/log/b.log"}, Peer: peer, KeyFile: []byte(pub)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,11 @@ func newHome(t *testing.T) (home, ak string) {
 
 func TestInstallFile(t *testing.T) {
 	_, ak := newHome(t)
-	replaced, err := InstallFile(ak, "web1", lineFor(t, "web1"))
+	replaced, err := InstallFile(ak, "banpush-peer=web1", lineFor(t, "web1"))
 	if err != nil || replaced {
 		t.Fatalf("first install: %v, replaced %v", err, replaced)
 	}
-	replaced, err = InstallFile(ak, "web1", lineFor(t, "web1"))
+	replaced, err = InstallFile(ak, "banpush-peer=web1", lineFor(t, "web1"))
 	if err != nil || !replaced {
 		t.Fatalf("second install: %v, replaced %v", err, replaced)
 	}
@@ -93,7 +93,7 @@ func TestInstallFile(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Dir(ak)); len(ents) != 1 {
 		t.Errorf("%d entries in .ssh, want the file alone", len(ents))
 	}
-	if _, err := InstallFile(filepath.Join(filepath.Dir(ak), "missing"), "web1", lineFor(t, "web1")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := InstallFile(filepath.Join(filepath.Dir(ak), "missing"), "banpush-peer=web1", lineFor(t, "web1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -110,7 +110,7 @@ func TestInstallRefusesLinks(t *testing.T) {
 		if err := os.Symlink(secretPath, ak); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := InstallFile(ak, "web1", lineFor(t, "web1")); err == nil {
+		if _, err := InstallFile(ak, "banpush-peer=web1", lineFor(t, "web1")); err == nil {
 			t.Error("installed through a symlink")
 		}
 		assertNoCopy(t, home, secret)
@@ -126,7 +126,7 @@ func TestInstallRefusesLinks(t *testing.T) {
 		if err := os.Symlink(other, filepath.Join(home, ".ssh")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := InstallFile(filepath.Join(home, ".ssh", "authorized_keys"), "web1", lineFor(t, "web1")); err == nil {
+		if _, err := InstallFile(filepath.Join(home, ".ssh", "authorized_keys"), "banpush-peer=web1", lineFor(t, "web1")); err == nil {
 			t.Error("installed through a symlinked directory")
 		}
 		if b, _ := os.ReadFile(otherAK); string(b) != "# root's keys\n" {
@@ -139,7 +139,7 @@ func TestInstallRefusesLinks(t *testing.T) {
 		if err := os.Link(secretPath, ak); err != nil {
 			t.Skipf("cannot make the hard link here: %v", err)
 		}
-		if _, err := InstallFile(ak, "web1", lineFor(t, "web1")); err == nil {
+		if _, err := InstallFile(ak, "banpush-peer=web1", lineFor(t, "web1")); err == nil {
 			t.Error("installed over a second name of another file")
 		}
 		os.Remove(ak) // the second name itself, which the test made
@@ -181,7 +181,7 @@ func TestInstallRace(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 300; i++ {
-		InstallFile(ak, "web1", lineFor(t, "web1")) // refusals are expected
+		InstallFile(ak, "banpush-peer=web1", lineFor(t, "web1")) // refusals are expected
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -206,7 +206,7 @@ func TestInstallKeepsOwner(t *testing.T) {
 	if err := os.Symlink(home, filepath.Join(rootDir, "home")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := InstallFile(filepath.Join(rootDir, "home", ".ssh", "authorized_keys"), "web1", lineFor(t, "web1")); err != nil {
+	if _, err := InstallFile(filepath.Join(rootDir, "home", ".ssh", "authorized_keys"), "banpush-peer=web1", lineFor(t, "web1")); err != nil {
 		t.Fatalf("through root's link: %v", err)
 	}
 	fi, err := os.Stat(ak)
@@ -220,7 +220,7 @@ func TestInstallKeepsOwner(t *testing.T) {
 	if err := os.Chown(ak, nobody-1, nobody-1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := InstallFile(ak, "web1", lineFor(t, "web1")); err == nil {
+	if _, err := InstallFile(ak, "banpush-peer=web1", lineFor(t, "web1")); err == nil {
 		t.Error("installed into a file owned by neither root nor the directory's owner")
 	}
 }
