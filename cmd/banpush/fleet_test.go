@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -602,7 +603,7 @@ func TestFleetRefusals(t *testing.T) {
 			tt.setup(t, key)
 			c := newPusher(t, pdir, pusherInventory(t, key, knownHosts, false, []string{name}, []*sshdtest.Server{s}))
 			addr := docAddrs(0x1120000+i, 1)[0]
-			before := readFile(t, log)
+			before, nBefore := readFile(t, log), len(readBans(t, log))
 			since := len(s.Log())
 
 			rep, code := checkOne(t, c, name)
@@ -618,7 +619,7 @@ func TestFleetRefusals(t *testing.T) {
 					t.Fatalf("push --wait: %s: got %s, delivered %d (%s), want ok, 1", name, got.Result, got.Delivered, got.Error)
 				}
 				want := []banLine{{addr, tt.wantPeer}}
-				if added := readBans(t, log)[len(readBans(t, before)):]; !slices.Equal(added, want) {
+				if added := readBans(t, log)[nBefore:]; !slices.Equal(added, want) {
 					t.Errorf("the log gained %v, want %v", added, want)
 				}
 				return
@@ -631,15 +632,20 @@ func TestFleetRefusals(t *testing.T) {
 				t.Errorf("push --wait: %s: exit %d, %s, queued %d, delivered %d, want %d, %s, 1, 0\n%s", name, pushCode, got.Result, got.Queued, got.Delivered, exitPeers, tt.wantClass, got.Error)
 			}
 			if tt.receiverSays != "" {
-				for _, e := range []string{rep.Error, got.Error} {
-					if !strings.Contains(e, tt.receiverSays) {
-						t.Errorf("got error %q, want the receiver's message, with %q", e, tt.receiverSays)
-					}
-				}
-				// The receiver's own exit status, through OpenSSH's client.
+				// The receiver's own exit status and message, through
+				// OpenSSH's client: one error, which says why, and a hint.
 				r := runClient(t, "", "ssh", append(s.SSHArgs(key, knownHosts), "banpush-v1 ping")...)
-				if r.code != exitConfig || !strings.Contains(r.stderr, tt.receiverSays) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-					t.Errorf("ssh ... banpush-v1 ping: exit %d, stderr %q, want %d and one line with %q", r.code, r.stderr, exitConfig, tt.receiverSays)
+				lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+				if r.code != exitConfig || !strings.Contains(r.stderr, tt.receiverSays) || !strings.HasPrefix(lines[0], "banpush: error: ") ||
+					len(lines) > 2 || len(lines) == 2 && !strings.HasPrefix(lines[1], "banpush: hint: ") {
+					t.Errorf("ssh ... banpush-v1 ping: exit %d, stderr %q, want %d, one error line, at most one hint, and %q", r.code, r.stderr, exitConfig, tt.receiverSays)
+				}
+				// The pusher relays the receiver's status and error.
+				quoted := strconv.Quote(lines[0][:min(len(lines[0]), 80)])
+				for _, e := range []string{rep.Error, got.Error} {
+					if !strings.Contains(e, fmt.Sprintf("exit %d", exitConfig)) || !strings.Contains(e, quoted[:len(quoted)-1]) {
+						t.Errorf("got error %q, want it to give the exit status and relay the receiver's %s", e, quoted)
+					}
 				}
 			}
 			if tt.sshdSays != "" {
