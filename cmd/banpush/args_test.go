@@ -128,7 +128,8 @@ func TestSenderArgsRoundTrip(t *testing.T) {
 	t.Setenv("BANPUSH_INVENTORY", "/elsewhere/peers")
 	t.Setenv("BANPUSH_SPOOL", "/elsewhere/spool")
 	t.Setenv("BANPUSH_MAX_AGE", "1m")
-	want := Globals{Inventory: "/etc/banpush/peers test", Spool: "/var/spool/banpush", MaxAge: 36*time.Hour + 90*time.Second}
+	t.Setenv("BANPUSH_SELF", "elsewhere")
+	want := Globals{Inventory: "/etc/banpush/peers test", Spool: "/var/spool/banpush", MaxAge: 36*time.Hour + 90*time.Second, Self: "web1"}
 	cli, cmd := parseArgs(t, want.senderArgs())
 	if cmd != "send" {
 		t.Errorf("%q selects %q, want send", want.senderArgs(), cmd)

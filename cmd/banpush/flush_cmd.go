@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -71,6 +72,11 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	d, err := resolveDelivery(g, env, o.peers)
 	if err != nil {
 		return err
+	}
+	for _, sp := range d.self {
+		if slices.Contains(o.peers, sp.Name) {
+			return errorf(exitUsage, "name the other peers, or give the right --self (BANPUSH_SELF)", "peer %s is this host (%s): banpush sends nothing to itself", sp.Name, sp.Reason)
+		}
 	}
 	for _, w := range d.warnings {
 		printWarning(env.Stderr, "%s", w)

@@ -35,6 +35,7 @@ type Globals struct {
 	Inventory string        `help:"Peers file, in ssh_config syntax." default:"/etc/banpush/peers" env:"BANPUSH_INVENTORY" type:"path" placeholder:"FILE"`
 	Spool     string        `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
 	MaxAge    time.Duration `help:"Drop queued bans older than this instead of delivering them." default:"24h" env:"BANPUSH_MAX_AGE" placeholder:"DURATION"`
+	Self      string        `help:"The peer of the inventory that is this host, which is never sent to, so that one inventory serves every host (default: this host's short hostname; else a peer whose HostName is an address of this host)." env:"BANPUSH_SELF" placeholder:"NAME"`
 }
 
 // senderArgs renders the globals, and the send command, as the arguments of
@@ -42,7 +43,11 @@ type Globals struct {
 // They parse back to the same globals (TestSenderArgsRoundTrip), so that a
 // renamed flag fails a test, not every push.
 func (g *Globals) senderArgs() []string {
-	return []string{"--inventory", g.Inventory, "--spool", g.Spool, "--max-age", g.MaxAge.String(), "send"}
+	args := []string{"--inventory", g.Inventory, "--spool", g.Spool, "--max-age", g.MaxAge.String()}
+	if g.Self != "" {
+		args = append(args, "--self", g.Self)
+	}
+	return append(args, "send")
 }
 
 // CLI is the whole command line. One command, one struct, one file.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -100,6 +99,9 @@ func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
 	}
 	for _, w := range d.warnings {
 		printWarning(env.Stderr, "%s", w)
+	}
+	if note := selfNote(g, d.self); note != "" && len(names) == 0 {
+		printNote(env.Stderr, "%s; check it by name to check its own receiver", note)
 	}
 	reports := make([]checkReport, len(d.peers))
 	sem := make(chan struct{}, checkConcurrency)
@@ -284,8 +286,9 @@ func printCheckReport(env *Env, reports []checkReport, asJSON bool) error {
 // PeersTrustCmd adds a peer's host key to known_hosts, after a person has
 // seen its fingerprint.
 type PeersTrustCmd struct {
-	Name    string        `arg:"" help:"Peer whose host key to trust."`
-	Yes     bool          `help:"Add the key without asking (check the fingerprint first)."`
+	Names   []string      `arg:"" optional:"" name:"NAME" help:"Peers whose host keys to trust, one after the other."`
+	All     bool          `help:"Every peer of the inventory but this host (see --self)."`
+	Yes     bool          `help:"Add the keys without asking (check the fingerprints first)."`
 	Timeout time.Duration `help:"Time limit for fetching the key (default: ${default})." default:"10s" placeholder:"D"`
 }
 
@@ -307,63 +310,121 @@ of the account it runs as when there is none. The file is created with mode
 
     banpush peers trust web1
     banpush peers trust web1 --yes      (in scripts, once the fingerprint is known)
+    banpush peers trust web1 web2 db    (asks for each in turn)
+    banpush peers trust --all
+
+A fleet whose hosts have certificates from one host CA needs none of this:
+one line '@cert-authority * CA_KEY' in known_hosts trusts every host key the
+CA signed (see "Fleet setup" in the README).
 
 If known_hosts already holds a different key for the host, nothing is written:
 the key has changed, which needs a person to find out why. Remove the stale
 line it names, then run this again. Without --yes an answer is read from
-stdin; no answer refuses. Exit status 0 when the key is added or already
-there, 1 when refused, 3 when the peer cannot be reached, 78 for an unknown
-peer or a missing inventory.`
+stdin, one line per peer; no answer refuses. Exit status 0 when every key is
+added or already there, 1 when one is refused, 3 when a peer cannot be
+reached, 78 for an unknown peer or a missing inventory; with several peers,
+each is tried and the status is that of the first that failed.`
 }
 
-// Run fetches, shows, asks and appends.
+// Run trusts each peer in turn.
 func (c *PeersTrustCmd) Run(env *Env, g *Globals) error {
 	if c.Timeout <= 0 {
 		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
 	}
-	t, file, err := c.target(env, g)
+	names, err := c.names(env, g)
 	if err != nil {
 		return err
 	}
-	key, err := c.fetch(env, g, t)
+	var first error
+	for _, name := range names {
+		err := c.trust(env, g, name)
+		if err == nil {
+			continue
+		}
+		if len(names) == 1 {
+			return err
+		}
+		if code := report(env.Stderr, err); first == nil {
+			first = silentExit(code)
+		}
+	}
+	return first
+}
+
+// names are the peers to trust: those named, or with --all every peer but
+// this host. Every name must be in the inventory.
+func (c *PeersTrustCmd) names(env *Env, g *Globals) ([]string, error) {
+	switch {
+	case c.All && len(c.Names) > 0:
+		return nil, errorf(exitUsage, "give peer names, or --all for every peer", "--all and peer names do not go together")
+	case !c.All && len(c.Names) == 0:
+		return nil, errorf(exitUsage, "give the peers to trust, e.g. 'banpush peers trust web1 web2', or --all", "no peers given")
+	}
+	inv, err := loadInventory(g)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range c.Names {
+		if _, ok := inv.Peer(n); !ok {
+			return nil, errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
+		}
+	}
+	if !c.All {
+		return dedupe(c.Names), nil
+	}
+	d, err := resolveDelivery(g, env, nil)
+	if err != nil {
+		return nil, err
+	}
+	if note := selfNote(g, d.self); note != "" {
+		printNote(env.Stderr, "%s", note)
+	}
+	return d.live, nil
+}
+
+// trust fetches the peer's host key, shows it, asks and appends it.
+func (c *PeersTrustCmd) trust(env *Env, g *Globals, name string) error {
+	t, file, err := trustTarget(env, g, name)
 	if err != nil {
 		return err
 	}
-	if known, err := c.checkKnown(env, t, key); known || err != nil {
+	key, err := c.fetch(env, g, name, t)
+	if err != nil {
+		return err
+	}
+	if known, err := checkKnown(env, name, t, key); known || err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "peer:        %s\nhost:        %s\nkey type:    %s\nfingerprint: %s\nfile:        %s\n",
-		c.Name, knownHostsName(t), key.Type(), ssh.FingerprintSHA256(key), file)
-	if err := c.confirm(env, file); err != nil {
+		name, knownHostsName(t), key.Type(), ssh.FingerprintSHA256(key), file)
+	if err := c.confirm(env, name, file); err != nil {
 		return err
 	}
 	if err := sshpush.AppendKnownHost(file, sshpush.KnownHostsLine(t, key)); err != nil {
 		return withHint(err, exitFailure, "check that "+filepath.Dir(file)+" is writable, or set UserKnownHostsFile in "+g.Inventory)
 	}
-	printNote(env.Stderr, "added the %s key of peer %s to %s", key.Type(), c.Name, file)
+	printNote(env.Stderr, "added the %s key of peer %s to %s", key.Type(), name, file)
 	if !slices.Contains(t.KnownHostsFiles, file) {
-		printWarning(env.Stderr, "peer %s does not read %s (UserKnownHostsFile none?): set UserKnownHostsFile in %s", c.Name, file, g.Inventory)
+		printWarning(env.Stderr, "peer %s does not read %s (UserKnownHostsFile none?): set UserKnownHostsFile in %s", name, file, g.Inventory)
 	}
 	return nil
 }
 
-// target resolves the peer, and the known_hosts file a trusted key goes to:
-// the first UserKnownHostsFile of its settings, or ~/.ssh/known_hosts.
-func (c *PeersTrustCmd) target(env *Env, g *Globals) (sshpush.Target, string, error) {
+// trustTarget resolves the peer, and the known_hosts file a trusted key
+// goes to: the first UserKnownHostsFile of its settings, or
+// ~/.ssh/known_hosts.
+func trustTarget(env *Env, g *Globals, name string) (sshpush.Target, string, error) {
 	inv, err := loadInventory(g)
 	if err != nil {
 		return sshpush.Target{}, "", err
-	}
-	if _, ok := inv.Peer(c.Name); !ok {
-		return sshpush.Target{}, "", errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", c.Name, g.Inventory)
 	}
 	r, err := newResolver(inv, env.Getenv)
 	if err != nil {
 		return sshpush.Target{}, "", err
 	}
-	s, err := r.settings(c.Name)
+	s, err := r.settings(name)
 	if err != nil {
-		return sshpush.Target{}, "", withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" "+c.Name+"' shows how ssh reads it")
+		return sshpush.Target{}, "", withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" "+name+"' shows how ssh reads it")
 	}
 	t := r.target(s)
 	for _, w := range r.Warnings {
@@ -377,7 +438,7 @@ func (c *PeersTrustCmd) target(env *Env, g *Globals) (sshpush.Target, string, er
 }
 
 // fetch gets the host key the peer presents.
-func (c *PeersTrustCmd) fetch(env *Env, g *Globals, t sshpush.Target) (ssh.PublicKey, error) {
+func (c *PeersTrustCmd) fetch(env *Env, g *Globals, name string, t sshpush.Target) (ssh.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
 	key, err := sshpush.FetchHostKey(ctx, t, sshpush.Options{
@@ -390,14 +451,14 @@ func (c *PeersTrustCmd) fetch(env *Env, g *Globals, t sshpush.Target) (ssh.Publi
 		if class == sshpush.ClassConfig {
 			code = exitConfig
 		}
-		return nil, withHint(err, code, checkHint(class, deliver.Peer{Name: c.Name, Target: t}, err, c.Timeout, g))
+		return nil, withHint(err, code, checkHint(class, deliver.Peer{Name: name, Target: t}, err, c.Timeout, g))
 	}
 	return key, nil
 }
 
 // checkKnown compares the key with known_hosts: already there (nothing to
 // do), revoked or changed (an error, nothing written), or new.
-func (c *PeersTrustCmd) checkKnown(env *Env, t sshpush.Target, key ssh.PublicKey) (known bool, err error) {
+func checkKnown(env *Env, name string, t sshpush.Target, key ssh.PublicKey) (known bool, err error) {
 	host := knownHostsName(t)
 	st, err := sshpush.LookupHostKey(t, key)
 	if err != nil {
@@ -406,23 +467,23 @@ func (c *PeersTrustCmd) checkKnown(env *Env, t sshpush.Target, key ssh.PublicKey
 	switch {
 	case st.Revoked != nil:
 		return false, errorf(exitFailure, "a revoked key is never trusted again; find out why it was revoked",
-			"the host key of peer %s (%s %s) is marked @revoked at %s:%d", c.Name, key.Type(), ssh.FingerprintSHA256(key), st.Revoked.Filename, st.Revoked.Line)
+			"the host key of peer %s (%s %s) is marked @revoked at %s:%d", name, key.Type(), ssh.FingerprintSHA256(key), st.Revoked.Filename, st.Revoked.Line)
 	case st.Known:
-		printNote(env.Stderr, "the %s key of peer %s at %s (%s) is already in known_hosts: nothing to do", key.Type(), c.Name, host, ssh.FingerprintSHA256(key))
+		printNote(env.Stderr, "the %s key of peer %s at %s (%s) is already in known_hosts: nothing to do", key.Type(), name, host, ssh.FingerprintSHA256(key))
 		return true, nil
 	case len(st.Stale) > 0:
 		k := st.Stale[0]
 		return false, errorf(exitFailure,
 			fmt.Sprintf("make sure the host was really reinstalled or rekeyed (otherwise someone may be in between), then remove line %d of %s ('ssh-keygen -R %s -f %s') and run 'banpush peers trust %s' again",
-				k.Line, k.Filename, shellQuote(host), shellQuote(k.Filename), c.Name),
+				k.Line, k.Filename, shellQuote(host), shellQuote(k.Filename), name),
 			"the host key of peer %s at %s has changed: the server offers %s %s, but %s:%d holds a different %s key; not adding it",
-			c.Name, host, key.Type(), ssh.FingerprintSHA256(key), k.Filename, k.Line, k.Key.Type())
+			name, host, key.Type(), ssh.FingerprintSHA256(key), k.Filename, k.Line, k.Key.Type())
 	}
 	return false, nil
 }
 
 // confirm asks on stdin unless --yes.
-func (c *PeersTrustCmd) confirm(env *Env, file string) error {
+func (c *PeersTrustCmd) confirm(env *Env, name, file string) error {
 	if c.Yes {
 		return nil
 	}
@@ -431,23 +492,37 @@ func (c *PeersTrustCmd) confirm(env *Env, file string) error {
 	if err != nil {
 		fmt.Fprintln(env.Stderr)
 		return errorf(exitFailure, "run it in a terminal to answer, or pass --yes once you have compared the fingerprint",
-			"no answer on stdin: the key of peer %s was not added", c.Name)
+			"no answer on stdin: the key of peer %s was not added", name)
 	}
 	if a := strings.ToLower(answer); a != "y" && a != "yes" {
-		return errorf(exitFailure, "", "refused: the key of peer %s was not added", c.Name)
+		return errorf(exitFailure, "", "refused: the key of peer %s was not added", name)
 	}
 	return nil
 }
 
-// readAnswer reads one line of at most 64 bytes. It fails when the input
+// readAnswer reads one line of at most 64 bytes, a byte at a time so that
+// the next line is left for the next question. It fails when the input
 // ends before anything was typed.
 func readAnswer(r io.Reader) (string, error) {
-	br := bufio.NewReader(io.LimitReader(r, 64))
-	line, err := br.ReadString('\n')
-	if err != nil && line == "" {
-		return "", err
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 64 {
+		n, err := r.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+			continue
+		}
+		if err != nil {
+			if len(line) == 0 {
+				return "", err
+			}
+			break
+		}
 	}
-	return strings.TrimSpace(line), nil
+	return strings.TrimSpace(string(line)), nil
 }
 
 // knownHostsName is the host as known_hosts writes it: [host]:port for a

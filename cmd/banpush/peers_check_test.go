@@ -188,6 +188,31 @@ func TestPeersTrustAnswer(t *testing.T) {
 	}
 }
 
+// TestPeersTrustSeveral: several peers are asked about in turn, one stdin
+// line each, and --all trusts every peer; a failure does not stop the
+// others, and the exit status is the first failure's.
+func TestPeersTrustSeveral(t *testing.T) {
+	c := newCluster(t, 3)
+	p1, p2, p3 := c.peers[0], c.peers[1], c.peers[2]
+	writeFile(t, c.knownHost, "")
+	_, code, stderr := c.runInput("y\nn\ny\n", "peers", "trust", p1.name, p2.name, p3.name)
+	if code != exitFailure || !strings.Contains(stderr, "refused: the key of peer "+p2.name+" was not added") {
+		t.Errorf("got exit %d, stderr:\n%s\nwant exit %d and %s refused", code, stderr, exitFailure, p2.name)
+	}
+	if got, want := readFile(t, c.knownHost), p1.sshd.KnownHostsLines()+p3.sshd.KnownHostsLines(); got != want {
+		t.Errorf("known_hosts:\n%s\nwant:\n%s", got, want)
+	}
+	writeFile(t, c.knownHost, "")
+	p3.sshd.Stop()
+	_, code, stderr = c.runInput("", "peers", "trust", "--all", "--yes")
+	if code != exitPeers || !strings.Contains(stderr, "peer "+p3.name) {
+		t.Errorf("--all with %s down: got exit %d, stderr:\n%s\nwant exit %d", p3.name, code, stderr, exitPeers)
+	}
+	if got, want := readFile(t, c.knownHost), p1.sshd.KnownHostsLines()+p2.sshd.KnownHostsLines(); got != want {
+		t.Errorf("known_hosts after --all:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 // TestPeersTrustChangedKey: a host whose key differs from known_hosts is
 // hostkey-changed, and trust refuses to replace the key, naming the line.
 func TestPeersTrustChangedKey(t *testing.T) {

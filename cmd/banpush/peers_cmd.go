@@ -88,6 +88,8 @@ type peerJSON struct {
 	GlobalKnownHostsFiles []string `json:"global_known_hosts_files"`
 	HostKeyAlias          string   `json:"host_key_alias"`
 	ConnectTimeout        float64  `json:"connect_timeout_seconds"`
+	Self                  bool     `json:"self"`
+	SelfReason            string   `json:"self_reason,omitempty"`
 	Error                 string   `json:"error,omitempty"`
 
 	defaultIDs, defaultKnown bool // for the table: OpenSSH's default lists
@@ -136,8 +138,23 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 			defaultKnown:          s.Source["UserKnownHostsFile"] == "" && s.Source["GlobalKnownHostsFile"] == "",
 		})
 	}
+	hostNames := map[string]string{}
+	for _, p := range out {
+		hostNames[p.Name] = p.HostName
+	}
+	self := findSelf(g, inv, hostNames, localAddrs())
+	for i := range out {
+		for _, sp := range self {
+			if sp.Name == out[i].Name {
+				out[i].Self, out[i].SelfReason = true, sp.Reason
+			}
+		}
+	}
 	for _, w := range r.Warnings {
 		printWarning(env.Stderr, "%s", w)
+	}
+	if note := selfNote(g, self); note != "" && !c.JSON {
+		defer printNote(env.Stderr, "%s", note)
 	}
 	if c.JSON {
 		if out == nil {

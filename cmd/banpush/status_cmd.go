@@ -40,12 +40,13 @@ type statusPeer struct {
 type statusReport struct {
 	SenderRunning bool         `json:"sender_running"`
 	Spool         string       `json:"spool"`
+	Self          []selfPeer   `json:"self"` // the peers that are this host, not sent to
 	Peers         []statusPeer `json:"peers"`
 }
 
 // Run prints the status.
 func (c *StatusCmd) Run(env *Env, g *Globals) error {
-	inv, err := loadInventory(g)
+	d, err := resolveDelivery(g, env, nil)
 	if err != nil {
 		return err
 	}
@@ -53,12 +54,15 @@ func (c *StatusCmd) Run(env *Env, g *Globals) error {
 	if err != nil {
 		return withHint(err, exitFailure, "check --spool (BANPUSH_SPOOL)")
 	}
-	rep := statusReport{Spool: s.Dir(), Peers: []statusPeer{}}
+	rep := statusReport{Spool: s.Dir(), Self: d.self, Peers: []statusPeer{}}
+	if rep.Self == nil {
+		rep.Self = []selfPeer{}
+	}
 	if rep.SenderRunning, err = sender.Running(s); err != nil {
 		return err
 	}
 	now := env.Now()
-	for _, name := range peerNames(inv) {
+	for _, name := range d.live {
 		p := statusPeer{Peer: name}
 		n, oldest, err := s.Pending(name)
 		if err != nil {
@@ -93,6 +97,9 @@ func (c *StatusCmd) Run(env *Env, g *Globals) error {
 		running = "running"
 	}
 	fmt.Fprintf(env.Stdout, "spool %s, sender %s\n", rep.Spool, running)
+	for _, sp := range rep.Self {
+		fmt.Fprintf(env.Stdout, "self %s (%s): nothing is sent to it\n", sp.Name, sp.Reason)
+	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tQUEUED\tOLDEST\tLAST SUCCESS\tLAST FAILURE\tDELIVERED\tREFUSED\tDROPPED")
 	for _, p := range rep.Peers {

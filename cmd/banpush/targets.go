@@ -120,7 +120,8 @@ type delivery struct {
 	peers    []deliver.Peer   // resolved peers to deliver to
 	bad      map[string]error // peers whose settings cannot be resolved
 	warnings []string         // from resolving them
-	live     []string         // every peer of the inventory
+	live     []string         // every peer of the inventory but this host
+	self     []selfPeer       // the peers that are this host (findSelf)
 }
 
 // roster is the sender's view of the delivery.
@@ -128,9 +129,11 @@ func (d delivery) roster() sender.Roster {
 	return sender.Roster{Peers: d.peers, Live: d.live}
 }
 
-// resolveDelivery resolves every peer of the inventory, or those named. A
-// peer that cannot be resolved is returned in bad with its error; a name
-// that is not in the inventory is an error.
+// resolveDelivery resolves every peer of the inventory but this host (see
+// findSelf), or those named. A peer that cannot be resolved is returned in
+// bad with its error; a name that is not in the inventory is an error. A
+// name that is this host is resolved like the others: callers that deliver
+// refuse it.
 func resolveDelivery(g *Globals, env *Env, names []string) (delivery, error) {
 	inv, err := loadInventory(g)
 	if err != nil {
@@ -140,20 +143,35 @@ func resolveDelivery(g *Globals, env *Env, names []string) (delivery, error) {
 	if err != nil {
 		return delivery{}, err
 	}
-	d := delivery{bad: map[string]error{}, live: peerNames(inv)}
-	if len(names) == 0 {
-		names = d.live
-	}
 	for _, n := range names {
 		if _, ok := inv.Peer(n); !ok {
 			return delivery{}, errorf(exitConfig, "'banpush peers list' shows the peers", "no peer named %q in %s", n, g.Inventory)
 		}
-		s, err := r.settings(n)
-		if err != nil {
-			d.bad[n] = err
+	}
+	d := delivery{bad: map[string]error{}}
+	settings := map[string]*inventory.Settings{}
+	hostNames := map[string]string{}
+	errs := map[string]error{}
+	for _, n := range peerNames(inv) {
+		if settings[n], errs[n] = r.settings(n); errs[n] == nil {
+			hostNames[n] = settings[n].HostName
+		}
+	}
+	d.self = findSelf(g, inv, hostNames, localAddrs())
+	for _, n := range peerNames(inv) {
+		if !isSelf(d.self, n) {
+			d.live = append(d.live, n)
+		}
+	}
+	if len(names) == 0 {
+		names = d.live
+	}
+	for _, n := range names {
+		if errs[n] != nil {
+			d.bad[n] = errs[n]
 			continue
 		}
-		d.peers = append(d.peers, deliver.Peer{Name: n, Target: r.target(s)})
+		d.peers = append(d.peers, deliver.Peer{Name: n, Target: r.target(settings[n])})
 	}
 	d.warnings = r.Warnings
 	return d, nil
