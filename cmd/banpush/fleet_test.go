@@ -308,7 +308,7 @@ func TestFleetCertificates(t *testing.T) {
 
 	// Pushes from several hosts at once, each of two addresses, delivered
 	// in the foreground.
-	origins := []*fleetHost{f.hosts[0], f.hosts[6], f.hosts[13], f.hosts[n-1]}
+	origins := []*fleetHost{f.hosts[0], f.hosts[7], f.hosts[n-1]}
 	pushed := map[*fleetHost][]string{}
 	for i, h := range origins {
 		pushed[h] = []string{fmt.Sprintf("198.51.100.%d", 110+i), docAddrs(0x1100000+i, 1)[0]}
@@ -347,6 +347,25 @@ func TestFleetCertificates(t *testing.T) {
 		}
 	}
 
+	// status on each host that pushed names it as itself, and counts the
+	// others' deliveries only.
+	for _, h := range origins {
+		st := decodeJSON[statusReport](t, h.name+": status --json", f.run(h, nil, "status", "--json"))
+		if len(st.Self) != 1 || st.Self[0].Name != h.name || !strings.Contains(st.Self[0].Reason, "hostname") {
+			t.Errorf("%s: status --json: self is %+v, want %s, by its hostname", h.name, st.Self, h.name)
+		}
+		var peers []string
+		for _, p := range st.Peers {
+			peers = append(peers, p.Peer)
+			if p.Delivered != 2 || p.Queued != 0 {
+				t.Errorf("%s: status: peer %s: delivered %d, queued %d, want 2, 0", h.name, p.Peer, p.Delivered, p.Queued)
+			}
+		}
+		if want := f.others(h); !slices.Equal(peers, want) {
+			t.Errorf("%s: status lists peers %v, want the others %v", h.name, peers, want)
+		}
+	}
+
 	// The fail2ban path: push queues, the sender it starts (in the host's
 	// namespace) delivers in the background.
 	bg := f.hosts[9]
@@ -356,7 +375,8 @@ func TestFleetCertificates(t *testing.T) {
 	f.waitLogs(origins, pushed)
 
 	// Every log holds exactly the bans of the other origins, each once and
-	// named after the host that sent it.
+	// named after the host that sent it, and no host ever logged in to
+	// itself.
 	for _, h := range f.hosts {
 		var want []banLine
 		for _, o := range origins {
@@ -373,6 +393,39 @@ func TestFleetCertificates(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: log holds %v, want %v", h.name, got, want)
 		}
+		if own := "ID " + h.name + " (serial"; strings.Contains(h.sshd.Log(), own) {
+			t.Errorf("%s: its sshd let in its own certificate", h.name)
+		}
+	}
+
+	// peers list and peers check on a host that pushed nothing say the
+	// same: it is itself, and every other peer is fine.
+	h := f.hosts[2]
+	var self []string
+	for _, p := range decodeJSON[[]peerJSON](t, "peers list --json", f.run(h, nil, "peers", "list", "--json")) {
+		if p.Self {
+			self = append(self, p.Name+": "+p.SelfReason)
+		}
+	}
+	if len(self) != 1 || !strings.HasPrefix(self[0], h.name+": ") || !strings.Contains(self[0], "hostname") {
+		t.Errorf("%s: peers list --json: self %q, want %s, by its hostname", h.name, self, h.name)
+	}
+	out, code, stderr, err := f.runCode(h, "peers", "check", "--json")
+	if err != nil || code != 0 {
+		t.Fatalf("%s: peers check: exit %d, %v\n%s%s", h.name, code, err, out, stderr)
+	}
+	var checked []string
+	for _, r := range decodeJSON[[]checkReport](t, "peers check --json", out) {
+		checked = append(checked, r.Peer)
+		if r.Result != "ok" {
+			t.Errorf("%s: peers check: %s: %s (%s)", h.name, r.Peer, r.Result, r.Error)
+		}
+	}
+	if want := f.others(h); !slices.Equal(checked, want) {
+		t.Errorf("%s: peers check checked %v, want the others %v", h.name, checked, want)
+	}
+	if !strings.Contains(stderr, "this host is "+h.name+" ") {
+		t.Errorf("%s: peers check: stderr %q does not say which peer is this host", h.name, stderr)
 	}
 }
 
