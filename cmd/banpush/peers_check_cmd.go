@@ -101,7 +101,10 @@ func (c *PeersCheckCmd) Run(env *Env, g *Globals) error {
 		printWarning(env.Stderr, "%s", w)
 	}
 	if note := selfNote(g, d.self); note != "" && len(names) == 0 {
-		printNote(env.Stderr, "%s; check it by name to check its own receiver", note)
+		if len(d.self) > 0 {
+			note += "; name it to check its own receiver"
+		}
+		printNote(env.Stderr, "%s", note)
 	}
 	reports := make([]checkReport, len(d.peers))
 	sem := make(chan struct{}, checkConcurrency)
@@ -222,8 +225,8 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		if t.User == "" {
 			home = "~USER"
 		}
-		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --install %s/.ssh/authorized_keys %s' (with a copy of %s)",
-			t.User, thisHostName(), home, filepath.Base(pub), pub)
+		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --from ADDRESS_OF_THIS_HOST --install %s/.ssh/authorized_keys %s' (with a copy of %s); in a fleet with a user CA, check that %s-cert.pub is signed for principal banpush and still valid ('ssh-keygen -Lf %s-cert.pub'), and not revoked",
+			t.User, thisHostName(), home, filepath.Base(pub), pub, strings.TrimSuffix(pub, ".pub"), strings.TrimSuffix(pub, ".pub"))
 	case sshpush.ClassNotBanpush:
 		return fmt.Sprintf("the key logs in to a plain account on %s: its authorized_keys line lacks the forced command; replace it with the line 'banpush authorize' prints there", t.HostName)
 	case sshpush.ClassRejected:

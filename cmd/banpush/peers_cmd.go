@@ -15,11 +15,12 @@ import (
 // PeersCmd lists and edits the inventory. Each subcommand is one struct;
 // new ones (a health check, trusting a host key) are one more field.
 type PeersCmd struct {
-	List   PeersListCmd   `cmd:"" help:"List the peers with the SSH settings banpush uses for them."`
-	Add    PeersAddCmd    `cmd:"" help:"Add a peer to the inventory."`
-	Remove PeersRemoveCmd `cmd:"" help:"Remove a peer from the inventory and drop its queued bans."`
-	Check  PeersCheckCmd  `cmd:"" help:"Connect to peers and ping their receivers; say what to fix."`
-	Trust  PeersTrustCmd  `cmd:"" help:"Show a peer's host key fingerprint and add it to known_hosts."`
+	List     PeersListCmd     `cmd:"" help:"List the peers with the SSH settings banpush uses for them."`
+	Add      PeersAddCmd      `cmd:"" help:"Add a peer to the inventory."`
+	Remove   PeersRemoveCmd   `cmd:"" help:"Remove a peer from the inventory and drop its queued bans."`
+	Check    PeersCheckCmd    `cmd:"" help:"Connect to peers and ping their receivers; say what to fix."`
+	Trust    PeersTrustCmd    `cmd:"" help:"Show peers' host key fingerprints and add them to known_hosts."`
+	Ignoreip PeersIgnoreipCmd `cmd:"" name:"ignoreip" help:"Print every peer's addresses as a fail2ban ignoreip value, so that no host bans the fleet."`
 }
 
 // Help explains the inventory file.
@@ -50,7 +51,10 @@ block above a peer overrides it. After the inventory, banpush reads
 OpenSSH's defaults. ProxyJump and ProxyCommand are not supported.
 
 "banpush peers add" and "banpush peers remove" keep every other line of the
-file, comments included, byte for byte.`
+file, comments included, byte for byte.
+
+One inventory can serve a whole fleet, copied to every host: each host skips
+the peer that is itself (--self, BANPUSH_SELF; see 'banpush --help').`
 }
 
 // PeersListCmd prints every peer with its resolved settings.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/fakepeer"
 	"github.com/banpush/banpush/sshpush/receive"
+	"golang.org/x/crypto/ssh"
 )
 
 // runReceive runs 'banpush receive' in-process as sshd would, with the given
@@ -22,23 +25,24 @@ func runReceive(t *testing.T, request *string, conn string, stdin []byte, args .
 // runReceiveHome is runReceive for an account whose HOME is home.
 func runReceiveHome(t *testing.T, request *string, conn, home string, stdin []byte, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	vars := map[string]string{"SSH_CONNECTION": conn, "HOME": home}
+	if request != nil {
+		vars["SSH_ORIGINAL_COMMAND"] = *request
+	}
+	return runReceiveEnv(t, vars, stdin, args...)
+}
+
+// runReceiveEnv runs 'banpush receive' in-process with exactly the
+// environment vars.
+func runReceiveEnv(t *testing.T, vars map[string]string, stdin []byte, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	env := &Env{
 		Stdin:  bytes.NewReader(stdin),
 		Stdout: &out,
 		Stderr: &errb,
-		Getenv: func(k string) string {
-			switch {
-			case k == "SSH_ORIGINAL_COMMAND" && request != nil:
-				return *request
-			case k == "SSH_CONNECTION":
-				return conn
-			case k == "HOME":
-				return home
-			}
-			return ""
-		},
-		Now: func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.FixedZone("", 3600)) },
+		Getenv: func(k string) string { return vars[k] },
+		Now:    func() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.FixedZone("", 3600)) },
 	}
 	code = Main(append([]string{"receive"}, args...), env)
 	return code, out.String(), errb.String()
@@ -294,6 +298,87 @@ func TestReceiveLogUnusable(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(target); len(b) != 0 {
 		t.Errorf("symlink target written: %q", b)
+	}
+}
+
+// TestReceiveHostileCertificates: with --peer-from-cert the peer's name
+// comes from its certificate's key ID. A key ID that is not a peer name, a
+// plain key, or no certificate at all is refused with exit 78 before a
+// byte is read, and the log is unchanged.
+func TestReceiveHostileCertificates(t *testing.T) {
+	dir := t.TempDir()
+	authFile := func(name string, edit func(*ssh.Certificate), plain bool) string {
+		signer := fakepeer.NewSigner(t)
+		ca := fakepeer.NewSigner(t)
+		cert := &ssh.Certificate{Key: signer.PublicKey(), KeyId: "web1", CertType: ssh.UserCert,
+			ValidPrincipals: []string{"banpush"}, ValidBefore: ssh.CertTimeInfinity}
+		if edit != nil {
+			edit(cert)
+		}
+		if err := cert.SignCert(rand.Reader, ca); err != nil {
+			t.Fatal(err)
+		}
+		var key ssh.PublicKey = cert
+		if plain {
+			key = signer.PublicKey()
+		}
+		path := filepath.Join(dir, name)
+		writeFile(t, path, "publickey "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))+"\n")
+		return path
+	}
+	id := func(s string) func(*ssh.Certificate) { return func(c *ssh.Certificate) { c.KeyId = s } }
+	tests := []struct {
+		name, auth, want string
+	}{
+		{"key ID with a space", authFile("space", id("web1 --allow-private"), false), "is not a peer name"},
+		{"key ID with a newline and a fake field", authFile("newline", id("web1\npeer=web2"), false), "is not a peer name"},
+		{"key ID peer=", authFile("peereq", id("web1 peer=web2"), false), "is not a peer name"},
+		{"key ID with a quote", authFile("quote", id(`web1"`), false), "is not a peer name"},
+		{"key ID with shell", authFile("shell", id("$(id)"), false), "is not a peer name"},
+		{"key ID path", authFile("path", id("../../etc/passwd"), false), "is not a peer name"},
+		{"key ID dot dot", authFile("dotdot", id(".."), false), "is not a peer name"},
+		{"key ID empty", authFile("empty", id(""), false), "is not a peer name"},
+		{"key ID of 65 characters", authFile("long", id(strings.Repeat("w", 65)), false), "is not a peer name"},
+		{"key ID of 100000 characters", authFile("huge", id(strings.Repeat("w", 100000)), false), "larger than"},
+		{"key ID not ASCII", authFile("utf8", id("wéb1"), false), "is not a peer name"},
+		{"key ID with NUL", authFile("nul", id("web1\x00"), false), "is not a peer name"},
+		{"key ID with ANSI escape", authFile("ansi", id("\x1b[31mweb1"), false), "is not a peer name"},
+		{"expired", authFile("expired", func(c *ssh.Certificate) { c.ValidBefore = 1 }, false), "not valid now"},
+		{"host certificate", authFile("host", func(c *ssh.Certificate) { c.CertType = ssh.HostCert }, false), "not a user certificate"},
+		{"plain key", authFile("plain", nil, true), "plain ssh-ed25519 key"},
+		{"no SSH_USER_AUTH", "", "SSH_USER_AUTH is not set"},
+		{"SSH_USER_AUTH relative", "sshauth", "not an absolute path"},
+		{"SSH_USER_AUTH a directory", dir, "not a plain file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "received.log")
+			before := []byte("2026-11-24T10:00:00+00:00 banpush: ban 203.0.113.1 peer=old\n")
+			writeFile(t, log, string(before))
+			for _, req := range []string{"banpush-v1 ban", "banpush-v1 ping"} {
+				vars := map[string]string{"SSH_ORIGINAL_COMMAND": req, "SSH_CONNECTION": "198.51.100.99 40000 192.0.2.1 22", "SSH_USER_AUTH": tt.auth}
+				code, stdout, stderr := runReceiveEnv(t, vars, []byte("203.0.113.7\n"), "--peer-from-cert", "--log", log)
+				if code != exitConfig || stdout != "" || !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "nothing read, nothing written") {
+					t.Errorf("%s: exit %d stdout %q stderr %q; want 78, nothing, %q", req, code, stdout, stderr, tt.want)
+				}
+				if n := strings.Count(stderr, "\n"); n > 2 || strings.ContainsAny(strings.ReplaceAll(stderr, "\n", ""), "\x00\x1b\r") {
+					t.Errorf("%s: stderr is not two clean lines: %q", req, stderr)
+				}
+			}
+			if b, _ := os.ReadFile(log); !bytes.Equal(b, before) {
+				t.Errorf("log changed: %q", b)
+			}
+		})
+	}
+	// The same receiver with a good certificate, for contrast.
+	log := filepath.Join(dir, "good.log")
+	vars := map[string]string{"SSH_ORIGINAL_COMMAND": "banpush-v1 ban", "SSH_CONNECTION": "198.51.100.99 40000 192.0.2.1 22", "SSH_USER_AUTH": authFile("good", id("web-1.example"), false)}
+	code, stdout, stderr := runReceiveEnv(t, vars, []byte("203.0.113.7\n"), "--peer-from-cert", "--log", log)
+	if code != 0 || stdout != "banpush-v1 ok accepted=1 refused=0\n" {
+		t.Fatalf("good certificate: exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(log); !strings.HasSuffix(string(b), " banpush: ban 203.0.113.7 peer=web-1.example\n") {
+		t.Errorf("log %q, want the ban under the certificate's name", b)
 	}
 }
 
