@@ -124,15 +124,6 @@ func decodeJSON[T any](t *testing.T, what, out string) T {
 	return v
 }
 
-// byPeer indexes reports by their peer.
-func byPeer[R any](rs []R, peer func(R) string) map[string]R {
-	m := map[string]R{}
-	for _, r := range rs {
-		m[peer(r)] = r
-	}
-	return m
-}
-
 // fleetHost is one host of the fleet: a pusher (spool, key, known_hosts)
 // and a receiver (sshd and its log).
 type fleetHost struct {
@@ -186,7 +177,7 @@ func newCertFleet(t *testing.T, n int) *fleet {
 		writeFile(t, filepath.Join(h.dir, "known_hosts"), knownHosts)
 		f.hosts = append(f.hosts, h)
 
-		line := f.run(h, nil, "authorize", "--cert-authority", userCA+".pub",
+		line := f.run(h, "authorize", "--cert-authority", userCA+".pub",
 			"--log", filepath.Join(f.logDir, "banpush.log"), "--binary", f.bin)
 		f.authLines = append(f.authLines, line)
 		cfgs = append(cfgs, sshdtest.Config{
@@ -195,14 +186,16 @@ func newCertFleet(t *testing.T, n int) *fleet {
 			HostCertificate: hostCertSigner(hostCA, sshdtest.Cert{ID: h.name, Principals: []string{h.name}}),
 			Exec:            sshdtest.BindMounted(h.logDir, f.logDir),
 		})
+	}
+	for i, s := range sshdtest.StartMany(t, cfgs...) {
+		h := f.hosts[i]
+		h.sshd = s
+		// Registered after sshd's: the senders stop first.
 		t.Cleanup(func() {
 			if err := stopSpoolProcs(h.spool); err != nil {
 				t.Error(err)
 			}
 		})
-	}
-	for i, s := range sshdtest.StartMany(t, cfgs...) {
-		f.hosts[i].sshd = s
 	}
 
 	var inv strings.Builder
@@ -246,19 +239,12 @@ func (f *fleet) runCode(h *fleetHost, args ...string) (stdout string, code int, 
 	return o.String(), 0, e.String(), err
 }
 
-// run runs banpush on h and returns its stdout; wantCode nil means 0.
-func (f *fleet) run(h *fleetHost, wantCode *int, args ...string) string {
+// run runs banpush on h, which must succeed, and returns its stdout.
+func (f *fleet) run(h *fleetHost, args ...string) string {
 	f.t.Helper()
 	out, code, stderr, err := f.runCode(h, args...)
-	if err != nil {
-		f.t.Fatalf("%s: banpush %s: %v", h.name, strings.Join(args, " "), err)
-	}
-	want := 0
-	if wantCode != nil {
-		want = *wantCode
-	}
-	if code != want {
-		f.t.Fatalf("%s: banpush %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", h.name, strings.Join(args, " "), code, want, out, stderr)
+	if err != nil || code != 0 {
+		f.t.Fatalf("%s: banpush %s: exit %d, %v, want 0\nstdout:\n%s\nstderr:\n%s", h.name, strings.Join(args, " "), code, err, out, stderr)
 	}
 	return out
 }
@@ -350,7 +336,7 @@ func TestFleetCertificates(t *testing.T) {
 	// status on each host that pushed names it as itself, and counts the
 	// others' deliveries only.
 	for _, h := range origins {
-		st := decodeJSON[statusReport](t, h.name+": status --json", f.run(h, nil, "status", "--json"))
+		st := decodeJSON[statusReport](t, h.name+": status --json", f.run(h, "status", "--json"))
 		if len(st.Self) != 1 || st.Self[0].Name != h.name || !strings.Contains(st.Self[0].Reason, "hostname") {
 			t.Errorf("%s: status --json: self is %+v, want %s, by its hostname", h.name, st.Self, h.name)
 		}
@@ -371,7 +357,7 @@ func TestFleetCertificates(t *testing.T) {
 	bg := f.hosts[9]
 	origins = append(origins, bg)
 	pushed[bg] = []string{"198.51.100.120", docAddrs(0x1100100, 1)[0]}
-	f.run(bg, nil, append([]string{"push", "--jail", "sshd"}, pushed[bg]...)...)
+	f.run(bg, append([]string{"push", "--jail", "sshd"}, pushed[bg]...)...)
 	f.waitLogs(origins, pushed)
 
 	// Every log holds exactly the bans of the other origins, each once and
@@ -402,7 +388,7 @@ func TestFleetCertificates(t *testing.T) {
 	// same: it is itself, and every other peer is fine.
 	h := f.hosts[2]
 	var self []string
-	for _, p := range decodeJSON[[]peerJSON](t, "peers list --json", f.run(h, nil, "peers", "list", "--json")) {
+	for _, p := range decodeJSON[[]peerJSON](t, "peers list --json", f.run(h, "peers", "list", "--json")) {
 		if p.Self {
 			self = append(self, p.Name+": "+p.SelfReason)
 		}
@@ -662,7 +648,10 @@ func TestFleetRefusals(t *testing.T) {
 			rep, code := checkOne(t, c, name)
 			out, pushCode, stderr := c.runCode("push", "--wait", "--json", "--timeout", fleetTimeout.String(), addr)
 			pushed := decodeJSON[[]peerReport](t, "push --wait --json\nstderr:\n"+stderr, out)
-			got := byPeer(pushed, func(r peerReport) string { return r.Peer })[name]
+			if len(pushed) != 1 || pushed[0].Peer != name {
+				t.Fatalf("push --wait --json: got %+v, want one report, for %s", pushed, name)
+			}
+			got := pushed[0]
 
 			if tt.wantClass == "" {
 				if code != 0 || rep.Result != "ok" {
