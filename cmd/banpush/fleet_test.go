@@ -476,18 +476,24 @@ func newPusher(t *testing.T, dir, inv string) *cluster {
 	return c
 }
 
+// invPeer is a peer of pusherInventory: its name, its HostKeyAlias (none
+// when empty) and its sshd.
+type invPeer struct {
+	name, alias string
+	sshd        *sshdtest.Server
+}
+
 // pusherInventory is an inventory that logs in with key only and checks
-// host keys against knownHosts, with one block per peer: name, sshd and
-// whether to set HostKeyAlias to the name.
-func pusherInventory(t *testing.T, key, knownHosts string, alias bool, names []string, servers []*sshdtest.Server) string {
+// host keys against knownHosts, with one block per peer.
+func pusherInventory(t *testing.T, key, knownHosts string, peers ...invPeer) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Host *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 10\n",
 		currentUser(t), key, knownHosts)
-	for i, name := range names {
-		fmt.Fprintf(&b, "\nHost %s\n  HostName %s\n  Port %d\n", name, servers[i].Host, servers[i].Port)
-		if alias {
-			fmt.Fprintf(&b, "  HostKeyAlias %s\n", name)
+	for _, p := range peers {
+		fmt.Fprintf(&b, "\nHost %s\n  HostName %s\n  Port %d\n", p.name, p.sshd.Host, p.sshd.Port)
+		if p.alias != "" {
+			fmt.Fprintf(&b, "  HostKeyAlias %s\n", p.alias)
 		}
 	}
 	return b.String()
@@ -643,7 +649,7 @@ func TestFleetRefusals(t *testing.T) {
 			pdir := filepath.Join(dir, "pushers", fmt.Sprint(i))
 			key := newKeyPair(t, pdir, "id_ed25519")
 			tt.setup(t, key)
-			c := newPusher(t, pdir, pusherInventory(t, key, knownHosts, false, []string{name}, []*sshdtest.Server{s}))
+			c := newPusher(t, pdir, pusherInventory(t, key, knownHosts, invPeer{name: name, sshd: s}))
 			addr := docAddrs(0x1120000+i, 1)[0]
 			before, nBefore := readFile(t, log), len(readBans(t, log))
 			since := len(s.Log())
@@ -709,9 +715,10 @@ func TestFleetRefusals(t *testing.T) {
 
 // TestFleetHostCertErrors: a pusher that trusts the fleet's host CA sends
 // nothing to a peer whose host certificate is from another CA, out of its
-// validity, or names another host, and every command that contacts peers
-// says which, with a hint. A peer whose host key is @revoked stays
-// hostkey-changed.
+// validity, or names another host (the name checked is the peer's
+// HostKeyAlias, else its HostName), and every command that contacts peers
+// says which; peers check with a hint. A peer whose host key is @revoked
+// stays hostkey-changed.
 func TestFleetHostCertErrors(t *testing.T) {
 	sshdtest.Require(t)
 	bin := banpushBin(t)
@@ -721,27 +728,29 @@ func TestFleetHostCertErrors(t *testing.T) {
 	userCA, hostCA, otherCA := newKeyPair(t, caDir, "user_ca"), newKeyPair(t, caDir, "host_ca"), newKeyPair(t, caDir, "other_ca")
 
 	peers := []struct {
-		name      string
-		ca        string        // signs its host certificate
-		cert      sshdtest.Cert // ID, principals, validity
-		wantClass string
+		name, alias string        // the certificate must name alias, else 127.0.0.1
+		ca          string        // signs its host certificate
+		cert        sshdtest.Cert // ID, principals, validity
+		wantClass   string
 	}{
-		{"good", hostCA, sshdtest.Cert{ID: "good", Principals: []string{"good"}}, "ok"},
-		{"otherca", otherCA, sshdtest.Cert{ID: "otherca", Principals: []string{"otherca"}}, "hostcert-unknown-ca"},
-		{"expired", hostCA, sshdtest.Cert{ID: "expired", Principals: []string{"expired"}, Validity: "20200101:20200102"}, "hostcert-expired"},
-		{"future", hostCA, sshdtest.Cert{ID: "future", Principals: []string{"future"}, Validity: "+1d:+2d"}, "hostcert-expired"},
-		{"wronghost", hostCA, sshdtest.Cert{ID: "good", Principals: []string{"good"}}, "hostcert-wrong-host"},
-		{"revoked", hostCA, sshdtest.Cert{ID: "revoked", Principals: []string{"revoked"}}, "hostkey-changed"},
+		{"good", "good", hostCA, sshdtest.Cert{ID: "good", Principals: []string{"good"}}, "ok"},
+		{"byaddr", "", hostCA, sshdtest.Cert{ID: "byaddr", Principals: []string{"127.0.0.1"}}, "ok"},
+		{"otherca", "otherca", otherCA, sshdtest.Cert{ID: "otherca", Principals: []string{"otherca"}}, "hostcert-unknown-ca"},
+		{"expired", "expired", hostCA, sshdtest.Cert{ID: "expired", Principals: []string{"expired"}, Validity: "20200101:20200102"}, "hostcert-expired"},
+		{"future", "future", hostCA, sshdtest.Cert{ID: "future", Principals: []string{"future"}, Validity: "+1d:+2d"}, "hostcert-expired"},
+		{"wronghost", "wronghost", hostCA, sshdtest.Cert{ID: "good", Principals: []string{"good"}}, "hostcert-wrong-host"},
+		{"byname", "", hostCA, sshdtest.Cert{ID: "byname", Principals: []string{"byname"}}, "hostcert-wrong-host"},
+		{"revoked", "revoked", hostCA, sshdtest.Cert{ID: "revoked", Principals: []string{"revoked"}}, "hostkey-changed"},
 	}
 	admin := newPusher(t, filepath.Join(dir, "admin"), "")
-	var names, logs []string
+	var logs []string
 	var cfgs []sshdtest.Config
 	for _, p := range peers {
 		log := filepath.Join(dir, p.name, "banpush.log")
 		if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		names, logs = append(names, p.name), append(logs, log)
+		logs = append(logs, log)
 		cfgs = append(cfgs, sshdtest.Config{
 			AuthorizedKeys:  admin.run(nil, "authorize", "--cert-authority", userCA+".pub", "--log", log, "--binary", bin),
 			Extra:           []string{"ExposeAuthInfo yes"},
@@ -754,9 +763,13 @@ func TestFleetHostCertErrors(t *testing.T) {
 	key := newKeyPair(t, pdir, "id_ed25519")
 	signCert(t, userCA, key, sshdtest.Cert{ID: "pusher", Principals: []string{"banpush"}})
 	knownHosts := filepath.Join(pdir, "known_hosts")
-	revoked := servers[len(servers)-1].HostKeys[0]
+	revoked := servers[len(servers)-1].HostKeys[0] // the last peer's
 	writeFile(t, knownHosts, certAuthorityLine(t, hostCA)+"@revoked * "+string(ssh.MarshalAuthorizedKey(revoked)))
-	c := newPusher(t, pdir, pusherInventory(t, key, knownHosts, true, names, servers))
+	var inv []invPeer
+	for i, p := range peers {
+		inv = append(inv, invPeer{p.name, p.alias, servers[i]})
+	}
+	c := newPusher(t, pdir, pusherInventory(t, key, knownHosts, inv...))
 	since := make([]int, len(servers))
 	for i, s := range servers {
 		since[i] = len(s.Log())
@@ -817,8 +830,9 @@ func TestFleetHostCertErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	classes = map[string]string{"good": "ok"}
+	classes = map[string]string{}
 	for _, p := range st.Peers {
+		classes[p.Peer] = "ok"
 		if p.LastFailureClass != "" {
 			classes[p.Peer] = p.LastFailureClass
 		}
