@@ -9,7 +9,10 @@
 // through package testenv, fail the test on error and stop the server
 // when the test ends. Nothing is read from /etc/ssh/sshd_config or from
 // the user's ~/.ssh, on the server side or on the client side (see
-// SSHArgs). As root, sshd needs /run/sshd, which Launch creates.
+// SSHArgs). As root, sshd needs /run/sshd, which Launch creates. A server
+// may present host certificates (Config.HostCertificate, SignCert), and be
+// started through a wrapper (Config.Exec), such as BindMounted, which gives
+// it a mount namespace of its own; StartMany starts many at once.
 //
 // Stop and Close stop sshd and everything it started: every connection
 // (a child sshd), the login shell it ran and what the shell ran, such as
@@ -20,7 +23,8 @@
 // their start time, so that a reused pid is never signalled.
 //
 // The package trusts its caller, the sshd, ssh and ssh-keygen binaries
-// installed on the machine and /proc. It signals no process but sshd and
+// installed on the machine (and unshare, mount and sh for BindMounted) and
+// /proc. It signals no process but sshd and
 // those below it, and listens on and connects to 127.0.0.1 only. Only the
 // test wrappers read the environment (through testenv) and report through
 // testing.TB; the core never prints.
