@@ -856,3 +856,73 @@ func TestFleetHostCertErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetSelfByAddress: a host whose short hostname names no peer takes
+// as itself the peer whose HostName is an address of one of its
+// interfaces, and sends nothing to it. The host is a network namespace
+// with that address on a veth interface.
+func TestFleetSelfByAddress(t *testing.T) {
+	testenv.Need(t, testenv.Root("a network namespace"), testenv.Command("unshare", "util-linux"),
+		testenv.Command("ip", "iproute2"), testenv.Command("hostname", "hostname"))
+	bin := banpushBin(t)
+	dir := t.TempDir()
+	stopProcsAtEnd(t)
+	inv := filepath.Join(dir, "peers")
+	writeFile(t, inv, "Host web1\n  HostName 203.0.113.9\nHost web2\n  HostName 203.0.113.10\n  ConnectTimeout 2\n")
+	spool := filepath.Join(dir, "spool")
+	t.Cleanup(func() {
+		if err := stopSpoolProcs(spool); err != nil {
+			t.Error(err)
+		}
+	})
+	// run runs banpush in a new network namespace where 203.0.113.9 is
+	// on v0, and a new UTS namespace whose hostname is no peer's.
+	run := func(args ...string) (string, int, string) {
+		t.Helper()
+		const setup = `ip link add v0 type veth peer name v1 && ip addr add 203.0.113.9/32 dev v0 && ip link set v0 up && hostname db7 && exec "$@"`
+		ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--uts", "--", "/bin/sh", "-c", setup, "sh", bin}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BANPUSH_INVENTORY=" + inv, "BANPUSH_SPOOL=" + spool}
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() >= 0 {
+			return o.String(), ee.ExitCode(), e.String()
+		}
+		if err != nil {
+			t.Fatalf("banpush %s: %v\n%s", strings.Join(args, " "), err, e.String())
+		}
+		return o.String(), 0, e.String()
+	}
+
+	out, code, stderr := run("peers", "list", "--json")
+	if code != 0 {
+		t.Fatalf("peers list: exit %d\n%s", code, stderr)
+	}
+	self := map[string]string{}
+	for _, p := range decodeJSON[[]peerJSON](t, "peers list --json", out) {
+		if p.Self {
+			self[p.Name] = p.SelfReason
+		}
+	}
+	if len(self) != 1 || !strings.Contains(self["web1"], "203.0.113.9") {
+		t.Errorf("peers list --json: self %q, want web1, by its address 203.0.113.9", self)
+	}
+
+	// push --wait tries web2 and never web1. The namespace has no route
+	// out (v1 is down), so web2 is unreachable and nothing leaves it.
+	out, code, stderr = run("push", "--wait", "--json", "--timeout", "2s", docAddrs(0x1140000, 1)[0])
+	var peers []string
+	for _, r := range decodeJSON[[]peerReport](t, "push --wait --json\nstderr:\n"+stderr, out) {
+		peers = append(peers, r.Peer)
+	}
+	if code != exitPeers || !slices.Equal(peers, []string{"web2"}) {
+		t.Errorf("push --wait: exit %d, peers %v, want %d, [web2]\n%s", code, peers, exitPeers, stderr)
+	}
+	out, _, stderr = run("status", "--json")
+	st := decodeJSON[statusReport](t, "status --json\nstderr:\n"+stderr, out)
+	if len(st.Self) != 1 || st.Self[0].Name != "web1" || len(st.Peers) != 1 || st.Peers[0].Peer != "web2" || st.Peers[0].Queued != 1 {
+		t.Errorf("status --json: self %+v, peers %+v, want web1 as self, web2 with one ban queued", st.Self, st.Peers)
+	}
+}
