@@ -55,6 +55,11 @@ Sign each pushing host's key with:
 The key ID names the peer in the log and keys its rate limit: give every
 host its own. Per-key lines and cert-authority lines can share one file.
 
+With --trust quorum the peer does not ban here on its own: its addresses are
+written as reports, which the banpush-quorum jail (contrib/fail2ban/jail.d/
+banpush-quorum.conf, maxretry = N, findtime = --quorum-window) bans once N
+distinct peers agree. Use it for peers you trust less, or for all of them.
+
 Examples:
   banpush authorize --peer web1 --log /var/log/banpush/received.log \
       --from 192.0.2.10 web1.pub

@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -41,7 +44,7 @@ func f2bConfDir(t *testing.T, local string) string {
 	if err != nil {
 		t.Fatalf("copying /etc/fail2ban: %v", err)
 	}
-	for _, f := range []string{"filter.d/banpush.conf", "action.d/banpush.conf", "jail.d/banpush.conf"} {
+	for _, f := range []string{"filter.d/banpush.conf", "filter.d/banpush-quorum.conf", "action.d/banpush.conf", "jail.d/banpush.conf", "jail.d/banpush-quorum.conf"} {
 		data, err := os.ReadFile(filepath.Join("..", "..", "contrib", "fail2ban", f))
 		if err != nil {
 			t.Fatal(err)
@@ -73,6 +76,10 @@ action = %(action_)s
          banpush[pushargs="--allow-private"]
 
 [banpush]
+logpath = $TMP/received.log
+
+[banpush-quorum]
+enabled = true
 logpath = $TMP/received.log
 `)
 	out, err := exec.Command("fail2ban-client", "-c", conf, "-t").CombinedOutput()
@@ -120,9 +127,66 @@ logpath = $TMP/received.log
 		"['set', 'banpush', 'maxretry', 1]",
 		"['set', 'banpush', 'usedns', 'no']",
 		"['add', 'banpush', 'polling']",
+		"['set', 'banpush-quorum', 'maxretry', 2]",
+		"['set', 'banpush-quorum', 'findtime', '1h']",
+		"['add', 'banpush-quorum', 'polling']",
 	} {
 		if !strings.Contains(string(dump), want) {
 			t.Errorf("receiving jail: got no %s in the dump", want)
+		}
+	}
+}
+
+// TestFiltersLineKinds: every kind of line the receiver writes, with every
+// optional field, is matched by its own filter in contrib/fail2ban/filter.d
+// and by no other, as the real fail2ban-regex reads them. A new filter or
+// a new kind of line must be added here.
+func TestFiltersLineKinds(t *testing.T) {
+	testenv.Need(t, testenv.Command("fail2ban-regex", "fail2ban"))
+	prog, _ := exec.LookPath("fail2ban-regex")
+	stamp := time.Now().Format(receive.TimeLayout)
+	var recs []record.Record
+	for _, l := range []string{"203.0.113.7", "2001:db8::7 jail=sshd", "198.51.100.7 jail=nginx-http-auth time=1700000000 bantime=600", "203.0.113.8 bantime=-1"} {
+		r, err := record.Parse([]byte(l))
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		recs = append(recs, r)
+	}
+	kinds := map[string]func([]byte, string, string, record.Record) []byte{
+		"ban":    receive.AppendLogLine,
+		"report": receive.AppendReportLine,
+	}
+	// Which kind each filter bans on.
+	want := map[string]string{"banpush.conf": "ban", "banpush-quorum.conf": "report"}
+	logs := map[string]string{}
+	for kind, appendLine := range kinds {
+		var buf []byte
+		for _, r := range recs {
+			buf = appendLine(buf, stamp, "web-1.example", r)
+		}
+		logs[kind] = filepath.Join(t.TempDir(), kind+".log")
+		writeTestFile(t, logs[kind], string(buf))
+	}
+	filters, _ := filepath.Glob(filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "*.conf"))
+	if len(filters) != len(want) {
+		t.Errorf("contrib has filters %q; the table here knows %d", filters, len(want))
+	}
+	for _, f := range filters {
+		own, ok := want[filepath.Base(f)]
+		if !ok {
+			t.Errorf("%s: add it to the table of this test", f)
+			continue
+		}
+		for kind, log := range logs {
+			matched, missed := runFilter(t, prog, log, f)
+			wantMatched := 0
+			if kind == own {
+				wantMatched = len(recs)
+			}
+			if matched != wantMatched || matched+missed != len(recs) {
+				t.Errorf("%s on %s lines: %d matched, %d missed; want %d matched", filepath.Base(f), kind, matched, missed, wantMatched)
+			}
 		}
 	}
 }

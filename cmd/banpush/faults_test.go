@@ -469,7 +469,14 @@ func TestFaultsContention(t *testing.T) {
 // filter and returns its matched and missed counts.
 func runFail2banRegex(t *testing.T, prog, log string) (matched, missed int) {
 	t.Helper()
-	out, err := exec.Command(prog, log, filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "banpush.conf")).CombinedOutput()
+	return runFilter(t, prog, log, filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "banpush.conf"))
+}
+
+// runFilter runs the real fail2ban-regex on log with filter and returns its
+// matched and missed counts.
+func runFilter(t *testing.T, prog, log, filter string) (matched, missed int) {
+	t.Helper()
+	out, err := exec.Command(prog, log, filter).CombinedOutput()
 	if err != nil {
 		t.Fatalf("fail2ban-regex: %v\n%s", err, out)
 	}

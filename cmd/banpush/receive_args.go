@@ -17,20 +17,27 @@ import (
 // TestReceiveArgsRoundTrip and testdata/receive_compat.txtar instead of
 // every line already installed.
 type ReceiveArgs struct {
-	Peer         string   `help:"Name of the pushing peer this key belongs to (its name in the pushing side's inventory is a good choice); trusted, since it comes from authorized_keys. Required unless --peer-from-cert." placeholder:"NAME"`
-	PeerFromCert bool     `help:"Name the pushing peer after the key ID of the user certificate it logged in with, as sshd verified it for a cert-authority line (needs ExposeAuthInfo)." hidden:""`
-	Log          string   `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
-	Ignore       []string `help:"Never accept addresses in this CIDR (or single address); repeat or separate with commas." placeholder:"CIDR"`
-	MaxBurst     int      `help:"Token bucket size: how many addresses this peer may add at once." default:"${max_burst}" placeholder:"N"`
-	MaxPerMinute int      `help:"Token bucket refill: how many addresses per minute this peer may add after a burst." default:"${max_per_minute}" placeholder:"N"`
-	AllowPrivate bool     `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses."`
+	Peer         string        `help:"Name of the pushing peer this key belongs to (its name in the pushing side's inventory is a good choice); trusted, since it comes from authorized_keys. Required unless --peer-from-cert." placeholder:"NAME"`
+	PeerFromCert bool          `help:"Name the pushing peer after the key ID of the user certificate it logged in with, as sshd verified it for a cert-authority line (needs ExposeAuthInfo)." hidden:""`
+	Log          string        `help:"Absolute path of the log the local fail2ban watches." required:"" placeholder:"PATH"`
+	Ignore       []string      `help:"Never accept addresses in this CIDR (or single address); repeat or separate with commas." placeholder:"CIDR"`
+	MaxBurst     int           `help:"Token bucket size: how many addresses this peer may add at once." default:"${max_burst}" placeholder:"N"`
+	MaxPerMinute int           `help:"Token bucket refill: how many addresses per minute this peer may add after a burst." default:"${max_per_minute}" placeholder:"N"`
+	AllowPrivate bool          `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses."`
+	Trust        string        `help:"How far this peer is trusted: full (each address it sends is banned by the banpush jail) or quorum (its addresses are reports, which the banpush-quorum jail bans once enough distinct peers agree)." enum:"full,quorum" default:"full" placeholder:"LEVEL"`
+	QuorumWindow time.Duration `help:"With --trust quorum: one report per address per this window, which must equal the banpush-quorum jail's findtime." default:"${quorum_window}" placeholder:"DURATION"`
 }
+
+// trustQuorum is the --trust of a peer whose addresses count toward a
+// quorum; "full", the default, is not written into lines.
+const trustQuorum = "quorum"
 
 // receiveVars are the defaults the kong tags above refer to.
 func receiveVars() map[string]string {
 	return map[string]string{
 		"max_burst":      strconv.Itoa(receive.DefaultMaxBurst),
 		"max_per_minute": strconv.Itoa(receive.DefaultMaxPerMinute),
+		"quorum_window":  receive.DefaultQuorumWindow.String(),
 	}
 }
 
@@ -48,6 +55,9 @@ func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, e
 		MaxPerMinute: a.MaxPerMinute,
 		LockTimeout:  receive.DefaultLockTimeout,
 		Now:          now,
+	}
+	if a.Trust == trustQuorum {
+		cfg.Quorum = a.QuorumWindow
 	}
 	switch {
 	case a.PeerFromCert && a.Peer != "":
@@ -94,6 +104,9 @@ func (a ReceiveArgs) argv() []string {
 	args = append(args, "--max-burst", strconv.Itoa(a.MaxBurst), "--max-per-minute", strconv.Itoa(a.MaxPerMinute))
 	if a.AllowPrivate {
 		args = append(args, "--allow-private")
+	}
+	if a.Trust == trustQuorum {
+		args = append(args, "--trust", trustQuorum, "--quorum-window", a.QuorumWindow.String())
 	}
 	return args
 }

@@ -75,6 +75,11 @@ fleet's own hosts); NAT64 and 6to4 addresses are checked as the IPv4 address
 they carry too. And when the peer's token bucket is empty (--max-burst,
 --max-per-minute).
 
+With --trust quorum, an accepted address is written as a report line
+("banpush: report ADDRESS peer=NAME ...") instead of a ban line, at most one
+per address per --quorum-window (remembered in LOG.quorum), and the
+banpush-quorum jail bans it once enough distinct peers reported it.
+
 At most %d receivers of one peer run at once; a stream ends after 60 s of
 silence or 10 minutes, whichever comes first.
 

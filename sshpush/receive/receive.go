@@ -64,6 +64,12 @@ type Config struct {
 	MaxPerMinute int           // token bucket refill rate
 	LockTimeout  time.Duration // how long to wait for the log lock
 	Now          func() time.Time
+
+	// Quorum, when positive, makes the peer a quorum peer: its addresses
+	// are written as report lines (ReportTag), at most one per address
+	// per Quorum window, for the banpush-quorum jail to count (see
+	// quorum.go). Zero is full trust: ban lines (LogTag).
+	Quorum time.Duration
 }
 
 // ArgError is a setting that cannot be used, named by the flag of
@@ -96,6 +102,8 @@ func (c *Config) Check() error {
 		return &ArgError{Flag: "--max-burst", Rule: "from 1 to " + strconv.Itoa(MaxMaxBurst)}
 	case c.MaxPerMinute < 0 || c.MaxPerMinute > MaxMaxPerMinute:
 		return &ArgError{Flag: "--max-per-minute", Rule: "from 0 to " + strconv.Itoa(MaxMaxPerMinute)}
+	case c.Quorum < 0 || c.Quorum > 0 && (c.Quorum < time.Minute || c.Quorum > MaxQuorumWindow || c.Quorum%time.Second != 0):
+		return &ArgError{Flag: "--quorum-window", Rule: "whole seconds from 1m to 720h (30 days)"}
 	}
 	return nil
 }
@@ -108,8 +116,12 @@ type Refused struct {
 
 // Result is the outcome of one batch.
 type Result struct {
-	Accepted int       // records written to the log
+	Accepted int       // records written to the log, or counted already (Repeated)
 	Refused  []Refused // every other record, in line order
+
+	// Repeated counts a quorum peer's records accepted without a line:
+	// its report of the address is already in the log within the window.
+	Repeated int
 
 	// Limited counts the refusals for the rate limit, and LimitedFrom is
 	// the line of the first: an honest sender keeps that record and the
@@ -174,11 +186,25 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	defer st.close()
 
 	now := cfg.Now()
+	var q, before *quorumMemory
+	if cfg.Quorum > 0 {
+		if q, err = loadQuorum(cfg.LogPath, now, cfg.Quorum); err != nil {
+			return Result{}, &TempError{err}
+		}
+		before = q.clone()
+	}
 	b := st.bucket(cfg.Peer, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	var buf []byte
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
-		if !b.take() {
+		if q != nil && q.reported(cfg.Peer, rec.Addr, now, cfg.Quorum) {
+			// Counted already within the window: accepted, not
+			// written again, and free.
+			res.Accepted++
+			res.Repeated++
+			continue
+		}
+		if (q != nil && q.full()) || !b.take() {
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrRateLimit})
 			if res.Limited == 0 {
 				res.LimitedFrom = okLine[i]
@@ -186,14 +212,30 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 			res.Limited++
 			continue
 		}
-		buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
+		if q != nil {
+			q.add(cfg.Peer, rec.Addr, now)
+			buf = AppendReportLine(buf, stamp, cfg.Peer, rec)
+		} else {
+			buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
+		}
 		res.Accepted++
 	}
 	sortRefused(res.Refused)
-	if res.Accepted == 0 {
+	if len(buf) == 0 {
 		return res, nil
 	}
+	// A quorum peer's reports are remembered before they are written:
+	// a report remembered but not written is lost for one window, while
+	// one written but forgotten could let the peer count twice.
+	if q != nil {
+		if err := q.save(); err != nil {
+			return Result{}, &TempError{err}
+		}
+	}
 	if err := appendLog(cfg.LogPath, buf); err != nil {
+		if q != nil {
+			_ = before.save() // nothing was written: forget it again
+		}
 		return Result{}, &TempError{err}
 	}
 	// The lines are durable; a failure to record the spent tokens only
@@ -206,9 +248,15 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 // AppendLogLine appends the log line for rec, received from peer at the time
 // stamp, to b. It is built only from validated values.
 func AppendLogLine(b []byte, stamp, peer string, rec record.Record) []byte {
+	return appendLine(b, stamp, LogTag, peer, rec)
+}
+
+// appendLine appends one line of the log: time, tag, address, peer and
+// the record's fields.
+func appendLine(b []byte, stamp, tag, peer string, rec record.Record) []byte {
 	b = append(b, stamp...)
 	b = append(b, ' ')
-	b = append(b, LogTag...)
+	b = append(b, tag...)
 	b = append(b, ' ')
 	b = rec.Addr.AppendTo(b)
 	b = append(b, " peer="...)

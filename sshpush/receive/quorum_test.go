@@ -1,0 +1,238 @@
+package receive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func quorumConfig(t *testing.T, now *time.Time, peer string) Config {
+	t.Helper()
+	cfg := testConfig(t, now)
+	cfg.Peer = peer
+	cfg.Quorum = time.Hour
+	return cfg
+}
+
+// logLines returns the lines of the log that carry tag.
+func logLines(t *testing.T, path, tag string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, " "+tag+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func accept(t *testing.T, cfg Config, batch string) Result {
+	t.Helper()
+	res, err := Accept(context.Background(), cfg, strings.NewReader(batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestQuorumOneReportPerWindow: a quorum peer that reports an address 50
+// times within a minute has one report line for it; after the window, one
+// more. Another peer's report is its own line. Nothing is a ban line.
+func TestQuorumOneReportPerWindow(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a := quorumConfig(t, &now, "a")
+	for i := range 50 {
+		now = time.Unix(1_800_000_000, 0).Add(time.Duration(i) * 1200 * time.Millisecond)
+		res := accept(t, a, "203.0.113.7\n")
+		if res.Accepted != 1 || len(res.Refused) != 0 || res.Repeated != min(i, 1) {
+			t.Fatalf("push %d: %+v", i, res)
+		}
+	}
+	if got := logLines(t, a.LogPath, ReportTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: report 203.0.113.7 peer=a") {
+		t.Fatalf("report lines after 50 pushes: %q", got)
+	}
+	b := a
+	b.Peer = "b"
+	accept(t, b, "203.0.113.7\n")
+	now = time.Unix(1_800_000_000, 0).Add(time.Hour + time.Second)
+	accept(t, a, "203.0.113.7\n203.0.113.8\n")
+	if got := logLines(t, a.LogPath, ReportTag); len(got) != 4 {
+		t.Errorf("report lines: %q, want a's first, b's, a's after the window, a's other address", got)
+	}
+	if got := logLines(t, a.LogPath, LogTag); len(got) != 0 {
+		t.Errorf("ban lines from quorum peers: %q", got)
+	}
+	full := a
+	full.Peer, full.Quorum = "c", 0
+	accept(t, full, "203.0.113.9\n203.0.113.9\n")
+	if got := logLines(t, a.LogPath, LogTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: ban 203.0.113.9 peer=c") {
+		t.Errorf("a full-trust peer's ban lines: %q", got)
+	}
+}
+
+// TestQuorumConcurrent: 20 receivers of one quorum peer reporting the same
+// address at once write one report line (no lost update of the memory),
+// and 20 peers at once write one each.
+func TestQuorumConcurrent(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	base := quorumConfig(t, &now, "a")
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		cfg := base
+		if i >= 20 {
+			cfg.Peer = fmt.Sprintf("peer%d", i)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n")); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	lines := logLines(t, base.LogPath, ReportTag)
+	if n := len(lines); n != 21 {
+		t.Fatalf("%d report lines, want 21 (one of a, one each of 20 others)", n)
+	}
+	if n := strings.Count(strings.Join(lines, "\n"), " peer=a"); n != 1 {
+		t.Errorf("%d report lines of a, want 1", n)
+	}
+}
+
+// TestQuorumMemoryDamaged: damaged lines of LOG.quorum are dropped and the
+// receiver goes on; entries it can read still count. A memory it cannot
+// read at all, or a link in its place, writes nothing.
+func TestQuorumMemoryDamaged(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := quorumConfig(t, &now, "a")
+	damaged := "garbage\n\x00\xff\na 203.0.113.7\na not-an-address 1800000000\na 203.0.113.8 later\n" +
+		"a 203.0.113.9 1799999990\n" + // a real report, 10 s ago
+		"../x 203.0.113.10 1800000000\nb 203.0.113.11 99999999999999999999\nb 203.0.113.12 1700000000\n" // too old
+	if err := os.WriteFile(cfg.LogPath+".quorum", []byte(damaged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := accept(t, cfg, "203.0.113.7\n203.0.113.8\n203.0.113.9\n")
+	if res.Accepted != 3 || res.Repeated != 1 {
+		t.Errorf("%+v, want 3 accepted, 1 of them (203.0.113.9) repeated", res)
+	}
+	if got := logLines(t, cfg.LogPath, ReportTag); len(got) != 2 {
+		t.Errorf("report lines %q, want 203.0.113.7 and .8", got)
+	}
+	mem, _ := os.ReadFile(cfg.LogPath + ".quorum")
+	if want := "a 203.0.113.7 1800000000\na 203.0.113.8 1800000000\na 203.0.113.9 1799999990\n"; string(mem) != want {
+		t.Errorf("memory rewritten as %q, want %q", mem, want)
+	}
+
+	os.Remove(cfg.LogPath + ".quorum")
+	if err := os.Symlink("/etc/passwd", cfg.LogPath+".quorum"); err != nil {
+		t.Fatal(err)
+	}
+	before := logLines(t, cfg.LogPath, ReportTag)
+	_, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.20\n"))
+	var temp *TempError
+	if !errors.As(err, &temp) {
+		t.Errorf("memory a symbolic link: got %v, want a TempError", err)
+	}
+	if after := logLines(t, cfg.LogPath, ReportTag); len(after) != len(before) {
+		t.Errorf("a report was written without its memory: %q", after)
+	}
+}
+
+// TestQuorumForgetsUnwritten: a report that could not be written to the
+// log is not remembered, so the peer's retry is written.
+func TestQuorumForgetsUnwritten(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := quorumConfig(t, &now, "a")
+	if err := os.Mkdir(cfg.LogPath, 0o700); err != nil { // a directory: the log cannot be opened
+		t.Fatal(err)
+	}
+	if _, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n")); err == nil {
+		t.Fatal("a log that is a directory was written")
+	}
+	os.Remove(cfg.LogPath)
+	if res := accept(t, cfg, "203.0.113.7\n"); res.Repeated != 0 {
+		t.Errorf("retry: %+v, want the report written", res)
+	}
+	if got := logLines(t, cfg.LogPath, ReportTag); len(got) != 1 {
+		t.Errorf("report lines %q, want 1", got)
+	}
+}
+
+// TestQuorumMemoryBound: a full memory refuses new reports as
+// rate-limited (a ban can come later, never from it), while a report it
+// holds is still accepted as repeated.
+func TestQuorumMemoryBound(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := quorumConfig(t, &now, "a")
+	var b strings.Builder
+	for i := range maxQuorumEntries {
+		fmt.Fprintf(&b, "p%d 2001:db8::%x 1800000000\n", i%100, i)
+	}
+	b.WriteString("a 203.0.113.7 1800000000\n") // over the bound: not read
+	if err := os.WriteFile(cfg.LogPath+".quorum", []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := accept(t, cfg, "203.0.113.8\n")
+	if res.Accepted != 0 || res.Limited != 1 {
+		t.Errorf("new report into a full memory: %+v, want it refused as rate-limited", res)
+	}
+	other := cfg
+	other.Peer = "p1"
+	if res := accept(t, other, "2001:db8::1\n"); res.Repeated != 1 {
+		t.Errorf("report the full memory holds: %+v, want it repeated", res)
+	}
+}
+
+func TestQuorumWindowChecked(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, w := range []time.Duration{-time.Second, time.Second, 59 * time.Second, 1500 * time.Millisecond, MaxQuorumWindow + time.Second} {
+		cfg := quorumConfig(t, &now, "a")
+		cfg.Quorum = w
+		var ae *ArgError
+		if err := cfg.Check(); !errors.As(err, &ae) || ae.Flag != "--quorum-window" {
+			t.Errorf("window %v: got %v, want an ArgError for --quorum-window", w, err)
+		}
+	}
+}
+
+// FuzzQuorumMemory: whatever LOG.quorum holds, parsing keeps only entries
+// with a valid peer name, an address without a zone and a time inside the
+// window, at most maxQuorumEntries of them, and what it keeps marshals to
+// lines that parse back to the same memory.
+func FuzzQuorumMemory(f *testing.F) {
+	f.Add([]byte("a 203.0.113.7 1800000000\nb 2001:db8::1 1799999999\n"))
+	f.Add([]byte("garbage\n\x00\na 203.0.113.7\n../x 203.0.113.7 1800000000\n"))
+	f.Add([]byte("a fe80::1%eth0 1800000000\na ::ffff:203.0.113.7 1800000000\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := &quorumMemory{last: map[reportKey]int64{}}
+		m.parse(data, 1_799_996_400)
+		if len(m.last) > maxQuorumEntries {
+			t.Fatalf("%d entries", len(m.last))
+		}
+		for k, v := range m.last {
+			if k.addr.Zone() != "" || k.addr.Is4In6() || v <= 1_799_996_400 || strings.ContainsAny(k.peer, " \n/") {
+				t.Fatalf("kept %+v at %d", k, v)
+			}
+		}
+		again := &quorumMemory{last: map[reportKey]int64{}}
+		again.parse(m.marshal(), 1_799_996_400)
+		if len(again.last) != len(m.last) {
+			t.Fatalf("round trip: %d entries, want %d", len(again.last), len(m.last))
+		}
+	})
+}
