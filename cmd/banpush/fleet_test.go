@@ -511,6 +511,17 @@ func checkOne(t *testing.T, c *cluster, peer string) (checkReport, int) {
 	return reps[0], code
 }
 
+// sshdLog returns what s has logged, failing t (which may be a subtest of
+// the test that started s) if it cannot.
+func sshdLog(t *testing.T, s *sshdtest.Server) string {
+	t.Helper()
+	log, err := s.Daemon.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log
+}
+
 // refusal is a pusher that TestFleetRefusals tries.
 type refusal struct {
 	name string
@@ -652,7 +663,7 @@ func TestFleetRefusals(t *testing.T) {
 			c := newPusher(t, pdir, pusherInventory(t, key, knownHosts, invPeer{name: name, sshd: s}))
 			addr := docAddrs(0x1120000+i, 1)[0]
 			before, nBefore := readFile(t, log), len(readBans(t, log))
-			since := len(s.Log())
+			since := len(sshdLog(t, s))
 
 			rep, code := checkOne(t, c, name)
 			out, pushCode, stderr := c.runCode("push", "--wait", "--json", "--timeout", fleetTimeout.String(), addr)
@@ -685,7 +696,11 @@ func TestFleetRefusals(t *testing.T) {
 			if tt.receiverSays != "" {
 				// The receiver's own exit status and message, through
 				// OpenSSH's client: one error, which says why, and a hint.
-				r := runClient(t, "", "ssh", append(s.SSHArgs(key, knownHosts), "banpush-v1 ping")...)
+				args, err := s.Daemon.SSHArgs(key, knownHosts) // s fails its own test, not this one
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := runClient(t, "", "ssh", append(args, "banpush-v1 ping")...)
 				lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
 				if r.code != exitConfig || !strings.Contains(r.stderr, tt.receiverSays) || !strings.HasPrefix(lines[0], "banpush: error: ") ||
 					len(lines) > 2 || len(lines) == 2 && !strings.HasPrefix(lines[1], "banpush: hint: ") {
@@ -700,11 +715,13 @@ func TestFleetRefusals(t *testing.T) {
 				}
 			}
 			if tt.sshdSays != "" {
-				s.WaitLog(since, tt.sshdSays, sshTimeout)
+				if err := s.Daemon.WaitLog(since, tt.sshdSays, sshTimeout); err != nil {
+					t.Error(err)
+				}
 			}
 			// Refused by sshd: no login at all.
-			if tt.wantClass == "auth" && strings.Contains(s.Log()[since:], "Accepted publickey") {
-				t.Errorf("sshd accepted a key:\n%s", s.Log()[since:])
+			if log := sshdLog(t, s)[since:]; tt.wantClass == "auth" && strings.Contains(log, "Accepted publickey") {
+				t.Errorf("sshd accepted a key:\n%s", log)
 			}
 			if after := readFile(t, log); after != before {
 				t.Errorf("the log changed:\nbefore:\n%s\nafter:\n%s", before, after)
