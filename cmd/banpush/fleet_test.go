@@ -97,21 +97,32 @@ func certAuthorityLine(t *testing.T, ca string) string {
 type banLine struct{ addr, peer string }
 
 // readBans returns the lines of the receiver's log at path, in order; a
-// missing log has none. Any other line fails the test.
+// missing log has none. Any other line, and a last line without its
+// newline, fail the test.
 func readBans(t *testing.T, path string) []banLine {
 	t.Helper()
-	var out []banLine
-	for _, l := range strings.Split(strings.TrimSuffix(readFile(t, path), "\n"), "\n") {
-		if l == "" {
-			continue
-		}
+	bans, partial := readCompleteBans(t, path)
+	if partial != "" {
+		t.Fatalf("%s ends in a partial line %q", path, partial)
+	}
+	return bans
+}
+
+// readCompleteBans is readBans for a log that receivers may be writing:
+// a last line without its newline may be a write in progress, and is
+// returned apart.
+func readCompleteBans(t *testing.T, path string) (bans []banLine, partial string) {
+	t.Helper()
+	lines := strings.Split(readFile(t, path), "\n")
+	partial = lines[len(lines)-1]
+	for _, l := range lines[:len(lines)-1] {
 		f := strings.Fields(l)
 		if len(f) < 5 || f[1]+" "+f[2] != "banpush: ban" || !strings.HasPrefix(f[4], "peer=") {
 			t.Fatalf("%s: foreign line %q", path, l)
 		}
-		out = append(out, banLine{addr: f[3], peer: strings.TrimPrefix(f[4], "peer=")})
+		bans = append(bans, banLine{addr: f[3], peer: strings.TrimPrefix(f[4], "peer=")})
 	}
-	return out
+	return bans, partial
 }
 
 // decodeJSON decodes what a banpush command printed with --json.
@@ -399,7 +410,7 @@ func TestFleetCertificates(t *testing.T) {
 	if len(self) != 1 || !strings.HasPrefix(self[0], h.name+": ") || !strings.Contains(self[0], "hostname") {
 		t.Errorf("%s: peers list --json: self %q, want %s, by its hostname", h.name, self, h.name)
 	}
-	out, code, stderr, err := f.runCode(h, "peers", "check", "--json")
+	out, code, stderr, err := f.runCode(h, "peers", "check", "--json", "--timeout", fleetTimeout.String())
 	if err != nil || code != 0 {
 		t.Fatalf("%s: peers check: exit %d, %v\n%s%s", h.name, code, err, out, stderr)
 	}
@@ -427,7 +438,8 @@ func (f *fleet) waitLogs(origins []*fleetHost, pushed map[*fleetHost][]string) {
 		var missing []string
 		for _, h := range f.hosts {
 			got := map[banLine]bool{}
-			for _, b := range readBans(f.t, h.log) {
+			bans, _ := readCompleteBans(f.t, h.log)
+			for _, b := range bans {
 				got[b] = true
 			}
 			for _, o := range origins {
@@ -503,7 +515,7 @@ func pusherInventory(t *testing.T, key, knownHosts string, peers ...invPeer) str
 // and the exit status.
 func checkOne(t *testing.T, c *cluster, peer string) (checkReport, int) {
 	t.Helper()
-	out, code, stderr := c.runCode("peers", "check", "--json", peer)
+	out, code, stderr := c.runCode("peers", "check", "--json", "--timeout", fleetTimeout.String(), peer)
 	reps := decodeJSON[[]checkReport](t, "peers check --json\nstderr:\n"+stderr, out)
 	if len(reps) != 1 || reps[0].Peer != peer {
 		t.Fatalf("peers check --json %s: got %+v, want one report, for %s", peer, reps, peer)
@@ -802,7 +814,7 @@ func TestFleetHostCertErrors(t *testing.T) {
 		}
 	}
 
-	out, code, stderr := c.runCode("peers", "check", "--json")
+	out, code, stderr := c.runCode("peers", "check", "--json", "--timeout", fleetTimeout.String())
 	if code != exitPeers {
 		t.Errorf("peers check: exit %d, want %d\nstderr:\n%s", code, exitPeers, stderr)
 	}
