@@ -17,6 +17,7 @@ import (
 type fail2ban struct {
 	t    *testing.T
 	conf string
+	done chan struct{} // closed when the server has exited
 }
 
 // startFail2ban runs fail2ban-server in the foreground on conf (see
@@ -35,9 +36,9 @@ func startFail2ban(t *testing.T, conf, dir string) *fail2ban {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	f := &fail2ban{t: t, conf: conf}
+	f := &fail2ban{t: t, conf: conf, done: done}
 	t.Cleanup(func() {
-		exec.Command("fail2ban-client", "-c", conf, "stop").Run()
+		f.stop()
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
@@ -51,6 +52,15 @@ func startFail2ban(t *testing.T, conf, dir string) *fail2ban {
 	})
 	f.waitFor("the server to answer", func() bool { return strings.Contains(f.client("ping"), "pong") })
 	return f
+}
+
+// stop asks the server to stop and waits (up to 20 s) until it has.
+func (f *fail2ban) stop() {
+	exec.Command("fail2ban-client", "-c", f.conf, "stop").Run()
+	select {
+	case <-f.done:
+	case <-time.After(20 * time.Second):
+	}
 }
 
 // client runs fail2ban-client with args and returns its output.

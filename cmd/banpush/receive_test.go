@@ -174,36 +174,42 @@ func TestReceiveHostile(t *testing.T) {
 		{"too many bytes", ban, strings.Repeat("x", 1<<20+1), 65, "", "batch refused"},
 		{"too many bytes in one line", ban, "203.0.113.7 jail=" + strings.Repeat("a", 1<<20), 65, "", "batch refused"},
 	}
+	// Every case against a full-trust peer and a quorum peer: a report
+	// line is as hard to forge as a ban line.
+	trusts := map[string][]string{"full": nil, "quorum": {"--trust", "quorum"}}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			log := filepath.Join(t.TempDir(), "received.log")
-			before := []byte("2026-11-24T10:00:00+00:00 banpush: ban 203.0.113.1 peer=old\n")
-			if err := os.WriteFile(log, before, 0o640); err != nil {
-				t.Fatal(err)
-			}
-			code, stdout, stderr := runReceive(t, tt.request, conn, []byte(tt.stdin),
-				"--peer", "web1", "--log", log, "--ignore", "192.0.2.0/24")
-			if code != tt.wantCode {
-				t.Errorf("exit %d, want %d (stderr %q)", code, tt.wantCode, stderr)
-			}
-			if stdout != tt.wantStdout {
-				t.Errorf("stdout %q, want %q", stdout, tt.wantStdout)
-			}
-			if !strings.Contains(stderr, tt.wantStderr) {
-				t.Errorf("stderr %q, want it to contain %q", stderr, tt.wantStderr)
-			}
-			if tt.wantCode != 0 && strings.Count(stderr, "\n") != 1 {
-				t.Errorf("stderr has %d lines, want 1: %q", strings.Count(stderr, "\n"), stderr)
-			}
-			assertNoEcho(t, tt.stdin, stderr)
-			after, err := os.ReadFile(log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(after, before) {
-				t.Errorf("log changed:\n%s", after)
-			}
-		})
+		for trust, trustArgs := range trusts {
+			t.Run(trust+"/"+tt.name, func(t *testing.T) {
+				log := filepath.Join(t.TempDir(), "received.log")
+				before := []byte("2026-11-24T10:00:00+00:00 banpush: ban 203.0.113.1 peer=old\n" +
+					"2026-11-24T10:00:00+00:00 banpush: report 203.0.113.2 peer=old\n")
+				if err := os.WriteFile(log, before, 0o640); err != nil {
+					t.Fatal(err)
+				}
+				code, stdout, stderr := runReceive(t, tt.request, conn, []byte(tt.stdin),
+					append([]string{"--peer", "web1", "--log", log, "--ignore", "192.0.2.0/24"}, trustArgs...)...)
+				if code != tt.wantCode {
+					t.Errorf("exit %d, want %d (stderr %q)", code, tt.wantCode, stderr)
+				}
+				if stdout != tt.wantStdout {
+					t.Errorf("stdout %q, want %q", stdout, tt.wantStdout)
+				}
+				if !strings.Contains(stderr, tt.wantStderr) {
+					t.Errorf("stderr %q, want it to contain %q", stderr, tt.wantStderr)
+				}
+				if tt.wantCode != 0 && strings.Count(stderr, "\n") != 1 {
+					t.Errorf("stderr has %d lines, want 1: %q", strings.Count(stderr, "\n"), stderr)
+				}
+				assertNoEcho(t, tt.stdin, stderr)
+				after, err := os.ReadFile(log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(after, before) {
+					t.Errorf("log changed:\n%s", after)
+				}
+			})
+		}
 	}
 }
 
