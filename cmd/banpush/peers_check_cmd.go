@@ -201,6 +201,9 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		return fmt.Sprintf("run 'banpush peers trust %s': it shows the key's fingerprint, to compare with the peer's own ('ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' there), before adding it", p.Name)
 	case sshpush.ClassHostKeyChanged:
 		var e *sshpush.Error
+		if errors.As(err, &e) && e.Revoked {
+			return fmt.Sprintf("a revoked key is never trusted again: find out why it was revoked; if %s was rekeyed, sign its new host key with the host CA (or trust its new key with 'banpush peers trust %s')", p.Name, p.Name)
+		}
 		where := "the stale line from known_hosts"
 		if errors.As(err, &e) && e.HostKey != nil {
 			if st, _ := sshpush.LookupHostKey(t, e.HostKey); len(st.Stale) > 0 {
