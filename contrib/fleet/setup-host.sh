@@ -224,7 +224,8 @@ put 0644 "$tmp/banpush-fleet.conf" /etc/ssh/sshd_config.d/banpush-fleet.conf
 sshd -t || die "sshd -t refused the configuration; fix it, then run this again"
 
 # fail2ban: filter, receiving jail, push action, and ignoreip. The
-# receiving jails set their own ignoreip, so the snippet sets it there too
+# receiving jails take [DEFAULT]'s ignoreip; the snippet sets it in their
+# own sections too, in case a local copy of a jail sets its own
 # (banpush-quorum's only matters once an administrator enables that jail).
 put 0644 "$contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
 put 0644 "$contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
