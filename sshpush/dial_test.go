@@ -205,6 +205,24 @@ func TestHostKeys(t *testing.T) {
 			wantMsg:   []string{`names "127.0.0.1", not web1`},
 		},
 		{
+			name:     "host certificate whose key is @revoked",
+			hostKeys: []ssh.Signer{certSigner},
+			known: func(s *testServer) []string {
+				return []string{"@cert-authority * " + key(hostCA), "@revoked * " + key(ed)}
+			},
+			wantClass: ClassHostKeyChanged,
+			wantMsg:   []string{"is revoked: its key (ssh-ed25519 ", "@revoked at ", "known_hosts:2"},
+		},
+		{
+			name:     "host certificate whose CA is @revoked",
+			hostKeys: []ssh.Signer{certSigner},
+			known: func(s *testServer) []string {
+				return []string{"@cert-authority * " + key(hostCA), "@revoked * " + key(hostCA)}
+			},
+			wantClass: ClassHostKeyChanged,
+			wantMsg:   []string{"is revoked: its CA (ssh-ed25519 "},
+		},
+		{
 			// A plain key known for the host is used: the server's
 			// certificate is not asked for.
 			name:     "expired host certificate whose plain key known_hosts holds",

@@ -47,6 +47,9 @@ type Error struct {
 	// For the host key and host certificate classes: the key the server
 	// presented (a *ssh.Certificate for a host certificate).
 	HostKey ssh.PublicKey
+	// Revoked is set, with ClassHostKeyChanged, when the host key, or
+	// the key or CA of its certificate, is @revoked in known_hosts.
+	Revoked bool
 
 	// After a request ran: the receiver's exit status (0 if it exited 0 or
 	// sent none) and its stderr, reduced to printable ASCII lines and

@@ -132,7 +132,7 @@ func (c *hostKeyCheck) failure(peer string) *Error {
 	var revoked *xknownhosts.RevokedError
 	switch {
 	case errors.As(err, &revoked):
-		e.Class = ClassHostKeyChanged
+		e.Class, e.Revoked = ClassHostKeyChanged, true
 		e.Err = fmt.Errorf("host key of %s is revoked in known_hosts (%s, @revoked at %s:%d)",
 			c.h.display(), offered, revoked.Revoked.Filename, revoked.Revoked.Line)
 	case errors.As(err, &keyErr) && len(keyErr.Want) == 0:
@@ -171,6 +171,19 @@ func (h *hostKeyDB) certProblem(e *Error, key ssh.PublicKey) bool {
 	}
 	host, _, _ := net.SplitHostPort(h.addr)
 	now := time.Now()
+	var revoked *xknownhosts.RevokedError
+	for _, k := range []struct {
+		what string
+		key  ssh.PublicKey
+	}{{"key", cert.Key}, {"CA", cert.SignatureKey}} {
+		// known_hosts checks @revoked before it looks at the host.
+		if errors.As(h.db.HostKeyCallback()(h.addr, placeholderAddr, k.key), &revoked) {
+			e.Class, e.Revoked = ClassHostKeyChanged, true
+			e.Err = fmt.Errorf("host certificate of %s is revoked: its %s (%s) is @revoked at %s:%d",
+				h.display(), k.what, describeKey(k.key), revoked.Revoked.Filename, revoked.Revoked.Line)
+			return true
+		}
+	}
 	switch {
 	case !trusted:
 		e.Class = ClassHostCertCA
@@ -190,6 +203,10 @@ func (h *hostKeyDB) certProblem(e *Error, key ssh.PublicKey) bool {
 	}
 	return true
 }
+
+// placeholderAddr is the remote address given to known_hosts checks made
+// for a host by name alone.
+var placeholderAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 
 // certTime converts a certificate's validity bound to a time.
 func certTime(t uint64) time.Time {

@@ -2,7 +2,6 @@ package sshpush
 
 import (
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,7 +39,7 @@ func LookupHostKey(t Target, key ssh.PublicKey) (HostKeyStatus, error) {
 	if err != nil {
 		return HostKeyStatus{}, err
 	}
-	err = cb(t.KnownHostsAddr(), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, key)
+	err = cb(t.KnownHostsAddr(), placeholderAddr, key)
 	var keyErr *xknownhosts.KeyError
 	var revoked *xknownhosts.RevokedError
 	switch {

@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +52,7 @@ func e2eRequire(t *testing.T) {
 		testenv.Root("it creates network namespaces and iptables rules"),
 		testenv.Command(testenv.SSHD, "openssh-server"),
 		testenv.Command("ssh-keyscan", "openssh-client"),
+		testenv.Command("ssh-keygen", "openssh-client"),
 		testenv.Command("fail2ban-server", "fail2ban"),
 		testenv.Command("fail2ban-client", "fail2ban"),
 		testenv.Command("iptables", "iptables"),
@@ -60,9 +63,10 @@ func e2eRequire(t *testing.T) {
 	)
 }
 
-// e2eUp sets up the demo's hosts under fresh namespace names, and tears
-// them down when the test ends.
-func e2eUp(t *testing.T) *e2eHosts {
+// e2eUp sets up the demo's hosts under fresh namespace names, with the
+// extra arguments of 'demo.sh up' (--fleet), and tears them down when the
+// test ends.
+func e2eUp(t *testing.T, args ...string) *e2eHosts {
 	t.Helper()
 	demo, err := filepath.Abs(filepath.Join("..", "..", "contrib", "demo", "demo.sh"))
 	if err != nil {
@@ -81,7 +85,8 @@ func e2eUp(t *testing.T) *e2eHosts {
 	})
 	t.Cleanup(h.dumpIfFailed)
 	start := time.Now()
-	if out, err := h.script(2*time.Minute, "up", h.dir, "--bin", bin, "--prefix", "bpt"+hex.EncodeToString(id[:])); err != nil {
+	up := append([]string{"up", h.dir, "--bin", bin, "--prefix", "bpt" + hex.EncodeToString(id[:])}, args...)
+	if out, err := h.script(2*time.Minute, up...); err != nil {
 		t.Fatalf("demo.sh up: %v\n%s", err, out)
 	}
 	t.Logf("hosts up in %v", time.Since(start).Round(time.Millisecond))
@@ -122,6 +127,8 @@ type e2eError struct {
 	err    error
 	stderr string
 }
+
+func (e *e2eError) Unwrap() error { return e.err }
 
 func (e *e2eError) Error() string {
 	return e.host + ": " + strings.Join(e.args, " ") + ": " + e.err.Error() + ": " + strings.TrimSpace(e.stderr)
@@ -172,13 +179,19 @@ func (h *e2eHosts) firewalled(host, addr string) (bool, error) {
 // received counts the lines of a host's receiving log that ban addr.
 func (h *e2eHosts) received(host, addr string) int {
 	h.t.Helper()
-	n := 0
+	return len(h.receivedLines(host, addr))
+}
+
+// receivedLines returns the lines of a host's receiving log that ban addr.
+func (h *e2eHosts) receivedLines(host, addr string) []string {
+	h.t.Helper()
+	var lines []string
 	for _, line := range strings.Split(h.mustOn(host, "cat", e2eReceived), "\n") {
 		if strings.Contains(line, " banpush: ban "+addr+" ") {
-			n++
+			lines = append(lines, line)
 		}
 	}
-	return n
+	return lines
 }
 
 // status is 'banpush status --json' on a host, by peer.
@@ -300,4 +313,124 @@ func TestEndToEnd(t *testing.T) {
 	if ok, err := h.banned("h1", "banpush", e2eAttacker); ok || err != nil {
 		t.Errorf("h1 banpush jail: got a ban of %s (or an error: %v), want none", e2eAttacker, err)
 	}
+}
+
+// Files of the fleet setup, as contrib/fleet/setup-host.sh installs them.
+const (
+	e2eAuthorizedKeys = "/var/lib/banpush/.ssh/authorized_keys"
+	e2eInventory      = "/etc/banpush/peers"
+	e2eKnownHosts     = "/etc/banpush/known_hosts"
+	e2eKRL            = "/etc/ssh/banpush_revoked.krl"
+)
+
+// TestEndToEndFleet: the demo's --fleet mode, the README's fleet setup
+// with certificates. Every host holds the same authorized_keys (one
+// cert-authority line), the same inventory (which names the host itself)
+// and the same known_hosts (one @cert-authority line). A ban on h1 reaches
+// h2 and h3, whose logs name h1 after its certificate's key ID, and h1
+// sends nothing to itself. A key ID a receiver's KRL revokes is refused
+// there, and only there. The brute force itself is TestEndToEnd's: here
+// h1's sshd jail bans by hand, through the same action.
+func TestEndToEndFleet(t *testing.T) {
+	testenv.Slow(t)
+	e2eRequire(t)
+	h := e2eUp(t, "--fleet")
+	hosts := []string{"h1", "h2", "h3"}
+
+	for _, f := range []string{e2eAuthorizedKeys, e2eInventory, e2eKnownHosts} {
+		want := h.mustOn("h1", "cat", f)
+		for _, host := range hosts[1:] {
+			if got := h.mustOn(host, "cat", f); got != want {
+				t.Errorf("%s: %s differs from h1's:\n%s\nh1's:\n%s", host, f, got, want)
+			}
+		}
+	}
+	if keys := e2eLines(h.mustOn("h1", "cat", e2eAuthorizedKeys)); len(keys) != 1 || !strings.HasPrefix(keys[0], "cert-authority,principals=\"banpush\",") {
+		t.Errorf("%s: got %q, want one cert-authority line", e2eAuthorizedKeys, keys)
+	}
+	if known := e2eLines(h.mustOn("h1", "cat", e2eKnownHosts)); len(known) != 1 || !strings.HasPrefix(known[0], "@cert-authority * ") {
+		t.Errorf("%s: got %q, want one @cert-authority line", e2eKnownHosts, known)
+	}
+	// Each host finds itself in the inventory and sends nothing to it.
+	for _, host := range hosts {
+		out := h.mustOn(host, "banpush", "peers", "list", "--json")
+		var peers []struct {
+			Name       string `json:"name"`
+			Self       bool   `json:"self"`
+			SelfReason string `json:"self_reason"`
+		}
+		if err := json.Unmarshal([]byte(out), &peers); err != nil {
+			t.Fatalf("%s: banpush peers list --json: %v\n%s", host, err, out)
+		}
+		var self []string
+		for _, p := range peers {
+			if p.Self {
+				self = append(self, p.Name+": "+p.SelfReason)
+			}
+		}
+		if len(peers) != 3 || len(self) != 1 || !strings.HasPrefix(self[0], host+": ") {
+			t.Errorf("%s: peers list: got %d peers, self %q; want 3 peers, self %s", host, len(peers), self, host)
+		}
+	}
+
+	h.mustOn("h1", "fail2ban-client", "set", "sshd", "banip", e2eAttacker)
+	banned := time.Now()
+	for _, host := range hosts[1:] {
+		h.waitFor(host+": iptables rule for "+e2eAttacker, 10*time.Second, func() (bool, error) {
+			return h.firewalled(host, e2eAttacker)
+		})
+		t.Logf("%s: iptables rule %v after h1's ban", host, time.Since(banned).Round(time.Millisecond))
+		if lines := h.receivedLines(host, e2eAttacker); len(lines) != 1 || !strings.Contains(lines[0], " peer=h1 ") {
+			t.Errorf("%s: got %q in %s, want one line with peer=h1 (the key ID of h1's certificate)", host, lines, e2eReceived)
+		}
+	}
+	// flush ends the lingering sender: whatever h1 would send, it has sent.
+	h.mustOn("h1", "banpush", "flush")
+	if got := h.received("h1", e2eAttacker); got != 0 {
+		t.Errorf("h1: got %d lines banning %s in %s, want 0: h1 sent to itself", got, e2eAttacker, e2eReceived)
+	}
+
+	// Revoke h3's certificate by key ID, as the README does, in h2's KRL.
+	spec := filepath.Join(t.TempDir(), "revoke")
+	writeTestFile(t, spec, "id: h3\n")
+	krl := filepath.Join(h.dir, "ca", "fleet", "banpush_revoked.krl")
+	if out, err := exec.Command("ssh-keygen", "-k", "-u", "-s", filepath.Join(h.dir, "ca", "user_ca.pub"), "-f", krl, spec).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -k: %v\n%s", err, out)
+	}
+	h.mustOn("h2", "install", "-m", "0644", krl, e2eKRL)
+	out, err := h.on("h3", "banpush", "push", "--wait", "--json", "--allow-private", "--jail", "e2e", "--", e2eFromH3)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitPeers {
+		t.Fatalf("h3: push --wait with h3 revoked on h2: got %v, want exit %d\n%s", err, exitPeers, out)
+	}
+	var reports []peerReport
+	if err := json.Unmarshal([]byte(out), &reports); err != nil {
+		t.Fatalf("h3: push --wait --json: %v\n%s", err, out)
+	}
+	results := map[string]string{}
+	for _, r := range reports {
+		results[r.Peer] = r.Result
+	}
+	if want := map[string]string{"h1": "ok", "h2": "auth"}; !reflect.DeepEqual(results, want) {
+		t.Errorf("h3: push --wait with h3 revoked on h2: got results %v, want %v", results, want)
+	}
+	if lines := h.receivedLines("h1", e2eFromH3); len(lines) != 1 || !strings.Contains(lines[0], " peer=h3 ") {
+		t.Errorf("h1: got %q, want one line banning %s with peer=h3", lines, e2eFromH3)
+	}
+	for _, host := range []string{"h2", "h3"} {
+		if got := h.received(host, e2eFromH3); got != 0 {
+			t.Errorf("%s: got %d lines banning %s, want 0", host, got, e2eFromH3)
+		}
+	}
+}
+
+// e2eLines returns the lines of a file that are neither empty nor comments.
+func e2eLines(text string) []string {
+	var lines []string
+	for _, line := range strings.Split(text, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
 }

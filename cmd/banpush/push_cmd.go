@@ -33,7 +33,8 @@ type PushCmd struct {
 
 // Help explains what push does and how fail2ban calls it.
 func (c *PushCmd) Help() string {
-	return `push queues each address for every peer in the inventory and returns as soon as
+	return `push queues each address for every peer in the inventory but this host (see
+--self) and returns as soon as
 the queue is on disk (one write and one fsync): fail2ban runs every action
 under one global lock, so push never waits for a peer. If no sender is
 running, push starts one in the background (its own session, no inherited

@@ -23,12 +23,21 @@
 # without touching the real ones. All traffic stays on 10.77.0.0/24 inside
 # the namespaces.
 #
+# With --fleet, the hosts are set up the certificate way (README, "Fleet
+# setup"): a user CA and a host CA made in the demo's directory, each host's
+# pushing key and sshd host key signed, one authorized_keys line, one
+# inventory and one known_hosts line, the same on every host, all installed
+# by contrib/fleet/setup-host.sh; nobody confirms a host key.
+#
 # Subcommands (the end-to-end test uses them; 'run' is the default):
-#   run [--bin FILE] [--prefix NAME]          the whole demo, then tear down
-#   up DIR [--bin FILE] [--prefix NAME]       set up the hosts, leave them running
-#   attack DIR                                brute-force host 1 until it bans
-#   on DIR HOST COMMAND...                    run a command on h1, h2 or h3
-#   down DIR                                  stop everything, remove DIR
+#   run [--fleet] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
+#   up DIR [--fleet] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
+#   attack DIR                                     brute-force host 1 until it bans
+#   on DIR HOST COMMAND...                         run a command on h1, h2 or h3
+#   down DIR                                       stop everything, remove DIR
+# With --fleet, DIR/ca holds what the CA machine holds: the CA keys,
+# fleet/ as copied to every host, and each host's public keys and
+# certificates.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -263,6 +272,79 @@ trust() {
 		--install /var/lib/banpush/.ssh/authorized_keys "$dir/$from.pub"
 }
 
+# The fleet (--fleet): what the CA machine of the README holds, in $dir/ca.
+# The demo is that machine; the hosts get copies of $dir/ca/fleet as an
+# administrator would copy them with scp.
+fleet_from=10.77.0.0/28 # the three hosts, not the attacker
+fleet_opts=(--allow-private --from "$fleet_from")
+
+# fleet_constant: the CAs, the inventory, the known_hosts line and the KRL,
+# made once for the whole fleet.
+fleet_constant() {
+	local ca=$dir/ca h
+	mkdir -p "$ca/fleet"
+	# A real CA key has a passphrase (or lives in an agent); the demo's
+	# lives for a minute.
+	ssh-keygen -q -t ed25519 -N '' -C banpush-user-ca -f "$ca/user_ca"
+	ssh-keygen -q -t ed25519 -N '' -C banpush-host-ca -f "$ca/host_ca"
+	cp -r "$repo/contrib" "$ca/user_ca.pub" "$ca/host_ca.pub" "$ca/fleet/"
+	printf '@cert-authority * %s\n' "$(cat "$ca/host_ca.pub")" >"$ca/fleet/known_hosts"
+	ssh-keygen -q -k -f "$ca/fleet/banpush_revoked.krl"
+	{
+		say "# banpush peers: the same file on every host; each host skips itself."
+		for h in "${hosts[@]}"; do
+			printf '\nHost %s\n    HostName %s\n' "$h" "${addr[$h]}"
+		done
+		printf '\nHost *\n    User banpush\n    IdentityFile /etc/banpush/id_ed25519\n    UserKnownHostsFile /etc/banpush/known_hosts\n'
+	} >"$ca/fleet/peers"
+}
+
+# fleet_setup HOST: the host's first run of setup-host.sh, from its copy
+# of the fleet directory (scp -r fleet root@HOST:).
+fleet_setup() {
+	local h=$1
+	on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
+	cp -r "$dir/ca/fleet" "$dir/$h/fleet"
+	# The sshd log has no syslog daemon behind it: the jail polls the file,
+	# which must exist for fail2ban-client -t.
+	on "$h" bash -c 'printf "[sshd]\nbackend = polling\n" >/etc/fail2ban/jail.d/sshd-demo.local && touch /var/log/auth.log'
+	quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" "${fleet_opts[@]}"
+}
+
+# fleet_sign HOST: the CA machine fetches the host's two public keys, signs
+# them, and the host installs the certificates (setup-host.sh --certs).
+fleet_sign() {
+	local h=$1 ca=$dir/ca
+	cp -r "$dir/$h/fleet/keys" "$ca/$h" # scp -r root@HOST:fleet/keys HOST
+	ssh-keygen -q -s "$ca/user_ca" -I "$h" -n banpush -V +52w "$ca/$h/id_ed25519.pub"
+	ssh-keygen -q -s "$ca/host_ca" -h -I "$h" -n "$h,${addr[$h]}" -V +52w "$ca/$h/ssh_host_ed25519_key.pub"
+	cat "$ca/$h/id_ed25519-cert.pub" "$ca/$h/ssh_host_ed25519_key-cert.pub" |
+		quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" --certs "${fleet_opts[@]}"
+}
+
+# wait_hostcert HOST: until the host's sshd, reloaded by setup-host.sh,
+# shows its host certificate. (ssh-keyscan only looks: nothing trusts what
+# it prints.)
+wait_hostcert() {
+	local h=$1 i out
+	for ((i = 0; i < 100; i++)); do
+		out=$(on "$h" ssh-keyscan -c -t ed25519 "${addr[$h]}" 2>/dev/null) || true
+		[[ $out != *ssh-ed25519-cert-v01@openssh.com* ]] || return 0
+		sleep 0.1
+	done
+	die "sshd on $h does not show its host certificate"
+}
+
+# same_on_all WHAT FILE: is FILE byte for byte the same on every host?
+same_on_all() {
+	local h sums=()
+	for h in "${hosts[@]}"; do
+		sums+=("$(on "$h" sha256sum "$2" | awk '{ print $1 }')")
+	done
+	[[ ${sums[0]} == "${sums[1]}" && ${sums[0]} == "${sums[2]}" ]] || die "$1 differs between the hosts"
+	say "  $1 ($2): the same on h1, h2 and h3 (sha256 ${sums[0]:0:16}...)"
+}
+
 wait_sshd() {
 	local h=$1 i
 	for ((i = 0; i < 100; i++)); do
@@ -289,11 +371,12 @@ in_firewall() {
 
 cmd_up() {
 	need_root
-	local bin='' prefix=bpdemo
-	dir=${1:?usage: demo.sh up DIR [--bin FILE] [--prefix NAME]}
+	local bin='' prefix=bpdemo fleet=no
+	dir=${1:?usage: demo.sh up DIR [--fleet] [--bin FILE] [--prefix NAME]}
 	shift
 	while (($#)); do
 		case $1 in
+		--fleet) fleet=yes && shift ;;
 		--bin) bin=$2 && shift 2 ;;
 		--prefix) prefix=$2 && shift 2 ;;
 		*) die "unknown option $1" ;;
@@ -325,18 +408,30 @@ cmd_up() {
 	ip -n "$(ns net)" link add br0 type bridge
 	ip -n "$(ns net)" link set br0 up
 	for n in "${hosts[@]}" atk; do make_host "$n"; done
-	for n in "${hosts[@]}"; do
-		fresh_host "$n"
-		setup_host "$n"
-		start_sshd "$n"
-	done
 	local a b
-	for a in "${hosts[@]}"; do wait_sshd "$a"; done
-	for a in "${hosts[@]}"; do
-		for b in "${hosts[@]}"; do
-			[[ $a == "$b" ]] || trust "$a" "$b"
+	if [[ $fleet == yes ]]; then
+		fleet_constant
+		for n in "${hosts[@]}"; do
+			fresh_host "$n"
+			fleet_setup "$n"
+			start_sshd "$n"
 		done
-	done
+		for a in "${hosts[@]}"; do wait_sshd "$a"; done
+		for a in "${hosts[@]}"; do fleet_sign "$a"; done
+		for a in "${hosts[@]}"; do wait_hostcert "$a"; done
+	else
+		for n in "${hosts[@]}"; do
+			fresh_host "$n"
+			setup_host "$n"
+			start_sshd "$n"
+		done
+		for a in "${hosts[@]}"; do wait_sshd "$a"; done
+		for a in "${hosts[@]}"; do
+			for b in "${hosts[@]}"; do
+				[[ $a == "$b" ]] || trust "$a" "$b"
+			done
+		done
+	fi
 	for a in "${hosts[@]}"; do
 		quiet on "$a" banpush peers check
 		quiet on "$a" fail2ban-client -x start
@@ -425,14 +520,34 @@ cmd_run() {
 		say "built into $base (nothing is installed on this machine)"
 	fi
 
+	local fleet=no
+	[[ " ${args[*]} " != *" --fleet "* ]] || fleet=yes
 	step "Creating hosts h1 ${addr[h1]}, h2 ${addr[h2]}, h3 ${addr[h3]} and an attacker ${attacker}"
 	say "each host: its own network namespace, sshd, fail2ban, iptables and banpush;"
-	say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
-	say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
-	say "pushes to the two others)"
+	if [[ $fleet == yes ]]; then
+		say "banpush set up the certificate way (README, Fleet setup): a user CA and a"
+		say "host CA, each host's keys signed, and contrib/fleet/setup-host.sh run twice"
+		say "on each host (before and after signing); every host pushes to the two others"
+	else
+		say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
+		say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
+		say "pushes to the two others)"
+	fi
 	cmd_up "$dir" "${args[@]}"
 	say "ready after $(since "$start") s; h1 checks its peers:"
-	on h1 banpush peers check | sed 's/^/    /'
+	on h1 banpush peers check 2>&1 | sed 's/^/    /'
+	if [[ $fleet == yes ]]; then
+		step "The same files on every host"
+		same_on_all "the banpush block of authorized_keys" /var/lib/banpush/.ssh/authorized_keys
+		same_on_all "the inventory" /etc/banpush/peers
+		same_on_all "known_hosts" /etc/banpush/known_hosts
+		say "  the one authorized_keys line:"
+		on h1 grep -F cert-authority /var/lib/banpush/.ssh/authorized_keys | fold -w 76 | sed 's/^/    /'
+		say "  the one known_hosts line:"
+		on h1 cat /etc/banpush/known_hosts | fold -w 76 | sed 's/^/    /'
+		say "  h1's inventory lists h1 too; h1 skips itself:"
+		on h1 banpush peers list 2>&1 | sed 's/^/    /'
+	fi
 
 	step "Brute-forcing SSH on h1 from $attacker"
 	local t0 tban
@@ -508,7 +623,7 @@ main() {
 	attack) cmd_attack "$@" ;;
 	on) cmd_on "$@" ;;
 	down) cmd_down "$@" ;;
-	--bin | --prefix) cmd_run "$cmd" "$@" ;;
+	--fleet | --bin | --prefix) cmd_run "$cmd" "$@" ;;
 	-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 	*) die "unknown subcommand $cmd (run, up, attack, on, down)" ;;
 	esac

@@ -41,7 +41,7 @@ const exposeHint = "set 'ExposeAuthInfo yes' for the receiving account in sshd_c
 // link, a file another account could have written, or one too large).
 func ReadAuthInfo(path string) ([]byte, error) {
 	if path == "" {
-		return nil, authInfoError(exposeHint, "sshd exposed no authentication information (SSH_USER_AUTH is not set)")
+		return nil, authInfoError(exposeHint, "sshd exposed no authentication information (SSH_USER_AUTH is not set: is ExposeAuthInfo off for this account?)")
 	}
 	if !filepath.IsAbs(path) {
 		return nil, authInfoError(exposeHint, "SSH_USER_AUTH is not an absolute path")

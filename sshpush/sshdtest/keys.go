@@ -1,6 +1,7 @@
 package sshdtest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -87,21 +88,59 @@ func NewKey(t testing.TB, dir, name, passphrase string) (privPath, pubPath strin
 	return privPath, pubPath, signer
 }
 
+// Cert is what SignCert puts in a certificate.
+type Cert struct {
+	// Host makes a host certificate (ssh-keygen -h); otherwise it is a
+	// user certificate.
+	Host bool
+	// ID is the key ID (-I), logged by sshd and, for banpush, the name of
+	// the pushing peer. It may be anything, empty included.
+	ID string
+	// Principals are the user names (or, for a host certificate, the host
+	// names) the certificate is valid for (-n); none makes it valid for
+	// every one.
+	Principals []string
+	// Validity is ssh-keygen's -V interval, such as "-5m:+1h" (the
+	// default when empty) or "20200101:20200102" for one long past.
+	Validity string
+}
+
+// SignCert signs the public key at pubPath with the (unencrypted) CA
+// private key at caPriv, using ssh-keygen, and returns the certificate's
+// path, which is where ssh and sshd look for it: pubPath with ".pub"
+// replaced by "-cert.pub". An existing certificate there is replaced.
+func SignCert(caPriv, pubPath string, c Cert) (string, error) {
+	if !strings.HasSuffix(pubPath, ".pub") {
+		return "", fmt.Errorf("sshdtest: public key path %q does not end in .pub", pubPath)
+	}
+	validity := c.Validity
+	if validity == "" {
+		validity = "-5m:+1h"
+	}
+	args := []string{"-q", "-s", caPriv, "-I", c.ID, "-V", validity}
+	if c.Host {
+		args = append(args, "-h")
+	}
+	if len(c.Principals) > 0 {
+		args = append(args, "-n", strings.Join(c.Principals, ","))
+	}
+	out, err := exec.Command("ssh-keygen", append(args, pubPath)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("sshdtest: ssh-keygen -s: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return strings.TrimSuffix(pubPath, ".pub") + "-cert.pub", nil
+}
+
 // SignUserCert signs the public key at pubPath with the (unencrypted) CA
-// private key at caPriv, using ssh-keygen, for one principal and a validity
-// from five minutes ago to one hour from now. It returns the certificate's
-// path, which is where ssh looks for it: pubPath with ".pub" replaced by
-// "-cert.pub". Trust the CA with Config.Extra
+// private key at caPriv (see SignCert), for one principal and a validity
+// from five minutes ago to one hour from now, and returns the
+// certificate's path. Trust the CA with Config.Extra
 // "TrustedUserCAKeys " + caPriv + ".pub".
 func SignUserCert(t testing.TB, caPriv, pubPath, principal string) string {
 	t.Helper()
-	if !strings.HasSuffix(pubPath, ".pub") {
-		t.Fatalf("sshdtest: public key path %q does not end in .pub", pubPath)
-	}
-	out, err := exec.Command("ssh-keygen", "-q", "-s", caPriv, "-I", "sshdtest",
-		"-n", principal, "-V", "-5m:+1h", pubPath).CombinedOutput()
+	cert, err := SignCert(caPriv, pubPath, Cert{ID: "sshdtest", Principals: []string{principal}})
 	if err != nil {
-		t.Fatalf("sshdtest: ssh-keygen -s: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	return strings.TrimSuffix(pubPath, ".pub") + "-cert.pub"
+	return cert
 }

@@ -1,6 +1,8 @@
 package sshdtest
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,27 +35,54 @@ type Server struct {
 // if the test failed.
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	return StartMany(t, cfg)[0]
+}
+
+// StartMany is Start for several servers, which it launches concurrently:
+// a fleet of sshd starts in about the time of one. It fails the test if
+// any does not start (and stops those that did when the test ends).
+func StartMany(t testing.TB, cfgs ...Config) []*Server {
+	t.Helper()
 	Require(t)
-	if cfg.Dir == "" {
-		cfg.Dir = t.TempDir()
+	for i := range cfgs {
+		if cfgs[i].Dir == "" {
+			cfgs[i].Dir = t.TempDir()
+		}
 	}
-	d, err := Launch(cfg)
-	if err != nil {
+	ds := make([]*Daemon, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i, cfg := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ds[i], errs[i] = Launch(cfg)
+		}()
+	}
+	wg.Wait()
+	servers := make([]*Server, len(cfgs))
+	for i, d := range ds {
+		if d == nil {
+			continue
+		}
+		t.Cleanup(func() {
+			if err := d.Close(); err != nil {
+				t.Error(err)
+			}
+			if t.Failed() {
+				log, _ := d.Log()
+				if len(log) > maxLogShown {
+					log = "...\n" + log[len(log)-maxLogShown:]
+				}
+				t.Logf("sshd log (%s):\n%s", d.logPath, log)
+			}
+		})
+		servers[i] = &Server{Daemon: d, t: t}
+	}
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			log, _ := d.Log()
-			if len(log) > maxLogShown {
-				log = "...\n" + log[len(log)-maxLogShown:]
-			}
-			t.Logf("sshd log (%s):\n%s", d.logPath, log)
-		}
-	})
-	return &Server{Daemon: d, t: t}
+	return servers
 }
 
 // Start starts a stopped server again on the same port, with the same keys

@@ -9,7 +9,10 @@
 // through package testenv, fail the test on error and stop the server
 // when the test ends. Nothing is read from /etc/ssh/sshd_config or from
 // the user's ~/.ssh, on the server side or on the client side (see
-// SSHArgs). As root, sshd needs /run/sshd, which Launch creates.
+// SSHArgs). As root, sshd needs /run/sshd, which Launch creates. A server
+// may present host certificates (Config.HostCertificate, SignCert), and be
+// started through a wrapper (Config.Exec), such as BindMounted, which gives
+// it a mount namespace of its own; StartMany starts many at once.
 //
 // Stop and Close stop sshd and everything it started: every connection
 // (a child sshd), the login shell it ran and what the shell ran, such as
@@ -20,7 +23,8 @@
 // their start time, so that a reused pid is never signalled.
 //
 // The package trusts its caller, the sshd, ssh and ssh-keygen binaries
-// installed on the machine and /proc. It signals no process but sshd and
+// installed on the machine (and unshare, mount and sh for BindMounted) and
+// /proc. It signals no process but sshd and
 // those below it, and listens on and connects to 127.0.0.1 only. Only the
 // test wrappers read the environment (through testenv) and report through
 // testing.TB; the core never prints.
@@ -84,6 +88,16 @@ type Config struct {
 	// a Ctrl-C on the terminal reaches the caller only, which can then
 	// stop the server in order.
 	OwnProcessGroup bool
+	// HostCertificate, when set, is called with the path of each host
+	// key's public half once Launch has made it, and returns the path of
+	// a certificate for that key (see SignCert), which sshd then presents
+	// (sshd_config HostCertificate).
+	HostCertificate func(pubPath string) (certPath string, err error)
+	// Exec, when set, is the command that starts sshd: sshd and its
+	// arguments are appended to it. Its program must end by executing
+	// them in its own process (as unshare(1) and a shell's exec do), so
+	// that the pid Launch holds is sshd's. See BindMounted.
+	Exec []string
 }
 
 // Daemon is a private sshd. Its fields are read-only. Its methods are not
@@ -99,6 +113,7 @@ type Daemon struct {
 	logPath   string      // sshd's log, appended to by every run
 	keysMode  os.FileMode // of authorized_keys
 	ownGroup  bool
+	exec      []string      // Config.Exec
 	removeDir bool          // Launch made Dir: Close removes it
 	grace     time.Duration // from SIGTERM to SIGKILL in Stop
 	closed    bool
@@ -120,7 +135,7 @@ func Launch(cfg Config) (*Daemon, error) {
 		}
 	}
 	d := &Daemon{Host: "127.0.0.1", Dir: cfg.Dir, User: login.Username,
-		keysMode: 0o600, ownGroup: cfg.OwnProcessGroup, grace: stopGrace}
+		keysMode: 0o600, ownGroup: cfg.OwnProcessGroup, grace: stopGrace, exec: cfg.Exec}
 	if d.Dir == "" {
 		if d.Dir, err = os.MkdirTemp("", "sshdtest-"); err != nil {
 			return nil, fmt.Errorf("sshdtest: %w", err)
@@ -159,7 +174,7 @@ func (d *Daemon) launch(cfg Config, otherUser bool) error {
 	if len(types) == 0 {
 		types = []string{"ed25519"}
 	}
-	var hostKeyPaths []string
+	var hostKeyPaths, certPaths []string
 	for _, typ := range types {
 		path := filepath.Join(d.Dir, "ssh_host_"+typ+"_key")
 		pub, err := writeHostKey(typ, path)
@@ -168,6 +183,13 @@ func (d *Daemon) launch(cfg Config, otherUser bool) error {
 		}
 		d.HostKeys = append(d.HostKeys, pub)
 		hostKeyPaths = append(hostKeyPaths, path)
+		if cfg.HostCertificate != nil {
+			cert, err := cfg.HostCertificate(path + ".pub")
+			if err != nil {
+				return fmt.Errorf("sshdtest: host certificate: %w", err)
+			}
+			certPaths = append(certPaths, cert)
+		}
 	}
 	if err := d.SetAuthorizedKeys(cfg.AuthorizedKeys); err != nil {
 		return err
@@ -180,7 +202,7 @@ func (d *Daemon) launch(cfg Config, otherUser bool) error {
 		if d.Port, err = freePort(); err != nil {
 			return err
 		}
-		if err := d.writeConfig(hostKeyPaths, cfg.Extra); err != nil {
+		if err := d.writeConfig(hostKeyPaths, certPaths, cfg.Extra); err != nil {
 			return err
 		}
 		err = d.Start()
@@ -201,7 +223,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (d *Daemon) writeConfig(hostKeys, extra []string) error {
+func (d *Daemon) writeConfig(hostKeys, certs, extra []string) error {
 	var b strings.Builder
 	b.WriteString("# Written by sshdtest; /etc/ssh/sshd_config is not read.\n")
 	// Extra lines first: for most keywords the first value wins. A Match
@@ -217,6 +239,9 @@ func (d *Daemon) writeConfig(hostKeys, extra []string) error {
 	fmt.Fprintf(&b, "ListenAddress %s:%d\n", d.Host, d.Port)
 	for _, k := range hostKeys {
 		fmt.Fprintf(&b, "HostKey %s\n", k)
+	}
+	for _, c := range certs {
+		fmt.Fprintf(&b, "HostCertificate %s\n", c)
 	}
 	fmt.Fprintf(&b, "PidFile %s\n", filepath.Join(d.Dir, "sshd.pid"))
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", d.AuthorizedKeysPath())
@@ -261,7 +286,8 @@ func (d *Daemon) Start() error {
 		return err
 	}
 	offset := len(log)
-	cmd := exec.Command(SSHD, "-D", "-f", d.config, "-E", d.logPath)
+	argv := append(append([]string(nil), d.exec...), SSHD, "-D", "-f", d.config, "-E", d.logPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = d.Dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

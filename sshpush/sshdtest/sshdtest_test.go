@@ -3,15 +3,18 @@ package sshdtest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/testenv"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -223,5 +226,138 @@ func TestExtraMatchGoesLast(t *testing.T) {
 	}
 	if out != "matched\n" {
 		t.Errorf("got output %q, want %q", out, "matched\n")
+	}
+}
+
+// TestHostCertificate: a server started with HostCertificate presents a
+// host certificate that ssh accepts through an @cert-authority line alone,
+// for the host the certificate names, and for no other.
+func TestHostCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, caPub, _ := NewKey(t, dir, "host_ca", "")
+	key, pub, _ := NewKey(t, dir, "id", "")
+	pubText, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signed []string
+	s := Start(t, Config{
+		AuthorizedKeys: string(pubText),
+		HostCertificate: func(pubPath string) (string, error) {
+			signed = append(signed, pubPath)
+			return SignCert(ca, pubPath, Cert{Host: true, ID: "h1", Principals: []string{"h1"}})
+		},
+	})
+	if len(signed) != 1 {
+		t.Fatalf("HostCertificate called for %v, want one host key", signed)
+	}
+	caText, err := os.ReadFile(caPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(known, []byte("@cert-authority * "+string(caText)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		alias  string
+		wantOK bool
+	}{{"h1", true}, {"h2", false}} {
+		// HostKeyAlias goes first: OpenSSH keeps the first value.
+		out, stderr, err := runSSH(t, append([]string{"-o", "HostKeyAlias=" + tt.alias}, s.SSHArgs(key, known)...)...)
+		if ok := err == nil; ok != tt.wantOK {
+			t.Errorf("HostKeyAlias %s: got success %v (%q, %v), want %v\n%s", tt.alias, ok, out, err, tt.wantOK, stderr)
+		}
+	}
+}
+
+// TestSignCert: the certificate says what Cert asked for.
+func TestSignCert(t *testing.T) {
+	dir := t.TempDir()
+	ca, _, _ := NewKey(t, dir, "ca", "")
+	_, pub, _ := NewKey(t, dir, "id", "")
+	tests := []struct {
+		name     string
+		cert     Cert
+		wantType uint32
+		wantID   string
+		wantPr   []string
+		expired  bool
+	}{
+		{"user", Cert{ID: "h01", Principals: []string{"banpush"}}, ssh.UserCert, "h01", []string{"banpush"}, false},
+		{"host, two names", Cert{Host: true, ID: "web", Principals: []string{"web", "web.example.com"}}, ssh.HostCert, "web", []string{"web", "web.example.com"}, false},
+		{"odd ID, past", Cert{ID: "a b;c", Validity: "20200101:20200102"}, ssh.UserCert, "a b;c", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path, err := SignCert(ca, pub, tt.cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, _, _, _, err := ssh.ParseAuthorizedKey(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, ok := k.(*ssh.Certificate)
+			if !ok {
+				t.Fatalf("%s holds a %s, want a certificate", path, k.Type())
+			}
+			if c.CertType != tt.wantType || c.KeyId != tt.wantID || !slices.Equal(c.ValidPrincipals, tt.wantPr) {
+				t.Errorf("got type %d, ID %q, principals %q, want %d, %q, %q", c.CertType, c.KeyId, c.ValidPrincipals, tt.wantType, tt.wantID, tt.wantPr)
+			}
+			if expired := time.Unix(int64(c.ValidBefore), 0).Before(time.Now()); expired != tt.expired {
+				t.Errorf("got expired %v, want %v", expired, tt.expired)
+			}
+		})
+	}
+	if _, err := SignCert(ca, filepath.Join(dir, "id"), Cert{}); err == nil {
+		t.Error("SignCert of a path without .pub succeeded")
+	}
+}
+
+// TestBindMounted: two servers started with BindMounted on one target each
+// see their own directory there, and the machine sees neither.
+func TestBindMounted(t *testing.T) {
+	testenv.Need(t, testenv.Root("mount namespaces"), testenv.Command("unshare", "util-linux"))
+	dir := t.TempDir()
+	key, pub, _ := NewKey(t, dir, "id", "")
+	pubText, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := filepath.Join(dir, "common")
+	if err := os.Mkdir(common, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	line := `command="cat ` + common + `/name" ` + string(pubText)
+	var cfgs []Config
+	for _, name := range []string{"a", "b"} {
+		src := filepath.Join(dir, name)
+		if err := os.Mkdir(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, "name"), []byte(name+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfgs = append(cfgs, Config{AuthorizedKeys: line, Exec: BindMounted(src, common)})
+	}
+	servers := StartMany(t, cfgs...)
+	for i, want := range []string{"a\n", "b\n"} {
+		s := servers[i]
+		out, stderr, err := runSSH(t, s.SSHArgs(key, "")...)
+		if err != nil || out != want {
+			t.Errorf("server %d: got %q, %v, want %q\n%s", i, out, err, want, stderr)
+		}
+		// The pid held is sshd's, not the wrapper's.
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.Pid())); exe != SSHD {
+			t.Errorf("server %d: pid %d runs %q (%v), want %s", i, s.Pid(), exe, err, SSHD)
+		}
+	}
+	if ents, err := os.ReadDir(common); err != nil || len(ents) != 0 {
+		t.Errorf("%s outside the servers: got %d entries, %v, want it empty", common, len(ents), err)
 	}
 }
