@@ -276,6 +276,11 @@ else
 fi
 if fail2ban-client ping >/dev/null 2>&1; then
 	fail2ban-client reload >/dev/null
+	# A reload drops an action newly added to a running jail (fail2ban
+	# 1.0.2): restart each pushing jail so that it loads the banpush action.
+	for j in $jails; do
+		fail2ban-client reload --restart "$j" >/dev/null
+	done
 else
 	say "fail2ban is not running: it reads the new settings when it starts"
 fi
