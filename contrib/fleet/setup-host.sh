@@ -28,6 +28,9 @@
 #   - fail2ban: the banpush filter, the receiving jail, the push action on
 #     the jails given with --jails, and every peer's address in ignoreip
 #     ('banpush peers ignoreip'), checked with fail2ban-client -t;
+#   - if sshd -t or fail2ban-client -t refuses the result, it puts back the
+#     sshd and fail2ban files it replaced, removes those it added, reloads
+#     nothing and exits 1;
 #   - logrotate and the systemd flush timer, where present;
 #   - reloads sshd and fail2ban if they run.
 #
@@ -122,13 +125,63 @@ done
 case $jails in *[!A-Za-z0-9._\ -]*) die "--jails: jail names are letters, digits, '.', '_' and '-'" ;; esac
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+: >"$tmp/staged"
+cleanup() {
+	rc=$?
+	rollback
+	rm -rf "$tmp"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # put MODE SRC DEST: replace DEST with a copy of SRC, atomically (a reader
 # sees the old file or the new one, never a part).
 put() {
 	install -m "$1" "$2" "$3.banpush-new"
 	mv -f "$3.banpush-new" "$3"
+}
+
+# The sshd and fail2ban files go in through stage, which keeps a copy of
+# what each replaces. Until commit, after sshd -t and fail2ban-client -t
+# have accepted them all, any failure puts the previous files back
+# (rollback, also run on exit): a configuration the checks refused is
+# never left for the next restart or reboot to load.
+#
+# stage MODE SRC DEST: put, after copying DEST (if any) to $tmp/orig.N.
+staged=0
+stage() {
+	staged=$((staged + 1))
+	if [ -e "$3" ]; then
+		cp -p "$3" "$tmp/orig.$staged"
+	fi
+	printf '%s %s\n' "$staged" "$3" >>"$tmp/staged"
+	put "$1" "$2" "$3"
+}
+
+# rollback: put back every file staged since the last commit, or remove it
+# if it is new.
+rollback() {
+	[ -s "$tmp/staged" ] || return 0
+	while read -r n dest; do
+		if [ -e "$tmp/orig.$n" ]; then
+			cp -p "$tmp/orig.$n" "$dest.banpush-new" && mv -f "$dest.banpush-new" "$dest" &&
+				printf '%s: put back the previous %s\n' "$prog" "$dest" >&2
+		else
+			rm -f "$dest" && printf '%s: removed the new %s\n' "$prog" "$dest" >&2
+		fi
+	done <"$tmp/staged"
+	: >"$tmp/staged"
+}
+
+# commit: keep what was staged.
+commit() { : >"$tmp/staged"; }
+
+# refuse MESSAGE: put the previous files back, then die.
+refuse() {
+	rollback
+	die "$*"
 }
 
 # fingerprint FILE: the SHA256 fingerprint of a public key file.
@@ -209,7 +262,7 @@ set -- --cert-authority /etc/banpush/user_ca.pub --log "$log"
 # sshd: the account's settings (ExposeAuthInfo: the receiver reads the
 # certificate sshd verified), the KRL, and the host certificate.
 install -d -m 0755 /etc/ssh/sshd_config.d
-put 0644 "$contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
+stage 0644 "$contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
 {
 	say "# Written by banpush's contrib/fleet/setup-host.sh: run it again to change it."
 	if [ -f "$host_key-cert.pub" ]; then
@@ -220,16 +273,30 @@ put 0644 "$contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
 	say "Match User banpush"
 	say "	RevokedKeys $krl"
 } >"$tmp/banpush-fleet.conf"
-put 0644 "$tmp/banpush-fleet.conf" /etc/ssh/sshd_config.d/banpush-fleet.conf
-sshd -t || die "sshd -t refused the configuration; fix it, then run this again"
+stage 0644 "$tmp/banpush-fleet.conf" /etc/ssh/sshd_config.d/banpush-fleet.conf
+sshd -t >"$tmp/sshd.out" 2>&1 || {
+	cat "$tmp/sshd.out" >&2
+	refuse "sshd -t refused the configuration with banpush's files (above): the previous files are back and sshd was not reloaded; fix it, then run this again"
+}
 
 # fail2ban: filter, receiving jail, push action, and ignoreip. The
 # receiving jails take [DEFAULT]'s ignoreip; the snippet sets it in their
 # own sections too, in case a local copy of a jail sets its own
 # (banpush-quorum's only matters once an administrator enables that jail).
-put 0644 "$contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
-put 0644 "$contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
-put 0644 "$contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
+stage 0644 "$contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
+stage 0644 "$contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
+stage 0644 "$contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
+pushargs=
+[ $allow_private = no ] || pushargs='[pushargs="--allow-private"]'
+{
+	say "# Written by banpush's contrib/fleet/setup-host.sh: the jails whose bans are pushed."
+	for j in $jails; do
+		[ "$j" != banpush ] || refuse "--jails: never the receiving jail banpush (a received ban would go back to every peer)"
+		printf '[%s]\naction = %%(action_)s\n         banpush%s\n\n' "$j" "$pushargs"
+	done
+} >"$tmp/push.local"
+stage 0644 "$tmp/push.local" /etc/fail2ban/jail.d/banpush-push.local
+
 ignoreip=$("$bin" peers ignoreip)
 [ -z "$extra_ignoreip" ] || ignoreip="$ignoreip $extra_ignoreip"
 {
@@ -238,21 +305,12 @@ ignoreip=$("$bin" peers ignoreip)
 		printf '[%s]\nignoreip = %s\n\n' "$section" "$ignoreip"
 	done
 } >"$tmp/ignoreip.local"
-put 0644 "$tmp/ignoreip.local" /etc/fail2ban/jail.d/00-banpush-ignoreip.local
-pushargs=
-[ $allow_private = no ] || pushargs='[pushargs="--allow-private"]'
-{
-	say "# Written by banpush's contrib/fleet/setup-host.sh: the jails whose bans are pushed."
-	for j in $jails; do
-		[ "$j" != banpush ] || die "--jails: never the receiving jail banpush (a received ban would go back to every peer)"
-		printf '[%s]\naction = %%(action_)s\n         banpush%s\n\n' "$j" "$pushargs"
-	done
-} >"$tmp/push.local"
-put 0644 "$tmp/push.local" /etc/fail2ban/jail.d/banpush-push.local
+stage 0644 "$tmp/ignoreip.local" /etc/fail2ban/jail.d/00-banpush-ignoreip.local
 fail2ban-client -t >"$tmp/f2b.out" 2>&1 || {
 	cat "$tmp/f2b.out" >&2
-	die "fail2ban-client -t refused the configuration; fix it, then run this again"
+	refuse "fail2ban-client -t refused the configuration with banpush's files (above): the previous files are back and nothing was reloaded; fix it, then run this again"
 }
+commit
 
 [ ! -d /etc/logrotate.d ] || put 0644 "$contrib/logrotate.d/banpush" /etc/logrotate.d/banpush
 if [ -d /etc/systemd/system ]; then
