@@ -27,7 +27,8 @@
 #     /etc/ssh/banpush_revoked.krl;
 #   - fail2ban: the banpush filter, the receiving jail, the push action on
 #     the jails given with --jails, and every peer's address in ignoreip
-#     ('banpush peers ignoreip'), checked with fail2ban-client -t;
+#     ('banpush peers ignoreip'), keeping the addresses of the ignoreip
+#     already in force (jail.local's, say), checked with fail2ban-client -t;
 #   - if sshd -t or fail2ban-client -t refuses the result, it puts back the
 #     sshd and fail2ban files it replaced, removes those it added, reloads
 #     nothing and exits 1;
@@ -58,7 +59,7 @@
 #   --jails "J1 J2"    the jails whose bans are pushed (default: sshd; "" for
 #                      none)
 #   --ignoreip "A B"   more addresses for ignoreip (your admins'), besides the
-#                      peers'
+#                      peers' and those already in force
 #
 # Nothing secret passes through the command line or leaves the host.
 set -eu
@@ -297,8 +298,35 @@ pushargs=
 } >"$tmp/push.local"
 stage 0644 "$tmp/push.local" /etc/fail2ban/jail.d/banpush-push.local
 
-ignoreip=$("$bin" peers ignoreip)
-[ -z "$extra_ignoreip" ] || ignoreip="$ignoreip $extra_ignoreip"
+# The ignoreip in force without this script's snippet (jail.local's,
+# another file's, or fail2ban's default), as the banpush jail sees it: the
+# snippet is read after jail.local and replaces it, so its addresses go
+# into the snippet too.
+cp -R /etc/fail2ban "$tmp/fail2ban"
+rm -f "$tmp/fail2ban/jail.d/00-banpush-ignoreip.local"
+fail2ban-client -c "$tmp/fail2ban" -d >"$tmp/f2b.dump" 2>&1 || {
+	cat "$tmp/f2b.dump" >&2
+	refuse "fail2ban-client -d could not read the configuration (above): the previous files are back and fail2ban was not reloaded; fix it, then run this again"
+}
+grep -q "^\['add', 'banpush', " "$tmp/f2b.dump" ||
+	printf '%s: warning: fail2ban-client -d shows no banpush jail: the ignoreip in force is unknown, and only the addresses of the peers and of --ignoreip go into %s\n' \
+		"$prog" /etc/fail2ban/jail.d/00-banpush-ignoreip.local >&2
+current=$(sed -n "s/^\['set', 'banpush', 'addignoreip', \(.*\)\]\$/\1/p" "$tmp/f2b.dump" | tr -d "'," | tr '\n' ' ')
+set -f
+ignoreip=
+kept=
+for a in $("$bin" peers ignoreip) $extra_ignoreip; do
+	case " $ignoreip " in *" $a "*) ;; *) ignoreip="${ignoreip:+$ignoreip }$a" ;; esac
+done
+for a in $current; do
+	case " $ignoreip " in *" $a "*) ;; *)
+		ignoreip="$ignoreip $a"
+		kept="${kept:+$kept }$a"
+		;;
+	esac
+done
+set +f
+[ -z "$kept" ] || say "ignoreip: kept $kept, from the ignoreip already in force (jail.local or another file)"
 {
 	say "# Written by banpush's contrib/fleet/setup-host.sh from 'banpush peers ignoreip'."
 	for section in DEFAULT banpush banpush-quorum; do
