@@ -33,7 +33,9 @@
 #     sshd and fail2ban files it replaced, removes those it added, reloads
 #     nothing and exits 1;
 #   - logrotate and the systemd flush timer, where present;
-#   - reloads sshd and fail2ban if they run.
+#   - reloads sshd and fail2ban if they run;
+#   - warns about any other user CA the account still trusts (a rotation's
+#     old CA): --drop-other-cas removes it.
 #
 # Second run, with the two certificates the CA machine made, on stdin:
 #
@@ -60,6 +62,9 @@
 #                      none)
 #   --ignoreip "A B"   more addresses for ignoreip (your admins'), besides the
 #                      peers' and those already in force
+#   --drop-other-cas   remove from the account's authorized_keys the lines
+#                      of every user CA but user_ca.pub (the end of a CA
+#                      rotation, once every host has a new certificate)
 #
 # Nothing secret passes through the command line or leaves the host.
 set -eu
@@ -79,6 +84,7 @@ allow_private=no
 from=
 jails=sshd
 extra_ignoreip=
+drop_other_cas=no
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -88,6 +94,7 @@ while [ $# -gt 0 ]; do
 		shift 2
 		;;
 	--certs) certs=yes && shift ;;
+	--drop-other-cas) drop_other_cas=yes && shift ;;
 	--allow-private) allow_private=yes && shift ;;
 	--from)
 		[ $# -ge 2 ] || die "--from needs addresses"
@@ -258,7 +265,44 @@ home=$(getent passwd banpush | cut -d: -f6)
 set -- --cert-authority /etc/banpush/user_ca.pub --log "$log"
 [ $allow_private = no ] || set -- "$@" --allow-private
 [ -z "$from" ] || set -- "$@" --from "$from"
-"$bin" authorize "$@" --install "$home/.ssh/authorized_keys"
+ak=$home/.ssh/authorized_keys
+"$bin" authorize "$@" --install "$ak"
+
+# Other user CAs the account trusts: the old CA of a rotation, whose line
+# --install does not replace (it replaces the line with the same mark,
+# banpush-ca=FINGERPRINT). Any key such a CA signed can still push here.
+ca_mark=banpush-ca=$(fingerprint /etc/banpush/user_ca.pub)
+other_cas=$(awk -v mark="$ca_mark" '
+	$0 ~ /^# BEGIN banpush/ { block = 1; next }
+	$0 ~ /^# END banpush/ { block = 0; next }
+	block && $NF ~ /^banpush-ca=/ && $NF != mark { print $NF }
+' "$ak")
+if [ -n "$other_cas" ] && [ $drop_other_cas = yes ]; then
+	# The account owns the directory: refuse links, write beside the file
+	# (mktemp makes it, mode 0600), give it the file's owner, rename.
+	if [ -L "$home/.ssh" ] || [ -L "$ak" ] || [ ! -f "$ak" ]; then
+		die "$ak or its directory is a symbolic link: remove the other CAs' lines by hand"
+	fi
+	new=$(mktemp "$home/.ssh/.authorized_keys.XXXXXX")
+	if ! awk -v mark="$ca_mark" '
+		$0 ~ /^# BEGIN banpush/ { block = 1 }
+		$0 ~ /^# END banpush/ { block = 0 }
+		!(block && $NF ~ /^banpush-ca=/ && $NF != mark)
+	' "$ak" >"$new" || ! chown "$(stat -c %u:%g "$ak")" "$new" || ! chmod 0600 "$new" || ! mv -f "$new" "$ak"; then
+		rm -f "$new"
+		die "could not rewrite $ak"
+	fi
+	for m in $other_cas; do
+		say "removed the line of the user CA ${m#banpush-ca=} from $ak: keys it signed no longer push here"
+	done
+elif [ -n "$other_cas" ]; then
+	for m in $other_cas; do
+		printf '%s: warning: %s still trusts the user CA %s besides user_ca.pub (%s): every key it signed can push here\n' \
+			"$prog" "$ak" "${m#banpush-ca=}" "${ca_mark#banpush-ca=}" >&2
+	done
+	printf '%s: hint: once every host has a user certificate from user_ca.pub, run this again with --drop-other-cas on every host (or delete the lines ending in those banpush-ca= marks between "# BEGIN banpush" and "# END banpush" in %s)\n' \
+		"$prog" "$ak" >&2
+fi
 
 # sshd: the account's settings (ExposeAuthInfo: the receiver reads the
 # certificate sshd verified), the KRL, and the host certificate.
