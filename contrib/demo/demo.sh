@@ -34,11 +34,12 @@
 # the checkout: /usr/bin/banpush, and the package's fail2ban action, filter
 # and jail, sshd settings and account, as its own preinst makes them on
 # each host. Nothing is built, and only what the README's Setup asks of a
-# package's user is done by hand. Not with --fleet.
+# package's user is done by hand; with --fleet, contrib/fleet/setup-host.sh
+# finds the package and leaves its files as they are.
 #
 # Subcommands (the end-to-end test uses them; 'run' is the default):
-#   run [--fleet | --installed] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
-#   up DIR [--fleet | --installed] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
+#   run [--fleet] [--installed] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
+#   up DIR [--fleet] [--installed] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
 #   attack DIR                                     brute-force host 1 until it bans
 #   on DIR HOST COMMAND...                         run a command on h1, h2 or h3
 #   down DIR                                       stop everything, remove DIR
@@ -335,7 +336,7 @@ fleet_constant() {
 # of the fleet directory (scp -r fleet root@HOST:).
 fleet_setup() {
 	local h=$1
-	on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
+	[[ $installed == yes ]] || on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
 	cp -r "$dir/ca/fleet" "$dir/$h/fleet"
 	# The sshd log has no syslog daemon behind it: the jail polls the file,
 	# which must exist for fail2ban-client -t.
@@ -404,7 +405,7 @@ in_firewall() {
 cmd_up() {
 	need_root
 	local bin='' prefix=bpdemo fleet=no
-	dir=${1:?usage: demo.sh up DIR [--fleet | --installed] [--bin FILE] [--prefix NAME]}
+	dir=${1:?usage: demo.sh up DIR [--fleet] [--installed] [--bin FILE] [--prefix NAME]}
 	shift
 	while (($#)); do
 		case $1 in
@@ -417,7 +418,6 @@ cmd_up() {
 	done
 	[[ $prefix =~ ^[a-z0-9]{1,10}$ ]] || die "--prefix: 1 to 10 of a-z 0-9"
 	if [[ $installed == yes ]]; then
-		[[ $fleet == no ]] || die "--installed: not with --fleet"
 		[[ -z $bin ]] || die "--installed runs $pkg_bin: not with --bin"
 		[[ $(dpkg-query -W -f='${Status}' banpush 2>/dev/null) == "install ok installed" && -x $pkg_bin && -f $pkg_preinst ]] ||
 			die "--installed: the banpush package is not installed here (bash contrib/packaging/build.sh, then apt install ./dist/banpush_*.deb)"

@@ -29,6 +29,9 @@
 #     the jails given with --jails, and every peer's address in ignoreip
 #     ('banpush peers ignoreip'), checked with fail2ban-client -t;
 #   - logrotate and the systemd flush timer, where present;
+#   where the banpush package is installed (and no /usr/local/bin/banpush),
+#   the package's own copies of the sshd, fail2ban, logrotate and systemd
+#   files are used instead of this contrib/'s;
 #   - reloads sshd and fail2ban if they run.
 #
 # Second run, with the two certificates the CA machine made, on stdin:
@@ -110,7 +113,17 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 umask 022
 
+# The binary and the files of contrib/: a source install's, or else the
+# banpush package's (README, Install), whose own copies of the sshd,
+# fail2ban, logrotate and systemd files are left as it installed them, so
+# that its upgrades keep working; the rest is done the same way.
 bin=/usr/local/bin/banpush
+packaged=no
+if [ ! -x "$bin" ] && { dpkg-query -W -f='${Status}' banpush 2>/dev/null | grep -q ' ok installed$' ||
+	rpm -q banpush >/dev/null 2>&1; }; then
+	packaged=yes
+	bin=$(command -v banpush) || die "the banpush package is installed, but banpush is not on PATH"
+fi
 [ -x "$bin" ] || die "$bin not found: install banpush first (README, Install)"
 for f in user_ca.pub host_ca.pub peers known_hosts banpush_revoked.krl; do
 	[ -f "$fleet/$f" ] || die "$fleet/$f not found: is $fleet the fleet directory? (--fleet DIR)"
@@ -129,6 +142,12 @@ trap 'rm -rf "$tmp"' EXIT
 put() {
 	install -m "$1" "$2" "$3.banpush-new"
 	mv -f "$3.banpush-new" "$3"
+}
+
+# put_contrib SRC DEST: put a file of contrib/ in place, unless the package
+# installed its own.
+put_contrib() {
+	[ $packaged = yes ] || put 0644 "$contrib/$1" "$2"
 }
 
 # fingerprint FILE: the SHA256 fingerprint of a public key file.
@@ -209,7 +228,7 @@ set -- --cert-authority /etc/banpush/user_ca.pub --log "$log"
 # sshd: the account's settings (ExposeAuthInfo: the receiver reads the
 # certificate sshd verified), the KRL, and the host certificate.
 install -d -m 0755 /etc/ssh/sshd_config.d
-put 0644 "$contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
+put_contrib sshd/banpush.conf /etc/ssh/sshd_config.d/banpush.conf
 {
 	say "# Written by banpush's contrib/fleet/setup-host.sh: run it again to change it."
 	if [ -f "$host_key-cert.pub" ]; then
@@ -226,9 +245,9 @@ sshd -t || die "sshd -t refused the configuration; fix it, then run this again"
 # fail2ban: filter, receiving jail, push action, and ignoreip. The
 # receiving jails set their own ignoreip, so the snippet sets it there too
 # (banpush-quorum's only matters once an administrator enables that jail).
-put 0644 "$contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
-put 0644 "$contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
-put 0644 "$contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
+put_contrib fail2ban/filter.d/banpush.conf /etc/fail2ban/filter.d/banpush.conf
+put_contrib fail2ban/jail.d/banpush.conf /etc/fail2ban/jail.d/banpush.conf
+put_contrib fail2ban/action.d/banpush.conf /etc/fail2ban/action.d/banpush.conf
 ignoreip=$("$bin" peers ignoreip)
 [ -z "$extra_ignoreip" ] || ignoreip="$ignoreip $extra_ignoreip"
 {
@@ -253,10 +272,10 @@ fail2ban-client -t >"$tmp/f2b.out" 2>&1 || {
 	die "fail2ban-client -t refused the configuration; fix it, then run this again"
 }
 
-[ ! -d /etc/logrotate.d ] || put 0644 "$contrib/logrotate.d/banpush" /etc/logrotate.d/banpush
+[ ! -d /etc/logrotate.d ] || put_contrib logrotate.d/banpush /etc/logrotate.d/banpush
 if [ -d /etc/systemd/system ]; then
-	put 0644 "$contrib/systemd/banpush-flush.service" /etc/systemd/system/banpush-flush.service
-	put 0644 "$contrib/systemd/banpush-flush.timer" /etc/systemd/system/banpush-flush.timer
+	put_contrib systemd/banpush-flush.service /etc/systemd/system/banpush-flush.service
+	put_contrib systemd/banpush-flush.timer /etc/systemd/system/banpush-flush.timer
 fi
 
 # Reload what runs.
