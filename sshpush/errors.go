@@ -98,6 +98,23 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Reason is the text of Error without the "sshpush: peer NAME: " it starts
+// with, for messages and reports that name the peer already.
+func (e *Error) Reason() string {
+	return strings.TrimPrefix(e.Error(), "sshpush: peer "+printable(e.Peer)+": ")
+}
+
+// Reason returns err's text, without the peer's name when err is an
+// *Error: "peer web2: unreachable: ..." rather than "peer web2: sshpush:
+// peer web2: unreachable: ...".
+func Reason(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Error() == err.Error() {
+		return e.Reason()
+	}
+	return err.Error()
+}
+
 // Retryable reports whether the same request may succeed later without
 // anyone changing anything: unreachable, timeout and busy are; auth,
 // host key, not-banpush, rejected, receiver and configuration errors are

@@ -2,6 +2,7 @@ package sshpush
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,6 +113,11 @@ func (st *Stream) Send(ctx context.Context, batch []byte) (Ack, error) {
 	if err != nil {
 		return Ack{}, newError(st.c.peer, ClassReceiverError, "malformed stream reply from the receiver")
 	}
+	if a.Refused > 0 {
+		// The receiver wrote the refusals to stderr before its answer, but
+		// stderr is copied by a goroutine of its own: give it a moment.
+		st.stderr.await(100 * time.Millisecond)
+	}
 	return ackOf(a, st.stderr.take()), nil
 }
 
@@ -172,6 +178,18 @@ func (c *syncCapped) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.capped.Write(p)
+}
+
+// await waits, at most d, until a whole line has been written.
+func (c *syncCapped) await(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		done := bytes.IndexByte(c.buf, '\n') >= 0 || c.over
+		c.mu.Unlock()
+		if done {
+			return
+		}
+	}
 }
 
 // take returns what was written since the last take, cleaned, and makes

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/f2b"
 )
 
 // parseArgs parses args with banpush's own command line and returns what
@@ -132,12 +134,13 @@ func TestSenderArgsRoundTrip(t *testing.T) {
 	t.Setenv("BANPUSH_SPOOL", "/elsewhere/spool")
 	t.Setenv("BANPUSH_MAX_AGE", "1m")
 	t.Setenv("BANPUSH_SELF", "elsewhere")
-	want := Globals{Inventory: "/etc/banpush/peers test", Spool: "/var/spool/banpush", MaxAge: 36*time.Hour + 90*time.Second, Self: "web1"}
-	cli, cmd := parseArgs(t, want.senderArgs())
+	want := Globals{Inventory: "/etc/banpush/peers test", Spool: "/var/spool/banpush", Self: "web1", Fail2banSocket: f2b.DefaultSocket}
+	flags := DeliveryFlags{MaxAge: 36*time.Hour + 90*time.Second}
+	cli, cmd := parseArgs(t, want.senderArgs(flags))
 	if cmd != "send" {
-		t.Errorf("%q selects %q, want send", want.senderArgs(), cmd)
+		t.Errorf("%q selects %q, want send", want.senderArgs(flags), cmd)
 	}
-	if cli.Globals != want {
-		t.Errorf("%q parses to %+v, want %+v", want.senderArgs(), cli.Globals, want)
+	if cli.Globals != want || cli.Send.DeliveryFlags != flags {
+		t.Errorf("%q parses to %+v and %+v, want %+v and %+v", want.senderArgs(flags), cli.Globals, cli.Send.DeliveryFlags, want, flags)
 	}
 }

@@ -31,7 +31,7 @@ receives (or as root with --install). The line pins the peer's key to
 'banpush receive --peer NAME ...' with every SSH feature turned off:
 
   restrict,no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,
-  no-user-rc[,from="CIDR"],command="/usr/bin/banpush receive --peer NAME
+  no-user-rc[,from="CIDR"],command="/usr/local/bin/banpush receive --peer NAME
   --log PATH ..." ssh-ed25519 AAAA... banpush-peer=NAME
 
 sshd runs the command through the account's shell, so every argument is
@@ -46,7 +46,7 @@ certificate's validity and unless sshd's RevokedKeys lists it, and the
 receiver names the peer after the certificate's key ID, which sshd exposes to
 it (ExposeAuthInfo yes for the account, as in contrib/sshd/banpush.conf):
 
-  cert-authority,principals="banpush",restrict,...,command="/usr/bin/banpush
+  cert-authority,principals="banpush",restrict,...,command="/usr/local/bin/banpush
   receive --peer-from-cert --log PATH ..." ssh-ed25519 AAAA...
   banpush-ca=SHA256:...
 

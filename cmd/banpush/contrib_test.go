@@ -68,7 +68,10 @@ func writeTestFile(t *testing.T, path, content string) {
 // and receiving jail, with the action added to the sshd jail as its
 // comments say, and reads them as intended.
 func TestContribFail2banConfig(t *testing.T) {
-	conf := f2bConfDir(t, `[sshd]
+	conf := f2bConfDir(t, `[DEFAULT]
+ignoreip = 192.0.2.10 198.51.100.0/24
+
+[sshd]
 enabled = true
 backend = polling
 logpath = $TMP/auth.log
@@ -127,6 +130,10 @@ logpath = $TMP/received.log
 		"['set', 'banpush', 'maxretry', 1]",
 		"['set', 'banpush', 'usedns', 'no']",
 		"['add', 'banpush', 'polling']",
+		// The receiving jails take [DEFAULT]'s ignoreip, which 'banpush
+		// peers ignoreip' fills with the fleet's addresses.
+		"['set', 'banpush', 'addignoreip', '192.0.2.10', '198.51.100.0/24']",
+		"['set', 'banpush-quorum', 'addignoreip', '192.0.2.10', '198.51.100.0/24']",
 		"['set', 'banpush-quorum', 'maxretry', 2]",
 		"['set', 'banpush-quorum', 'findtime', '1h']",
 		"['add', 'banpush-quorum', 'polling']",

@@ -11,6 +11,7 @@ const (
 	exitOK      = 0                // success
 	exitFailure = 1                // an error that is none of the below
 	exitPeers   = 3                // push --wait, flush, peers check: at least one peer failed; bans stay queued
+	exitDoctor  = 4                // doctor: at least one check failed
 	exitRequest = wire.ExitRequest // receive: unknown or missing request (EX_USAGE)
 	exitData    = wire.ExitData    // receive: batch refused whole (too large); push: an address refused (EX_DATAERR)
 	exitTemp    = wire.ExitTemp    // receive: log busy or unwritable, nothing written, try again later (EX_TEMPFAIL)

@@ -889,7 +889,7 @@ func TestFleetHostCertErrors(t *testing.T) {
 // TestFleetSelfByAddress: a host whose short hostname names no peer takes
 // as itself the peer whose HostName is an address of one of its
 // interfaces, and sends nothing to it. The host is a network namespace
-// with that address on a veth interface.
+// with that address (10.x, inside the namespace only) on a veth interface.
 func TestFleetSelfByAddress(t *testing.T) {
 	testenv.Need(t, testenv.Root("a network namespace"), testenv.Command("unshare", "util-linux"),
 		testenv.Command("ip", "iproute2"), testenv.Command("hostname", "hostname"))
@@ -897,18 +897,18 @@ func TestFleetSelfByAddress(t *testing.T) {
 	dir := t.TempDir()
 	stopProcsAtEnd(t)
 	inv := filepath.Join(dir, "peers")
-	writeFile(t, inv, "Host web1\n  HostName 203.0.113.9\nHost web2\n  HostName 203.0.113.10\n  ConnectTimeout 2\n")
+	writeFile(t, inv, "Host web1\n  HostName 10.99.0.9\nHost web2\n  HostName 10.99.0.10\n  ConnectTimeout 2\n")
 	spool := filepath.Join(dir, "spool")
 	t.Cleanup(func() {
 		if err := stopSpoolProcs(spool); err != nil {
 			t.Error(err)
 		}
 	})
-	// run runs banpush in a new network namespace where 203.0.113.9 is
+	// run runs banpush in a new network namespace where 10.99.0.9 is
 	// on v0, and a new UTS namespace whose hostname is no peer's.
 	run := func(args ...string) (string, int, string) {
 		t.Helper()
-		const setup = `ip link add v0 type veth peer name v1 && ip addr add 203.0.113.9/32 dev v0 && ip link set v0 up && hostname db7 && exec "$@"`
+		const setup = `ip link add v0 type veth peer name v1 && ip addr add 10.99.0.9/32 dev v0 && ip link set v0 up && hostname db7 && exec "$@"`
 		ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "unshare", append([]string{"--net", "--uts", "--", "/bin/sh", "-c", setup, "sh", bin}, args...)...)
@@ -935,8 +935,8 @@ func TestFleetSelfByAddress(t *testing.T) {
 			self[p.Name] = p.SelfReason
 		}
 	}
-	if len(self) != 1 || !strings.Contains(self["web1"], "203.0.113.9") {
-		t.Errorf("peers list --json: self %q, want web1, by its address 203.0.113.9", self)
+	if len(self) != 1 || !strings.Contains(self["web1"], "10.99.0.9") {
+		t.Errorf("peers list --json: self %q, want web1, by its address 10.99.0.9", self)
 	}
 
 	// push --wait tries web2 and never web1. The namespace has no route

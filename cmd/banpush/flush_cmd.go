@@ -17,6 +17,7 @@ import (
 
 // FlushCmd delivers the queue in the foreground.
 type FlushCmd struct {
+	DeliveryFlags
 	Timeout time.Duration `help:"How long to keep trying unreachable peers." default:"50s"`
 	JSON    bool          `name:"json" help:"Print the report as JSON."`
 	Peers   []string      `arg:"" optional:"" name:"PEER" help:"Only these peers (default: all)."`
@@ -43,14 +44,18 @@ func (c *FlushCmd) Run(env *Env, g *Globals) error {
 	if err != nil {
 		return withHint(err, exitFailure, "check --spool (BANPUSH_SPOOL)")
 	}
-	return deliverNow(env, g, s, deliverOpts{timeout: c.Timeout, json: c.JSON, peers: c.Peers})
+	return deliverNow(env, g, s, deliverOpts{flags: c.DeliveryFlags, timeout: c.Timeout, json: c.JSON, peers: c.Peers})
 }
 
 type deliverOpts struct {
+	flags   DeliveryFlags
 	timeout time.Duration
 	json    bool
 	peers   []string
 	refused int // addresses push refused: the exit status says so when peers are fine
+	// peerRefusals: records a peer refused make the exit status 65 too
+	// (push --wait: the person trying it must not read "ok" as "banned").
+	peerRefusals bool
 }
 
 // peerReport is one line of the report of flush and push --wait.
@@ -62,7 +67,20 @@ type peerReport struct {
 	Dropped   int    `json:"dropped"`
 	Skipped   int    `json:"skipped"` // damaged spool lines passed over
 	Queued    int    `json:"queued"`
+	Refusal   string `json:"refusal,omitempty"` // why the peer refused the first record it refused
 	Error     string `json:"error,omitempty"`
+}
+
+// detail is the report's last column: why the peer failed, or what it
+// refused.
+func (r peerReport) detail() string {
+	switch {
+	case r.Error != "":
+		return r.Error
+	case r.Refused > 0:
+		return fmt.Sprintf("%s refused by the peer (%s)", plural(r.Refused, "ban"), r.Refusal)
+	}
+	return ""
 }
 
 // deliverNow delivers every queue in the foreground (sender.Foreground: a
@@ -87,9 +105,16 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	// the background sender writes its own.
 	log := sender.OpenLog(s.Dir(), env.Now)
 	defer log.Close()
-	cfg := senderConfig(env, g, s, log)
+	cfg := senderConfig(env, g, o.flags, s, log)
 	cfg.Options.Warn = func(m string) { printWarning(env.Stderr, "%s", m) }
 	cfg.Roster = func() (sender.Roster, error) { return d.roster(), nil }
+	if env.StderrTerminal {
+		// A person is watching: say what is being retried, or the wait
+		// for an unreachable peer looks like a hang.
+		cfg.Retry = func(peer string, err error, wait time.Duration) {
+			printNote(env.Stderr, "peer %s: %s; trying again in %s", peer, sshpush.Reason(err), wait.Round(100*time.Millisecond))
+		}
+	}
 	results, err := sender.Foreground(ctx, cfg)
 	if errors.Is(err, sender.ErrBusy) {
 		return errorf(exitTemp, "try again in a moment; 'banpush status' shows whether a sender is running", "%v", err)
@@ -99,15 +124,16 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	}
 
 	var reports []peerReport
-	failed := 0
+	failed, refusedByPeers := 0, 0
 	for _, r := range results {
-		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped, Skipped: r.Skipped}
+		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped, Skipped: r.Skipped, Refusal: r.Refusal}
+		refusedByPeers += r.Refused
 		if r.Skipped > 0 {
 			printWarning(env.Stderr, "peer %s: %d damaged spool lines skipped; their bans are lost (details in %s)",
 				r.Peer, r.Skipped, sender.LogPath(s.Dir()))
 		}
 		if r.Err != nil {
-			rep.Error = r.Err.Error()
+			rep.Error = sshpush.Reason(r.Err) // the PEER column names the peer
 		}
 		if r.Class != sshpush.ClassOK {
 			failed++
@@ -129,6 +155,9 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 		return silentExit(exitPeers)
 	case o.refused > 0:
 		return silentExit(exitData)
+	case o.peerRefusals && refusedByPeers > 0:
+		printHint(env.Stderr, "a peer refuses what its policy refuses: private addresses unless its line has --allow-private, its --ignore ranges, its own and the fleet's addresses; refused bans are not sent again")
+		return silentExit(exitData)
 	}
 	return nil
 }
@@ -145,7 +174,7 @@ func printReport(env *Env, reports []peerReport, asJSON bool) error {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tRESULT\tDELIVERED\tREFUSED\tDROPPED\tQUEUED\tDETAIL")
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Peer, r.Result, r.Delivered, r.Refused, r.Dropped, r.Queued, r.Error)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Peer, r.Result, r.Delivered, r.Refused, r.Dropped, r.Queued, r.detail())
 	}
 	return tw.Flush()
 }

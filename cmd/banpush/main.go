@@ -10,44 +10,103 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/banpush/banpush/sshpush/f2b"
 )
 
-// version is set with -ldflags "-X main.version=..."; otherwise it comes from
-// the module's build information.
-var version = ""
+// version and commit are set at build time with
+//
+//	-ldflags "-X main.version=$(git describe --tags --always --dirty) -X main.commit=$(git rev-parse HEAD)"
+//
+// Without them, they come from the module's build information: a module
+// version for 'go install ...@version', the VCS revision for a build in a
+// checkout.
+var version, commit = "", ""
 
+// buildVersion is the version banpush reports, to people and to peers
+// (the ping answer): the stamped or module version, or else "devel" and
+// the commit, so that builds of different commits can be told apart.
 func buildVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	bi, ok := debug.ReadBuildInfo()
+	if ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
+	}
+	if c := buildCommit(); c != "" {
+		return "devel+" + shortCommit(c)
 	}
 	return "devel"
 }
 
-// Globals are the flags every command takes.
-type Globals struct {
-	Inventory string        `help:"Peers file, in ssh_config syntax." default:"/etc/banpush/peers" env:"BANPUSH_INVENTORY" type:"path" placeholder:"FILE"`
-	Spool     string        `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
-	MaxAge    time.Duration `help:"Drop queued bans older than this instead of delivering them." default:"24h" env:"BANPUSH_MAX_AGE" placeholder:"DURATION"`
-	Self      string        `help:"The peer of the inventory that is this host, which is never sent to, so that one inventory serves every host (default: this host's short hostname; else a peer whose HostName is an address of this host)." env:"BANPUSH_SELF" placeholder:"NAME"`
+// buildCommit is the commit banpush was built from, "" if unknown, with
+// ".dirty" when the checkout had changes.
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = ".dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
 }
 
-// senderArgs renders the globals, and the send command, as the arguments of
-// a background sender: push and flush start one with them (sender.Kick).
-// They parse back to the same globals (TestSenderArgsRoundTrip), so that a
-// renamed flag fails a test, not every push.
-func (g *Globals) senderArgs() []string {
-	args := []string{"--inventory", g.Inventory, "--spool", g.Spool, "--max-age", g.MaxAge.String()}
+func shortCommit(c string) string {
+	rev, dirty, _ := strings.Cut(c, ".")
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty != "" {
+		return rev + "." + dirty
+	}
+	return rev
+}
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Inventory string `help:"Peers file, in ssh_config syntax." default:"/etc/banpush/peers" env:"BANPUSH_INVENTORY" type:"path" placeholder:"FILE"`
+	Spool     string `help:"Spool directory for queued bans and sender state." default:"/var/spool/banpush" env:"BANPUSH_SPOOL" type:"path" placeholder:"DIR"`
+	Self      string `help:"The peer of the inventory that is this host, which is never sent to, so that one inventory serves every host (default: this host's short hostname; else a peer whose HostName is an address of this host)." env:"BANPUSH_SELF" placeholder:"NAME"`
+
+	Fail2banSocket string `name:"fail2ban-socket" help:"Socket of the local fail2ban server, for every command that asks it something (fail2ban-client -s)." default:"${fail2ban_socket}" env:"BANPUSH_FAIL2BAN_SOCKET" type:"path" placeholder:"PATH"`
+}
+
+// DeliveryFlags are the flags of the commands that deliver: push, flush
+// and the background sender.
+type DeliveryFlags struct {
+	MaxAge time.Duration `help:"Drop queued bans older than this instead of delivering them." default:"24h" env:"BANPUSH_MAX_AGE" placeholder:"DURATION"`
+}
+
+// senderArgs renders the globals, the send command and the delivery flags
+// as the arguments of a background sender: push and flush start one with
+// them (sender.Kick). They parse back to the same values
+// (TestSenderArgsRoundTrip), so that a renamed flag fails a test, not
+// every push.
+func (g *Globals) senderArgs(d DeliveryFlags) []string {
+	args := []string{"--inventory", g.Inventory, "--spool", g.Spool}
 	if g.Self != "" {
 		args = append(args, "--self", g.Self)
 	}
-	return append(args, "send")
+	return append(args, "send", "--max-age", d.MaxAge.String())
 }
 
 // CLI is the whole command line. One command, one struct, one file.
@@ -60,6 +119,7 @@ type CLI struct {
 	Peers     PeersCmd     `cmd:"" help:"List, add, remove, check and trust the peers in the inventory."`
 	Receive   ReceiveCmd   `cmd:"" help:"Receive bans from a peer (run by sshd as a forced command)."`
 	Authorize AuthorizeCmd `cmd:"" help:"Print the authorized_keys line that lets a peer push bans here."`
+	Doctor    DoctorCmd    `cmd:"" help:"Check this host's setup as a pusher and as a receiver; say what to fix."`
 	Send      SendCmd      `cmd:"" hidden:"" help:"The background sender that push starts."`
 	Version   VersionCmd   `cmd:"" help:"Print banpush's version."`
 }
@@ -71,6 +131,9 @@ type Env struct {
 	Stderr io.Writer
 	Getenv func(string) string
 	Now    func() time.Time
+	// StderrTerminal: a person is probably watching stderr, so progress
+	// (retries) is worth showing.
+	StderrTerminal bool
 }
 
 func main() {
@@ -80,14 +143,22 @@ func main() {
 		Stderr: os.Stderr,
 		Getenv: os.Getenv,
 		Now:    time.Now,
+
+		StderrTerminal: isTerminal(os.Stderr),
 	}))
+}
+
+// isTerminal reports whether f is a character device, such as a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // newParser builds the command-line parser for cli, writing help and
 // usage to env's outputs. kong's exits (--help, usage errors) panic with
 // an exitPanic, which Main recovers.
 func newParser(cli *CLI, env *Env) *kong.Kong {
-	vars := kong.Vars{"version": buildVersion()}
+	vars := kong.Vars{"version": buildVersion(), "fail2ban_socket": f2b.DefaultSocket, "fail2ban_config": f2b.DefaultConfig}
 	for k, v := range receiveVars() {
 		vars[k] = v
 	}
@@ -100,6 +171,7 @@ func newParser(cli *CLI, env *Env) *kong.Kong {
 		kong.Writers(env.Stdout, env.Stderr),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.ValueFormatter(helpValue),
 		kong.Exit(func(c int) { panic(exitPanic(c)) }),
 		vars,
 	)
@@ -144,11 +216,31 @@ func Main(args []string, env *Env) (code int) {
 
 type exitPanic int
 
+// helpValue is a flag's help with its environment variable, as kong
+// writes it, and its default value, which kong leaves out: paths such as
+// the spool's are worth seeing in --help.
+func helpValue(v *kong.Value) string {
+	s := kong.DefaultHelpValueFormatter(v)
+	if v.Default == "" || v.IsBool() || strings.Contains(v.OrigHelp, "default") {
+		return s
+	}
+	d := "(default: " + v.Default + ")"
+	if strings.HasSuffix(s, ".") {
+		return s[:len(s)-1] + " " + d + "."
+	}
+	return s + " " + d
+}
+
 // VersionCmd prints the version.
 type VersionCmd struct{}
 
-// Run prints banpush's version.
+// Run prints banpush's version, and the commit and Go version it was
+// built with.
 func (c *VersionCmd) Run(env *Env) error {
-	_, err := io.WriteString(env.Stdout, "banpush "+buildVersion()+"\n")
+	line := "banpush " + buildVersion()
+	if c := buildCommit(); c != "" {
+		line += " commit " + c
+	}
+	_, err := io.WriteString(env.Stdout, line+" "+runtime.Version()+"\n")
 	return err
 }

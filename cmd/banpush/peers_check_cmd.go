@@ -213,10 +213,10 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		}
 		return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s and run 'banpush peers trust %s'", where, p.Name)
 	case sshpush.ClassHostCertCA:
-		return fmt.Sprintf("trust the CA that signed %s's host key with a line '@cert-authority PATTERN CA_KEY' in known_hosts (PATTERN matching %s), or re-sign the host key with the fleet's host CA: ssh-keygen -s host_ca -h -I %s -n %s /etc/ssh/ssh_host_ed25519_key.pub",
+		return fmt.Sprintf("trust the CA that signed %s's host key with a line '@cert-authority PATTERN CA_KEY' in known_hosts (PATTERN matching %s), or sign a copy of the peer's /etc/ssh/ssh_host_ed25519_key.pub on the CA machine with the fleet's host CA (ssh-keygen -s host_ca -h -I %s -n %s ssh_host_ed25519_key.pub) and install the certificate there",
 			p.Name, knownHostsName(t), p.Name, certHostName(t))
 	case sshpush.ClassHostCertTime:
-		return fmt.Sprintf("re-sign %s's host key with a validity that covers now (ssh-keygen -s host_ca -h -I %s -n %s -V +52w /etc/ssh/ssh_host_ed25519_key.pub there, then reload sshd); if it is not valid yet, check both clocks", p.Name, p.Name, certHostName(t))
+		return fmt.Sprintf("sign a copy of %s's host public key again on the CA machine, valid now (ssh-keygen -s host_ca -h -I %s -n %s -V +52w ssh_host_ed25519_key.pub), install the certificate there and reload sshd; if it is not valid yet, check both clocks", p.Name, p.Name, certHostName(t))
 	case sshpush.ClassHostCertHost:
 		return fmt.Sprintf("the certificate must name %s as banpush reaches it (its HostKeyAlias, else its HostName): re-sign the host key with -n %s, or set HostKeyAlias for %s in %s to a name the certificate has", p.Name, certHostName(t), p.Name, g.Inventory)
 	case sshpush.ClassAuth:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +18,7 @@ import (
 type PeersCmd struct {
 	List     PeersListCmd     `cmd:"" help:"List the peers with the SSH settings banpush uses for them."`
 	Add      PeersAddCmd      `cmd:"" help:"Add a peer to the inventory."`
-	Remove   PeersRemoveCmd   `cmd:"" help:"Remove a peer from the inventory and drop its queued bans."`
+	Remove   PeersRemoveCmd   `cmd:"" help:"Remove a peer from the inventory; its queued bans are no longer sent to it."`
 	Check    PeersCheckCmd    `cmd:"" help:"Connect to peers and ping their receivers; say what to fix."`
 	Trust    PeersTrustCmd    `cmd:"" help:"Show peers' host key fingerprints and add them to known_hosts."`
 	Ignoreip PeersIgnoreipCmd `cmd:"" name:"ignoreip" help:"Print every peer's addresses as a fail2ban ignoreip value, so that no host bans the fleet."`
@@ -176,7 +177,8 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 		fmt.Fprintln(tw, "NAME\tHOSTNAME\tPORT\tUSER\tIDENTITY FILES\tKNOWN_HOSTS FILES")
 		for _, p := range out {
 			if p.Error != "" {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\n", p.Name)
+				// Not a row of dashes: say that the error below is this peer's.
+				fmt.Fprintf(tw, "%s\t(cannot be used: see the error below)\n", p.Name)
 				continue
 			}
 			ids, known := strings.Join(p.IdentityFiles, ","), strings.Join(append(p.UserKnownHostsFiles, p.GlobalKnownHostsFiles...), ",")
@@ -275,6 +277,14 @@ func (c *PeersAddCmd) Run(env *Env, g *Globals) error {
 	for _, w := range r.Warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
+	// A new peer starts at the start of the journal: say what it will get.
+	if _, err := os.Stat(g.Spool); err == nil {
+		if sp, err := spool.Open(g.Spool, spool.Options{}); err == nil {
+			if n, _, err := sp.Pending(c.Name); err == nil && n > 0 {
+				printNote(env.Stderr, "peer %s will be sent the %s still in the spool (those not expired), then every new one", c.Name, plural(n, "ban"))
+			}
+		}
+	}
 	return nil
 }
 
@@ -287,8 +297,10 @@ type PeersRemoveCmd struct {
 func (c *PeersRemoveCmd) Help() string {
 	return `Removes the peer's "Host NAME" block: its lines, comment lines directly above
 it (after a blank line) and directly below its last setting. Every other line
-stays byte for byte. Bans still queued for the peer are dropped: they will not
-be sent.
+stays byte for byte. The bans still queued for the peer are no longer sent to
+it. They stay in the spool's journal until the sender compacts it, and a
+peer added later, under this name or another, starts with every ban still
+in the journal that has not expired ('peers add' says how many).
 
     banpush peers remove web1
 
@@ -316,11 +328,12 @@ func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
 	if err == nil {
 		var n int
 		if n, err = sp.RemovePeer(c.Name); err == nil {
-			printNote(env.Stderr, "dropped %s queued for peer %s", plural(n, "ban"), c.Name)
+			printNote(env.Stderr, "%s queued for peer %s will not be sent to it; a peer added later (under any name) starts with every ban still in the spool that has not expired",
+				plural(n, "ban"), c.Name)
 			return nil
 		}
 	}
-	printWarning(env.Stderr, "bans still queued for peer %s are dropped (they will not be sent), but the spool could not forget them: %v", c.Name, err)
+	printWarning(env.Stderr, "bans still queued for peer %s will not be sent to it, but the spool could not forget its place: %v", c.Name, err)
 	return nil
 }
 

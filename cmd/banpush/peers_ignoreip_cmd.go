@@ -35,8 +35,10 @@ from a compromised peer is then not shared either: it needs a person):
         > /etc/fail2ban/jail.d/00-banpush-ignoreip.local
     fail2ban-client reload
 
-A jail that sets its own ignoreip overrides [DEFAULT]: add the value there
-too. Run it again after 'banpush peers add' or when an address changes. The
+The contrib receiving jails (banpush, banpush-quorum) set no ignoreip of
+their own, so [DEFAULT]'s applies to them; a jail that sets its own overrides
+[DEFAULT]: add the value there too, and check with
+'fail2ban-client get banpush ignoreip'. Run it again after 'banpush peers add' or when an address changes. The
 receiver refuses bans of the fleet's addresses on its own (the from= of its
 authorized_keys lines, its own addresses, the connecting peer's).
 

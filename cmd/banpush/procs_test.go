@@ -35,7 +35,7 @@ func flagIs(args []string, flag, value string) bool {
 // isSender matches the background senders of a spool.
 func isSender(spool string) func(proc) bool {
 	return func(p proc) bool {
-		return len(p.args) > 0 && p.args[len(p.args)-1] == "send" && flagIs(p.args, "--spool", spool)
+		return slices.Contains(p.args, "send") && flagIs(p.args, "--spool", spool)
 	}
 }
 
@@ -118,7 +118,7 @@ func TestFindProcs(t *testing.T) {
 		p    proc
 		want bool
 	}{
-		{"sender", proc{args: []string{"/bin/banpush", "--inventory", "/i", "--spool", "/s", "--max-age", "24h0m0s", "send"}}, true},
+		{"sender", proc{args: []string{"/bin/banpush", "--inventory", "/i", "--spool", "/s", "send", "--max-age", "24h0m0s"}}, true},
 		{"other spool", proc{args: []string{"/bin/banpush", "--spool", "/s2", "send"}}, false},
 		{"spool as a value of another flag", proc{args: []string{"/bin/banpush", "--inventory", "/s", "send"}}, false},
 		{"push by environment", proc{args: []string{"/bin/banpush", "push", "203.0.113.1"}, environ: []string{"BANPUSH_SPOOL=/s"}}, true},

@@ -20,11 +20,12 @@ const appendTimeout = 5 * time.Second
 
 // PushCmd queues bans for every peer; fail2ban runs it as actionban.
 type PushCmd struct {
+	DeliveryFlags
 	Jail         string        `help:"Jail that banned the address (fail2ban's <name>)." placeholder:"NAME"`
 	BanTime      string        `name:"bantime" help:"Ban duration in seconds, -1 for permanent (fail2ban's <bantime>)." placeholder:"SECONDS"`
 	Time         string        `help:"When the ban happened, Unix seconds (fail2ban's <time>; a fraction is dropped)." placeholder:"UNIXSECONDS"`
 	AllowPrivate bool          `help:"Queue private (RFC 1918, RFC 4193) and CGNAT addresses too; peers refuse them unless they allow them."`
-	Wait         bool          `help:"Deliver now, in the foreground, and report per peer (exit 3 if any peer failed)."`
+	Wait         bool          `help:"Deliver now, in the foreground, and report per peer (exit 3 if any peer failed, 65 if any refused a ban)."`
 	Timeout      time.Duration `help:"With --wait: how long to keep trying." default:"30s"`
 	JSON         bool          `name:"json" help:"With --wait: print the report as JSON."`
 	IPs          []string      `arg:"" name:"IP" help:"Addresses to ban."`
@@ -48,7 +49,11 @@ fail2ban's action (contrib/fail2ban/action.d/banpush.conf) runs:
   banpush push --jail <name> --time <time> --bantime <bantime> -- <ip>
 
 By hand, to see each peer's answer:
-  banpush push --wait 203.0.113.7`
+  banpush push --wait 203.0.113.7
+With --wait, the report says per peer how many bans it refused and why (its
+policy: a private address, an --ignore range, ...), and the exit status is
+65 when any peer refused one, 3 when any peer failed. On a terminal, each
+retry of an unreachable peer is shown as it happens.`
 }
 
 // Run queues the bans, then starts a sender or delivers in the foreground.
@@ -66,13 +71,13 @@ func (c *PushCmd) Run(env *Env, g *Globals) error {
 			return withHint(err, exitFailure, "the ban was not queued; check the spool directory "+g.Spool)
 		}
 		if c.Wait {
-			return deliverNow(env, g, s, deliverOpts{timeout: c.Timeout, json: c.JSON, refused: refused})
+			return deliverNow(env, g, s, deliverOpts{flags: c.DeliveryFlags, timeout: c.Timeout, json: c.JSON, refused: refused, peerRefusals: true})
 		}
 		if _, err := os.Stat(g.Inventory); err != nil {
 			printWarning(env.Stderr, "queued, but the inventory %s cannot be read: nothing is delivered until it can", g.Inventory)
 			printHint(env.Stderr, "add peers with 'banpush peers add NAME --host HOST', or set --inventory (BANPUSH_INVENTORY)")
 		}
-		if err := sender.Kick(s, senderCommand(g)); err != nil {
+		if err := sender.Kick(s, senderCommand(g, c.DeliveryFlags)); err != nil {
 			printWarning(env.Stderr, "queued, but could not start a sender: %v", err)
 			printHint(env.Stderr, "'banpush flush' (or the banpush-flush.timer) delivers the queue")
 		}

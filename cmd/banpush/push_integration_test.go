@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -219,7 +222,7 @@ func TestPushMaxAge(t *testing.T) {
 	c.stopSender()
 	c.peers[0].sshd.Start()
 	time.Sleep(1100 * time.Millisecond) // let the ban age past --max-age 1s
-	out := c.run(nil, "--max-age", "1s", "flush", "--json")
+	out := c.run(nil, "flush", "--max-age", "1s", "--json")
 	var rep []peerReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
@@ -229,5 +232,52 @@ func TestPushMaxAge(t *testing.T) {
 	}
 	if n := len(c.peers[0].logged(t)); n != 0 {
 		t.Errorf("peer logged %d bans, want none", n)
+	}
+}
+
+// TestPushWaitRefusedByPeer: a ban the peer's policy refuses is not "ok,
+// exit 0": the report says per peer how many were refused and why, and
+// push --wait exits 65 with a hint.
+func TestPushWaitRefusedByPeer(t *testing.T) {
+	c := newCluster(t, 2)
+	out, code, stderr := c.runCode("push", "--wait", "--allow-private", "10.1.2.3", "203.0.113.50")
+	if code != exitData {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitData, out, stderr)
+	}
+	for _, p := range c.peers {
+		if !regexp.MustCompile(`(?m)^` + p.name + ` +ok +1 +1 +0 +0 +1 ban refused by the peer \(line \d: refused: private address\)$`).MatchString(out) {
+			t.Errorf("no refusal for %s in the report:\n%s", p.name, out)
+		}
+	}
+	if !strings.Contains(stderr, "banpush: hint: a peer refuses what its policy refuses") {
+		t.Errorf("no hint:\n%s", stderr)
+	}
+	out = c.run(nil, "flush", "--json")
+	if strings.Contains(out, "refusal") {
+		t.Errorf("the refusal is reported again by the next flush:\n%s", out)
+	}
+}
+
+// TestPushWaitShowsRetries: on a terminal, push --wait says each retry of
+// a peer that is down as it happens, instead of staying silent until its
+// timeout; elsewhere (fail2ban, a timer) it does not.
+func TestPushWaitShowsRetries(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "peers")
+	writeFile(t, inv, "Host web1\n    HostName 127.0.0.1\n    Port 1\n    ConnectTimeout 1\n")
+	for _, terminal := range []bool{true, false} {
+		var stdout, stderr bytes.Buffer
+		code := Main([]string{"--inventory", inv, "--spool", filepath.Join(dir, "spool"), "--self", "none", "push", "--wait", "--timeout", "3s", "203.0.113.51"},
+			&Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Now: time.Now, StderrTerminal: terminal})
+		if code != exitPeers {
+			t.Fatalf("terminal %v: exit %d, want %d\n%s", terminal, code, exitPeers, stderr.String())
+		}
+		retries := regexp.MustCompile(`(?m)^banpush: note: peer web1: (unreachable|timeout)?.*; trying again in [0-9.]+m?s$`)
+		if got := retries.MatchString(stderr.String()); got != terminal {
+			t.Errorf("terminal %v: retries shown %v, want %v; stderr:\n%s", terminal, got, terminal, stderr.String())
+		}
+		if strings.Contains(stderr.String()+stdout.String(), "peer web1: sshpush: peer web1") {
+			t.Errorf("the peer is named twice:\n%s%s", stdout.String(), stderr.String())
+		}
 	}
 }

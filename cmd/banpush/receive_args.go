@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -117,4 +119,32 @@ func prefixString(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
+}
+
+// parseReceiveArgs parses the arguments of a forced command after the
+// program ("receive", ...) as 'banpush receive' would, and checks them: for
+// doctor, which reads them out of authorized_keys.
+func parseReceiveArgs(argv []string) (args ReceiveArgs, err error) {
+	var cli CLI
+	quiet := &Env{Stdout: io.Discard, Stderr: io.Discard}
+	parser := newParser(&cli, quiet)
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(exitPanic); !ok {
+				panic(r)
+			}
+			err = errors.New("they are not the arguments of 'banpush receive'")
+		}
+	}()
+	kctx, err := parser.Parse(argv)
+	if err != nil {
+		return ReceiveArgs{}, err
+	}
+	if kctx.Command() != "receive" {
+		return ReceiveArgs{}, errors.New("the command is not 'receive'")
+	}
+	if _, _, err := cli.Receive.check(time.Now); err != nil {
+		return ReceiveArgs{}, err
+	}
+	return cli.Receive.ReceiveArgs, nil
 }

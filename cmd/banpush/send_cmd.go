@@ -14,6 +14,7 @@ import (
 
 // SendCmd is the background sender that push starts.
 type SendCmd struct {
+	DeliveryFlags
 	Linger      time.Duration `help:"Keep connections open this long after the queue empties." default:"10s"`
 	MaxRun      time.Duration `help:"Stop retrying unreachable peers after this long; the next push or flush goes on." default:"5m"`
 	Concurrency int           `help:"Peers delivered to at once." default:"32"`
@@ -44,7 +45,7 @@ func (c *SendCmd) Run(env *Env, g *Globals) error {
 	ctx, cancel := context.WithTimeout(ctx, c.MaxRun)
 	defer cancel()
 
-	cfg := senderConfig(env, g, s, log)
+	cfg := senderConfig(env, g, c.DeliveryFlags, s, log)
 	cfg.Linger = c.Linger
 	cfg.Concurrency = c.Concurrency
 	cfg.Roster = func() (sender.Roster, error) {
@@ -69,12 +70,12 @@ func (c *SendCmd) Run(env *Env, g *Globals) error {
 
 // senderConfig is what every run of the sender shares: the spool, the log,
 // and how to start a background sender.
-func senderConfig(env *Env, g *Globals, s *spool.Spool, log *sender.Log) sender.Config {
+func senderConfig(env *Env, g *Globals, d DeliveryFlags, s *spool.Spool, log *sender.Log) sender.Config {
 	return sender.Config{
 		Spool:   s,
 		Options: sshpush.Options{Warn: func(m string) { log.Printf("warning: %s", m) }},
-		MaxAge:  g.MaxAge,
-		Kick:    senderCommand(g),
+		MaxAge:  d.MaxAge,
+		Kick:    senderCommand(g, d),
 		Now:     env.Now,
 		Logf:    log.Printf,
 	}
@@ -82,10 +83,10 @@ func senderConfig(env *Env, g *Globals, s *spool.Spool, log *sender.Log) sender.
 
 // senderCommand starts a background sender: this binary, with the globals
 // it was given (Globals.senderArgs).
-func senderCommand(g *Globals) sender.Command {
+func senderCommand(g *Globals, d DeliveryFlags) sender.Command {
 	self, err := os.Executable()
 	if err != nil {
 		self = os.Args[0]
 	}
-	return sender.Command{Path: self, Args: g.senderArgs(), Environ: os.Environ()}
+	return sender.Command{Path: self, Args: g.senderArgs(d), Environ: os.Environ()}
 }

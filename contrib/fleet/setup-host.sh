@@ -243,7 +243,8 @@ put 0644 "$tmp/banpush-fleet.conf" /etc/ssh/sshd_config.d/banpush-fleet.conf
 sshd -t || die "sshd -t refused the configuration; fix it, then run this again"
 
 # fail2ban: filter, receiving jail, push action, and ignoreip. The
-# receiving jails set their own ignoreip, so the snippet sets it there too
+# receiving jails take [DEFAULT]'s ignoreip; the snippet sets it in their
+# own sections too, in case a local copy of a jail sets its own
 # (banpush-quorum's only matters once an administrator enables that jail).
 put_contrib fail2ban/filter.d/banpush.conf /etc/fail2ban/filter.d/banpush.conf
 put_contrib fail2ban/jail.d/banpush.conf /etc/fail2ban/jail.d/banpush.conf
@@ -294,6 +295,11 @@ else
 fi
 if fail2ban-client ping >/dev/null 2>&1; then
 	fail2ban-client reload >/dev/null
+	# A reload drops an action newly added to a running jail (fail2ban
+	# 1.0.2): restart each pushing jail so that it loads the banpush action.
+	for j in $jails; do
+		fail2ban-client reload --restart "$j" >/dev/null
+	done
 else
 	say "fail2ban is not running: it reads the new settings when it starts"
 fi

@@ -28,4 +28,5 @@ install -d -m 0700 -o "$user" -g "$user" "$home/.ssh"
 [ -e "$home/.ssh/authorized_keys" ] || install -m 0600 -o "$user" -g "$user" /dev/null "$home/.ssh/authorized_keys"
 
 echo "receiver account $user ready; add each pushing peer with:"
-echo "  banpush authorize --peer NAME --log $logdir/received.log --install $home/.ssh/authorized_keys NAME.pub"
+echo "  banpush authorize --peer NAME --log $logdir/received.log --from ADDRESS_OF_NAME --install $home/.ssh/authorized_keys NAME.pub"
+echo "then check this host with: banpush doctor --account $user"

@@ -70,6 +70,10 @@ type Config struct {
 	// Wake, when set, is signalled whenever the journal may have grown.
 	// Lingering peers also poll the journal on their own, more slowly.
 	Wake *Notifier
+	// Retry, when set, is told of each retryable failure before the wait
+	// that follows it: a person watching a foreground run sees retries as
+	// they happen.
+	Retry func(peer string, err error, wait time.Duration)
 	// Stop, when closed, makes every peer finish the batch in flight and
 	// return without lingering or retrying: a foreground flush wants the
 	// sender lock. Unlike cancelling ctx, it never interrupts a batch, so
@@ -89,6 +93,7 @@ type Result struct {
 	Refused   int           // records the peer refused (policy, rate limit)
 	Dropped   int           // records expired before delivery
 	Skipped   int           // damaged spool lines passed over
+	Refusal   string        // why the peer refused its first refused record ("line 3: refused: private address")
 	Batches   int
 	Dials     int
 }
@@ -189,7 +194,11 @@ func (w *worker) run(ctx context.Context) {
 				return
 			}
 			w.closeClient()
-			if !sleep(ctx, w.cfg.Stop, jitter(backoff)) {
+			wait := jitter(backoff)
+			if w.cfg.Retry != nil {
+				w.cfg.Retry(w.peer.Name, err, wait)
+			}
+			if !sleep(ctx, w.cfg.Stop, wait) {
 				return
 			}
 			backoff = min(2*backoff, w.cfg.MaxBackoff)
@@ -381,7 +390,11 @@ func (w *worker) send(ctx context.Context, batch []byte) (sshpush.Ack, error) {
 	w.state.Refused += int64(refused)
 	w.state.LastSuccess = w.cfg.Now()
 	if refused > 0 {
-		w.cfg.Logf("peer %s: %d of the batch refused: %s", w.peer.Name, refused, firstLine(ack.Stderr))
+		why := refusal(ack.Stderr)
+		if w.res.Refusal == "" {
+			w.res.Refusal = why
+		}
+		w.cfg.Logf("peer %s: %d of the batch refused: %s", w.peer.Name, refused, why)
 	}
 	return ack, nil
 }
@@ -427,15 +440,19 @@ func (w *worker) closeStream() {
 
 // fail records a failure. When the run's deadline cut short a retry, the
 // failure that called for the retry is the one worth reporting.
+//
+// The state is saved at once, so that 'banpush status' shows each retry's
+// failure as it happens, not when the run ends.
 func (w *worker) fail(ctx context.Context, err error) {
-	w.cfg.Logf("peer %s: %v", w.peer.Name, err)
+	w.cfg.Logf("peer %s: %s", w.peer.Name, sshpush.Reason(err))
 	if sshpush.Ended(ctx) && w.res.Err != nil && w.res.Class != sshpush.ClassOK {
 		return
 	}
 	w.res.Class, w.res.Err = sshpush.ClassOf(err), err
 	w.state.LastFailure = w.cfg.Now()
 	w.state.LastFailureClass = string(w.res.Class)
-	w.state.LastFailureMessage = err.Error()
+	w.state.LastFailureMessage = sshpush.Reason(err)
+	w.saveState()
 }
 
 func (w *worker) closeClient() {
@@ -459,9 +476,17 @@ func (w *worker) logIf(err error) {
 	}
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+// refusal is the receiver's first line about a record it refused for its
+// policy (not for its rate limit: those stay queued), without the
+// "banpush: " every line starts with.
+func refusal(stderr string) string {
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimPrefix(l, "banpush: ")
+		if l != "" && !strings.Contains(l, record.ErrRateLimit.Error()) {
+			return l
+		}
+	}
+	return "the receiver gave no reason"
 }
 
 // jitter spreads d over [d/2, 3d/2), so that many pushers retrying one peer
@@ -513,7 +538,7 @@ func (n *Notifier) Notify() {
 func (r Result) Summary() string {
 	s := fmt.Sprintf("%s: delivered %d, refused %d, dropped %d", r.Class, r.Delivered, r.Refused, r.Dropped)
 	if r.Err != nil {
-		s += ": " + r.Err.Error()
+		s += ": " + sshpush.Reason(r.Err)
 	}
 	return s
 }

@@ -181,6 +181,46 @@ func TestRunRetriesBusy(t *testing.T) {
 	}
 }
 
+// TestRunRetryShowsFailure: each retryable failure is saved before the
+// wait that follows it, so that 'banpush status' shows it during the
+// retries, without the peer's name in the message (status names the peer),
+// and Retry hears of each.
+func TestRunRetryShowsFailure(t *testing.T) {
+	f := newFixture(t, 1)
+	f.servers[0].Busy.Store(2)
+	f.push(t, "203.0.113.9")
+	cfg := f.config()
+	retries := 0
+	cfg.Retry = func(peer string, err error, wait time.Duration) {
+		retries++
+		st, lerr := f.spool.LoadState(peer)
+		if lerr != nil || st.LastFailureClass != string(sshpush.ClassBusy) || st.LastFailure.IsZero() {
+			t.Errorf("retry %d: state %+v (%v), want the busy failure saved", retries, st, lerr)
+		}
+		if strings.Contains(st.LastFailureMessage, "peer "+peer) {
+			t.Errorf("the saved message names the peer: %q", st.LastFailureMessage)
+		}
+		if sshpush.ClassOf(err) != sshpush.ClassBusy || wait <= 0 {
+			t.Errorf("Retry(%s, %v, %s): want a busy error and a wait", peer, err, wait)
+		}
+	}
+	results := Run(context.Background(), cfg)
+	if r := results[0]; r.Class != sshpush.ClassOK || retries != 2 {
+		t.Errorf("got %s after %d retries, want ok after 2", r.Summary(), retries)
+	}
+}
+
+// TestRunRefusal: a record the peer's policy refuses is counted, and the
+// result says why.
+func TestRunRefusal(t *testing.T) {
+	f := newFixture(t, 1)
+	f.push(t, "203.0.113.9", "10.1.2.3")
+	r := Run(context.Background(), f.config())[0]
+	if r.Class != sshpush.ClassOK || r.Delivered != 1 || r.Refused != 1 || r.Refusal != "line 2: refused: private address" {
+		t.Errorf("got %s, refusal %q; want 1 delivered, 1 refused for a private address", r.Summary(), r.Refusal)
+	}
+}
+
 // TestRunAuthNotRetried: a peer that refuses the key fails once, is not
 // retried, and keeps its queue; the others are served.
 func TestRunAuthNotRetried(t *testing.T) {
@@ -321,7 +361,11 @@ func (lateCtx) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millis
 // short) does not replace the failure that called for the retry, even when
 // it arrives a moment before the context notices its deadline.
 func TestFailKeepsCause(t *testing.T) {
-	cfg := Config{}
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Spool: sp}
 	cfg.defaults()
 	w := &worker{cfg: &cfg, peer: Peer{Name: "peer1"}, res: &Result{}}
 	busy := &sshpush.Error{Peer: "peer1", Class: sshpush.ClassBusy, Err: errors.New("rate limit")}

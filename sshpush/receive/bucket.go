@@ -18,7 +18,9 @@ import (
 )
 
 // The token bucket of each peer lives in a small text file beside the log,
-// LOG.state, one line per peer: "NAME MILLITOKENS UNIXNANOS". The same file
+// LOG.state, one line per peer: "NAME MILLITOKENS UNIXNANOS ACCEPTED
+// REFUSED LIMITED", the last three counting the peer's records (Counters;
+// lines of older versions have none, and count from zero). The same file
 // is the lock that serializes receivers of one log: it is locked before the
 // bucket is read and unlocked after the log is written and the bucket saved.
 // Only the receiving account may open it (0600, enforced at every open), so
@@ -41,6 +43,23 @@ type stateFile struct {
 type bucket struct {
 	milliTokens int64
 	last        int64 // UnixNano of the last refill
+	count       Counters
+}
+
+// Counters count a pushing peer's records since its line in LOG.state was
+// made. They only grow, and are not fsynced: a crash may lose the last
+// few counts. 'banpush status --prometheus' exports them.
+type Counters struct {
+	Accepted int64 // written to the log, or counted already (a quorum peer's repeat)
+	Refused  int64 // refused by the policy: malformed, private, ignored, ...
+	Limited  int64 // refused by the rate limit (an honest sender sends them again)
+}
+
+// add counts a batch's result.
+func (c *Counters) add(r Result) {
+	c.Accepted += int64(r.Accepted)
+	c.Refused += int64(len(r.Refused) - r.Limited)
+	c.Limited += int64(r.Limited)
 }
 
 func openState(ctx context.Context, path string) (*stateFile, error) {
@@ -83,15 +102,20 @@ func parseState(data []byte) map[string]bucket {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte{'\n'})
 		f := bytes.Fields(line)
-		if len(f) != 3 || !record.ValidName(string(f[0])) {
+		if len(f) != 3 && len(f) != 6 || !record.ValidName(string(f[0])) {
 			continue
 		}
-		t, err1 := strconv.ParseInt(string(f[1]), 10, 64)
-		l, err2 := strconv.ParseInt(string(f[2]), 10, 64)
-		if err1 != nil || err2 != nil || t < 0 || l < 0 {
+		var n [5]int64
+		ok := true
+		for i, w := range f[1:] {
+			var err error
+			n[i], err = strconv.ParseInt(string(w), 10, 64)
+			ok = ok && err == nil && n[i] >= 0
+		}
+		if !ok {
 			continue
 		}
-		peers[string(f[0])] = bucket{milliTokens: t, last: l}
+		peers[string(f[0])] = bucket{milliTokens: n[0], last: n[1], count: Counters{Accepted: n[2], Refused: n[3], Limited: n[4]}}
 	}
 	return peers
 }
@@ -106,6 +130,7 @@ func (s *stateFile) bucket(peer string, now time.Time, burst, perMinute int) buc
 	if !ok {
 		return bucket{milliTokens: limit, last: t}
 	}
+	// Counters survive whatever happens to the tokens.
 	b.milliTokens = min(b.milliTokens, limit) // a damaged file may say more
 	if t > b.last {
 		b.milliTokens = min(limit, b.milliTokens+refill(t-b.last, int64(perMinute), limit))
@@ -154,7 +179,7 @@ func (s *stateFile) save() error {
 	var buf []byte
 	for _, n := range names {
 		b := s.peers[n]
-		buf = fmt.Appendf(buf, "%s %d %d\n", n, b.milliTokens, b.last)
+		buf = fmt.Appendf(buf, "%s %d %d %d %d %d\n", n, b.milliTokens, b.last, b.count.Accepted, b.count.Refused, b.count.Limited)
 	}
 	if _, err := s.f.WriteAt(buf, 0); err != nil {
 		return err
@@ -165,3 +190,27 @@ func (s *stateFile) save() error {
 }
 
 func (s *stateFile) close() { s.f.Close() }
+
+// ReadCounters returns the counters of every pushing peer from the state
+// file beside the log at logPath, read without its lock (a receiver may be
+// rewriting it: a line that does not parse is left out). A log with no
+// state file has none.
+func ReadCounters(logPath string) (map[string]Counters, error) {
+	f, err := os.OpenFile(logPath+".state", os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]Counters{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("receive: reading the state beside the log: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes))
+	if err != nil {
+		return nil, fmt.Errorf("receive: reading the state beside the log: %w", err)
+	}
+	out := map[string]Counters{}
+	for name, b := range parseState(data) {
+		out[name] = b.count
+	}
+	return out, nil
+}

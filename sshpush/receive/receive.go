@@ -173,7 +173,9 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		okLine = append(okLine, i+1)
 	}
 	if len(ok) == 0 {
-		// Nothing to write and nothing to charge: leave the log alone.
+		// Nothing to write and nothing to charge: leave the log alone, and
+		// count the refusals if the state can be had at once.
+		cfg.count(ctx, res)
 		return res, nil
 	}
 
@@ -222,6 +224,9 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
+		b.count.add(res)
+		st.put(cfg.Peer, b)
+		_ = st.save()
 		return res, nil
 	}
 	// A quorum peer's reports are remembered before they are written:
@@ -240,9 +245,30 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	}
 	// The lines are durable; a failure to record the spent tokens only
 	// makes this peer's bucket fuller than it should be.
+	b.count.add(res)
 	st.put(cfg.Peer, b)
 	_ = st.save()
 	return res, nil
+}
+
+// count adds a batch that wrote nothing to the peer's counters, if the
+// state's lock can be had within a moment: counting is never worth
+// delaying an answer for.
+func (cfg *Config) count(ctx context.Context, res Result) {
+	if len(res.Refused) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	st, err := openState(ctx, cfg.LogPath+".state")
+	if err != nil {
+		return
+	}
+	defer st.close()
+	b := st.bucket(cfg.Peer, cfg.Now(), cfg.MaxBurst, cfg.MaxPerMinute)
+	b.count.add(res)
+	st.put(cfg.Peer, b)
+	_ = st.save()
 }
 
 // AppendLogLine appends the log line for rec, received from peer at the time

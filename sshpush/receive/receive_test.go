@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -220,8 +221,46 @@ func TestStateFileDamaged(t *testing.T) {
 		t.Fatalf("accepted %d, err %v; want 5, nil", res.Accepted, err)
 	}
 	b, _ := os.ReadFile(cfg.LogPath + ".state")
-	if want := fmt.Sprintf("web1 %d %d\n", (DefaultMaxBurst-5)*milli, now.UnixNano()); string(b) != want {
+	if want := fmt.Sprintf("web1 %d %d 5 0 0\n", (DefaultMaxBurst-5)*milli, now.UnixNano()); string(b) != want {
 		t.Errorf("state %q, want %q", b, want)
+	}
+}
+
+// TestCounters: each pushing peer's accepted, refused and rate-limited
+// records add up in the state file across batches, those of a batch that
+// wrote nothing included, and a state line of an older version (without
+// counters) keeps its bucket and counts from zero.
+func TestCounters(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := testConfig(t, &now)
+	if err := os.WriteFile(cfg.LogPath+".state", []byte(fmt.Sprintf("web1 %d %d\n", 3*milli, now.UnixNano())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	batches := []string{
+		"203.0.113.1\n10.0.0.1\n",                 // 1 accepted, 1 refused
+		"127.0.0.1\n",                             // refused, nothing written
+		"203.0.113.2\n203.0.113.3\n203.0.113.4\n", // 2 accepted, 1 rate-limited
+	}
+	for _, b := range batches {
+		if _, err := Accept(context.Background(), cfg, strings.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := cfg
+	other.Peer = "web2"
+	if _, err := Accept(context.Background(), other, strings.NewReader("203.0.113.9\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadCounters(cfg.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Counters{"web1": {Accepted: 3, Refused: 2, Limited: 1}, "web2": {Accepted: 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got, err := ReadCounters(filepath.Join(t.TempDir(), "none.log")); err != nil || len(got) != 0 {
+		t.Errorf("no state file: got %v, %v; want none", got, err)
 	}
 }
 

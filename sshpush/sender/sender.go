@@ -73,6 +73,9 @@ type Config struct {
 	// came in during its run.
 	Kick Command
 
+	// Retry, when set, is told of each retry (deliver.Config.Retry).
+	Retry func(peer string, err error, wait time.Duration)
+
 	Now  func() time.Time                 // nil: time.Now
 	Logf func(format string, args ...any) // diagnostics; nil discards them
 
@@ -233,6 +236,7 @@ func round(ctx context.Context, cfg *Config, linger time.Duration, background bo
 		MaxAge:      cfg.MaxAge,
 		Wake:        wake,
 		Stop:        stop,
+		Retry:       cfg.Retry,
 		Now:         cfg.Now,
 		Logf:        cfg.Logf,
 	})

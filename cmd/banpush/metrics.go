@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/banpush/banpush/sshpush/receive"
+)
+
+// Metrics in Prometheus's text exposition format, as node_exporter's
+// textfile collector reads them (status --prometheus). The names are part
+// of banpush's interface: alert rules refer to them.
+
+// metric is one family: its name, type, help and samples.
+type metric struct {
+	name, typ, help string
+	samples         []sample
+}
+
+type sample struct {
+	labels [][2]string
+	value  float64
+}
+
+func (m *metric) add(v float64, labels ...string) {
+	s := sample{value: v}
+	for i := 0; i+1 < len(labels); i += 2 {
+		s.labels = append(s.labels, [2]string{labels[i], labels[i+1]})
+	}
+	m.samples = append(m.samples, s)
+}
+
+// writeMetrics writes the families, each with its HELP and TYPE lines,
+// leaving out those without samples.
+func writeMetrics(w io.Writer, ms []*metric) error {
+	var b strings.Builder
+	for _, m := range ms {
+		if len(m.samples) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", m.name, escapeHelp(m.help), m.name, m.typ)
+		for _, s := range m.samples {
+			b.WriteString(m.name)
+			if len(s.labels) > 0 {
+				b.WriteByte('{')
+				for i, l := range s.labels {
+					if i > 0 {
+						b.WriteByte(',')
+					}
+					b.WriteString(l[0] + `="` + escapeLabel(l[1]) + `"`)
+				}
+				b.WriteByte('}')
+			}
+			b.WriteString(" " + strconv.FormatFloat(s.value, 'g', -1, 64) + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func escapeHelp(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+}
+
+func escapeLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`).Replace(s)
+}
+
+// senderMetrics are the pushing side's families, from status's report.
+func senderMetrics(rep statusReport) []*metric {
+	running := &metric{name: "banpush_sender_running", typ: "gauge", help: "1 if a banpush sender is running for the spool."}
+	queued := &metric{name: "banpush_peer_queued", typ: "gauge", help: "Bans queued for the peer and not acknowledged yet."}
+	oldest := &metric{name: "banpush_peer_oldest_queued_age_seconds", typ: "gauge", help: "Age of the oldest ban queued for the peer; 0 when none is."}
+	success := &metric{name: "banpush_peer_last_success_timestamp_seconds", typ: "gauge", help: "When the peer last acknowledged a batch (Unix time); absent if never."}
+	failure := &metric{name: "banpush_peer_last_failure_timestamp_seconds", typ: "gauge", help: "When delivery to the peer last failed (Unix time), by failure class; absent if never."}
+	delivered := &metric{name: "banpush_peer_delivered_total", typ: "counter", help: "Bans the peer acknowledged and wrote to its log."}
+	refused := &metric{name: "banpush_peer_refused_total", typ: "counter", help: "Bans the peer refused (its policy)."}
+	dropped := &metric{name: "banpush_peer_dropped_total", typ: "counter", help: "Bans dropped before delivery: older than their bantime or --max-age."}
+	r := 0.0
+	if rep.SenderRunning {
+		r = 1
+	}
+	running.add(r)
+	for _, p := range rep.Peers {
+		queued.add(float64(p.Queued), "peer", p.Peer)
+		oldest.add(p.OldestAgeSeconds, "peer", p.Peer)
+		if p.LastSuccess != nil {
+			success.add(float64(p.LastSuccess.Unix()), "peer", p.Peer)
+		}
+		if p.LastFailure != nil {
+			failure.add(float64(p.LastFailure.Unix()), "peer", p.Peer, "class", p.LastFailureClass)
+		}
+		delivered.add(float64(p.Delivered), "peer", p.Peer)
+		refused.add(float64(p.Refused), "peer", p.Peer)
+		dropped.add(float64(p.Dropped), "peer", p.Peer)
+	}
+	return []*metric{running, queued, oldest, success, failure, delivered, refused, dropped}
+}
+
+// receiverMetrics are the receiving side's families: each pushing peer's
+// counters from the state file beside each received log.
+func receiverMetrics(logs map[string]map[string]receive.Counters) []*metric {
+	accepted := &metric{name: "banpush_receiver_accepted_total", typ: "counter", help: "Records of the pushing peer that this host's receiver accepted."}
+	refused := &metric{name: "banpush_receiver_refused_total", typ: "counter", help: "Records of the pushing peer that the receiver's policy refused."}
+	limited := &metric{name: "banpush_receiver_rate_limited_total", typ: "counter", help: "Records of the pushing peer refused by its rate limit (sent again later)."}
+	var paths []string
+	for p := range logs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, log := range paths {
+		var peers []string
+		for p := range logs[log] {
+			peers = append(peers, p)
+		}
+		sort.Strings(peers)
+		for _, p := range peers {
+			c := logs[log][p]
+			accepted.add(float64(c.Accepted), "peer", p, "log", log)
+			refused.add(float64(c.Refused), "peer", p, "log", log)
+			limited.add(float64(c.Limited), "peer", p, "log", log)
+		}
+	}
+	return []*metric{accepted, refused, limited}
+}

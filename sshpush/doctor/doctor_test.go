@@ -1,0 +1,276 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/banpush/banpush/sshpush/testenv"
+)
+
+func TestCheckAccount(t *testing.T) {
+	tests := []struct {
+		name string
+		acct Account
+		err  error
+		want Status
+	}{
+		{name: "ready", acct: Account{Name: "banpush", Shell: "/bin/sh"}, want: OK},
+		{name: "no such account", err: user.UnknownUserError("banpush"), want: Skip},
+		{name: "nologin", acct: Account{Name: "banpush", Shell: "/usr/sbin/nologin"}, want: Fail},
+		{name: "false", acct: Account{Name: "banpush", Shell: "/bin/false"}, want: Fail},
+		{name: "locked", acct: Account{Name: "banpush", Shell: "/bin/sh", Locked: true}, want: Fail},
+		{name: "lookup error", err: errors.New("nss down"), want: Fail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := CheckAccount("banpush", tt.acct, tt.err)
+			if r.Status != tt.want {
+				t.Errorf("got %s (%s), want %s", r.Status, r.Found, tt.want)
+			}
+			if r.Status == Fail && r.Hint == "" && tt.err == nil {
+				t.Errorf("a failure without a hint: %+v", r)
+			}
+		})
+	}
+}
+
+func TestCheckSpool(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	euid := os.Geteuid()
+	tests := []struct {
+		name   string
+		path   string
+		euid   int
+		pusher bool
+		want   Status
+	}{
+		{name: "private", path: mk("ok", 0o700), euid: euid, pusher: true, want: OK},
+		{name: "group-writable", path: mk("gw", 0o770), euid: euid, pusher: true, want: Fail},
+		{name: "readable", path: mk("r", 0o755), euid: euid, pusher: true, want: Warn},
+		{name: "another owner", path: mk("other", 0o700), euid: euid + 1, pusher: true, want: Fail},
+		{name: "missing on a pusher", path: filepath.Join(dir, "none"), euid: euid, pusher: true, want: Warn},
+		{name: "missing elsewhere", path: filepath.Join(dir, "none"), euid: euid, want: Skip},
+		{name: "a file", path: file, euid: euid, pusher: true, want: Fail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := CheckSpool(tt.path, tt.euid, tt.pusher); r.Status != tt.want {
+				t.Errorf("got %s (%s), want %s", r.Status, r.Found, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckFlushTimer runs with a stand-in for systemctl: no test can
+// start systemd.
+func TestCheckFlushTimer(t *testing.T) {
+	systemctl := func(enabled, active string) Runner {
+		return func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			if name != "systemctl" || len(args) != 2 || args[1] != FlushTimer {
+				t.Fatalf("ran %s %q", name, args)
+			}
+			if args[0] == "is-enabled" {
+				return []byte(enabled + "\n"), nil
+			}
+			return []byte(active + "\n"), nil
+		}
+	}
+	tests := []struct {
+		name            string
+		run             Runner
+		systemd, pusher bool
+		want            Status
+	}{
+		{name: "enabled and active", run: systemctl("enabled", "active"), systemd: true, pusher: true, want: OK},
+		{name: "not installed", run: systemctl("", "inactive"), systemd: true, pusher: true, want: Fail},
+		{name: "disabled", run: systemctl("disabled", "inactive"), systemd: true, pusher: true, want: Fail},
+		{name: "enabled, not started", run: systemctl("enabled", "inactive"), systemd: true, pusher: true, want: Fail},
+		{name: "no systemd", systemd: false, pusher: true, want: Skip},
+		{name: "not a pusher", systemd: true, want: Skip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := CheckFlushTimer(context.Background(), tt.run, tt.systemd, tt.pusher); r.Status != tt.want {
+				t.Errorf("got %s (%s), want %s", r.Status, r.Found, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckInventory(t *testing.T) {
+	lookup := func(ctx context.Context, host string) error {
+		if host == "known.example" {
+			return nil
+		}
+		return errors.New("no such host")
+	}
+	tests := []struct {
+		name    string
+		loadErr error
+		peers   []Peer
+		want    []Status
+	}{
+		{name: "fine", peers: []Peer{{Name: "a", HostName: "192.0.2.1"}, {Name: "b", HostName: "known.example"}}, want: []Status{OK}},
+		{name: "no inventory", loadErr: fs.ErrNotExist, want: []Status{Skip}},
+		{name: "unparsable", loadErr: errors.New("inventory: line 3: Match is not supported"), want: []Status{Fail}},
+		{name: "empty", want: []Status{Warn}},
+		{name: "does not resolve", peers: []Peer{{Name: "a", HostName: "192.0.2.1"}, {Name: "b", HostName: "unknown.example"}}, want: []Status{Fail}},
+		{name: "bad settings", peers: []Peer{{Name: "a", Err: errors.New("ProxyJump is not supported")}}, want: []Status{Fail}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := CheckInventory(context.Background(), "/etc/banpush/peers", tt.loadErr, tt.peers, lookup)
+			var got []Status
+			for _, r := range rs {
+				got = append(got, r.Status)
+				if strings.Count(r.Found, r.Subject) > 1 && r.Subject != "" {
+					t.Errorf("the peer is named twice: %+v", r)
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %v (%+v), want %v", got, rs, tt.want)
+			}
+		})
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+		err  bool
+	}{
+		{name: "plain", in: "/usr/local/bin/banpush receive --peer web1 --log /var/log/banpush/received.log", want: []string{"/usr/local/bin/banpush", "receive", "--peer", "web1", "--log", "/var/log/banpush/received.log"}},
+		{name: "single quotes", in: `/bin/banpush receive --log '/var/log/my log' --ignore 'a'\''b'`, want: []string{"/bin/banpush", "receive", "--log", "/var/log/my log", "--ignore", "a'b"}},
+		{name: "double quotes", in: `x "a b" "c\"d"`, want: []string{"x", "a b", `c"d`}},
+		{name: "extra spaces", in: "  a   b  ", want: []string{"a", "b"}},
+		{name: "empty quotes", in: "a ''", want: []string{"a", ""}},
+		{name: "expansion", in: "a $HOME", err: true},
+		{name: "expansion in double quotes", in: `a "$(id)"`, err: true},
+		{name: "operator", in: "a; reboot", err: true},
+		{name: "pipe", in: "a | b", err: true},
+		{name: "unterminated", in: "a 'b", err: true},
+		{name: "glob", in: "a *", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SplitCommand(tt.in)
+			if (err != nil) != tt.err {
+				t.Fatalf("error %v, want error %v", err, tt.err)
+			}
+			if !tt.err && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzSplitCommand: splitting never panics, and a command made only of
+// words the split returned, each quoted as authorize quotes it, splits
+// back to the same words.
+func FuzzSplitCommand(f *testing.F) {
+	f.Add(`/usr/local/bin/banpush receive --peer web1 --log '/var/log/a b'`)
+	f.Add(`a "b\"c" 'd'\''e'`)
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := SplitCommand(s)
+		if err != nil {
+			return
+		}
+		var quoted []string
+		for _, w := range words {
+			quoted = append(quoted, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
+		}
+		again, err := SplitCommand(strings.Join(quoted, " "))
+		if err != nil || !reflect.DeepEqual(again, words) && len(words) > 0 {
+			t.Fatalf("%q -> %q -> %q (%v)", s, words, again, err)
+		}
+	})
+}
+
+// TestAppendable checks the log as an unprivileged account sees it.
+func TestAppendable(t *testing.T) {
+	testenv.Need(t, testenv.Root("makes files of another account"))
+	nobody, err := LookupAccount("nobody", "/etc/passwd", "/etc/shadow")
+	if err != nil {
+		t.Skipf("no account nobody: %v", err)
+	}
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		p := filepath.Join(base, name)
+		if err := os.Mkdir(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, 0); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mkfile := func(dir string, mode os.FileMode, uid int) string {
+		p := filepath.Join(dir, "received.log")
+		if err := os.WriteFile(p, nil, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	own := mkdir("own", 0o750, nobody.UID)
+	rootDir := mkdir("root", 0o755, 0)
+	closed := mkdir("closed", 0o700, 0)
+	tests := []struct {
+		name string
+		log  string
+		want string // a part of the reason; "" for none
+	}{
+		{name: "the account's own", log: mkfile(own, 0o640, nobody.UID)},
+		{name: "root's file", log: mkfile(rootDir, 0o644, 0), want: "no write permission"},
+		{name: "in a closed directory", log: filepath.Join(closed, "received.log"), want: "cannot enter"},
+		{name: "missing", log: filepath.Join(own, "other.log"), want: "does not exist"},
+	}
+	writable := mkdir("writable", 0o755, 0)
+	log := mkfile(writable, 0o666, 0)
+	tests = append(tests, struct {
+		name string
+		log  string
+		want string
+	}{name: "no room for the state", log: log, want: "rate-limit state"})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := appendable(tt.log, nobody)
+			if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

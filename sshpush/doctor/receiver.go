@@ -1,0 +1,428 @@
+package doctor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Account is the receiving account.
+type Account struct {
+	Name   string
+	UID    int
+	GID    int
+	Groups []int // every group it is in, its primary group included
+	Home   string
+	Shell  string
+	Locked bool // its password field starts with '!': sshd refuses its keys without PAM
+}
+
+// LookupAccount reads the account name from the user database, its shell
+// from passwd and whether it is locked from shadow (files that cannot be
+// read leave those fields empty).
+func LookupAccount(name, passwd, shadow string) (Account, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return Account{}, err
+	}
+	a := Account{Name: name, Home: u.HomeDir}
+	a.UID, _ = strconv.Atoi(u.Uid)
+	a.GID, _ = strconv.Atoi(u.Gid)
+	if gids, err := u.GroupIds(); err == nil {
+		for _, g := range gids {
+			if n, err := strconv.Atoi(g); err == nil {
+				a.Groups = append(a.Groups, n)
+			}
+		}
+	}
+	if !slices.Contains(a.Groups, a.GID) {
+		a.Groups = append(a.Groups, a.GID)
+	}
+	if f := field(passwd, name, 6); f != "" {
+		a.Shell = f
+	}
+	a.Locked = strings.HasPrefix(field(shadow, name, 1), "!")
+	return a, nil
+}
+
+// field returns field i of name's line in a colon-separated file.
+func field(path, name string, i int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 16<<20))
+	for sc.Scan() {
+		fs := strings.Split(sc.Text(), ":")
+		if len(fs) > i && fs[0] == name {
+			return fs[i]
+		}
+	}
+	return ""
+}
+
+// CheckAccount checks that the receiving account can run forced commands:
+// a real login shell (sshd runs them through it) and not locked.
+func CheckAccount(name string, a Account, err error) Result {
+	var unknown user.UnknownUserError
+	switch {
+	case errors.As(err, &unknown):
+		return result("account", name, Skip, "", "no account %s: this host does not receive (contrib/sshd/setup-receiver.sh makes one; --account names another)", name)
+	case err != nil:
+		return result("account", name, Fail, "", "cannot look up account %s: %v", name, err)
+	case a.Shell == "" || strings.HasSuffix(a.Shell, "/nologin") || strings.HasSuffix(a.Shell, "/false"):
+		return result("account", name, Fail, "usermod -s /bin/sh "+name,
+			"account %s has the shell %q: sshd runs forced commands through the login shell, so no banpush line can run", name, a.Shell)
+	case a.Locked:
+		return result("account", name, Fail, "usermod -p '*' "+name,
+			"account %s is locked ('!' in /etc/shadow): without PAM, sshd refuses even its keys", name)
+	}
+	return result("account", name, OK, "", "account %s: uid %d, shell %s, home %s", name, a.UID, a.Shell, a.Home)
+}
+
+// Receiver is what one banpush line's arguments say, as the command's
+// parser of 'banpush receive' read them.
+type Receiver struct {
+	Log      string
+	Quorum   bool // --trust quorum: the banpush-quorum jail counts its reports
+	FromCert bool // --peer-from-cert: sshd must expose auth info
+}
+
+// Keys says what CheckAuthorizedKeys looks at.
+type Keys struct {
+	Path    string // the account's authorized_keys
+	Account Account
+	// Parse checks the arguments of a line's forced command after the
+	// program ("receive", ...), as 'banpush receive' would.
+	Parse func(args []string) (Receiver, error)
+}
+
+// maxKeysFile bounds what is read of authorized_keys.
+const maxKeysFile = 1 << 20
+
+// CheckAuthorizedKeys checks every banpush line of the receiving
+// account's authorized_keys: restricted, a forced command naming an
+// executable the account can run, valid arguments, and a log the account
+// can append to. It returns the receivers the valid lines configure.
+func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
+	f, err := os.Open(cfg.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return []Result{result("authorized-keys", "", Skip, "", "%s does not exist: this host does not receive", cfg.Path)}, nil
+	}
+	if err != nil {
+		return []Result{result("authorized-keys", "", Fail, "", "%v", err)}, nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeysFile))
+	if err != nil {
+		return []Result{result("authorized-keys", "", Fail, "", "%v", err)}, nil
+	}
+	var out, unforced []Result
+	var recv []Receiver
+	banpush := 0
+	for n, line := range bytes.Split(data, []byte("\n")) {
+		subject := "line " + strconv.Itoa(n+1)
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		_, _, opts, _, err := ssh.ParseAuthorizedKey(line)
+		if err != nil {
+			out = append(out, result("authorized-keys", subject, Warn, "sshd ignores this line; fix or remove it", "not a key line sshd can use"))
+			continue
+		}
+		cmd, hasCmd := option(opts, "command")
+		if !hasCmd {
+			unforced = append(unforced, result("authorized-keys", subject, Fail,
+				"give this key a forced command or remove it from the receiving account",
+				"a key without a forced command: it logs in with a shell and can rewrite this file"))
+			continue
+		}
+		argv, err := SplitCommand(cmd)
+		if err != nil || len(argv) < 2 || (filepath.Base(argv[0]) != "banpush" && argv[1] != "receive") {
+			continue // some other forced command
+		}
+		banpush++
+		r, res := checkLine(cfg, subject, opts, argv)
+		out = append(out, res)
+		if res.Status != Fail {
+			recv = append(recv, r)
+		}
+	}
+	if banpush > 0 {
+		out = append(out, unforced...)
+	}
+	if banpush == 0 {
+		out = append(out, result("authorized-keys", "", Skip, "", "%s has no banpush line: this host does not receive", cfg.Path))
+	}
+	return out, recv
+}
+
+const regen = "write the line again with 'banpush authorize ... --install' (see 'banpush authorize --help')"
+
+func checkLine(cfg Keys, subject string, opts, argv []string) (Receiver, Result) {
+	fail := func(hint, format string, args ...any) (Receiver, Result) {
+		return Receiver{}, result("authorized-keys", subject, Fail, hint, format, args...)
+	}
+	if !slices.Contains(opts, "restrict") && !(slices.Contains(opts, "no-pty") && slices.Contains(opts, "no-port-forwarding") &&
+		slices.Contains(opts, "no-agent-forwarding") && slices.Contains(opts, "no-X11-forwarding")) {
+		return fail(regen, "the key is not restricted (no restrict, or no-pty and the no-*-forwarding options): it may forward ports or get a tty")
+	}
+	bin := argv[0]
+	if !filepath.IsAbs(bin) {
+		return fail(regen+"; --binary takes the absolute path", "the forced command %s is not an absolute path", bin)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return fail("install banpush at "+bin+", or "+regen+" with --binary PATH", "the forced command %s: %v", bin, errors.Unwrap(err))
+	}
+	if !fi.Mode().IsRegular() || !may(fi, cfg.Account, 0o1) {
+		return fail("chmod 755 "+bin, "%s is not a file account %s can execute (mode %04o)", bin, cfg.Account.Name, fi.Mode().Perm())
+	}
+	r, err := cfg.Parse(argv[1:])
+	if err != nil {
+		return fail(regen, "the arguments of %s: %v", bin, err)
+	}
+	if why := appendable(r.Log, cfg.Account); why != "" {
+		return fail(fmt.Sprintf("create it for the account: install -m 0640 -o %s -g adm /dev/null %s (contrib/sshd/setup-receiver.sh does)", cfg.Account.Name, r.Log),
+			"account %s cannot append to the log %s: %s", cfg.Account.Name, r.Log, why)
+	}
+	what := "peer"
+	if r.FromCert {
+		what = "cert-authority"
+	}
+	if r.Quorum {
+		what += ", --trust quorum"
+	}
+	res := result("authorized-keys", subject, OK, "", "%s receiver (%s), log %s", what, bin, r.Log)
+	if _, ok := option(opts, "from"); !ok && !r.FromCert {
+		res.Status = Warn
+		res.Found += "; no from= option: the key works from any address"
+		res.Hint = "pin the key to the pushing host's addresses with 'banpush authorize --from CIDR ...'"
+	}
+	return r, res
+}
+
+// option returns the value of the option name="..." in opts, unquoted.
+func option(opts []string, name string) (string, bool) {
+	for _, o := range opts {
+		v, ok := strings.CutPrefix(o, name+"=")
+		if ok && len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			return strings.ReplaceAll(v[1:len(v)-1], `\"`, `"`), true
+		}
+	}
+	return "", false
+}
+
+// SplitCommand splits a forced command into words as the account's shell
+// would, for the subset of shell syntax 'banpush authorize' writes: plain
+// words, single quotes, double quotes and backslashes. Anything the shell
+// would expand or treat as an operator is an error: such a line is not one
+// banpush wrote, and what it runs cannot be known without running it.
+func SplitCommand(s string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	in := false // inside a word
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("unterminated single quote")
+			}
+			w.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			in = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				switch s[i] {
+				case '$', '`':
+					return nil, errors.New("shell expansion inside double quotes")
+				case '\\':
+					if i+1 < len(s) && strings.IndexByte("\\\"$`", s[i+1]) >= 0 {
+						i++
+					}
+				}
+				w.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated double quote")
+			}
+			in = true
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("trailing backslash")
+			}
+			i++
+			w.WriteByte(s[i])
+			in = true
+		case strings.IndexByte("$`;|&<>()*?[]{}~#!\n\r", c) >= 0:
+			return nil, fmt.Errorf("shell syntax %q banpush does not write", c)
+		case c < 0x20 || c > 0x7e:
+			return nil, errors.New("a byte that is not printable ASCII")
+		default:
+			w.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words, nil
+}
+
+// may reports whether the account has permission bit (1 execute, 2 write,
+// 4 read) on a file, as the kernel decides for an unprivileged account.
+func may(fi os.FileInfo, a Account, bit os.FileMode) bool {
+	if a.UID == 0 {
+		return bit != 1 || fi.Mode().Perm()&0o111 != 0 || fi.IsDir()
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case int(st.Uid) == a.UID:
+		return perm&(bit<<6) != 0
+	case slices.Contains(a.Groups, int(st.Gid)):
+		return perm&(bit<<3) != 0
+	}
+	return perm&bit != 0
+}
+
+// appendable says why the account cannot open log for appending and keep
+// its rate-limit state beside it, or "" if it can.
+func appendable(log string, a Account) string {
+	dir := filepath.Dir(log)
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Sprintf("directory %s: %v", d, errors.Unwrap(err))
+		}
+		if !may(fi, a, 0o1) {
+			return "it cannot enter the directory " + d
+		}
+		if d == "/" || d == "." {
+			break
+		}
+	}
+	fi, err := os.Stat(log)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "it does not exist (and fail2ban will not start a jail whose log is missing)"
+	case err != nil:
+		return errors.Unwrap(err).Error()
+	case !fi.Mode().IsRegular():
+		return "it is not a regular file"
+	case !may(fi, a, 0o2):
+		return fmt.Sprintf("no write permission (mode %04o)", fi.Mode().Perm())
+	}
+	state := log + ".state"
+	if fi, err := os.Lstat(state); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != a.UID && a.UID != 0 {
+			return fmt.Sprintf("its rate-limit state %s belongs to uid %d (remove it: the receiver makes it again)", state, st.Uid)
+		}
+		return ""
+	}
+	if di, err := os.Stat(dir); err != nil || !may(di, a, 0o2) {
+		return "it cannot create the rate-limit state " + state + " beside it (make the directory the account's, as setup-receiver.sh does)"
+	}
+	return ""
+}
+
+// SSHD says how to ask sshd for the settings in force for the account.
+type SSHD struct {
+	Program string // sshd; "" means /usr/sbin/sshd
+	Config  string // sshd_config; "" means sshd's default
+	Account string
+	// AuthInfo: some line names its peer after its certificate, which
+	// needs ExposeAuthInfo.
+	AuthInfo bool
+}
+
+// CheckSSHD asks sshd which settings apply to the account (sshd -T -C
+// user=NAME) and checks that forwarding and ttys are off for it, and that
+// it exposes auth info when a cert-authority line needs it.
+func CheckSSHD(ctx context.Context, run Runner, cfg SSHD) Result {
+	prog := cfg.Program
+	if prog == "" {
+		prog = "/usr/sbin/sshd"
+	}
+	args := []string{"-T", "-C", "user=" + cfg.Account}
+	if cfg.Config != "" {
+		args = append(args, "-f", cfg.Config)
+	}
+	out, err := run(ctx, prog, args...)
+	if err != nil {
+		return result("sshd", cfg.Account, Fail, "'sshd -t' says what is wrong; doctor needs root to run 'sshd -T'", "cannot read sshd's settings for %s: %v", cfg.Account, err)
+	}
+	set := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), " "); ok {
+			set[strings.ToLower(k)] = strings.ToLower(v)
+		}
+	}
+	if len(set) == 0 {
+		return result("sshd", cfg.Account, Fail, "", "sshd -T printed no settings")
+	}
+	var open []string
+	if set["disableforwarding"] != "yes" {
+		for _, k := range []string{"allowtcpforwarding", "allowagentforwarding", "x11forwarding", "allowstreamlocalforwarding"} {
+			if v := set[k]; v != "no" {
+				open = append(open, k+" "+v)
+			}
+		}
+	}
+	if v := set["permittty"]; v != "no" {
+		open = append(open, "permittty "+v)
+	}
+	if cfg.AuthInfo && set["exposeauthinfo"] != "yes" {
+		return result("sshd", cfg.Account, Fail, "add 'ExposeAuthInfo yes' to the account's Match block (contrib/sshd/banpush.conf), then sshd -t && systemctl reload ssh",
+			"a cert-authority line names its peer after the certificate, but sshd does not expose auth info for %s: every such push is refused (exit 78)", cfg.Account)
+	}
+	if len(open) > 0 {
+		sort.Strings(open)
+		return result("sshd", cfg.Account, Warn, "cp contrib/sshd/banpush.conf /etc/ssh/sshd_config.d/ && sshd -t && systemctl reload ssh (Setup step 2)",
+			"sshd allows %s for %s: only each line's restrict option stops them", strings.Join(open, ", "), cfg.Account)
+	}
+	return result("sshd", cfg.Account, OK, "", "sshd forbids forwarding and ttys for %s", cfg.Account)
+}
+
+// ReceivingJails maps each receiving jail to the logs the receivers feed
+// it: full-trust lines to JailFull, --trust quorum lines to JailQuorum.
+func ReceivingJails(recv []Receiver) map[string][]string {
+	m := map[string][]string{}
+	for _, r := range recv {
+		j := JailFull
+		if r.Quorum {
+			j = JailQuorum
+		}
+		if !slices.Contains(m[j], r.Log) {
+			m[j] = append(m[j], r.Log)
+		}
+	}
+	return m
+}
