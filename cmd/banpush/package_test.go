@@ -258,7 +258,10 @@ func TestPackages(t *testing.T) {
 				t.Errorf("cleanup: dpkg --purge banpush: %v\n%s", err, out)
 			}
 		}
-		if exec.Command("getent", "passwd", "banpush").Run() == nil {
+		if pw := getent(t, "passwd", "banpush"); len(pw) > 2 {
+			if id, _ := strconv.Atoi(pw[2]); id > 0 {
+				waitNoProcesses(id, 15*time.Second)
+			}
 			if out, err := exec.Command("userdel", "banpush").CombinedOutput(); err != nil {
 				t.Errorf("cleanup: userdel banpush: %v\n%s", err, out)
 			}
@@ -383,8 +386,8 @@ func TestPackages(t *testing.T) {
 				t.Errorf("%s: got %s %s, want %s %s", c.path, fi.Mode(), got, c.mode, want)
 			}
 		}
-		if out := pkgMust(t, time.Minute, pkgBin, "version"); !strings.HasPrefix(out, "banpush 1.0.0\n") {
-			t.Errorf("%s version: got %q, want banpush 1.0.0", pkgBin, out)
+		if got := binVersion(t, pkgBin); got != "1.0.0" {
+			t.Errorf("%s version: got %q, want 1.0.0", pkgBin, got)
 		}
 		// Nothing is enabled: the timers wait for an inventory.
 		if links, _ := filepath.Glob("/etc/systemd/system/*.wants/banpush-*"); len(links) > 0 {
@@ -460,8 +463,8 @@ func TestPackages(t *testing.T) {
 		dist2 := t.TempDir()
 		pkgMust(t, 10*time.Minute, "bash", buildScript, "--version", "1.0.1", "--arch", arch, "--out", dist2)
 		pkgMust(t, 5*time.Minute, "dpkg", "-i", filepath.Join(dist2, "banpush_1.0.1-1_"+arch+".deb"))
-		if out := pkgMust(t, time.Minute, pkgBin, "version"); !strings.HasPrefix(out, "banpush 1.0.1\n") {
-			t.Errorf("after the upgrade, %s version: got %q, want banpush 1.0.1", pkgBin, out)
+		if got := binVersion(t, pkgBin); got != "1.0.1" {
+			t.Errorf("after the upgrade, %s version: got %q, want 1.0.1", pkgBin, got)
 		}
 		if b, _ := os.ReadFile(jail); !strings.HasSuffix(string(b), edit) {
 			t.Errorf("%s: the edit did not survive the upgrade:\n%s", jail, b)
@@ -495,7 +498,12 @@ func TestPackages(t *testing.T) {
 	})
 
 	t.Run("purge", func(t *testing.T) {
-		pkgMust(t, 5*time.Minute, "dpkg", "--purge", "banpush")
+		// userdel refuses an account a process still runs as: a receiver
+		// the demo's sshd started has had its SIGKILL, but may not be gone.
+		if procs := waitNoProcesses(uid, 15*time.Second); procs != "" {
+			t.Errorf("processes of the banpush account still run:\n%s", procs)
+		}
+		t.Log(pkgMust(t, 5*time.Minute, "dpkg", "--purge", "banpush"))
 		for _, db := range []string{"passwd", "group", "shadow", "gshadow"} {
 			if e := getent(t, db, "banpush"); len(e) > 0 {
 				t.Errorf("after purge, %s has %q", db, e)
@@ -536,6 +544,32 @@ func pruneDirs(t *testing.T) []string {
 		}
 	}
 	return dirs
+}
+
+// binVersion is the version 'banpush version' reports ("banpush VERSION ...").
+func binVersion(t *testing.T, bin string) string {
+	t.Helper()
+	f := strings.Fields(pkgMust(t, time.Minute, bin, "version"))
+	if len(f) < 2 || f[0] != "banpush" {
+		return strings.Join(f, " ")
+	}
+	return f[1]
+}
+
+// waitNoProcesses waits until no process runs as uid, and returns the
+// ones still running (ps) when timeout passes, "" if none.
+func waitNoProcesses(uid int, timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := exec.Command("ps", "-o", "pid,ppid,etime,args", "-u", strconv.Itoa(uid)).Output()
+		if err != nil { // ps exits 1 when it lists nothing
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return string(out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // getent returns the fields of name's entry in a database, nil if none.
