@@ -30,12 +30,12 @@ func parseArgs(t *testing.T, args []string) (*CLI, string) {
 // side only fails here.
 func TestReceiveArgsRoundTrip(t *testing.T) {
 	tests := []ReceiveArgs{
-		{Peer: "web1", Log: "/var/log/banpush/received.log", MaxBurst: 2000, MaxPerMinute: 120, Trust: "full", QuorumWindow: time.Hour},
+		{Peer: "web1", Log: "/var/log/banpush/received.log", MaxBurst: 2000, MaxPerMinute: 120, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
 		{Peer: "db-2.example", Log: "/var/log/ban push/it's.log", Ignore: []string{"198.51.100.0/24", "2001:db8::1"},
-			MaxBurst: 1, MaxPerMinute: 0, AllowPrivate: true, Trust: "full", QuorumWindow: time.Hour},
-		{PeerFromCert: true, Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24"}, MaxBurst: 50, MaxPerMinute: 10, Trust: "full", QuorumWindow: time.Hour},
-		{Peer: "web2", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", QuorumWindow: 90 * time.Minute},
-		{PeerFromCert: true, Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", QuorumWindow: time.Hour},
+			MaxBurst: 1, MaxPerMinute: 0, AllowPrivate: true, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
+		{PeerFromCert: true, Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24"}, MaxBurst: 50, MaxPerMinute: 10, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
+		{Peer: "web2", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", Quorum: 3, QuorumWindow: 90 * time.Minute},
+		{PeerFromCert: true, Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", Quorum: 2, QuorumWindow: time.Hour},
 	}
 	for _, want := range tests {
 		canon, _, err := want.check(time.Now)
@@ -80,7 +80,7 @@ func TestAuthorizeLineParses(t *testing.T) {
 	}
 	cli, cmd := parseArgs(t, argv[1:])
 	want := ReceiveArgs{Peer: "web1", Log: "/var/log/banpush/r.log", Ignore: []string{"198.51.100.0/24", "203.0.113.9"},
-		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true, Trust: "quorum", QuorumWindow: 2 * time.Hour}
+		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true, Trust: "quorum", Quorum: 2, QuorumWindow: 2 * time.Hour}
 	if got := cli.Receive.ReceiveArgs; cmd != "receive" || !reflect.DeepEqual(got, want) {
 		t.Errorf("%s parses to %s %+v, want receive %+v", m[1], cmd, got, want)
 	}

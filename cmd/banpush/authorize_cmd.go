@@ -56,9 +56,11 @@ The key ID names the peer in the log and keys its rate limit: give every
 host its own. Per-key lines and cert-authority lines can share one file.
 
 With --trust quorum the peer does not ban here on its own: its addresses are
-written as reports, which the banpush-quorum jail (contrib/fail2ban/jail.d/
-banpush-quorum.conf, maxretry = N, findtime = --quorum-window) bans once N
-distinct peers agree. Use it for peers you trust less, or for all of them.
+written as reports, and once --quorum N distinct quorum peers reported an
+address within --quorum-window, the receiver writes a quorum line that the
+banpush-quorum jail (contrib/fail2ban/jail.d/banpush-quorum.conf) bans on.
+Use it for peers you trust less, or for all of them; give every quorum line
+of one log the same N and window.
 
 Examples:
   banpush authorize --peer web1 --log /var/log/banpush/received.log \

@@ -134,8 +134,7 @@ logpath = $TMP/received.log
 		// peers ignoreip' fills with the fleet's addresses.
 		"['set', 'banpush', 'addignoreip', '192.0.2.10', '198.51.100.0/24']",
 		"['set', 'banpush-quorum', 'addignoreip', '192.0.2.10', '198.51.100.0/24']",
-		"['set', 'banpush-quorum', 'maxretry', 2]",
-		"['set', 'banpush-quorum', 'findtime', '1h']",
+		"['set', 'banpush-quorum', 'maxretry', 1]",
 		"['add', 'banpush-quorum', 'polling']",
 	} {
 		if !strings.Contains(string(dump), want) {
@@ -163,9 +162,12 @@ func TestFiltersLineKinds(t *testing.T) {
 	kinds := map[string]func([]byte, string, string, record.Record) []byte{
 		"ban":    receive.AppendLogLine,
 		"report": receive.AppendReportLine,
+		"quorum": func(b []byte, stamp, peer string, r record.Record) []byte {
+			return receive.AppendQuorumLine(b, stamp, peer, r, 3)
+		},
 	}
-	// Which kind each filter bans on.
-	want := map[string]string{"banpush.conf": "ban", "banpush-quorum.conf": "report"}
+	// Which kind each filter bans on; reports are for people, no filter's.
+	want := map[string]string{"banpush.conf": "ban", "banpush-quorum.conf": "quorum"}
 	logs := map[string]string{}
 	for kind, appendLine := range kinds {
 		var buf []byte

@@ -17,8 +17,8 @@ import (
 )
 
 // TestQuorumTrust: a receiver whose real fail2ban runs the banpush and
-// banpush-quorum jails (maxretry 2) from contrib, and three pushing hosts
-// through real sshd: host01 and host02 authorized with --trust quorum,
+// banpush-quorum jails from contrib, and three pushing hosts through real
+// sshd: host01 and host02 authorized with --trust quorum (--quorum 2),
 // host03 with --trust full.
 //   - host01 pushes X 50 times: one report line, and X is not banned;
 //   - host02 pushes X: X is banned by the quorum jail;
@@ -104,6 +104,9 @@ action = dummy[target="$TMP/dummy-quorum"]
 	}
 	if n := strings.Count(readFile(t, recv.log), " banpush: ban "); n != 1 {
 		t.Errorf("%d ban lines in the log, want 1 (host03's)", n)
+	}
+	if n := strings.Count(readFile(t, recv.log), " "+receive.QuorumTag+" "+x+" "); n != 1 {
+		t.Errorf("%d quorum lines for %s, want 1 (host02's report)", n, x)
 	}
 	t.Logf("50 pushes of one address from one quorum peer: %d report line; banned once a second peer agreed", reportLines(t, recv.log, "host01", x))
 }

@@ -26,8 +26,9 @@ type ReceiveArgs struct {
 	MaxBurst     int           `help:"Token bucket size: how many addresses this peer may add at once." default:"${max_burst}" placeholder:"N"`
 	MaxPerMinute int           `help:"Token bucket refill: how many addresses per minute this peer may add after a burst." default:"${max_per_minute}" placeholder:"N"`
 	AllowPrivate bool          `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses."`
-	Trust        string        `help:"How far this peer is trusted: full (each address it sends is banned by the banpush jail) or quorum (its addresses are reports, which the banpush-quorum jail bans once enough distinct peers agree)." enum:"full,quorum" default:"full" placeholder:"LEVEL"`
-	QuorumWindow time.Duration `help:"With --trust quorum: one report per address per this window, which must equal the banpush-quorum jail's findtime." default:"${quorum_window}" placeholder:"DURATION"`
+	Trust        string        `help:"How far this peer is trusted: full (each address it sends is banned by the banpush jail) or quorum (its addresses are reports, banned by the banpush-quorum jail once --quorum distinct peers reported them within --quorum-window)." enum:"full,quorum" default:"full" placeholder:"LEVEL"`
+	Quorum       int           `help:"With --trust quorum: how many distinct peers must have reported an address within the window for it to be banned." default:"${quorum_peers}" placeholder:"N"`
+	QuorumWindow time.Duration `help:"With --trust quorum: how long a report counts; one report per address per peer per window." default:"${quorum_window}" placeholder:"DURATION"`
 }
 
 // trustQuorum is the --trust of a peer whose addresses count toward a
@@ -40,6 +41,7 @@ func receiveVars() map[string]string {
 		"max_burst":      strconv.Itoa(receive.DefaultMaxBurst),
 		"max_per_minute": strconv.Itoa(receive.DefaultMaxPerMinute),
 		"quorum_window":  receive.DefaultQuorumWindow.String(),
+		"quorum_peers":   strconv.Itoa(receive.DefaultQuorumPeers),
 	}
 }
 
@@ -59,7 +61,7 @@ func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, e
 		Now:          now,
 	}
 	if a.Trust == trustQuorum {
-		cfg.Quorum = a.QuorumWindow
+		cfg.Quorum, cfg.QuorumPeers = a.QuorumWindow, a.Quorum
 	}
 	switch {
 	case a.PeerFromCert && a.Peer != "":
@@ -108,7 +110,7 @@ func (a ReceiveArgs) argv() []string {
 		args = append(args, "--allow-private")
 	}
 	if a.Trust == trustQuorum {
-		args = append(args, "--trust", trustQuorum, "--quorum-window", a.QuorumWindow.String())
+		args = append(args, "--trust", trustQuorum, "--quorum", strconv.Itoa(a.Quorum), "--quorum-window", a.QuorumWindow.String())
 	}
 	return args
 }

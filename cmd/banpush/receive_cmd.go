@@ -77,8 +77,10 @@ they carry too. And when the peer's token bucket is empty (--max-burst,
 
 With --trust quorum, an accepted address is written as a report line
 ("banpush: report ADDRESS peer=NAME ...") instead of a ban line, at most one
-per address per --quorum-window (remembered in LOG.quorum), and the
-banpush-quorum jail bans it once enough distinct peers reported it.
+per address per --quorum-window (remembered in LOG.quorum); the report that
+makes --quorum distinct peers with a live report of the address adds a
+quorum line ("banpush: quorum ADDRESS peer=NAME ... reports=N"), which the
+banpush-quorum jail bans on.
 
 At most %d receivers of one peer run at once; a stream ends after 60 s of
 silence or 10 minutes, whichever comes first.

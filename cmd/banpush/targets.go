@@ -149,6 +149,11 @@ func resolveDelivery(g *Globals, env *Env, names []string) (delivery, error) {
 		}
 	}
 	d := delivery{bad: map[string]error{}}
+	if len(peerNames(inv)) > 0 {
+		// An inventory of this host alone is an empty list of live
+		// peers, which lets the spool be compacted, not an unknown one.
+		d.live = []string{}
+	}
 	settings := map[string]*inventory.Settings{}
 	hostNames := map[string]string{}
 	errs := map[string]error{}

@@ -53,7 +53,9 @@ type Runner func(ctx context.Context, name string, args ...string) ([]byte, erro
 func Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).Output()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 2 * time.Second // a child holding the pipes cannot outlive the timeout
+	out, err := cmd.Output()
 	if ee, ok := err.(*exec.ExitError); ok {
 		msg := strings.TrimSpace(string(ee.Stderr))
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {

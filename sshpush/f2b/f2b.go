@@ -91,6 +91,9 @@ func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.program(), args...)
+	// A child left holding the pipes must not keep Run waiting after the
+	// timeout has killed fail2ban-client.
+	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &limitWriter{w: &stdout, n: maxOutput}
 	cmd.Stderr = &limitWriter{w: &stderr, n: maxOutput}

@@ -30,7 +30,9 @@ import (
 // unreadable lines are dropped, and those peers start with a full bucket.
 
 const (
-	maxStateBytes = 64 << 10
+	// Room for maxStatePeers lines of the longest form (a 64-byte name,
+	// three 19-digit counters and the bucket: about 150 bytes).
+	maxStateBytes = 256 << 10
 	maxStatePeers = 1000
 	milli         = 1000
 )

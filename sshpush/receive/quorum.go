@@ -19,57 +19,67 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A quorum peer's addresses are written as report lines (ReportTag), not
-// ban lines, and a separate jail (contrib/fail2ban/jail.d/banpush-quorum.conf)
-// bans an address once maxretry of them are within its findtime. For that
-// count to be a count of distinct peers, the receiver writes at most one
-// report line per (peer, address) per quorum window, which must equal the
-// jail's findtime. It remembers the reports it wrote in LOG.quorum, one line
-// each: "PEER ADDRESS UNIXSECONDS". The file is read and replaced (written
-// beside it, fsynced, renamed) under the lock of LOG.state, which serializes
-// every receiver of the log.
+// A quorum peer's addresses do not ban on their own. Each is written as a
+// report line (ReportTag), at most one per (peer, address) per quorum
+// window, and the receiver itself counts: when a report makes N distinct
+// peers (--quorum N) with a live report of the address, it also writes a
+// quorum line (QuorumTag), which the banpush-quorum jail bans on at once
+// (maxretry 1). fail2ban does not count, because its count is not exact
+// across findtime: fail2ban 1.0.2 rescales a ticket older than findtime
+// instead of forgetting it, so one peer reporting again just after the
+// window would count twice.
 //
-// Its size is bounded by the rate limit: a new report spends a token of the
-// peer's bucket, and entries older than the window are dropped at every
-// read, so a peer holds at most --max-burst + --max-per-minute x window
-// entries. The whole file holds at most maxQuorumEntries: past that, new
-// reports are refused as rate-limited, which can delay a ban but never
-// cause one. A damaged line is dropped; a file that cannot be read at all
-// is an error (nothing is written), never an empty memory, since forgetting
-// a report could let one peer count twice.
+// The receiver remembers the live reports in LOG.quorum, one line each:
+// "PEER ADDRESS EXPIRY" (Unix seconds: the report's time plus the window of
+// the line that wrote it, so that lines with different windows share the
+// file). The file is read and replaced (written beside it, fsynced,
+// renamed) under the lock of LOG.state, which serializes every receiver of
+// the log. Expired entries are dropped at every read.
+//
+// Its size is bounded by the rate limit: every record of a quorum peer,
+// new or repeated, spends a token of its bucket, so a peer holds at most
+// --max-burst + --max-per-minute x window entries; the whole file holds at
+// most maxQuorumEntries, and past that new reports are refused as
+// rate-limited, which can delay a ban but never cause one. A damaged line
+// is dropped; a file that cannot be read at all is an error (nothing is
+// written), never an empty memory.
 
 const (
-	// ReportTag marks a quorum peer's report in the log. The banpush
-	// filter never matches it; the banpush-quorum filter matches nothing
-	// else.
+	// ReportTag marks a quorum peer's report in the log: a record of who
+	// said what, which no filter matches.
 	ReportTag = "banpush: report"
+	// QuorumTag marks the line written when a report completes a quorum:
+	// the banpush-quorum filter matches it, and nothing else does.
+	QuorumTag = "banpush: quorum"
 
-	// DefaultQuorumWindow is the default --quorum-window, the same as
-	// the findtime of contrib/fail2ban/jail.d/banpush-quorum.conf.
+	// DefaultQuorumWindow is the default --quorum-window.
 	DefaultQuorumWindow = time.Hour
 	// MaxQuorumWindow bounds --quorum-window.
 	MaxQuorumWindow = 30 * 24 * time.Hour
+	// DefaultQuorumPeers is the default --quorum; MaxQuorumPeers bounds it.
+	DefaultQuorumPeers = 2
+	MaxQuorumPeers     = 1000
 
-	maxQuorumEntries = 50000
+	maxQuorumEntries = 20000
 	maxQuorumBytes   = maxQuorumEntries * 120
 )
 
-type reportKey struct {
-	peer string
-	addr netip.Addr
-}
-
-// quorumMemory is the content of LOG.quorum: when each (peer, address)
-// was last written as a report.
+// quorumMemory is the content of LOG.quorum: for each address, the peers
+// with a live report of it and when each report expires.
 type quorumMemory struct {
-	path string
-	last map[reportKey]int64 // Unix seconds
+	path    string
+	reports map[netip.Addr]map[string]int64 // address -> peer -> expiry (Unix seconds)
+	n       int                             // entries
 }
 
-// loadQuorum reads LOG.quorum, dropping entries older than window at now
-// and lines that do not parse. A missing file is an empty memory.
-func loadQuorum(logPath string, now time.Time, window time.Duration) (*quorumMemory, error) {
-	m := &quorumMemory{path: logPath + ".quorum", last: map[reportKey]int64{}}
+func newQuorumMemory(path string) *quorumMemory {
+	return &quorumMemory{path: path, reports: map[netip.Addr]map[string]int64{}}
+}
+
+// loadQuorum reads LOG.quorum, dropping the entries expired at now and the
+// lines that do not parse. A missing file is an empty memory.
+func loadQuorum(logPath string, now time.Time) (*quorumMemory, error) {
+	m := newQuorumMemory(logPath + ".quorum")
 	fd, err := unix.Open(m.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if errors.Is(err, unix.ENOENT) {
 		return m, nil
@@ -86,14 +96,14 @@ func loadQuorum(logPath string, now time.Time, window time.Duration) (*quorumMem
 	if err != nil {
 		return nil, fmt.Errorf("reading quorum memory: %w", err)
 	}
-	m.parse(data, now.Unix()-int64(window/time.Second))
+	m.parse(data, now.Unix())
 	return m, nil
 }
 
-// parse adds the entries of data written after since.
-func (m *quorumMemory) parse(data []byte, since int64) {
+// parse adds the entries of data that expire after now.
+func (m *quorumMemory) parse(data []byte, now int64) {
 	for line := range bytes.Lines(data) {
-		if len(m.last) >= maxQuorumEntries {
+		if m.n >= maxQuorumEntries {
 			return
 		}
 		f := bytes.Fields(line)
@@ -101,45 +111,78 @@ func (m *quorumMemory) parse(data []byte, since int64) {
 			continue
 		}
 		a, err1 := netip.ParseAddr(string(f[1]))
-		t, err2 := strconv.ParseInt(string(f[2]), 10, 64)
-		if err1 != nil || err2 != nil || a.Zone() != "" || t <= since {
+		exp, err2 := strconv.ParseInt(string(f[2]), 10, 64)
+		if err1 != nil || err2 != nil || a.Zone() != "" || exp <= now {
 			continue
 		}
-		k := reportKey{string(f[0]), a.Unmap()}
-		m.last[k] = max(m.last[k], t)
+		m.set(string(f[0]), a.Unmap(), exp)
 	}
 }
 
-// reported says whether peer's report of addr was written within window
-// of now: then another is not written. A report from a clock that went
-// back counts as recent.
-func (m *quorumMemory) reported(peer string, addr netip.Addr, now time.Time, window time.Duration) bool {
-	t, ok := m.last[reportKey{peer, addr}]
-	return ok && now.Unix()-t <= int64(window/time.Second)
+// set records that peer's report of addr expires at exp, keeping the
+// later expiry of two.
+func (m *quorumMemory) set(peer string, addr netip.Addr, exp int64) {
+	peers := m.reports[addr]
+	if peers == nil {
+		peers = map[string]int64{}
+		m.reports[addr] = peers
+	}
+	if old, ok := peers[peer]; ok {
+		peers[peer] = max(old, exp)
+		return
+	}
+	peers[peer] = exp
+	m.n++
+}
+
+// live says whether peer has a report of addr that has not expired at
+// now: then another is not written.
+func (m *quorumMemory) live(peer string, addr netip.Addr, now time.Time) bool {
+	exp, ok := m.reports[addr][peer]
+	return ok && now.Unix() < exp
+}
+
+// peers counts the distinct peers with a live report of addr at now.
+func (m *quorumMemory) peers(addr netip.Addr, now time.Time) int {
+	n := 0
+	for _, exp := range m.reports[addr] {
+		if now.Unix() < exp {
+			n++
+		}
+	}
+	return n
 }
 
 // full says whether the memory has no room for another report.
-func (m *quorumMemory) full() bool { return len(m.last) >= maxQuorumEntries }
+func (m *quorumMemory) full() bool { return m.n >= maxQuorumEntries }
 
-func (m *quorumMemory) add(peer string, addr netip.Addr, now time.Time) {
-	m.last[reportKey{peer, addr}] = now.Unix()
+// add remembers peer's report of addr at now, live for window.
+func (m *quorumMemory) add(peer string, addr netip.Addr, now time.Time, window time.Duration) {
+	m.set(peer, addr, now.Unix()+int64(window/time.Second))
 }
 
 // marshal writes the entries sorted, for a file that diffs well.
 func (m *quorumMemory) marshal() []byte {
-	keys := make([]reportKey, 0, len(m.last))
-	for k := range m.last {
-		keys = append(keys, k)
+	type entry struct {
+		peer string
+		addr netip.Addr
+		exp  int64
 	}
-	slices.SortFunc(keys, func(a, b reportKey) int {
-		if c := strings.Compare(a.peer, b.peer); c != 0 {
+	entries := make([]entry, 0, m.n)
+	for a, peers := range m.reports {
+		for p, exp := range peers {
+			entries = append(entries, entry{p, a, exp})
+		}
+	}
+	slices.SortFunc(entries, func(x, y entry) int {
+		if c := strings.Compare(x.peer, y.peer); c != 0 {
 			return c
 		}
-		return a.addr.Compare(b.addr)
+		return x.addr.Compare(y.addr)
 	})
 	var buf []byte
-	for _, k := range keys {
-		buf = fmt.Appendf(buf, "%s %s %d\n", k.peer, k.addr, m.last[k])
+	for _, e := range entries {
+		buf = fmt.Appendf(buf, "%s %s %d\n", e.peer, e.addr, e.exp)
 	}
 	return buf
 }
@@ -157,11 +200,27 @@ func (m *quorumMemory) save() error {
 
 // clone copies the memory, to put back if the log cannot be written.
 func (m *quorumMemory) clone() *quorumMemory {
-	return &quorumMemory{path: m.path, last: maps.Clone(m.last)}
+	c := newQuorumMemory(m.path)
+	for a, peers := range m.reports {
+		c.reports[a] = maps.Clone(peers)
+	}
+	c.n = m.n
+	return c
 }
 
 // AppendReportLine appends the report line of a quorum peer for rec, as
 // AppendLogLine does for a ban.
 func AppendReportLine(b []byte, stamp, peer string, rec record.Record) []byte {
 	return appendLine(b, stamp, ReportTag, peer, rec)
+}
+
+// AppendQuorumLine appends the line written when peer's report of rec
+// completes a quorum of reports distinct peers: the line the banpush-quorum
+// filter bans on.
+func AppendQuorumLine(b []byte, stamp, peer string, rec record.Record, reports int) []byte {
+	b = appendLine(b, stamp, QuorumTag, peer, rec)
+	b = b[:len(b)-1] // the newline
+	b = append(b, " reports="...)
+	b = strconv.AppendInt(b, int64(reports), 10)
+	return append(b, '\n')
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 func quorumConfig(t *testing.T, now *time.Time, peer string) Config {
@@ -16,6 +18,7 @@ func quorumConfig(t *testing.T, now *time.Time, peer string) Config {
 	cfg := testConfig(t, now)
 	cfg.Peer = peer
 	cfg.Quorum = time.Hour
+	cfg.QuorumPeers = 2
 	return cfg
 }
 
@@ -45,8 +48,9 @@ func accept(t *testing.T, cfg Config, batch string) Result {
 }
 
 // TestQuorumOneReportPerWindow: a quorum peer that reports an address 50
-// times within a minute has one report line for it; after the window, one
-// more. Another peer's report is its own line. Nothing is a ban line.
+// times within a minute has one report line for it and no quorum line; a
+// second peer's report completes the quorum of 2; after the window the
+// first peer's report is written again. Nothing is a ban line.
 func TestQuorumOneReportPerWindow(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	a := quorumConfig(t, &now, "a")
@@ -60,10 +64,16 @@ func TestQuorumOneReportPerWindow(t *testing.T) {
 	if got := logLines(t, a.LogPath, ReportTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: report 203.0.113.7 peer=a") {
 		t.Fatalf("report lines after 50 pushes: %q", got)
 	}
+	if got := logLines(t, a.LogPath, QuorumTag); len(got) != 0 {
+		t.Fatalf("quorum lines from one peer: %q", got)
+	}
 	b := a
 	b.Peer = "b"
-	accept(t, b, "203.0.113.7\n")
-	now = time.Unix(1_800_000_000, 0).Add(time.Hour + time.Second)
+	accept(t, b, "203.0.113.7 jail=sshd\n")
+	if got := logLines(t, a.LogPath, QuorumTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: quorum 203.0.113.7 peer=b jail=sshd reports=2") {
+		t.Fatalf("quorum lines after a second peer: %q", got)
+	}
+	now = time.Unix(1_800_000_000, 0).Add(time.Hour + 30*time.Second)
 	accept(t, a, "203.0.113.7\n203.0.113.8\n")
 	if got := logLines(t, a.LogPath, ReportTag); len(got) != 4 {
 		t.Errorf("report lines: %q, want a's first, b's, a's after the window, a's other address", got)
@@ -76,6 +86,76 @@ func TestQuorumOneReportPerWindow(t *testing.T) {
 	accept(t, full, "203.0.113.9\n203.0.113.9\n")
 	if got := logLines(t, a.LogPath, LogTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: ban 203.0.113.9 peer=c") {
 		t.Errorf("a full-trust peer's ban lines: %q", got)
+	}
+}
+
+// TestQuorumOnePeerNeverBans: one peer reporting an address again and
+// again, at every second around and across window boundaries, for three
+// windows, never completes a quorum of 2: it is one peer however often it
+// reports, which is why the receiver counts and fail2ban does not.
+func TestQuorumOnePeerNeverBans(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	a := quorumConfig(t, &now, "a")
+	a.Quorum = time.Minute
+	a.MaxBurst = 1000
+	for s := 0; s <= 180; s++ {
+		now = start.Add(time.Duration(s) * time.Second)
+		accept(t, a, "203.0.113.7\n")
+	}
+	if got := logLines(t, a.LogPath, QuorumTag); len(got) != 0 {
+		t.Errorf("quorum lines from one peer: %q", got)
+	}
+	if got := logLines(t, a.LogPath, ReportTag); len(got) != 4 {
+		t.Errorf("%d report lines, want 4 (at 0, 60, 120 and 180 s)", len(got))
+	}
+}
+
+// TestQuorumThree: with --quorum 3, two peers are not enough and the third
+// completes it, within the window; a report that expired does not count.
+func TestQuorumThree(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	cfg := quorumConfig(t, &now, "a")
+	cfg.QuorumPeers = 3
+	for i, p := range []string{"a", "b"} {
+		c := cfg
+		c.Peer = p
+		now = start.Add(time.Duration(i) * 30 * time.Minute)
+		accept(t, c, "203.0.113.7\n")
+	}
+	// a's report (at 0) has expired at 61 min; b's (30 min) has not.
+	now = start.Add(61 * time.Minute)
+	c := cfg
+	c.Peer = "c"
+	accept(t, c, "203.0.113.7\n")
+	if got := logLines(t, cfg.LogPath, QuorumTag); len(got) != 0 {
+		t.Fatalf("quorum of 3 from b, c and an expired report of a: %q", got)
+	}
+	c.Peer = "d"
+	accept(t, c, "203.0.113.7\n")
+	if got := logLines(t, cfg.LogPath, QuorumTag); len(got) != 1 || !strings.HasSuffix(got[0], " peer=d reports=3") {
+		t.Errorf("quorum lines: %q, want one from d with 3 reports", got)
+	}
+}
+
+// TestQuorumMixedWindows: lines with different windows share the memory;
+// a peer with a short window does not make the others' reports expire.
+func TestQuorumMixedWindows(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	a := quorumConfig(t, &now, "a")
+	accept(t, a, "203.0.113.7\n")
+	b := a
+	b.Peer, b.Quorum = "b", time.Minute
+	now = start.Add(2 * time.Minute)
+	accept(t, b, "203.0.113.8\n")
+	now = start.Add(3 * time.Minute)
+	if res := accept(t, a, "203.0.113.7\n"); res.Repeated != 1 {
+		t.Errorf("a's report 3 min later, after b's 1-minute line read the memory: %+v, want it repeated", res)
+	}
+	if got := logLines(t, a.LogPath, ReportTag); len(got) != 2 {
+		t.Errorf("report lines %q, want a's and b's", got)
 	}
 }
 
@@ -120,9 +200,9 @@ func TestQuorumConcurrent(t *testing.T) {
 func TestQuorumMemoryDamaged(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	cfg := quorumConfig(t, &now, "a")
-	damaged := "garbage\n\x00\xff\na 203.0.113.7\na not-an-address 1800000000\na 203.0.113.8 later\n" +
-		"a 203.0.113.9 1799999990\n" + // a real report, 10 s ago
-		"../x 203.0.113.10 1800000000\nb 203.0.113.11 99999999999999999999\nb 203.0.113.12 1700000000\n" // too old
+	damaged := "garbage\n\x00\xff\na 203.0.113.7\na not-an-address 1800003600\na 203.0.113.8 later\n" +
+		"a 203.0.113.9 1800003590\n" + // a real report, 10 s ago
+		"../x 203.0.113.10 1800003600\nb 203.0.113.11 99999999999999999999\nb 203.0.113.12 1800000000\n" // expired
 	if err := os.WriteFile(cfg.LogPath+".quorum", []byte(damaged), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +214,7 @@ func TestQuorumMemoryDamaged(t *testing.T) {
 		t.Errorf("report lines %q, want 203.0.113.7 and .8", got)
 	}
 	mem, _ := os.ReadFile(cfg.LogPath + ".quorum")
-	if want := "a 203.0.113.7 1800000000\na 203.0.113.8 1800000000\na 203.0.113.9 1799999990\n"; string(mem) != want {
+	if want := "a 203.0.113.7 1800003600\na 203.0.113.8 1800003600\na 203.0.113.9 1800003590\n"; string(mem) != want {
 		t.Errorf("memory rewritten as %q, want %q", mem, want)
 	}
 
@@ -181,9 +261,9 @@ func TestQuorumMemoryBound(t *testing.T) {
 	cfg := quorumConfig(t, &now, "a")
 	var b strings.Builder
 	for i := range maxQuorumEntries {
-		fmt.Fprintf(&b, "p%d 2001:db8::%x 1800000000\n", i%100, i)
+		fmt.Fprintf(&b, "p%d 2001:db8::%x 1800000100\n", i%100, i)
 	}
-	b.WriteString("a 203.0.113.7 1800000000\n") // over the bound: not read
+	b.WriteString("a 203.0.113.7 1800000100\n") // over the bound: not read
 	if err := os.WriteFile(cfg.LogPath+".quorum", []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -217,22 +297,30 @@ func TestQuorumWindowChecked(t *testing.T) {
 func FuzzQuorumMemory(f *testing.F) {
 	f.Add([]byte("a 203.0.113.7 1800000000\nb 2001:db8::1 1799999999\n"))
 	f.Add([]byte("garbage\n\x00\na 203.0.113.7\n../x 203.0.113.7 1800000000\n"))
-	f.Add([]byte("a fe80::1%eth0 1800000000\na ::ffff:203.0.113.7 1800000000\n"))
+	f.Add([]byte("a fe80::1%eth0 1800000000\na ::ffff:203.0.113.7 1800000000\na 203.0.113.7 1800000001\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := &quorumMemory{last: map[reportKey]int64{}}
-		m.parse(data, 1_799_996_400)
-		if len(m.last) > maxQuorumEntries {
-			t.Fatalf("%d entries", len(m.last))
+		const now = 1_799_996_400
+		m := newQuorumMemory("")
+		m.parse(data, now)
+		if m.n > maxQuorumEntries {
+			t.Fatalf("%d entries", m.n)
 		}
-		for k, v := range m.last {
-			if k.addr.Zone() != "" || k.addr.Is4In6() || v <= 1_799_996_400 || strings.ContainsAny(k.peer, " \n/") {
-				t.Fatalf("kept %+v at %d", k, v)
+		n := 0
+		for a, peers := range m.reports {
+			for p, exp := range peers {
+				n++
+				if a.Zone() != "" || a.Is4In6() || exp <= now || !record.ValidName(p) {
+					t.Fatalf("kept %s %s %d", p, a, exp)
+				}
 			}
 		}
-		again := &quorumMemory{last: map[reportKey]int64{}}
-		again.parse(m.marshal(), 1_799_996_400)
-		if len(again.last) != len(m.last) {
-			t.Fatalf("round trip: %d entries, want %d", len(again.last), len(m.last))
+		if n != m.n {
+			t.Fatalf("counted %d entries, holds %d", m.n, n)
+		}
+		again := newQuorumMemory("")
+		again.parse(m.marshal(), now)
+		if again.n != m.n {
+			t.Fatalf("round trip: %d entries, want %d", again.n, m.n)
 		}
 	})
 }

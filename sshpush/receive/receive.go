@@ -66,10 +66,13 @@ type Config struct {
 	Now          func() time.Time
 
 	// Quorum, when positive, makes the peer a quorum peer: its addresses
-	// are written as report lines (ReportTag), at most one per address
-	// per Quorum window, for the banpush-quorum jail to count (see
-	// quorum.go). Zero is full trust: ban lines (LogTag).
-	Quorum time.Duration
+	// are written as report lines (ReportTag), each live for this window,
+	// and a report that makes QuorumPeers distinct peers with a live
+	// report of the address adds a quorum line (QuorumTag), which the
+	// banpush-quorum jail bans on (see quorum.go). Zero is full trust:
+	// ban lines (LogTag).
+	Quorum      time.Duration
+	QuorumPeers int
 }
 
 // ArgError is a setting that cannot be used, named by the flag of
@@ -104,6 +107,8 @@ func (c *Config) Check() error {
 		return &ArgError{Flag: "--max-per-minute", Rule: "from 0 to " + strconv.Itoa(MaxMaxPerMinute)}
 	case c.Quorum < 0 || c.Quorum > 0 && (c.Quorum < time.Minute || c.Quorum > MaxQuorumWindow || c.Quorum%time.Second != 0):
 		return &ArgError{Flag: "--quorum-window", Rule: "whole seconds from 1m to 720h (30 days)"}
+	case c.Quorum > 0 && (c.QuorumPeers < 2 || c.QuorumPeers > MaxQuorumPeers):
+		return &ArgError{Flag: "--quorum", Rule: "from 2 to " + strconv.Itoa(MaxQuorumPeers) + " (one peer alone is --trust full)"}
 	}
 	return nil
 }
@@ -190,7 +195,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	now := cfg.Now()
 	var q, before *quorumMemory
 	if cfg.Quorum > 0 {
-		if q, err = loadQuorum(cfg.LogPath, now, cfg.Quorum); err != nil {
+		if q, err = loadQuorum(cfg.LogPath, now); err != nil {
 			return Result{}, &TempError{err}
 		}
 		before = q.clone()
@@ -199,14 +204,10 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	var buf []byte
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
-		if q != nil && q.reported(cfg.Peer, rec.Addr, now, cfg.Quorum) {
-			// Counted already within the window: accepted, not
-			// written again, and free.
-			res.Accepted++
-			res.Repeated++
-			continue
-		}
-		if (q != nil && q.full()) || !b.take() {
+		repeated := q != nil && q.live(cfg.Peer, rec.Addr, now)
+		// Every record spends a token, a repeated report too: a peer
+		// cannot hold the receivers' lock, reading the memory, for free.
+		if (q != nil && !repeated && q.full()) || !b.take() {
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrRateLimit})
 			if res.Limited == 0 {
 				res.LimitedFrom = okLine[i]
@@ -214,13 +215,20 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 			res.Limited++
 			continue
 		}
-		if q != nil {
-			q.add(cfg.Peer, rec.Addr, now)
-			buf = AppendReportLine(buf, stamp, cfg.Peer, rec)
-		} else {
-			buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
-		}
 		res.Accepted++
+		switch {
+		case q == nil:
+			buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
+		case repeated:
+			// Reported already within the window: counted once.
+			res.Repeated++
+		default:
+			q.add(cfg.Peer, rec.Addr, now, cfg.Quorum)
+			buf = AppendReportLine(buf, stamp, cfg.Peer, rec)
+			if n := q.peers(rec.Addr, now); n >= cfg.QuorumPeers {
+				buf = AppendQuorumLine(buf, stamp, cfg.Peer, rec, n)
+			}
+		}
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
@@ -229,9 +237,9 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		_ = st.save()
 		return res, nil
 	}
-	// A quorum peer's reports are remembered before they are written:
-	// a report remembered but not written is lost for one window, while
-	// one written but forgotten could let the peer count twice.
+	// A quorum peer's reports are remembered before they are written,
+	// and forgotten again if the log cannot be written: the memory is
+	// the count, and it must not hold a report the log lacks.
 	if q != nil {
 		if err := q.save(); err != nil {
 			return Result{}, &TempError{err}
