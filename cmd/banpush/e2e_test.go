@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,15 +65,18 @@ func e2eRequire(t *testing.T) {
 }
 
 // e2eUp sets up the demo's hosts under fresh namespace names, with the
-// extra arguments of 'demo.sh up' (--fleet), and tears them down when the
-// test ends.
+// extra arguments of 'demo.sh up' (--fleet, or --installed for the
+// installed package instead of a banpush built here), and tears them down
+// when the test ends.
 func e2eUp(t *testing.T, args ...string) *e2eHosts {
 	t.Helper()
 	demo, err := filepath.Abs(filepath.Join("..", "..", "contrib", "demo", "demo.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := buildBanpush(t)
+	if !slices.Contains(args, "--installed") {
+		args = append([]string{"--bin", buildBanpush(t)}, args...)
+	}
 	var id [3]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		t.Fatal(err)
@@ -85,7 +89,7 @@ func e2eUp(t *testing.T, args ...string) *e2eHosts {
 	})
 	t.Cleanup(h.dumpIfFailed)
 	start := time.Now()
-	up := append([]string{"up", h.dir, "--bin", bin, "--prefix", "bpt" + hex.EncodeToString(id[:])}, args...)
+	up := append([]string{"up", h.dir, "--prefix", "bpt" + hex.EncodeToString(id[:])}, args...)
 	if out, err := h.script(2*time.Minute, up...); err != nil {
 		t.Fatalf("demo.sh up: %v\n%s", err, out)
 	}
@@ -237,8 +241,12 @@ func e2eHasWord(text, word string) bool {
 func TestEndToEnd(t *testing.T) {
 	testenv.Slow(t)
 	e2eRequire(t)
-	h := e2eUp(t)
+	e2eBruteForce(t, e2eUp(t))
+}
 
+// e2eBruteForce is TestEndToEnd on hosts that are up; TestPackages runs it
+// on hosts set up from the installed package.
+func e2eBruteForce(t *testing.T, h *e2eHosts) {
 	// h1's sshd jail bans the attacker: 'attack' returns once it does.
 	start := time.Now()
 	if out, err := h.script(2*time.Minute, "attack", h.dir); err != nil {

@@ -29,9 +29,17 @@
 # inventory and one known_hosts line, the same on every host, all installed
 # by contrib/fleet/setup-host.sh; nobody confirms a host key.
 #
+# With --installed, the hosts run the banpush package installed on this
+# machine (apt install ./dist/banpush_*.deb; README, Install) instead of
+# the checkout: /usr/bin/banpush, and the package's fail2ban action, filter
+# and jail, sshd settings and account, as its own preinst makes them on
+# each host. Nothing is built, and only what the README's Setup asks of a
+# package's user is done by hand; with --fleet, contrib/fleet/setup-host.sh
+# finds the package and leaves its files as they are.
+#
 # Subcommands (the end-to-end test uses them; 'run' is the default):
-#   run [--fleet] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
-#   up DIR [--fleet] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
+#   run [--fleet] [--installed] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
+#   up DIR [--fleet] [--installed] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
 #   attack DIR                                     brute-force host 1 until it bans
 #   on DIR HOST COMMAND...                         run a command on h1, h2 or h3
 #   down DIR                                       stop everything, remove DIR
@@ -46,6 +54,12 @@ hosts=(h1 h2 h3)
 declare -A addr=([h1]=10.77.0.11 [h2]=10.77.0.12 [h3]=10.77.0.13 [atk]=10.77.0.66)
 attacker=${addr[atk]}
 policy_rc= # a policy-rc.d this script made, to remove
+installed=no # --installed: the hosts run the installed package
+
+# The package's binary, and the maintainer script that makes its account
+# and directories (contrib/packaging/scripts/preinst.sh, as dpkg keeps it).
+pkg_bin=/usr/bin/banpush
+pkg_preinst=/var/lib/dpkg/info/banpush.preinst
 
 say() { printf '%s\n' "$*"; }
 step() { printf '\n== %s\n' "$*"; }
@@ -187,6 +201,7 @@ fresh_host() {
 		echo "nameserver 127.0.0.1" >/etc/resolv.conf
 		ssh-keygen -q -A >/dev/null
 	'
+	[[ $installed == no ]] || fresh_package "$h"
 	local p
 	for p in "${hosts[@]}"; do
 		printf '%s\t%s\n' "${addr[$p]}" "$p"
@@ -201,6 +216,20 @@ PrintMotd no
 AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
+}
+
+# fresh_package HOST: the host as the package left it just after its
+# installation: its configuration files back as dpkg installed them on this
+# machine, its account's home, log, spool and /etc/banpush made anew by its
+# own preinst, and no banpush of a source install in the way.
+fresh_package() {
+	local h=$1 f
+	while read -r f _; do
+		[[ $f == /* ]] || continue
+		on "$h" install -D -m 0644 /dev/stdin "$f" <"$f"
+	done < <(dpkg-query -W -f='${Conffiles}\n' banpush)
+	on "$h" rm -f /usr/local/bin/banpush
+	quiet on "$h" sh "$pkg_preinst" install
 }
 
 # start_sshd HOST: sshd in the foreground, its log written to
@@ -218,15 +247,18 @@ start_sshd() {
 }
 
 # setup HOST: banpush on one host, the way the README tells an administrator.
+# With --installed, the package has put the binary, the account, the sshd
+# settings, the filter, the jail and the action in place.
 setup_host() {
 	local h=$1 p
-	on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
-
-	# Receiving side: the account, its sshd settings, the filter and jail.
-	quiet on "$h" sh "$repo/contrib/sshd/setup-receiver.sh"
-	on "$h" install -m 0644 "$repo/contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
-	on "$h" install -m 0644 "$repo/contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
-	on "$h" install -m 0644 "$repo/contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
+	if [[ $installed == no ]]; then
+		on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
+		# Receiving side: the account, its sshd settings, the filter and jail.
+		quiet on "$h" sh "$repo/contrib/sshd/setup-receiver.sh"
+		on "$h" install -m 0644 "$repo/contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
+		on "$h" install -m 0644 "$repo/contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
+		on "$h" install -m 0644 "$repo/contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
+	fi
 	local peers=()
 	for p in "${hosts[@]}"; do peers+=("${addr[$p]}"); done
 	# Never ban a peer, whatever a peer sends.
@@ -247,7 +279,8 @@ EOF
 		[[ $p != "$h" ]] || continue
 		quiet on "$h" banpush peers add "$p" --host "${addr[$p]}"
 	done
-	on "$h" install -m 0644 "$repo/contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
+	[[ $installed == yes ]] ||
+		on "$h" install -m 0644 "$repo/contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
 	# The attacker has a private address, as everything here does: push
 	# and receive need --allow-private. The sshd log has no syslog daemon
 	# behind it, so the jail polls the file.
@@ -303,7 +336,7 @@ fleet_constant() {
 # of the fleet directory (scp -r fleet root@HOST:).
 fleet_setup() {
 	local h=$1
-	on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
+	[[ $installed == yes ]] || on "$h" install -m 0755 "$dir/banpush" /usr/local/bin/banpush
 	cp -r "$dir/ca/fleet" "$dir/$h/fleet"
 	# The sshd log has no syslog daemon behind it: the jail polls the file,
 	# which must exist for fail2ban-client -t.
@@ -372,17 +405,23 @@ in_firewall() {
 cmd_up() {
 	need_root
 	local bin='' prefix=bpdemo fleet=no
-	dir=${1:?usage: demo.sh up DIR [--fleet] [--bin FILE] [--prefix NAME]}
+	dir=${1:?usage: demo.sh up DIR [--fleet] [--installed] [--bin FILE] [--prefix NAME]}
 	shift
 	while (($#)); do
 		case $1 in
 		--fleet) fleet=yes && shift ;;
+		--installed) installed=yes && shift ;;
 		--bin) bin=$2 && shift 2 ;;
 		--prefix) prefix=$2 && shift 2 ;;
 		*) die "unknown option $1" ;;
 		esac
 	done
 	[[ $prefix =~ ^[a-z0-9]{1,10}$ ]] || die "--prefix: 1 to 10 of a-z 0-9"
+	if [[ $installed == yes ]]; then
+		[[ -z $bin ]] || die "--installed runs $pkg_bin: not with --bin"
+		[[ $(dpkg-query -W -f='${Status}' banpush 2>/dev/null) == "install ok installed" && -x $pkg_bin && -f $pkg_preinst ]] ||
+			die "--installed: the banpush package is not installed here (bash contrib/packaging/build.sh, then apt install ./dist/banpush_*.deb)"
+	fi
 	# down removes DIR: it must be the demo's own.
 	[[ ! -e $dir ]] || [[ -d $dir && -z $(ls -A "$dir") ]] || die "$dir: want a new or empty directory"
 	mkdir -p "$dir"
@@ -398,7 +437,9 @@ cmd_up() {
 			die "namespace $prefix-$n exists: another demo is running, or one was killed (ip netns del $prefix-$n)"
 	done
 	echo "$prefix" >"$dir/prefix"
-	if [[ -n $bin ]]; then
+	if [[ $installed == yes ]]; then
+		:
+	elif [[ -n $bin ]]; then
 		install -m 0755 "$bin" "$dir/banpush"
 	elif [[ ! -x $dir/banpush ]]; then
 		build "$dir/banpush"
@@ -513,7 +554,10 @@ cmd_run() {
 
 	say "banpush demo: a brute force on host 1 becomes a firewall rule on hosts 2 and 3."
 	install_missing
-	if [[ " ${args[*]} " != *" --bin "* ]]; then
+	if [[ " ${args[*]} " == *" --installed "* ]]; then
+		step "Using the installed package"
+		say "$(dpkg-query -W -f='${Package} ${Version}' banpush 2>/dev/null || echo "banpush: not installed"): $pkg_bin and the package's files"
+	elif [[ " ${args[*]} " != *" --bin "* ]]; then
 		step "Building banpush"
 		build "$base/banpush"
 		args+=(--bin "$base/banpush")
@@ -529,9 +573,16 @@ cmd_run() {
 		say "host CA, each host's keys signed, and contrib/fleet/setup-host.sh run twice"
 		say "on each host (before and after signing); every host pushes to the two others"
 	else
-		say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
-		say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
-		say "pushes to the two others)"
+		if [[ " ${args[*]} " == *" --installed "* ]]; then
+			say "banpush from the installed package (its account, sshd settings, fail2ban"
+			say "filter, receiving jail and action), set up as the README says: keys, the"
+			say "inventory, ignoreip, the push action on the sshd jail; every host pushes"
+			say "to the two others"
+		else
+			say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
+			say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
+			say "pushes to the two others)"
+		fi
 	fi
 	cmd_up "$dir" "${args[@]}"
 	say "ready after $(since "$start") s; h1 checks its peers:"
@@ -623,7 +674,7 @@ main() {
 	attack) cmd_attack "$@" ;;
 	on) cmd_on "$@" ;;
 	down) cmd_down "$@" ;;
-	--fleet | --bin | --prefix) cmd_run "$cmd" "$@" ;;
+	--fleet | --installed | --bin | --prefix) cmd_run "$cmd" "$@" ;;
 	-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 	*) die "unknown subcommand $cmd (run, up, attack, on, down)" ;;
 	esac

@@ -33,6 +33,9 @@
 #     sshd and fail2ban files it replaced, removes those it added, reloads
 #     nothing and exits 1;
 #   - logrotate and the systemd flush timer, where present;
+#   where the banpush package is installed (and no /usr/local/bin/banpush),
+#   the package's own copies of the sshd, fail2ban, logrotate and systemd
+#   files are used instead of this contrib/'s;
 #   - reloads sshd and fail2ban if they run;
 #   - warns about any other user CA the account still trusts (a rotation's
 #     old CA): --drop-other-cas removes it.
@@ -121,7 +124,17 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 umask 022
 
+# The binary and the files of contrib/: a source install's, or else the
+# banpush package's (README, Install), whose own copies of the sshd,
+# fail2ban, logrotate and systemd files are left as it installed them, so
+# that its upgrades keep working; the rest is done the same way.
 bin=/usr/local/bin/banpush
+packaged=no
+if [ ! -x "$bin" ] && { dpkg-query -W -f='${Status}' banpush 2>/dev/null | grep -q ' ok installed$' ||
+	rpm -q banpush >/dev/null 2>&1; }; then
+	packaged=yes
+	bin=$(command -v banpush) || die "the banpush package is installed, but banpush is not on PATH"
+fi
 [ -x "$bin" ] || die "$bin not found: install banpush first (README, Install)"
 for f in user_ca.pub host_ca.pub peers known_hosts banpush_revoked.krl; do
 	[ -f "$fleet/$f" ] || die "$fleet/$f not found: is $fleet the fleet directory? (--fleet DIR)"
@@ -190,6 +203,18 @@ commit() { : >"$tmp/staged"; }
 refuse() {
 	rollback
 	die "$*"
+}
+
+# stage_contrib SRC DEST: stage a file of contrib/, unless the package
+# installed its own.
+stage_contrib() {
+	[ $packaged = yes ] || stage 0644 "$contrib/$1" "$2"
+}
+
+# put_contrib SRC DEST: put a file of contrib/ in place (no check can
+# refuse it), unless the package installed its own.
+put_contrib() {
+	[ $packaged = yes ] || put 0644 "$contrib/$1" "$2"
 }
 
 # fingerprint FILE: the SHA256 fingerprint of a public key file.
@@ -307,7 +332,7 @@ fi
 # sshd: the account's settings (ExposeAuthInfo: the receiver reads the
 # certificate sshd verified), the KRL, and the host certificate.
 install -d -m 0755 /etc/ssh/sshd_config.d
-stage 0644 "$contrib/sshd/banpush.conf" /etc/ssh/sshd_config.d/banpush.conf
+stage_contrib sshd/banpush.conf /etc/ssh/sshd_config.d/banpush.conf
 {
 	say "# Written by banpush's contrib/fleet/setup-host.sh: run it again to change it."
 	if [ -f "$host_key-cert.pub" ]; then
@@ -328,9 +353,9 @@ sshd -t >"$tmp/sshd.out" 2>&1 || {
 # receiving jails take [DEFAULT]'s ignoreip; the snippet sets it in their
 # own sections too, in case a local copy of a jail sets its own
 # (banpush-quorum's only matters once an administrator enables that jail).
-stage 0644 "$contrib/fail2ban/filter.d/banpush.conf" /etc/fail2ban/filter.d/banpush.conf
-stage 0644 "$contrib/fail2ban/jail.d/banpush.conf" /etc/fail2ban/jail.d/banpush.conf
-stage 0644 "$contrib/fail2ban/action.d/banpush.conf" /etc/fail2ban/action.d/banpush.conf
+stage_contrib fail2ban/filter.d/banpush.conf /etc/fail2ban/filter.d/banpush.conf
+stage_contrib fail2ban/jail.d/banpush.conf /etc/fail2ban/jail.d/banpush.conf
+stage_contrib fail2ban/action.d/banpush.conf /etc/fail2ban/action.d/banpush.conf
 pushargs=
 [ $allow_private = no ] || pushargs='[pushargs="--allow-private"]'
 {
@@ -384,10 +409,10 @@ fail2ban-client -t >"$tmp/f2b.out" 2>&1 || {
 }
 commit
 
-[ ! -d /etc/logrotate.d ] || put 0644 "$contrib/logrotate.d/banpush" /etc/logrotate.d/banpush
+[ ! -d /etc/logrotate.d ] || put_contrib logrotate.d/banpush /etc/logrotate.d/banpush
 if [ -d /etc/systemd/system ]; then
-	put 0644 "$contrib/systemd/banpush-flush.service" /etc/systemd/system/banpush-flush.service
-	put 0644 "$contrib/systemd/banpush-flush.timer" /etc/systemd/system/banpush-flush.timer
+	put_contrib systemd/banpush-flush.service /etc/systemd/system/banpush-flush.service
+	put_contrib systemd/banpush-flush.timer /etc/systemd/system/banpush-flush.timer
 fi
 
 # Reload what runs.

@@ -1,0 +1,42 @@
+#!/bin/sh
+# banpush package: after its files are gone (deb postrm remove or purge;
+# rpm %postun, $1 = 0 on erase, 1 on upgrade).
+#
+# remove (and rpm's erase) keeps the data: the account and its
+# authorized_keys, the spool, the received log, /etc/banpush (inventory,
+# keys, known_hosts), and dpkg keeps the configuration files.
+#
+# purge removes what this package made: the account, /var/lib/banpush,
+# /var/spool/banpush, /var/log/banpush, /etc/banpush and the links that
+# 'systemctl enable' made for its timers; dpkg removes the configuration
+# files. Files an administrator wrote elsewhere (jail.d/*.local, the
+# fleet's sshd_config.d/banpush-fleet.conf and KRL) are left.
+set -e
+
+case $1 in
+purge) ;;
+remove | 0)
+	if [ -d /run/systemd/system ]; then
+		systemctl daemon-reload || true
+	fi
+	exit 0
+	;;
+*) exit 0 ;;
+esac
+
+for link in /etc/systemd/system/*.wants/banpush-*; do
+	if [ -L "$link" ]; then
+		rm -f "$link"
+	fi
+done
+rm -rf /var/spool/banpush /var/log/banpush /var/lib/banpush /etc/banpush
+if getent passwd banpush >/dev/null; then
+	userdel banpush || echo "banpush: could not remove the account banpush (does a process of it run?): userdel banpush" >&2
+fi
+if getent group banpush >/dev/null; then
+	groupdel banpush || echo "banpush: could not remove the group banpush: groupdel banpush" >&2
+fi
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload || true
+fi
+exit 0
