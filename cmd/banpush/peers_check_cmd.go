@@ -420,11 +420,7 @@ func (c *PeersTrustCmd) trust(env *Env, g *Globals, name string) error {
 // goes to: the first UserKnownHostsFile of its settings, or
 // ~/.ssh/known_hosts.
 func trustTarget(env *Env, g *Globals, name string) (sshpush.Target, string, error) {
-	inv, err := loadInventory(g)
-	if err != nil {
-		return sshpush.Target{}, "", err
-	}
-	r, err := newResolver(inv, env.Getenv)
+	_, r, err := loadResolver(g, env)
 	if err != nil {
 		return sshpush.Target{}, "", err
 	}

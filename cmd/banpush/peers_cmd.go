@@ -109,11 +109,7 @@ func nonNil(s []string) []string {
 
 // Run lists the peers.
 func (c *PeersListCmd) Run(env *Env, g *Globals) error {
-	inv, err := loadInventory(g)
-	if err != nil {
-		return err
-	}
-	r, err := newResolver(inv, env.Getenv)
+	inv, r, err := loadResolver(g, env)
 	if err != nil {
 		return err
 	}

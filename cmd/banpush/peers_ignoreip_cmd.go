@@ -60,11 +60,7 @@ func (c *PeersIgnoreipCmd) Run(env *Env, g *Globals) error {
 	if c.Timeout <= 0 {
 		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
 	}
-	inv, err := loadInventory(g)
-	if err != nil {
-		return err
-	}
-	r, err := newResolver(inv, env.Getenv)
+	inv, r, err := loadResolver(g, env)
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,19 @@ func newResolver(inv *inventory.Inventory, getenv func(string) string) (*resolve
 	return r, nil
 }
 
+// loadResolver reads the inventory and makes its resolver.
+func loadResolver(g *Globals, env *Env) (*inventory.Inventory, *resolver, error) {
+	inv, err := loadInventory(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := newResolver(inv, env.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return inv, r, nil
+}
+
 // settings resolves one peer.
 func (r *resolver) settings(name string) (*inventory.Settings, error) {
 	s, err := r.inv.Resolve(name, r.local, r.layers...)
@@ -135,11 +148,7 @@ func (d delivery) roster() sender.Roster {
 // name that is this host is resolved like the others: callers that deliver
 // refuse it.
 func resolveDelivery(g *Globals, env *Env, names []string) (delivery, error) {
-	inv, err := loadInventory(g)
-	if err != nil {
-		return delivery{}, err
-	}
-	r, err := newResolver(inv, env.Getenv)
+	inv, r, err := loadResolver(g, env)
 	if err != nil {
 		return delivery{}, err
 	}
