@@ -132,7 +132,8 @@ func receiver(args []string) (doctor.Receiver, error) {
 	if err != nil {
 		return doctor.Receiver{}, err
 	}
-	return doctor.Receiver{Log: filepath.Clean(a.Log), Quorum: a.Trust == trustQuorum, FromCert: a.PeerFromCert}, nil
+	return doctor.Receiver{Log: filepath.Clean(a.Log), Quorum: a.Trust == trustQuorum, FromCert: a.PeerFromCert,
+		QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow}, nil
 }
 
 func lookupHost(ctx context.Context, host string) error {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/banpush/banpush/sshpush/testenv"
 )
@@ -272,5 +273,37 @@ func TestAppendable(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestCheckQuorums(t *testing.T) {
+	q := func(log string, n int, w time.Duration) Receiver {
+		return Receiver{Log: log, Quorum: true, QuorumPeers: n, QuorumWindow: w}
+	}
+	tests := []struct {
+		name string
+		recv []Receiver
+		want []string // the Found of each warning
+	}{
+		{"none", nil, nil},
+		{"full trust only", []Receiver{{Log: "/l"}, {Log: "/l"}}, nil},
+		{"agreeing", []Receiver{q("/l", 2, time.Hour), q("/l", 2, time.Hour), {Log: "/l"}}, nil},
+		{"other logs may differ", []Receiver{q("/a", 2, time.Hour), q("/b", 3, time.Minute)}, nil},
+		{"different N", []Receiver{q("/l", 2, time.Hour), q("/l", 3, time.Hour)},
+			[]string{"the quorum lines of /l disagree: --quorum 2 --quorum-window 1h0m0s; --quorum 3 --quorum-window 1h0m0s"}},
+		{"different window", []Receiver{q("/l", 2, time.Hour), q("/l", 2, 2*time.Hour), q("/l", 2, time.Hour)},
+			[]string{"the quorum lines of /l disagree: --quorum 2 --quorum-window 1h0m0s; --quorum 2 --quorum-window 2h0m0s"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, r := range checkQuorums(tt.recv) {
+			if r.Status != Warn || r.Hint == "" || r.Check != "quorum" {
+				t.Errorf("%s: %+v, want a quorum warning with a hint", tt.name, r)
+			}
+			got = append(got, r.Found)
+		}
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }

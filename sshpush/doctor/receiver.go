@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -98,8 +99,13 @@ func CheckAccount(name string, a Account, err error) Result {
 // parser of 'banpush receive' read them.
 type Receiver struct {
 	Log      string
-	Quorum   bool // --trust quorum: the banpush-quorum jail counts its reports
+	Quorum   bool // --trust quorum: its reports count toward a quorum
 	FromCert bool // --peer-from-cert: sshd must expose auth info
+
+	// With Quorum: the distinct peers needed (--quorum) and how long a
+	// report counts (--quorum-window).
+	QuorumPeers  int
+	QuorumWindow time.Duration
 }
 
 // Keys says what CheckAuthorizedKeys looks at.
@@ -166,10 +172,40 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 	if banpush > 0 {
 		out = append(out, unforced...)
 	}
+	out = append(out, checkQuorums(recv)...)
 	if banpush == 0 {
 		out = append(out, result("authorized-keys", "", Skip, "", "%s has no banpush line: this host does not receive", cfg.Path))
 	}
 	return out, recv
+}
+
+// checkQuorums warns when the quorum lines of one log disagree on
+// --quorum or --quorum-window: each report is counted with the settings of
+// the line it came through, so a quorum then depends on who reports last.
+func checkQuorums(recv []Receiver) []Result {
+	settings := map[string][]string{} // log -> distinct "--quorum N --quorum-window W"
+	var logs []string
+	for _, r := range recv {
+		if !r.Quorum {
+			continue
+		}
+		s := fmt.Sprintf("--quorum %d --quorum-window %s", r.QuorumPeers, r.QuorumWindow)
+		if _, ok := settings[r.Log]; !ok {
+			logs = append(logs, r.Log)
+		}
+		if !slices.Contains(settings[r.Log], s) {
+			settings[r.Log] = append(settings[r.Log], s)
+		}
+	}
+	var out []Result
+	for _, log := range logs {
+		if s := settings[log]; len(s) > 1 {
+			out = append(out, result("quorum", log, Warn,
+				"give every --trust quorum line of one log the same --quorum and --quorum-window ('banpush authorize ... --install' rewrites a line)",
+				"the quorum lines of %s disagree: %s", log, strings.Join(s, "; ")))
+		}
+	}
+	return out
 }
 
 const regen = "write the line again with 'banpush authorize ... --install' (see 'banpush authorize --help')"
