@@ -849,6 +849,12 @@ func TestFleetHostCertErrors(t *testing.T) {
 			if r.Queued != wantQueued {
 				t.Errorf("%s: %s: %s with %d queued, want %d", args[0], r.Peer, r.Result, r.Queued, wantQueued)
 			}
+			if hinted := r.Hint != ""; hinted != (r.Result != "ok") {
+				t.Errorf("%s: %s: %s with hint %q, want a hint exactly when it failed", args[0], r.Peer, r.Result, r.Hint)
+			}
+			if strings.HasPrefix(r.Result, "hostcert-") && !strings.Contains(r.Hint, "ssh-keygen -s host_ca") && !strings.Contains(r.Hint, "@cert-authority") {
+				t.Errorf("%s: %s: %s with hint %q, want it to say how to sign or trust", args[0], r.Peer, r.Result, r.Hint)
+			}
 		}
 		wantReports(args[0], classes)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/deliver"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
 )
@@ -69,6 +70,7 @@ type peerReport struct {
 	Queued    int    `json:"queued"`
 	Refusal   string `json:"refusal,omitempty"` // why the peer refused the first record it refused
 	Error     string `json:"error,omitempty"`
+	Hint      string `json:"hint,omitempty"` // what to do about Error, as 'peers check' says it
 }
 
 // detail is the report's last column: why the peer failed, or what it
@@ -123,6 +125,10 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 		return err
 	}
 
+	peers := map[string]deliver.Peer{}
+	for _, p := range d.peers {
+		peers[p.Name] = p
+	}
 	var reports []peerReport
 	failed, refusedByPeers := 0, 0
 	for _, r := range results {
@@ -134,6 +140,9 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 		}
 		if r.Err != nil {
 			rep.Error = sshpush.Reason(r.Err) // the PEER column names the peer
+			if p, ok := peers[r.Peer]; ok && r.Class != sshpush.ClassOK {
+				rep.Hint = checkHint(r.Class, p, r.Err, o.timeout, g)
+			}
 		}
 		if r.Class != sshpush.ClassOK {
 			failed++
@@ -176,5 +185,13 @@ func printReport(env *Env, reports []peerReport, asJSON bool) error {
 	for _, r := range reports {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Peer, r.Result, r.Delivered, r.Refused, r.Dropped, r.Queued, r.detail())
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range reports {
+		if r.Hint != "" {
+			printHint(env.Stderr, r.Peer+": "+r.Hint)
+		}
+	}
+	return nil
 }

@@ -218,7 +218,8 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 	case sshpush.ClassHostCertTime:
 		return fmt.Sprintf("sign a copy of %s's host public key again on the CA machine, valid now (ssh-keygen -s host_ca -h -I %s -n %s -V +52w ssh_host_ed25519_key.pub), install the certificate there and reload sshd; if it is not valid yet, check both clocks", p.Name, p.Name, certHostName(t))
 	case sshpush.ClassHostCertHost:
-		return fmt.Sprintf("the certificate must name %s as banpush reaches it (its HostKeyAlias, else its HostName): re-sign the host key with -n %s, or set HostKeyAlias for %s in %s to a name the certificate has", p.Name, certHostName(t), p.Name, g.Inventory)
+		return fmt.Sprintf("the certificate must name the host as banpush reaches it, %s (its HostKeyAlias, else its HostName): sign a copy of %s's host public key again on the CA machine with that name (ssh-keygen -s host_ca -h -I %s -n %s ssh_host_ed25519_key.pub) and install the certificate there, or set HostKeyAlias for %s in %s to a name the certificate has",
+			certHostName(t), p.Name, p.Name, certHostName(t), p.Name, g.Inventory)
 	case sshpush.ClassAuth:
 		pub := "KEY.pub"
 		if len(t.IdentityFiles) > 0 {
