@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
@@ -326,7 +327,7 @@ func (c *Client) reply(res *result) *Error {
 
 func (res *result) exit() string {
 	if res.signal != "" {
-		return "killed by signal " + printable(res.signal)
+		return "killed by signal " + record.Printable(res.signal)
 	}
 	return fmt.Sprintf("exit %d", res.exitStatus)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/banpush/banpush/sshpush/record"
+
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )
@@ -89,7 +91,7 @@ func (e *Error) Error() string {
 		b.WriteString(": receiver said: ")
 		b.WriteString(strconv.Quote(line))
 	}
-	s := printable(b.String())
+	s := record.Printable(b.String())
 	if len(s) > maxErrorLen {
 		s = s[:maxErrorLen] + "..."
 	}
@@ -101,7 +103,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Reason is the text of Error without the "sshpush: peer NAME: " it starts
 // with, for messages and reports that name the peer already.
 func (e *Error) Reason() string {
-	return strings.TrimPrefix(e.Error(), "sshpush: peer "+printable(e.Peer)+": ")
+	return strings.TrimPrefix(e.Error(), "sshpush: peer "+record.Printable(e.Peer)+": ")
 }
 
 // Reason returns err's text, without the peer's name when err is an
@@ -172,21 +174,6 @@ func authFailed(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "ssh: unable to authenticate") ||
 		strings.Contains(s, "Too many authentication failures")
-}
-
-// printable replaces every byte outside printable ASCII with '?'.
-func printable(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' {
-			return strings.Map(func(r rune) rune {
-				if r < ' ' || r > '~' {
-					return '?'
-				}
-				return r
-			}, s)
-		}
-	}
-	return s
 }
 
 // cleanOutput turns bytes from the receiver into lines of printable ASCII:

@@ -3,6 +3,8 @@ package sshpush
 import (
 	"strings"
 	"testing"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 // FuzzCleanOutput checks that whatever the receiver writes on stderr comes
@@ -16,7 +18,7 @@ func FuzzCleanOutput(f *testing.F) {
 			if s != "" && (line == "" || strings.TrimSpace(line) != line) {
 				t.Fatalf("cleanOutput(%q) = %q: blank or padded line", b, s)
 			}
-			if printable(line) != line {
+			if record.Printable(line) != line {
 				t.Fatalf("cleanOutput(%q) = %q: not printable", b, s)
 			}
 		}

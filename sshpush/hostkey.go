@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
@@ -224,7 +225,7 @@ func quoteAll(names []string) []string {
 			out = append(out, fmt.Sprintf("and %d more", len(names)-i))
 			break
 		}
-		out = append(out, strconv.Quote(printable(n)))
+		out = append(out, strconv.Quote(record.Printable(n)))
 	}
 	if len(out) == 0 {
 		out = []string{"no host"}

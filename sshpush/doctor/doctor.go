@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 // Status is a check's verdict.
@@ -65,7 +67,7 @@ func Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
 			msg = msg[:200]
 		}
 		if msg != "" {
-			return out, fmt.Errorf("%s: %w: %s", name, err, printable(msg))
+			return out, fmt.Errorf("%s: %w: %s", name, err, record.Printable(msg))
 		}
 	}
 	return out, err
@@ -79,13 +81,4 @@ func Failed(rs []Result) bool {
 		}
 	}
 	return false
-}
-
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, s)
 }

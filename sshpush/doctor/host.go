@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 // Peer is one peer of the inventory, as the command resolved it.
@@ -112,7 +114,7 @@ func firstWord(b []byte) string {
 	if len(f) == 0 {
 		return ""
 	}
-	return printable(f[0])
+	return record.Printable(f[0])
 }
 
 func orUnknown(s string) string {

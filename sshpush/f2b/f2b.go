@@ -19,6 +19,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 // DefaultSocket is where Debian's fail2ban listens.
@@ -125,7 +127,7 @@ func lastError(stderr []byte) string {
 	if len(last) > 200 {
 		last = last[:200] + "..."
 	}
-	return printable(last)
+	return record.Printable(last)
 }
 
 // server runs a command against the server at the socket.
@@ -214,13 +216,4 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return n, nil
-}
-
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, s)
 }

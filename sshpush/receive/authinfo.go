@@ -135,11 +135,5 @@ func printableID(s string) string {
 	if len(s) > 80 {
 		s = s[:80] + "..."
 	}
-	b := []byte(s)
-	for i, c := range b {
-		if c < ' ' || c > '~' {
-			b[i] = '?'
-		}
-	}
-	return string(b)
+	return record.Printable(s)
 }

@@ -74,3 +74,18 @@ func TestPolicyCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"web1 peer=x", "web1 peer=x"},
+		{"a\nb\rc\x00d\x1b[31m", "a?b?c?d?[31m"},
+		{"w\u00e9b", "w?b"},
+		{"\xff\xfe", "??"},
+		{"~\x7f", "~?"},
+	} {
+		if got := Printable(tt.in); got != tt.want {
+			t.Errorf("Printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -166,6 +166,23 @@ func parseInt(s string) (int64, bool) {
 	return n, err == nil
 }
 
+// Printable returns s with every byte outside printable ASCII replaced by
+// '?' (a multi-byte character becomes one '?'): untrusted text made safe to
+// quote in one line of a message or a log.
+func Printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' {
+			return strings.Map(func(r rune) rune {
+				if r < ' ' || r > '~' {
+					return '?'
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}
+
 // ValidName reports whether s is a safe name for a peer or a jail:
 // 1 to 64 characters from [A-Za-z0-9._-]. Such a name is safe in a file
 // name (it is never "." or ".."), a log line and a shell word.
