@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -536,11 +535,10 @@ func knownHostsName(t sshpush.Target) string {
 
 // thisHostName is this host's name for the hint of an auth failure.
 func thisHostName() string {
-	h, err := os.Hostname()
-	if h, _, _ = strings.Cut(h, "."); err != nil || !record.ValidName(h) {
-		return "NAME"
+	if h := shortHostname(); record.ValidName(h) {
+		return h
 	}
-	return h
+	return "NAME"
 }
 
 // shellQuote quotes s for a POSIX shell, for a command shown in a hint.

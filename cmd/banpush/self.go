@@ -23,12 +23,18 @@ func selfName(g *Globals) (name, how string) {
 	if g.Self != "" {
 		return g.Self, "named by --self (BANPUSH_SELF)"
 	}
+	return shortHostname(), "this host's short hostname"
+}
+
+// shortHostname is the host name up to its first dot, or "" when the
+// system does not say.
+func shortHostname() string {
 	host, err := os.Hostname()
 	if err != nil {
-		return "", ""
+		return ""
 	}
 	short, _, _ := strings.Cut(host, ".")
-	return short, "this host's short hostname"
+	return short
 }
 
 // findSelf picks the peer that is this host: the one named by --self (or,
