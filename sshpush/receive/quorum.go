@@ -211,7 +211,7 @@ func (m *quorumMemory) clone() *quorumMemory {
 // AppendReportLine appends the report line of a quorum peer for rec, as
 // AppendLogLine does for a ban.
 func AppendReportLine(b []byte, stamp, peer string, rec record.Record) []byte {
-	return appendLine(b, stamp, ReportTag, peer, rec)
+	return append(appendLine(b, stamp, ReportTag, peer, rec), '\n')
 }
 
 // AppendQuorumLine appends the line written when peer's report of rec
@@ -219,7 +219,6 @@ func AppendReportLine(b []byte, stamp, peer string, rec record.Record) []byte {
 // filter bans on.
 func AppendQuorumLine(b []byte, stamp, peer string, rec record.Record, reports int) []byte {
 	b = appendLine(b, stamp, QuorumTag, peer, rec)
-	b = b[:len(b)-1] // the newline
 	b = append(b, " reports="...)
 	b = strconv.AppendInt(b, int64(reports), 10)
 	return append(b, '\n')

@@ -282,11 +282,11 @@ func (cfg *Config) count(ctx context.Context, res Result) {
 // AppendLogLine appends the log line for rec, received from peer at the time
 // stamp, to b. It is built only from validated values.
 func AppendLogLine(b []byte, stamp, peer string, rec record.Record) []byte {
-	return appendLine(b, stamp, LogTag, peer, rec)
+	return append(appendLine(b, stamp, LogTag, peer, rec), '\n')
 }
 
-// appendLine appends one line of the log: time, tag, address, peer and
-// the record's fields.
+// appendLine appends one line of the log, without its newline: time, tag,
+// address, peer and the record's fields.
 func appendLine(b []byte, stamp, tag, peer string, rec record.Record) []byte {
 	b = append(b, stamp...)
 	b = append(b, ' ')
@@ -295,8 +295,7 @@ func appendLine(b []byte, stamp, tag, peer string, rec record.Record) []byte {
 	b = rec.Addr.AppendTo(b)
 	b = append(b, " peer="...)
 	b = append(b, peer...)
-	b = rec.AppendFields(b)
-	return append(b, '\n')
+	return rec.AppendFields(b)
 }
 
 func reason(err error) record.Refusal {
