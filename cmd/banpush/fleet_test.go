@@ -548,6 +548,18 @@ type refusal struct {
 	sshdSays, receiverSays string
 }
 
+// certReceiver is a receiver in dir whose authorized_keys is the one line
+// 'banpush authorize --cert-authority' writes for userCA: its log, and the
+// sshd configuration the caller completes.
+func certReceiver(t *testing.T, admin *cluster, dir, userCA, bin string) (string, sshdtest.Config) {
+	t.Helper()
+	log := filepath.Join(dir, "banpush.log")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return log, sshdtest.Config{AuthorizedKeys: admin.run(nil, "authorize", "--cert-authority", userCA+".pub", "--log", log, "--binary", bin)}
+}
+
 // TestFleetRefusals: a receiver whose only authorized_keys line is the
 // fleet's cert-authority line, behind real sshd, lets in a certificate of
 // the fleet's CA for the banpush principal, valid now, not revoked, whose
@@ -569,15 +581,10 @@ func TestFleetRefusals(t *testing.T) {
 	var logs []string
 	var cfgs []sshdtest.Config
 	for _, r := range []struct{ name, expose string }{{"r1", "yes"}, {"r2", "no"}} {
-		log := filepath.Join(dir, r.name, "banpush.log")
-		if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		log, cfg := certReceiver(t, admin, filepath.Join(dir, r.name), userCA, bin)
+		cfg.Extra = []string{"ExposeAuthInfo " + r.expose, "RevokedKeys " + krl}
 		logs = append(logs, log)
-		cfgs = append(cfgs, sshdtest.Config{
-			AuthorizedKeys: admin.run(nil, "authorize", "--cert-authority", userCA+".pub", "--log", log, "--binary", bin),
-			Extra:          []string{"ExposeAuthInfo " + r.expose, "RevokedKeys " + krl},
-		})
+		cfgs = append(cfgs, cfg)
 	}
 	servers := sshdtest.StartMany(t, cfgs...)
 	knownHosts := filepath.Join(dir, "known_hosts")
@@ -775,16 +782,11 @@ func TestFleetHostCertErrors(t *testing.T) {
 	var logs []string
 	var cfgs []sshdtest.Config
 	for _, p := range peers {
-		log := filepath.Join(dir, p.name, "banpush.log")
-		if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		log, cfg := certReceiver(t, admin, filepath.Join(dir, p.name), userCA, bin)
+		cfg.Extra = []string{"ExposeAuthInfo yes"}
+		cfg.HostCertificate = hostCertSigner(p.ca, p.cert)
 		logs = append(logs, log)
-		cfgs = append(cfgs, sshdtest.Config{
-			AuthorizedKeys:  admin.run(nil, "authorize", "--cert-authority", userCA+".pub", "--log", log, "--binary", bin),
-			Extra:           []string{"ExposeAuthInfo yes"},
-			HostCertificate: hostCertSigner(p.ca, p.cert),
-		})
+		cfgs = append(cfgs, cfg)
 	}
 	servers := sshdtest.StartMany(t, cfgs...)
 
