@@ -71,10 +71,21 @@ const (
 // the receiver's first message on stderr (or its first line, when none is
 // banpush's).
 func (e *Error) Error() string {
+	prefix := "sshpush: peer " + record.Printable(e.Peer) + ": "
+	return prefix + e.reason(max(maxErrorLen-len(prefix), 0))
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Reason is Error's text without the "sshpush: peer NAME: " it starts
+// with, for messages and reports that name the peer already: what failed,
+// and what the receiver said, in printable ASCII and at most maxErrorLen
+// bytes (and "...").
+func (e *Error) Reason() string { return e.reason(maxErrorLen) }
+
+// reason is Reason cut at limit bytes (and "...").
+func (e *Error) reason(limit int) string {
 	var b strings.Builder
-	b.WriteString("sshpush: peer ")
-	b.WriteString(e.Peer)
-	b.WriteString(": ")
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
 	} else {
@@ -92,18 +103,10 @@ func (e *Error) Error() string {
 		b.WriteString(strconv.Quote(line))
 	}
 	s := record.Printable(b.String())
-	if len(s) > maxErrorLen {
-		s = s[:maxErrorLen] + "..."
+	if len(s) > limit {
+		s = s[:limit] + "..."
 	}
 	return s
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Reason is the text of Error without the "sshpush: peer NAME: " it starts
-// with, for messages and reports that name the peer already.
-func (e *Error) Reason() string {
-	return strings.TrimPrefix(e.Error(), "sshpush: peer "+record.Printable(e.Peer)+": ")
 }
 
 // Reason returns err's text, without the peer's name when err is an

@@ -172,7 +172,7 @@ func (c *PeersCheckCmd) check(p deliver.Peer, g *Globals) checkReport {
 		rep.Version = reply.Version
 		return rep
 	}
-	rep.Error = strings.TrimPrefix(err.Error(), "sshpush: peer "+p.Name+": ")
+	rep.Error = sshpush.Reason(err)
 	rep.Hint = checkHint(class, p, err, c.Timeout, g)
 	return rep
 }
