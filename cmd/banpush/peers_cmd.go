@@ -143,7 +143,7 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 	for _, p := range out {
 		hostNames[p.Name] = p.HostName
 	}
-	self := findSelf(g, inv, hostNames, localAddrs())
+	self := findSelf(g, inv, hostNames, localAddrs)
 	for i := range out {
 		for _, sp := range self {
 			if sp.Name == out[i].Name {

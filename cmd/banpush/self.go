@@ -42,13 +42,14 @@ func shortHostname() string {
 // address of one of this host's interfaces other than loopback. A HostName
 // written as a name is not resolved for this: such a host is found by its
 // name. hostNames gives each peer's resolved HostName ("" when it does not
-// resolve); local lists this host's addresses. It returns nil when no
-// peer is this host.
-func findSelf(g *Globals, inv *inventory.Inventory, hostNames map[string]string, local []netip.Addr) []selfPeer {
+// resolve); local lists this host's addresses, asked only when no peer has
+// this host's name. It returns nil when no peer is this host.
+func findSelf(g *Globals, inv *inventory.Inventory, hostNames map[string]string, local func() []netip.Addr) []selfPeer {
 	name, how := selfName(g)
 	if _, ok := inv.Peer(name); ok && name != "" {
 		return []selfPeer{{Name: name, Reason: how}}
 	}
+	addrs := local()
 	var out []selfPeer
 	for _, p := range inv.Peers() {
 		a, err := netip.ParseAddr(hostNames[p.Name])
@@ -56,7 +57,7 @@ func findSelf(g *Globals, inv *inventory.Inventory, hostNames map[string]string,
 			continue
 		}
 		a = a.Unmap()
-		if !a.IsLoopback() && !a.IsUnspecified() && slices.Contains(local, a) {
+		if !a.IsLoopback() && !a.IsUnspecified() && slices.Contains(addrs, a) {
 			out = append(out, selfPeer{Name: p.Name, Reason: "its HostName " + a.String() + " is an address of this host"})
 		}
 	}

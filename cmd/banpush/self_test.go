@@ -41,7 +41,7 @@ func TestFindSelf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		g := &Globals{Self: tt.self, Inventory: "peers"}
-		if got := findSelf(g, inv, hostNames, tt.local); !reflect.DeepEqual(got, tt.want) {
+		if got := findSelf(g, inv, hostNames, func() []netip.Addr { return tt.local }); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
 		}
 	}
@@ -51,7 +51,9 @@ func TestFindSelf(t *testing.T) {
 		t.Skipf("this host's short hostname %q is not a peer name", short)
 	}
 	want := []selfPeer{{short, "this host's short hostname"}}
-	if got := findSelf(&Globals{}, named, nil, nil); !reflect.DeepEqual(got, want) {
-		t.Errorf("short hostname: got %+v, want %+v", got, want)
+	asked := false
+	noAddrs := func() []netip.Addr { asked = true; return nil }
+	if got := findSelf(&Globals{}, named, nil, noAddrs); !reflect.DeepEqual(got, want) || asked {
+		t.Errorf("short hostname: got %+v (addresses asked: %v), want %+v without asking for addresses", got, asked, want)
 	}
 }

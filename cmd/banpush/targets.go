@@ -171,7 +171,7 @@ func resolveDelivery(g *Globals, env *Env, names []string) (delivery, error) {
 			hostNames[n] = settings[n].HostName
 		}
 	}
-	d.self = findSelf(g, inv, hostNames, localAddrs())
+	d.self = findSelf(g, inv, hostNames, localAddrs)
 	for _, n := range peerNames(inv) {
 		if !isSelf(d.self, n) {
 			d.live = append(d.live, n)
