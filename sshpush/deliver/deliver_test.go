@@ -335,11 +335,11 @@ func TestExpiryBounds(t *testing.T) {
 		e    spool.Entry
 		want bool
 	}{
-		{"latest time, longest ban", spool.Entry{Record: record.Record{Addr: a, Time: record.MaxTime, BanTime: record.MaxBanTime}, Queued: now}, false},
-		{"permanent", spool.Entry{Record: record.Record{Addr: a, Time: 1, BanTime: record.Permanent}, Queued: now}, false},
-		{"ended long ago", spool.Entry{Record: record.Record{Addr: a, Time: 1, BanTime: 1}, Queued: now}, true},
-		{"queued at the epoch", spool.Entry{Record: record.Record{Addr: a}, Queued: time.Unix(0, 1)}, true},
-		{"queued in the future", spool.Entry{Record: record.Record{Addr: a}, Queued: time.Unix(0, math.MaxInt64)}, false},
+		{"latest time, longest ban", spool.Entry{Item: spool.Item{Record: record.Record{Addr: a, Time: record.MaxTime, BanTime: record.MaxBanTime}}, Queued: now}, false},
+		{"permanent", spool.Entry{Item: spool.Item{Record: record.Record{Addr: a, Time: 1, BanTime: record.Permanent}}, Queued: now}, false},
+		{"ended long ago", spool.Entry{Item: spool.Item{Record: record.Record{Addr: a, Time: 1, BanTime: 1}}, Queued: now}, true},
+		{"queued at the epoch", spool.Entry{Item: spool.Item{Record: record.Record{Addr: a}}, Queued: time.Unix(0, 1)}, true},
+		{"queued in the future", spool.Entry{Item: spool.Item{Record: record.Record{Addr: a}}, Queued: time.Unix(0, math.MaxInt64)}, false},
 	}
 	for _, tt := range tests {
 		if got := expired(tt.e, now, DefaultMaxAge); got != tt.want {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,11 +37,57 @@ func (s *Spool) Append(ctx context.Context, queued time.Time, recs ...record.Rec
 	buf := make([]byte, 1, 1+len(recs)*80)
 	for i, r := range recs {
 		start := len(buf)
-		buf = appendLine(buf, nanos, r)
+		buf = appendLine(buf, nanos, Item{Record: r})
 		if _, _, reason := decodeLine(buf[start : len(buf)-1]); reason != "" {
 			return fmt.Errorf("spool: record %d: %s", i+1, reason)
 		}
 	}
+	return s.appendLines(ctx, buf)
+}
+
+// AppendItems queues items as Append queues records: bans and unbans, for
+// every peer or for one. Queuing an unban also cancels the bans of its
+// address queued up to then (Cancels): they are not delivered afterwards,
+// to any peer. The unban is on disk before the cancel is: a crash between
+// the two delivers the bans and then the unban, which ends the same.
+func (s *Spool) AppendItems(ctx context.Context, queued time.Time, items ...Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	nanos := queued.UnixNano()
+	if nanos <= 0 {
+		return errors.New("spool: queued time before 1970")
+	}
+	buf := make([]byte, 1, 1+len(items)*90)
+	var unbans []netip.Addr
+	for i, it := range items {
+		if it.To != "" && !record.ValidName(it.To) {
+			return fmt.Errorf("spool: item %d: %w", i+1, ErrPeerName)
+		}
+		start := len(buf)
+		buf = appendLine(buf, nanos, it)
+		if got, _, reason := decodeLine(buf[start : len(buf)-1]); reason != "" || got != it {
+			if reason == "" {
+				reason = reasonRecord
+			}
+			return fmt.Errorf("spool: item %d: %s", i+1, reason)
+		}
+		if it.Kind == Unban {
+			unbans = append(unbans, it.Record.Addr)
+		}
+	}
+	if err := s.appendLines(ctx, buf); err != nil {
+		return err
+	}
+	if len(unbans) == 0 {
+		return nil
+	}
+	return s.cancel(ctx, unbans, nanos)
+}
+
+// appendLines writes journal lines (buf, after one reserved byte) with one
+// write and an fsync, under the append lock.
+func (s *Spool) appendLines(ctx context.Context, buf []byte) error {
 
 	lf, err := os.OpenFile(s.appendLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {

@@ -170,7 +170,7 @@ func (s *Spool) Advance(peer string, pos Position) error {
 	return nil
 }
 
-// Pending returns the number of records queued for peer and when the
+// Pending returns the number of items queued for peer and when the
 // oldest of them was queued (the zero time if none). It reads the journal
 // from peer's cursor to the end and parses every record: its cost grows
 // with what is queued (on the order of a microsecond per record), which
@@ -194,11 +194,14 @@ func (s *Spool) Pending(peer string) (n int, oldest time.Time, err error) {
 			return 0, time.Time{}, err
 		}
 		for _, e := range b.Entries {
+			if !e.For(peer) {
+				continue
+			}
 			if oldest.IsZero() || e.Queued.Before(oldest) {
 				oldest = e.Queued
 			}
+			n++
 		}
-		n += len(b.Entries)
 		if !b.More {
 			return n, oldest, nil
 		}

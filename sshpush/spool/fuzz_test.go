@@ -14,21 +14,32 @@ import (
 
 // verifyLine checks a journal line (without its newline) by the format's
 // definition, independently of decodeLine.
-func verifyLine(l []byte) (record.Record, int64, bool) {
+func verifyLine(l []byte) (Item, int64, bool) {
 	if len(l) < 9 || l[8] != ' ' || strings.Trim(string(l[:8]), "0123456789abcdef") != "" {
-		return record.Record{}, 0, false
+		return Item{}, 0, false
 	}
 	sum, err := strconv.ParseUint(string(l[:8]), 16, 32)
 	if err != nil || uint32(sum) != crc32.Checksum(l[9:], crc32.MakeTable(crc32.Castagnoli)) {
-		return record.Record{}, 0, false
+		return Item{}, 0, false
 	}
 	qs, rs, ok := strings.Cut(string(l[9:]), " ")
 	q, err := strconv.ParseInt(qs, 10, 64)
 	if !ok || err != nil || q <= 0 || strconv.FormatInt(q, 10) != qs {
-		return record.Record{}, 0, false
+		return Item{}, 0, false
 	}
-	r, err := record.Parse([]byte(rs))
-	return r, q, err == nil
+	var it Item
+	if rest, ok := strings.CutPrefix(rs, "unban "); ok {
+		it.Kind, rs = Unban, rest
+	}
+	if strings.HasPrefix(rs, "to=") {
+		to, rest, _ := strings.Cut(rs[3:], " ")
+		if !record.ValidName(to) {
+			return Item{}, 0, false
+		}
+		it.To, rs = to, rest
+	}
+	it.Record, err = record.Parse([]byte(rs))
+	return it, q, err == nil
 }
 
 func FuzzReadSegment(f *testing.F) {
@@ -42,6 +53,8 @@ func FuzzReadSegment(f *testing.F) {
 	f.Add([]byte(strings.Repeat("y", 2*readBufSize) + lineFor(5)))
 	f.Add([]byte(withSum("5 999.1.1.1") + "\n" + withSum("01 ::") + "\n"))
 	f.Add([]byte(withSum("5 ::ffff:1.2.3.4 jail=a") + "\n"))
+	f.Add([]byte(withSum("5 unban to=web1 203.0.113.7 jail=a") + "\n" + withSum("5 to=a b 1.2.3.4") + "\n"))
+	f.Add([]byte(withSum("5 unban unban 1.2.3.4") + "\n" + withSum("5 to= 1.2.3.4") + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, last := range []bool{true, false} {
 			b := Batch{}
@@ -74,7 +87,7 @@ func FuzzReadSegment(f *testing.F) {
 				line := data[bytes.LastIndexByte(data[:end-1], '\n')+1 : end-1]
 				from := int64(-1)
 				for j := range line {
-					if r, q, ok := verifyLine(line[j:]); ok && r == e.Record && q == e.Queued.UnixNano() {
+					if r, q, ok := verifyLine(line[j:]); ok && r == e.Item && q == e.Queued.UnixNano() {
 						from = end - 1 - int64(len(line)-j)
 						break
 					}
@@ -105,7 +118,7 @@ func FuzzReadSegment(f *testing.F) {
 				}
 				if r, q, ok := verifyLine(data[start:i]); ok {
 					e, found := byEnd[int64(i+1)]
-					if !found || e.Record != r || e.Queued.UnixNano() != q {
+					if !found || e.Item != r || e.Queued.UnixNano() != q {
 						t.Fatalf("well-formed line at %d (%v) not returned", start, r)
 					}
 				}

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -13,8 +14,16 @@ import (
 )
 
 // maxLine is the longest journal line, newline included: checksum, space,
-// up to 19 digits of nanoseconds, space, the longest record, newline.
-const maxLine = 8 + 1 + 19 + 1 + record.MaxLineLen + 1
+// up to 19 digits of nanoseconds, space, the kind ("unban "), the target
+// ("to=" and a name of up to 64 bytes, space), the longest record, newline.
+const maxLine = 8 + 1 + 19 + 1 + len(unbanWord) + 1 + len(toPrefix) + 64 + 1 + record.MaxLineLen + 1
+
+// The optional words between the queued time and the record. A record
+// starts with an address, which never starts with 'u' or "to=".
+const (
+	unbanWord = "unban"
+	toPrefix  = "to="
+)
 
 // minLine is the shortest possible journal line without its newline:
 // checksum, space, one digit, space, and a two-character address ("::").
@@ -32,15 +41,23 @@ const (
 	reasonMissing  = "segment missing"
 )
 
-// appendLine appends the journal line for r, queued at the given Unix
+// appendLine appends the journal line for it, queued at the given Unix
 // nanoseconds, to b.
-func appendLine(b []byte, queued int64, r record.Record) []byte {
+func appendLine(b []byte, queued int64, it Item) []byte {
 	start := len(b)
 	b = append(b, "00000000 "...)
 	body := len(b)
 	b = strconv.AppendInt(b, queued, 10)
 	b = append(b, ' ')
-	b = r.AppendText(b)
+	if it.Kind == Unban {
+		b = append(b, unbanWord+" "...)
+	}
+	if it.To != "" {
+		b = append(b, toPrefix...)
+		b = append(b, it.To...)
+		b = append(b, ' ')
+	}
+	b = it.Record.AppendText(b)
 	sum := crc32.Checksum(b[body:], castagnoli)
 	const hexdigits = "0123456789abcdef"
 	for i := 7; i >= 0; i-- {
@@ -52,31 +69,42 @@ func appendLine(b []byte, queued int64, r record.Record) []byte {
 
 // decodeLine decodes one journal line given without its newline. On failure
 // it returns one of the reason texts.
-func decodeLine(line []byte) (r record.Record, queued int64, reason string) {
+func decodeLine(line []byte) (it Item, queued int64, reason string) {
 	if len(line) > maxLine-1 {
-		return r, 0, reasonLong
+		return it, 0, reasonLong
 	}
 	if len(line) < 9 || line[8] != ' ' {
-		return r, 0, reasonChecksum
+		return it, 0, reasonChecksum
 	}
 	sum, ok := parseHex8(line[:8])
 	if !ok || sum != crc32.Checksum(line[9:], castagnoli) {
-		return r, 0, reasonChecksum
+		return it, 0, reasonChecksum
 	}
 	rest := line[9:]
-	sp := 0
-	for sp < len(rest) && rest[sp] != ' ' {
-		sp++
+	sp := bytes.IndexByte(rest, ' ')
+	if sp < 0 {
+		return it, 0, reasonQueued
 	}
 	queued, ok = parseNanos(rest[:sp])
-	if !ok || sp == len(rest) {
-		return r, 0, reasonQueued
+	if !ok {
+		return it, 0, reasonQueued
 	}
-	r, err := record.Parse(rest[sp+1:])
+	rest = rest[sp+1:]
+	if w, after, ok := bytes.Cut(rest, []byte{' '}); ok && string(w) == unbanWord {
+		it.Kind, rest = Unban, after
+	}
+	if w, after, ok := bytes.Cut(rest, []byte{' '}); ok && bytes.HasPrefix(w, []byte(toPrefix)) {
+		it.To, rest = string(w[len(toPrefix):]), after
+		if !record.ValidName(it.To) {
+			return Item{}, 0, reasonRecord
+		}
+	}
+	r, err := record.Parse(rest)
 	if err != nil {
-		return r, 0, reasonRecord
+		return Item{}, 0, reasonRecord
 	}
-	return r, queued, ""
+	it.Record = r
+	return it, queued, ""
 }
 
 // parseHex8 parses exactly eight lowercase hexadecimal digits.
@@ -128,16 +156,16 @@ func isLineStart(b []byte) bool {
 // line, and the good record must not be lost. It returns the index in line
 // where the good line starts, or -1. The work is bounded: line holds at most
 // the last maxLine bytes, and candidate starts are at least 9 bytes apart.
-func recoverSuffix(line []byte) (int, record.Record, int64) {
+func recoverSuffix(line []byte) (int, Item, int64) {
 	for j := 1; j+minLine <= len(line); j++ {
 		if !isLineStart(line[j:]) {
 			continue
 		}
-		if r, q, reason := decodeLine(line[j:]); reason == "" {
-			return j, r, q
+		if it, q, reason := decodeLine(line[j:]); reason == "" {
+			return j, it, q
 		}
 	}
-	return -1, record.Record{}, 0
+	return -1, Item{}, 0
 }
 
 // segName is the file name of segment seq.

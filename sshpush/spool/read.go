@@ -182,19 +182,19 @@ func (rd *reader) scan(src io.Reader, seq uint64, off, size int64, last bool) (s
 			return true, nil
 		}
 		b.Next = Position{seq, start + n}
-		r, q, reason := decodeLine(line)
+		it, q, reason := decodeLine(line)
 		if reason != "" {
-			j, rr, qq := recoverSuffix(line)
+			j, rit, qq := recoverSuffix(line)
 			if j < 0 {
 				rd.skip(Position{seq, start}, 1, n, reason)
 				continue
 			}
 			good := int64(len(line) - j + 1) // the good line and its newline
 			rd.skip(Position{seq, start}, 1, n-good, reason)
-			r, q, n = rr, qq, good
+			it, q, n = rit, qq, good
 		}
 		rd.used += n
-		b.Entries = append(b.Entries, Entry{Record: r, Queued: time.Unix(0, q), Next: b.Next})
+		b.Entries = append(b.Entries, Entry{Item: it, Queued: time.Unix(0, q), Next: b.Next})
 		if len(b.Entries) >= rd.maxRecords {
 			b.More = true
 			return true, nil

@@ -14,6 +14,8 @@
 //	journal/NNNN...      segments, 16-digit zero-padded sequence numbers from 1
 //	cursors/PEER         "SEG OFFSET\n": the peer's first unacknowledged record
 //	peers/PEER.json      the peer's delivery state (State)
+//	cancels              "ADDRESS UNIX-NANOS" lines: bans of the address queued
+//	                     up to that time are not to be delivered (Cancels)
 //
 // Package sender keeps its own files beside these (its lock, its wake-up
 // pipe, its log): it owns the sender's lifecycle, and the methods here that
@@ -21,10 +23,12 @@
 //
 // A journal line is
 //
-//	CRC32C-HEX8 SP QUEUED-UNIX-NANOS SP RECORD-WIRE-TEXT LF
+//	CRC32C-HEX8 SP QUEUED-UNIX-NANOS SP ["unban" SP] ["to=" PEER SP] RECORD-WIRE-TEXT LF
 //
 // where the Castagnoli checksum covers everything between the first space
-// and the newline. A reader skips, counts and reports lines that fail the
+// and the newline. A line without "unban" is a ban; a line without "to="
+// is for every peer (the only form of journals older than these words,
+// which read on unchanged). A reader skips, counts and reports lines that fail the
 // checksum or do not parse (a torn write, a bad block, garbage), keeps every
 // line that passes, and carries on.
 //
@@ -167,11 +171,38 @@ func (p Position) String() string {
 	return "segment " + strconv.FormatUint(p.Seg, 10) + " offset " + strconv.FormatInt(p.Off, 10)
 }
 
-// Entry is one record read from the journal.
-type Entry struct {
+// Kind is what a queued record asks of a peer.
+type Kind uint8
+
+// The kinds.
+const (
+	Ban   Kind = iota // ban the address (what 'banpush push' queues)
+	Unban             // lift the address's ban (what 'banpush unban' queues)
+)
+
+// String returns "ban" or "unban".
+func (k Kind) String() string {
+	if k == Unban {
+		return "unban"
+	}
+	return "ban"
+}
+
+// Item is one thing to queue: a record, what to do with it, and for whom.
+type Item struct {
+	Kind   Kind
+	To     string // the one peer it is for (a valid name), or "" for every peer
 	Record record.Record
-	Queued time.Time // when push appended it
-	Next   Position  // just after this record: Advance to it once it is acknowledged
+}
+
+// For reports whether the item is for peer.
+func (it Item) For(peer string) bool { return it.To == "" || it.To == peer }
+
+// Entry is one item read from the journal.
+type Entry struct {
+	Item
+	Queued time.Time // when it was appended
+	Next   Position  // just after this entry: Advance to it once it is acknowledged
 }
 
 // Skipped describes journal bytes that Read could not use: adjacent corrupt

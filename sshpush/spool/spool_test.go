@@ -96,7 +96,7 @@ func appendRaw(t *testing.T, path, data string) {
 }
 
 func lineFor(i int) string {
-	return string(appendLine(nil, t0.Add(time.Duration(i)).UnixNano(), rec(i)))
+	return string(appendLine(nil, t0.Add(time.Duration(i)).UnixNano(), Item{Record: rec(i)}))
 }
 
 func TestLineCodec(t *testing.T) {
@@ -123,6 +123,15 @@ func TestLineCodec(t *testing.T) {
 		{"bad record", withSum("5 999.1.1.1"), reasonRecord},
 		{"empty record", withSum("5 "), reasonRecord},
 		{"too long", withSum("5 " + strings.Repeat("a", maxLine)), reasonLong},
+		{"unban", withSum("5 unban " + rec(1).String()), ""},
+		{"for one peer", withSum("5 to=web1 " + rec(1).String()), ""},
+		{"unban for one peer", withSum("5 unban to=web1 " + rec(1).String()), ""},
+		{"peer before kind", withSum("5 to=web1 unban " + rec(1).String()), reasonRecord},
+		{"two kinds", withSum("5 unban unban " + rec(1).String()), reasonRecord},
+		{"empty peer", withSum("5 to= " + rec(1).String()), reasonRecord},
+		{"bad peer", withSum("5 to=../x " + rec(1).String()), reasonRecord},
+		{"unban alone", withSum("5 unban"), reasonRecord},
+		{"unknown kind", withSum("5 ban " + rec(1).String()), reasonRecord},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,15 +161,20 @@ func TestLineRoundTrip(t *testing.T) {
 		{Addr: netip.MustParseAddr("198.51.100.1"), Time: record.MaxTime, BanTime: record.Permanent},
 		{Addr: netip.MustParseAddr("198.51.100.2"), Jail: strings.Repeat("j", 64), Time: 1, BanTime: record.MaxBanTime},
 	}
+	var items []Item
+	for _, r := range recs {
+		items = append(items, Item{Record: r}, Item{Kind: Unban, Record: r},
+			Item{To: "web1", Record: r}, Item{Kind: Unban, To: strings.Repeat("p", 64), Record: r})
+	}
 	for _, q := range []int64{1, t0.UnixNano(), 1<<63 - 1} {
-		for _, r := range recs {
-			l := appendLine(nil, q, r)
+		for _, it := range items {
+			l := appendLine(nil, q, it)
 			if l[len(l)-1] != '\n' || len(l) > maxLine {
 				t.Fatalf("line %q: bad length or ending", l)
 			}
-			gr, gq, reason := decodeLine(l[:len(l)-1])
-			if reason != "" || gr != r || gq != q {
-				t.Errorf("round trip of %v at %d: got %v, %d, %q", r, q, gr, gq, reason)
+			got, gq, reason := decodeLine(l[:len(l)-1])
+			if reason != "" || got != it || gq != q {
+				t.Errorf("round trip of %v at %d: got %v, %d, %q", it, q, got, gq, reason)
 			}
 		}
 	}
