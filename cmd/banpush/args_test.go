@@ -36,6 +36,10 @@ func TestReceiveArgsRoundTrip(t *testing.T) {
 		{PeerFromCert: true, Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24"}, MaxBurst: 50, MaxPerMinute: 10, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
 		{Peer: "web2", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", Quorum: 3, QuorumWindow: 90 * time.Minute},
 		{PeerFromCert: true, Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", Quorum: 2, QuorumWindow: time.Hour},
+		{Peer: "admin", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
+			AllowUnban: true, UnbanWindow: 10 * time.Minute},
+		{Peer: "web3", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
+			UnbanWindow: 90 * time.Second},
 	}
 	for _, want := range tests {
 		canon, _, err := want.check(time.Now)
@@ -64,7 +68,7 @@ func TestAuthorizeLineParses(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Main([]string{"authorize", "--peer", "web1", "--log", "/var/log//ban push/../banpush/r.log",
 		"--ignore", "198.51.100.0/24,203.0.113.9/32", "--max-burst", "7", "--allow-private",
-		"--trust", "quorum", "--quorum-window", "2h",
+		"--trust", "quorum", "--quorum-window", "2h", "--allow-unban", "--unban-window", "30m",
 		"--binary", "/usr/bin/banpush", dir + "/web1.pub"},
 		&Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }, Now: time.Now})
 	if code != 0 {
@@ -80,7 +84,8 @@ func TestAuthorizeLineParses(t *testing.T) {
 	}
 	cli, cmd := parseArgs(t, argv[1:])
 	want := ReceiveArgs{Peer: "web1", Log: "/var/log/banpush/r.log", Ignore: []string{"198.51.100.0/24", "203.0.113.9"},
-		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true, Trust: "quorum", Quorum: 2, QuorumWindow: 2 * time.Hour}
+		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true, Trust: "quorum", Quorum: 2, QuorumWindow: 2 * time.Hour,
+		AllowUnban: true, UnbanWindow: 30 * time.Minute}
 	if got := cli.Receive.ReceiveArgs; cmd != "receive" || !reflect.DeepEqual(got, want) {
 		t.Errorf("%s parses to %s %+v, want receive %+v", m[1], cmd, got, want)
 	}

@@ -29,6 +29,8 @@ type ReceiveArgs struct {
 	Trust        string        `help:"How far this peer is trusted: full (each address it sends is banned by the banpush jail) or quorum (its addresses are reports, banned by the banpush-quorum jail once --quorum distinct peers reported them within --quorum-window)." enum:"full,quorum" default:"full" placeholder:"LEVEL"`
 	Quorum       int           `help:"With --trust quorum: how many distinct peers must have reported an address within the window for it to be banned." default:"${quorum_peers}" placeholder:"N"`
 	QuorumWindow time.Duration `help:"With --trust quorum: how long a report counts; one report per address per peer per window." default:"${quorum_window}" placeholder:"DURATION"`
+	AllowUnban   bool          `help:"Let this peer lift bans here ('banpush unban' on it): its unbans are written to the log for 'banpush apply-unbans'. Off by default: a compromised peer must not lift bans everywhere."`
+	UnbanWindow  time.Duration `help:"For this long after an address is unbanned here, this peer's bans of it are refused as stale, so that a ban in flight does not put it straight back." default:"${unban_window}" placeholder:"DURATION"`
 }
 
 // trustQuorum is the --trust of a peer whose addresses count toward a
@@ -42,6 +44,7 @@ func receiveVars() map[string]string {
 		"max_per_minute": strconv.Itoa(receive.DefaultMaxPerMinute),
 		"quorum_window":  receive.DefaultQuorumWindow.String(),
 		"quorum_peers":   strconv.Itoa(receive.DefaultQuorumPeers),
+		"unban_window":   receive.DefaultUnbanWindow.String(),
 	}
 }
 
@@ -59,6 +62,8 @@ func (a ReceiveArgs) check(now func() time.Time) (ReceiveArgs, receive.Config, e
 		MaxPerMinute: a.MaxPerMinute,
 		LockTimeout:  receive.DefaultLockTimeout,
 		Now:          now,
+		AllowUnban:   a.AllowUnban,
+		UnbanWindow:  a.UnbanWindow,
 	}
 	if a.Trust == trustQuorum {
 		cfg.Quorum, cfg.QuorumPeers = a.QuorumWindow, a.Quorum
@@ -111,6 +116,12 @@ func (a ReceiveArgs) argv() []string {
 	}
 	if a.Trust == trustQuorum {
 		args = append(args, "--trust", trustQuorum, "--quorum", strconv.Itoa(a.Quorum), "--quorum-window", a.QuorumWindow.String())
+	}
+	if a.AllowUnban {
+		args = append(args, "--allow-unban")
+	}
+	if a.UnbanWindow != receive.DefaultUnbanWindow {
+		args = append(args, "--unban-window", a.UnbanWindow.String())
 	}
 	return args
 }

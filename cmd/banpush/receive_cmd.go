@@ -63,6 +63,10 @@ The request comes from SSH_ORIGINAL_COMMAND:
   %-18s the same for many batches on one session, each batch
                      followed by an empty line and answered in turn; ends at
                      the end of input or after 60 s of silence
+  %-18s reads records as ban does; with --allow-unban, appends one
+                     unban line ("banpush: unban ADDRESS peer=NAME ...") per
+                     accepted address, for 'banpush apply-unbans' to apply;
+                     without it, refuses each one and writes nothing
 
 A record is refused (and reported on stderr by line number, never echoed) when
 it does not parse, or names a loopback, unspecified, multicast, link-local,
@@ -82,6 +86,9 @@ makes --quorum distinct peers with a live report of the address adds a
 quorum line ("banpush: quorum ADDRESS peer=NAME ... reports=N"), which the
 banpush-quorum jail bans on.
 
+For --unban-window (default 10m) after an address is unbanned here, bans of
+it from this peer are refused as stale (remembered in LOG.unbans).
+
 At most %d receivers of one peer run at once; a stream ends after 60 s of
 silence or 10 minutes, whichever comes first.
 
@@ -95,7 +102,7 @@ Example (as sshd would run it):
       --log /var/log/banpush/received.log < batch`,
 		wire.Ping, wire.OK+" peer=NAME version=VERSION",
 		wire.Ban, wire.OK+" accepted=N refused=M",
-		wire.Stream,
+		wire.Stream, wire.Unban,
 		receive.DefaultMaxSessions,
 		exitRequest, exitData, wire.MaxRecords, exitTemp, exitConfig, wire.Ban)
 }
@@ -147,7 +154,11 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		}
 		return receiveError(err)
 	}
-	res, err := receive.Accept(context.Background(), cfg, deadlineReader(env.Stdin, batchReadTimeout))
+	handle := receive.Accept
+	if req == wire.Unban {
+		handle = receive.Unban
+	}
+	res, err := handle(context.Background(), cfg, deadlineReader(env.Stdin, batchReadTimeout))
 	if err != nil {
 		return receiveError(err)
 	}

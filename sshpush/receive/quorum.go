@@ -80,24 +80,46 @@ func newQuorumMemory(path string) *quorumMemory {
 // lines that do not parse. A missing file is an empty memory.
 func loadQuorum(logPath string, now time.Time) (*quorumMemory, error) {
 	m := newQuorumMemory(logPath + ".quorum")
-	fd, err := unix.Open(m.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return m, nil
-	}
+	data, err := readMemory(m.path, "quorum memory", maxQuorumBytes)
 	if err != nil {
-		return nil, fmt.Errorf("opening quorum memory: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), m.path)
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, errors.New("opening quorum memory: not a regular file")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxQuorumBytes))
-	if err != nil {
-		return nil, fmt.Errorf("reading quorum memory: %w", err)
+		return nil, err
 	}
 	m.parse(data, now.Unix())
 	return m, nil
+}
+
+// readMemory reads one of the receiver's memory files beside the log,
+// at most limit bytes, without following a symlink. A missing file reads
+// as empty; one that cannot be read at all is an error.
+func readMemory(path, what string, limit int64) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", what, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("opening %s: not a regular file", what)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	return data, nil
+}
+
+// saveMemory replaces a memory file with data, durably, 0600.
+func saveMemory(path, what string, data []byte) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("saving %s: is a symbolic link", what)
+	}
+	if err := fsutil.WriteAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("saving %s: %w", what, err)
+	}
+	return nil
 }
 
 // parse adds the entries of data that expire after now.
@@ -188,14 +210,15 @@ func (m *quorumMemory) marshal() []byte {
 }
 
 // save replaces LOG.quorum with the memory, durably.
-func (m *quorumMemory) save() error {
-	if fi, err := os.Lstat(m.path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return errors.New("saving quorum memory: is a symbolic link")
-	}
-	if err := fsutil.WriteAtomic(m.path, m.marshal(), 0o600); err != nil {
-		return fmt.Errorf("saving quorum memory: %w", err)
-	}
-	return nil
+func (m *quorumMemory) save() error { return saveMemory(m.path, "quorum memory", m.marshal()) }
+
+// forget drops every report of addr: after an unban, old reports must not
+// make a quorum with one new report.
+func (m *quorumMemory) forget(addr netip.Addr) bool {
+	n := len(m.reports[addr])
+	delete(m.reports, addr)
+	m.n -= n
+	return n > 0
 }
 
 // clone copies the memory, to put back if the log cannot be written.

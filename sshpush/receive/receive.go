@@ -73,6 +73,15 @@ type Config struct {
 	// ban lines (LogTag).
 	Quorum      time.Duration
 	QuorumPeers int
+
+	// AllowUnban lets the peer lift bans here (wire.Unban): without it,
+	// each of its unbans is refused (record.ErrUnbanDenied). UnbanWindow
+	// is how long after an unban of an address this peer's bans of it
+	// are refused as stale (record.ErrStale): a ban already in flight
+	// when the address was unbanned must not put it straight back. Zero
+	// means DefaultUnbanWindow.
+	AllowUnban  bool
+	UnbanWindow time.Duration
 }
 
 // ArgError is a setting that cannot be used, named by the flag of
@@ -107,6 +116,8 @@ func (c *Config) Check() error {
 		return &ArgError{Flag: "--max-per-minute", Rule: "from 0 to " + strconv.Itoa(MaxMaxPerMinute)}
 	case c.Quorum < 0 || c.Quorum > 0 && (c.Quorum < time.Minute || c.Quorum > MaxQuorumWindow || c.Quorum%time.Second != 0):
 		return &ArgError{Flag: "--quorum-window", Rule: "whole seconds from 1m to 720h (30 days)"}
+	case c.UnbanWindow < 0 || c.UnbanWindow > MaxUnbanWindow || c.UnbanWindow%time.Second != 0:
+		return &ArgError{Flag: "--unban-window", Rule: "whole seconds from 0s to 24h (0s: the default, " + DefaultUnbanWindow.String() + ")"}
 	case c.Quorum > 0 && (c.QuorumPeers < 2 || c.QuorumPeers > MaxQuorumPeers):
 		return &ArgError{Flag: "--quorum", Rule: "from 2 to " + strconv.Itoa(MaxQuorumPeers) + " (one peer alone is --trust full)"}
 	}
@@ -155,12 +166,13 @@ func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 	return cfg.accept(ctx, lines)
 }
 
-// accept decides every line of a batch and writes the accepted ones.
-func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error) {
-	var res Result
+// decide checks every line of a batch against the policy, and returns
+// the records that pass with their line numbers; the others are refused in
+// res.
+func (cfg *Config) decide(lines []wire.Line) (res Result, ok []record.Record, okLine []int) {
 	seen := make(map[[16]byte]bool, len(lines))
-	ok := make([]record.Record, 0, len(lines))
-	okLine := make([]int, 0, len(lines))
+	ok = make([]record.Record, 0, len(lines))
+	okLine = make([]int, 0, len(lines))
 	for i, l := range lines {
 		err := l.Err
 		if err == nil {
@@ -177,6 +189,21 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		ok = append(ok, l.Record)
 		okLine = append(okLine, i+1)
 	}
+	return res, ok, okLine
+}
+
+// limited refuses line for the rate limit.
+func (res *Result) limited(line int) {
+	res.Refused = append(res.Refused, Refused{Line: line, Reason: record.ErrRateLimit})
+	if res.Limited == 0 {
+		res.LimitedFrom = line
+	}
+	res.Limited++
+}
+
+// accept decides every line of a batch and writes the accepted ones.
+func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error) {
+	res, ok, okLine := cfg.decide(lines)
 	if len(ok) == 0 {
 		// Nothing to write and nothing to charge: leave the log alone, and
 		// count the refusals if the state can be had at once.
@@ -200,19 +227,23 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		}
 		before = q.clone()
 	}
+	unbans, err := loadUnbans(cfg.LogPath, now)
+	if err != nil {
+		return Result{}, &TempError{err}
+	}
 	b := st.bucket(cfg.Peer, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	var buf []byte
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
+		if unbans.recent(rec.Addr, now, cfg.unbanWindow()) {
+			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrStale})
+			continue
+		}
 		repeated := q != nil && q.live(cfg.Peer, rec.Addr, now)
 		// Every record spends a token, a repeated report too: a peer
 		// cannot hold the receivers' lock, reading the memory, for free.
 		if (q != nil && !repeated && q.full()) || !b.take() {
-			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrRateLimit})
-			if res.Limited == 0 {
-				res.LimitedFrom = okLine[i]
-			}
-			res.Limited++
+			res.limited(okLine[i])
 			continue
 		}
 		res.Accepted++

@@ -78,6 +78,8 @@ const (
 	ErrPeer          Refusal = "address of a peer"
 	ErrRateLimit     Refusal = "rate limit"
 	ErrDuplicateAddr Refusal = "duplicate address in batch"
+	ErrStale         Refusal = "unbanned here recently (stale ban)"
+	ErrUnbanDenied   Refusal = "unban not allowed for this key"
 )
 
 // Parse parses one record line, without its trailing newline.

@@ -11,8 +11,12 @@
 //	banpush-v1 ping                  -                           banpush-v1 ok peer=NAME version=V
 //	banpush-v1 ban                   records, one a line         banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
 //	banpush-v1 stream                batches, each + empty line  one answer line per batch
+//	banpush-v1 unban                 records, one a line         banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
 //
 // Records are the grammar of package record, each ending with a newline.
+// An unban request asks the receiver to lift the bans of its records'
+// addresses; a receiver refuses each of them unless the pushing key is
+// authorized for unbans, and one older than the request exits 64 (TooOld).
 // The receiver's exit status says what to do with a request that got no
 // answer (see Status and Outcome).
 //
@@ -39,20 +43,21 @@ const (
 	Ping   Request = iota + 1 // is a banpush receiver there, and which
 	Ban                       // one batch of records on stdin
 	Stream                    // many batches on one session
+	Unban                     // one batch of records whose bans to lift
 )
 
-var words = [...]string{Ping: Version + " ping", Ban: Version + " ban", Stream: Version + " stream"}
+var words = [...]string{Ping: Version + " ping", Ban: Version + " ban", Stream: Version + " stream", Unban: Version + " unban"}
 
 // String returns the request word, exactly as it is sent.
 func (r Request) String() string {
-	if r < Ping || r > Stream {
+	if r < Ping || r > Unban {
 		return "unknown request"
 	}
 	return words[r]
 }
 
 // Requests lists every request, in order.
-func Requests() []Request { return []Request{Ping, Ban, Stream} }
+func Requests() []Request { return []Request{Ping, Ban, Stream, Unban} }
 
 // Errors of ParseRequest.
 var (
