@@ -192,7 +192,28 @@ func ackOf(a wire.Answer, stderr string) Ack {
 // records of the batch is an error: the sender must not move its cursor on
 // it.
 func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
-	res, err := c.run(ctx, wire.Ban, batch)
+	return c.records(ctx, wire.Ban, batch)
+}
+
+// Unban sends an unban request (wire.Unban) with batch on stdin, as Ban
+// does. A receiver that does not know the request (one older than it)
+// fails it with ClassTooOld: the unbans must stay queued until it is
+// upgraded. A receiver that does not allow this key to unban refuses
+// every record of the batch in its answer.
+func (c *Client) Unban(ctx context.Context, batch []byte) (Ack, error) {
+	ack, err := c.records(ctx, wire.Unban, batch)
+	var e *Error
+	if errors.As(err, &e) && e.Class == ClassRejected && wire.VerdictOf(e.ExitStatus) == wire.TooOld {
+		e.Class = ClassTooOld
+		e.Err = fmt.Errorf("the receiver's banpush is too old for unbans (exit %d): upgrade banpush there; the unbans stay queued", e.ExitStatus)
+	}
+	return ack, err
+}
+
+// records sends a request whose stdin is a batch of records and parses
+// the answer that must account for each of them.
+func (c *Client) records(ctx context.Context, req wire.Request, batch []byte) (Ack, error) {
+	res, err := c.run(ctx, req, batch)
 	if err != nil {
 		return Ack{}, err
 	}
@@ -201,7 +222,7 @@ func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
 	}
 	a, err := wire.ParseAnswer(res.stdout, wire.CountRecords(batch))
 	if err != nil {
-		return Ack{}, c.resultError(res, ClassReceiverError, "malformed ban reply from the receiver")
+		return Ack{}, c.resultError(res, ClassReceiverError, "malformed reply from the receiver to %q", req.String())
 	}
 	return ackOf(a, res.stderr), nil
 }

@@ -35,6 +35,7 @@ const (
 	ClassNotBanpush     Class = "not-banpush"         // logged in, but no banpush receiver answered (a plain shell account, exit 127)
 	ClassRejected       Class = "rejected"            // the receiver refused the request: exit 64, 65 (batch too large) or 78
 	ClassBusy           Class = "busy"                // the receiver asked to try again later: exit 75
+	ClassTooOld         Class = "receiver-too-old"    // the receiver does not know the request (exit 64 to an unban): upgrade it
 	ClassReceiverError  Class = "receiver-error"      // the receiver failed otherwise (exit 70, a signal, a malformed reply)
 	ClassConfig         Class = "config"              // the Target or a known_hosts file cannot be used
 	ClassOther          Class = "error"               // ClassOf for errors that do not come from this package

@@ -236,6 +236,8 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		return "the receiver refused the request: see its message; is banpush on the peer as recent as here, and are the arguments in its authorized_keys line right?"
 	case sshpush.ClassBusy:
 		return "the receiver is busy: try again in a moment"
+	case sshpush.ClassTooOld:
+		return fmt.Sprintf("upgrade banpush on %s: its receiver predates unbans; they stay queued here, and its later bans with them, until it is upgraded", p.Name)
 	case sshpush.ClassReceiverError:
 		return "the receiver failed: see its message; on the peer, check that the --log file of its authorized_keys line is writable by that account"
 	case sshpush.ClassConfig:

@@ -89,9 +89,11 @@ type Result struct {
 	Peer      string
 	Class     sshpush.Class // ClassOK when the queue was emptied
 	Err       error         // the last failure, when Class is not ClassOK
-	Delivered int           // records the peer wrote to its log
-	Refused   int           // records the peer refused (policy, rate limit)
+	Delivered int           // bans the peer wrote to its log
+	Unbanned  int           // unbans the peer wrote to its log
+	Refused   int           // records the peer refused (policy, rate limit, unbans it does not allow)
 	Dropped   int           // records expired before delivery
+	Cancelled int           // bans not delivered: an unban of their address was queued after them
 	Skipped   int           // damaged spool lines passed over
 	Refusal   string        // why the peer refused its first refused record ("line 3: refused: private address")
 	Batches   int
@@ -163,6 +165,7 @@ type worker struct {
 	noStream bool            // the receiver does not know streams
 	state    spool.State
 	noSave   bool // the state on disk could not be read: leave it alone
+	cancels  *spool.Cancels
 }
 
 // pollInterval is how often a lingering worker looks at the journal when no
@@ -240,6 +243,12 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // drain sends batches until the peer's queue is empty or one fails.
+//
+// A batch is all bans or all unbans, in journal order: a run of bans goes
+// out as a ban request (on the stream), the unbans after it as an unban
+// request, and so on, so that each peer sees them in the order they were
+// queued. Entries for other peers and bans an unban cancelled are passed
+// over.
 func (w *worker) drain(ctx context.Context) error {
 	for !stopped(w.cfg.Stop) {
 		pos, err := w.cfg.Spool.Cursor(w.peer.Name)
@@ -261,23 +270,33 @@ func (w *worker) drain(ctx context.Context) error {
 		if b.Next == pos {
 			return nil // nothing new
 		}
-		batch, lineEntry, expiredIdx := w.encode(b.Entries)
-		upto := len(b.Entries) // entries acknowledged by this round
-		if len(batch) > 0 {
-			ack, err := w.send(ctx, batch)
+		if w.cancels, err = w.cfg.Spool.LoadCancels(w.cancels); err != nil {
+			return err
+		}
+		enc := w.encode(b.Entries)
+		upto := enc.end // entries acknowledged by this round
+		limited := false
+		if len(enc.batch) > 0 {
+			ack, err := w.send(ctx, enc.kind, enc.batch)
 			if err != nil {
 				return err
 			}
 			if ack.Limited > 0 { // sshpush checked LimitedFrom against the lines sent
-				upto = lineEntry[ack.LimitedFrom-1]
+				upto, limited = enc.lineEntry[ack.LimitedFrom-1], true
 			}
 		}
-		for _, i := range expiredIdx {
+		for _, i := range enc.cancelled {
+			if i < upto {
+				w.res.Cancelled++
+				w.state.Cancelled++
+			}
+		}
+		for _, i := range enc.expired {
 			if i < upto {
 				e := b.Entries[i]
 				w.res.Dropped++
 				w.state.Dropped++
-				w.cfg.Logf("peer %s: dropped %s: expired (queued %s)", w.peer.Name, e.Record.Addr, e.Queued.Format(time.RFC3339))
+				w.cfg.Logf("peer %s: dropped %s of %s: expired (queued %s)", w.peer.Name, e.Kind, e.Record.Addr, e.Queued.Format(time.RFC3339))
 			}
 		}
 		next := b.Next
@@ -290,10 +309,10 @@ func (w *worker) drain(ctx context.Context) error {
 		if err := w.cfg.Spool.Advance(w.peer.Name, next); err != nil {
 			return err
 		}
-		if upto < len(b.Entries) {
+		if limited {
 			n := len(b.Entries) - upto
 			return &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassBusy,
-				Err: fmt.Errorf("the peer's rate limit for this host is reached: %d bans stay queued", n)}
+				Err: fmt.Errorf("the peer's rate limit for this host is reached: %d records stay queued", n)}
 		}
 	}
 	return nil
@@ -309,18 +328,43 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-// encode builds the batch from entries, leaving out expired records. An
-// address queued twice is sent once, with the later end of ban (a re-ban
-// with a longer bantime wins). lineEntry[i] is the index in entries of the
-// batch's line i+1 (its first occurrence); expired lists the indexes of the
-// expired entries.
-func (w *worker) encode(entries []spool.Entry) (batch []byte, lineEntry, expiredIdx []int) {
+// encoded is one batch built from the entries of a Read.
+type encoded struct {
+	kind      spool.Kind
+	batch     []byte
+	end       int   // the batch covers entries[:end]; the rest are of the other kind
+	lineEntry []int // lineEntry[i]: the index in entries of the batch's line i+1 (its first occurrence)
+	expired   []int // indexes of the expired entries before end
+	cancelled []int // indexes of the cancelled bans before end
+}
+
+// encode builds a batch from the first entries that are all of one kind,
+// leaving out entries for other peers, expired records and cancelled bans.
+// An address queued twice is sent once, with the later end of ban (a
+// re-ban with a longer bantime wins).
+func (w *worker) encode(entries []spool.Entry) encoded {
 	now := w.cfg.Now()
+	enc := encoded{end: len(entries)}
 	line := make(map[[16]byte]int, len(entries))
 	var recs []record.Record
+	first := true
 	for i, e := range entries {
+		switch {
+		case !e.For(w.peer.Name):
+			continue
+		case w.cancels.Cancelled(e):
+			enc.cancelled = append(enc.cancelled, i)
+			continue
+		case first:
+			enc.kind, first = e.Kind, false
+		case e.Kind != enc.kind:
+			enc.end = i
+		}
+		if enc.end < len(entries) {
+			break
+		}
 		if expired(e, now, w.cfg.MaxAge) {
-			expiredIdx = append(expiredIdx, i)
+			enc.expired = append(enc.expired, i)
 			continue
 		}
 		k := e.Record.Addr.As16()
@@ -332,12 +376,12 @@ func (w *worker) encode(entries []spool.Entry) (batch []byte, lineEntry, expired
 		}
 		line[k] = len(recs)
 		recs = append(recs, e.Record)
-		lineEntry = append(lineEntry, i)
+		enc.lineEntry = append(enc.lineEntry, i)
 	}
 	for _, r := range recs {
-		batch = wire.AppendRecord(batch, r)
+		enc.batch = wire.AppendRecord(enc.batch, r)
 	}
-	return batch, lineEntry, expiredIdx
+	return enc
 }
 
 // banEnd is when a record's ban ends, as far as it says: never for a
@@ -361,8 +405,8 @@ func expired(e spool.Entry, now time.Time, maxAge time.Duration) bool {
 	return r.Time > 0 && r.BanTime > 0 && now.Unix() > r.Time+r.BanTime
 }
 
-// send delivers one batch, connecting first if needed.
-func (w *worker) send(ctx context.Context, batch []byte) (sshpush.Ack, error) {
+// send delivers one batch of bans or unbans, connecting first if needed.
+func (w *worker) send(ctx context.Context, kind spool.Kind, batch []byte) (sshpush.Ack, error) {
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -377,16 +421,29 @@ func (w *worker) send(ctx context.Context, batch []byte) (sshpush.Ack, error) {
 		}
 		w.client = c
 	}
-	ack, err := w.ban(ctx, batch)
+	var ack sshpush.Ack
+	var err error
+	if kind == spool.Unban {
+		ack, err = w.client.Unban(ctx, batch)
+	} else {
+		ack, err = w.ban(ctx, batch)
+	}
 	if err != nil {
-		w.closeClient()
+		if sshpush.ClassOf(err) != sshpush.ClassTooOld {
+			w.closeClient()
+		}
 		return sshpush.Ack{}, err
 	}
 	refused := ack.Refused - ack.Limited // the limited ones stay queued
 	w.res.Batches++
-	w.res.Delivered += ack.Accepted
+	if kind == spool.Unban {
+		w.res.Unbanned += ack.Accepted
+		w.state.Unbanned += int64(ack.Accepted)
+	} else {
+		w.res.Delivered += ack.Accepted
+		w.state.Delivered += int64(ack.Accepted)
+	}
 	w.res.Refused += refused
-	w.state.Delivered += int64(ack.Accepted)
 	w.state.Refused += int64(refused)
 	w.state.LastSuccess = w.cfg.Now()
 	if refused > 0 {
@@ -537,6 +594,9 @@ func (n *Notifier) Notify() {
 // Summary is a one-line account of a Result, for logs and reports.
 func (r Result) Summary() string {
 	s := fmt.Sprintf("%s: delivered %d, refused %d, dropped %d", r.Class, r.Delivered, r.Refused, r.Dropped)
+	if r.Unbanned > 0 || r.Cancelled > 0 {
+		s += fmt.Sprintf(", unbanned %d, cancelled %d", r.Unbanned, r.Cancelled)
+	}
 	if r.Err != nil {
 		s += ": " + sshpush.Reason(r.Err)
 	}

@@ -33,6 +33,10 @@ type Receiver struct {
 	Busy atomic.Int32
 	// NoStream answers stream requests as a receiver that predates them.
 	NoStream atomic.Bool
+	// NoUnban answers unban requests as a receiver that predates them.
+	NoUnban atomic.Bool
+	// AllowUnban is the receiver's --allow-unban.
+	AllowUnban atomic.Bool
 
 	Streams atomic.Int32 // stream sessions served
 	Batches atomic.Int32 // batches answered, streamed or not
@@ -48,7 +52,7 @@ func NewReceiver(t testing.TB) *Receiver {
 // Handle is the Receiver's Handler.
 func (r *Receiver) Handle(e *Exec) Exit {
 	req, err := wire.ParseRequest(e.Command)
-	if err != nil || req == wire.Stream && r.NoStream.Load() {
+	if err != nil || req == wire.Stream && r.NoStream.Load() || req == wire.Unban && r.NoUnban.Load() {
 		fmt.Fprintf(e.Stderr, "banpush: error: %v\n", wire.ErrUnknownRequest)
 		return Exit{Status: wire.ExitRequest}
 	}
@@ -74,7 +78,12 @@ func (r *Receiver) Handle(e *Exec) Exit {
 		err := receive.Serve(context.Background(), cfg, e.Stdin, &counting{w: e.Stdout, n: &r.Batches}, e.Stderr, receive.StreamLimits{MaxShown: 10})
 		return r.exit(e, err)
 	}
-	res, err := receive.Accept(context.Background(), cfg, e.Stdin)
+	cfg.AllowUnban = r.AllowUnban.Load()
+	handle := receive.Accept
+	if req == wire.Unban {
+		handle = receive.Unban
+	}
+	res, err := handle(context.Background(), cfg, e.Stdin)
 	if err != nil {
 		return r.exit(e, err)
 	}
@@ -98,7 +107,7 @@ func (r *Receiver) exit(e *Exec, err error) Exit {
 	}
 }
 
-// Logged counts the log's lines per address.
+// Logged counts the log's lines per address, whatever their kind.
 func (r *Receiver) Logged() map[string]int {
 	got := map[string]int{}
 	f, err := os.Open(r.Log)

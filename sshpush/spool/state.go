@@ -22,6 +22,8 @@ type State struct {
 	Delivered          int64     `json:"delivered"`                      // records acknowledged by the peer
 	Dropped            int64     `json:"dropped"`                        // records expired before delivery
 	Refused            int64     `json:"refused"`                        // records the peer refused
+	Unbanned           int64     `json:"unbanned"`                       // unbans acknowledged by the peer
+	Cancelled          int64     `json:"cancelled"`                      // bans not delivered: an unban of their address followed
 }
 
 // maxStateSize bounds what LoadState reads.
