@@ -66,7 +66,9 @@ type peerReport struct {
 	Delivered int    `json:"delivered"`
 	Refused   int    `json:"refused"`
 	Dropped   int    `json:"dropped"`
-	Skipped   int    `json:"skipped"` // damaged spool lines passed over
+	Unbanned  int    `json:"unbanned"`  // unbans the peer wrote to its log
+	Cancelled int    `json:"cancelled"` // bans not sent: an unban of their address followed
+	Skipped   int    `json:"skipped"`   // damaged spool lines passed over
 	Queued    int    `json:"queued"`
 	Refusal   string `json:"refusal,omitempty"` // why the peer refused the first record it refused
 	Error     string `json:"error,omitempty"`
@@ -132,7 +134,8 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	var reports []peerReport
 	failed, refusedByPeers := 0, 0
 	for _, r := range results {
-		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped, Skipped: r.Skipped, Refusal: r.Refusal}
+		rep := peerReport{Peer: r.Peer, Result: string(r.Class), Delivered: r.Delivered, Refused: r.Refused, Dropped: r.Dropped,
+			Unbanned: r.Unbanned, Cancelled: r.Cancelled, Skipped: r.Skipped, Refusal: r.Refusal}
 		refusedByPeers += r.Refused
 		if r.Skipped > 0 {
 			printWarning(env.Stderr, "peer %s: %d damaged spool lines skipped; their bans are lost (details in %s)",
@@ -180,10 +183,21 @@ func printReport(env *Env, reports []peerReport, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)
 	}
+	// The unban columns appear when there were unbans: a report of bans
+	// alone keeps the columns scripts know.
+	unbans := slices.ContainsFunc(reports, func(r peerReport) bool { return r.Unbanned > 0 || r.Cancelled > 0 })
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tRESULT\tDELIVERED\tREFUSED\tDROPPED\tQUEUED\tDETAIL")
+	if unbans {
+		fmt.Fprintln(tw, "PEER\tRESULT\tDELIVERED\tUNBANNED\tCANCELLED\tREFUSED\tDROPPED\tQUEUED\tDETAIL")
+	} else {
+		fmt.Fprintln(tw, "PEER\tRESULT\tDELIVERED\tREFUSED\tDROPPED\tQUEUED\tDETAIL")
+	}
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Peer, r.Result, r.Delivered, r.Refused, r.Dropped, r.Queued, r.detail())
+		if unbans {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Peer, r.Result, r.Delivered, r.Unbanned, r.Cancelled, r.Refused, r.Dropped, r.Queued, r.detail())
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Peer, r.Result, r.Delivered, r.Refused, r.Dropped, r.Queued, r.detail())
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -114,6 +114,7 @@ type CLI struct {
 	Globals
 
 	Push      PushCmd      `cmd:"" help:"Queue bans for every peer and return at once (fail2ban's actionban)."`
+	Unban     UnbanCmd     `cmd:"" help:"Take bans back: unban here, cancel the queued bans and unban on every peer."`
 	Flush     FlushCmd     `cmd:"" help:"Deliver everything queued now, in the foreground, and report per peer."`
 	Status    StatusCmd    `cmd:"" help:"Show queued bans and the last delivery results per peer."`
 	Peers     PeersCmd     `cmd:"" help:"List, add, remove, check and trust the peers in the inventory."`

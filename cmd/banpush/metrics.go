@@ -79,6 +79,8 @@ func senderMetrics(rep statusReport) []*metric {
 	delivered := &metric{name: "banpush_peer_delivered_total", typ: "counter", help: "Bans the peer acknowledged and wrote to its log."}
 	refused := &metric{name: "banpush_peer_refused_total", typ: "counter", help: "Bans the peer refused (its policy)."}
 	dropped := &metric{name: "banpush_peer_dropped_total", typ: "counter", help: "Bans dropped before delivery: older than their bantime or --max-age."}
+	unbanned := &metric{name: "banpush_peer_unbanned_total", typ: "counter", help: "Unbans the peer acknowledged."}
+	cancelled := &metric{name: "banpush_peer_cancelled_total", typ: "counter", help: "Bans not delivered to the peer: an unban of their address was queued after them."}
 	r := 0.0
 	if rep.SenderRunning {
 		r = 1
@@ -96,8 +98,10 @@ func senderMetrics(rep statusReport) []*metric {
 		delivered.add(float64(p.Delivered), "peer", p.Peer)
 		refused.add(float64(p.Refused), "peer", p.Peer)
 		dropped.add(float64(p.Dropped), "peer", p.Peer)
+		unbanned.add(float64(p.Unbanned), "peer", p.Peer)
+		cancelled.add(float64(p.Cancelled), "peer", p.Peer)
 	}
-	return []*metric{running, queued, oldest, success, failure, delivered, refused, dropped}
+	return []*metric{running, queued, oldest, success, failure, delivered, refused, dropped, unbanned, cancelled}
 }
 
 // receiverMetrics are the receiving side's families: each pushing peer's

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -60,6 +61,8 @@ type statusPeer struct {
 	Delivered          int64      `json:"delivered"`
 	Refused            int64      `json:"refused"`
 	Dropped            int64      `json:"dropped"`
+	Unbanned           int64      `json:"unbanned"`
+	Cancelled          int64      `json:"cancelled"`
 }
 
 type statusReport struct {
@@ -148,6 +151,7 @@ func (c *StatusCmd) report(env *Env, g *Globals) (statusReport, error) {
 			p.LastFailureMessage = st.LastFailureMessage
 		}
 		p.Delivered, p.Refused, p.Dropped = st.Delivered, st.Refused, st.Dropped
+		p.Unbanned, p.Cancelled = st.Unbanned, st.Cancelled
 		rep.Peers = append(rep.Peers, p)
 	}
 	return rep, nil
@@ -188,10 +192,20 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 		fmt.Fprintf(w, "self %s (%s): nothing is sent to it\n", sp.Name, sp.Reason)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tQUEUED\tOLDEST\tLAST SUCCESS\tLAST FAILURE\tDELIVERED\tREFUSED\tDROPPED")
+	// The unban columns appear once this host has sent unbans.
+	unbans := slices.ContainsFunc(rep.Peers, func(p statusPeer) bool { return p.Unbanned > 0 || p.Cancelled > 0 })
+	header := "PEER\tQUEUED\tOLDEST\tLAST SUCCESS\tLAST FAILURE\tDELIVERED\tREFUSED\tDROPPED"
+	if unbans {
+		header += "\tUNBANNED\tCANCELLED"
+	}
+	fmt.Fprintln(tw, header)
 	for _, p := range rep.Peers {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\n", p.Peer, p.Queued, age(p.OldestAgeSeconds, p.Queued),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d", p.Peer, p.Queued, age(p.OldestAgeSeconds, p.Queued),
 			ago(now, p.LastSuccess), failure(now, p), p.Delivered, p.Refused, p.Dropped)
+		if unbans {
+			fmt.Fprintf(tw, "\t%d\t%d", p.Unbanned, p.Cancelled)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/sender"
+	"github.com/banpush/banpush/sshpush/spool"
+)
+
+// UnbanCmd lifts bans here and on every peer.
+type UnbanCmd struct {
+	DeliveryFlags
+	Jail         string        `help:"Unban here in this jail only (default: every jail)." placeholder:"NAME"`
+	AllowPrivate bool          `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses, as push --allow-private does."`
+	Wait         bool          `help:"Deliver the unbans now, in the foreground, and report per peer (exit 3 if any peer failed, 65 if any refused an unban)."`
+	Timeout      time.Duration `help:"With --wait: how long to keep trying." default:"30s"`
+	JSON         bool          `name:"json" help:"With --wait: print the report as JSON."`
+	IPs          []string      `arg:"" name:"IP" help:"Addresses to unban."`
+}
+
+// Help explains what unban does, here and on the peers.
+func (c *UnbanCmd) Help() string {
+	return `unban takes a wrong ban back everywhere: a false positive (an office address,
+a monitoring probe, a customer's NAT) that banpush has already shared.
+
+For each address it:
+  1. unbans it in the local fail2ban (every jail, or --jail), through
+     fail2ban-client; if fail2ban is not running it says so and goes on;
+  2. cancels the bans of it still queued for peers: they are not delivered;
+  3. queues an unban for every peer (but this host), delivered like bans: in
+     order after the bans queued before it, retried, at least once.
+
+A peer applies an unban only if its authorized_keys line for this host's key
+has --allow-unban ('banpush authorize --allow-unban'); it writes it to its
+log, and its 'banpush apply-unbans' (a systemd path unit) lifts the ban in
+its receiving jails. For --unban-window (10 minutes by default) after that,
+the peer refuses bans of the address as stale, so that a ban still in
+flight does not put it straight back. A peer whose banpush predates unbans
+reports receiver-too-old; the unban stays queued until it is upgraded.
+
+The address must not be detected again here: add it to ignoreip (and to
+the peers' ignoreip) if it should never be banned.
+
+Examples:
+  banpush unban 203.0.113.7
+  banpush unban --wait 203.0.113.7 198.51.100.20
+  banpush unban --jail sshd 203.0.113.7`
+}
+
+// Run unbans locally, queues the unbans, then delivers or kicks a sender.
+func (c *UnbanCmd) Run(env *Env, g *Globals) error {
+	if c.Jail != "" && (!record.ValidName(c.Jail) || !f2b.ValidJail(c.Jail)) {
+		return errorf(exitUsage, "'fail2ban-client status' lists the jails", "--jail %s: not a jail name", safeArg(c.Jail))
+	}
+	var items []spool.Item
+	refused := 0
+	pol := record.Policy{AllowPrivate: c.AllowPrivate}
+	now := env.Now()
+	for _, ip := range c.IPs {
+		a, err := record.ParseAddr(ip)
+		if err == nil {
+			err = pol.Check(a)
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "banpush: %s: refused: %v\n", safeArg(ip), err)
+			refused++
+			continue
+		}
+		items = append(items, spool.Item{Kind: spool.Unban, Record: record.Record{Addr: a, Jail: c.Jail, Time: now.Unix()}})
+	}
+	if len(items) == 0 {
+		return silentExit(exitData)
+	}
+	c.unbanHere(env, g, items)
+
+	s, err := spool.Open(g.Spool, spool.Options{})
+	if err != nil {
+		return withHint(err, exitFailure, "banpush needs a writable spool directory (--spool, BANPUSH_SPOOL); run it as root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+	err = s.AppendItems(ctx, now, items...)
+	cancel()
+	if err != nil {
+		return withHint(err, exitFailure, "the unbans were not queued; check the spool directory "+g.Spool)
+	}
+	printNote(env.Stderr, "unban of %s queued for every peer; its bans still queued are cancelled", addrList(items))
+	if c.Wait {
+		return deliverNow(env, g, s, deliverOpts{flags: c.DeliveryFlags, timeout: c.Timeout, json: c.JSON, refused: refused, peerRefusals: true})
+	}
+	if err := sender.Kick(s, senderCommand(g, c.DeliveryFlags)); err != nil {
+		printWarning(env.Stderr, "queued, but could not start a sender: %v", err)
+		printHint(env.Stderr, "'banpush flush' (or the banpush-flush.timer) delivers the queue")
+	}
+	if refused > 0 {
+		return silentExit(exitData)
+	}
+	return nil
+}
+
+// unbanHere lifts the bans in the local fail2ban and says what it did. A
+// fail2ban that is not running is reported and passed over: the peers'
+// bans matter as much.
+func (c *UnbanCmd) unbanHere(env *Env, g *Globals, items []spool.Item) {
+	client := &f2b.Client{Socket: g.Fail2banSocket}
+	where := "any jail"
+	if c.Jail != "" {
+		where = "jail " + c.Jail
+	}
+	for _, it := range items {
+		was, err := client.Unban(context.Background(), c.Jail, it.Record.Addr)
+		switch {
+		case errors.Is(err, f2b.ErrNotRunning):
+			printWarning(env.Stderr, "fail2ban is not running here (%s): nothing unbanned locally; the peers' unbans are still queued", g.Fail2banSocket)
+			return
+		case errors.Is(err, f2b.ErrNoJail):
+			printWarning(env.Stderr, "the running fail2ban has no jail %s: nothing unbanned locally", c.Jail)
+			return
+		case err != nil:
+			printWarning(env.Stderr, "%s: not unbanned here: %v", it.Record.Addr, err)
+		case was:
+			printNote(env.Stderr, "%s: unbanned here (%s)", it.Record.Addr, where)
+		default:
+			printNote(env.Stderr, "%s: not banned here (%s)", it.Record.Addr, where)
+		}
+	}
+}
+
+// addrList names the items' addresses in a message.
+func addrList(items []spool.Item) string {
+	s := make([]string, len(items))
+	for i, it := range items {
+		s[i] = it.Record.Addr.String()
+	}
+	return strings.Join(s, ", ")
+}
