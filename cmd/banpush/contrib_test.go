@@ -165,8 +165,10 @@ func TestFiltersLineKinds(t *testing.T) {
 		"quorum": func(b []byte, stamp, peer string, r record.Record) []byte {
 			return receive.AppendQuorumLine(b, stamp, peer, r, 3)
 		},
+		"unban": receive.AppendUnbanLine,
 	}
-	// Which kind each filter bans on; reports are for people, no filter's.
+	// Which kind each filter bans on; reports are for people and unbans
+	// for apply-unbans, no filter's.
 	want := map[string]string{"banpush.conf": "ban", "banpush-quorum.conf": "quorum"}
 	logs := map[string]string{}
 	for kind, appendLine := range kinds {
