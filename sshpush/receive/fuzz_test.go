@@ -134,3 +134,58 @@ func FuzzServe(f *testing.F) {
 		}
 	})
 }
+
+// unbanLine is the unban line as apply-unbans reads it, as a Go regexp.
+var unbanLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d banpush: unban ([0-9a-f.:]+) peer=[A-Za-z0-9._-]{1,64}(?: jail=[A-Za-z0-9._-]{1,64})?(?: time=[1-9][0-9]{0,11})?$`)
+
+// FuzzUnban feeds whole unban batches to a receiver that allows unbans:
+// no panic, every line accounted for, exactly the accepted unbans in the
+// log, each of the one shape apply-unbans reads, naming a canonical address
+// the policy accepts; and the unban memory names exactly those addresses.
+func FuzzUnban(f *testing.F) {
+	for _, s := range []string{
+		"203.0.113.7\n",
+		"203.0.113.7 jail=sshd time=1700000000 bantime=600\n2001:db8::1\n",
+		"127.0.0.1\n10.0.0.1\n203.0.113.7\n203.0.113.7\n",
+		"203.0.113.7;rm -rf /\n203.0.113.8 peer=x\n::ffff:203.0.113.9\n1.2.3.0/24\n",
+		"fe80::1%eth0\n\x00\n\xff\n",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, batch []byte) {
+		cfg := fuzzConfig(dir)
+		cfg.AllowUnban = true
+		os.Remove(cfg.LogPath + ".unbans")
+		res, err := Unban(context.Background(), cfg, bytes.NewReader(batch))
+		if err != nil {
+			if len(batch) <= wire.MaxBatchBytes && bytes.Count(batch, []byte{'\n'}) < wire.MaxRecords {
+				t.Fatalf("small batch failed: %v", err)
+			}
+			return
+		}
+		out, _ := os.ReadFile(cfg.LogPath)
+		lines := bytes.Split(bytes.TrimSuffix(out, []byte{'\n'}), []byte{'\n'})
+		if len(out) == 0 {
+			lines = nil
+		}
+		if len(lines) != res.Accepted {
+			t.Fatalf("log has %d lines, accepted %d", len(lines), res.Accepted)
+		}
+		var pol record.Policy
+		for _, l := range lines {
+			m := unbanLine.FindSubmatch(l)
+			if m == nil {
+				t.Fatalf("unban line of another shape: %q", l)
+			}
+			a, err := record.ParseAddr(string(m[1]))
+			if err != nil || pol.Check(a) != nil || a.String() != string(m[1]) {
+				t.Fatalf("unban line names a refused or non-canonical address: %q", l)
+			}
+		}
+		mem, err := loadUnbans(cfg.LogPath, cfg.Now())
+		if err != nil || len(mem.at) != res.Accepted {
+			t.Fatalf("unban memory: %d addresses, %v; accepted %d", len(mem.at), err, res.Accepted)
+		}
+	})
+}

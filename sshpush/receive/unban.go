@@ -168,10 +168,16 @@ func loadUnbans(logPath string, now time.Time) (*unbanMemory, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.parse(data, now)
+	return m, nil
+}
+
+// parse adds the entries of data not older than MaxUnbanWindow at now.
+func (m *unbanMemory) parse(data []byte, now time.Time) {
 	oldest := now.Add(-MaxUnbanWindow).Unix()
 	for line := range bytes.Lines(data) {
 		if len(m.at) >= maxUnbanEntries {
-			break
+			return
 		}
 		a, t, ok := bytes.Cut(bytes.TrimSuffix(line, []byte{'\n'}), []byte{' '})
 		if !ok {
@@ -184,7 +190,6 @@ func loadUnbans(logPath string, now time.Time) (*unbanMemory, error) {
 		}
 		m.at[addr] = max(m.at[addr], at)
 	}
-	return m, nil
 }
 
 // recent reports whether addr was unbanned less than window before now.
@@ -203,8 +208,8 @@ func (m *unbanMemory) clone() *unbanMemory {
 	return &unbanMemory{path: m.path, at: maps.Clone(m.at)}
 }
 
-// save replaces LOG.unbans with the memory, sorted by address.
-func (m *unbanMemory) save() error {
+// marshal writes the entries sorted by address.
+func (m *unbanMemory) marshal() []byte {
 	addrs := make([]netip.Addr, 0, len(m.at))
 	for a := range m.at {
 		addrs = append(addrs, a)
@@ -217,5 +222,8 @@ func (m *unbanMemory) save() error {
 		b = strconv.AppendInt(b, m.at[a], 10)
 		b = append(b, '\n')
 	}
-	return saveMemory(m.path, "unban memory", b)
+	return b
 }
+
+// save replaces LOG.unbans with the memory, durably.
+func (m *unbanMemory) save() error { return saveMemory(m.path, "unban memory", m.marshal()) }

@@ -2,6 +2,8 @@ package receive
 
 import (
 	"context"
+	"maps"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -160,4 +162,28 @@ func TestUnbanMemoryDamaged(t *testing.T) {
 	if _, err := Accept(context.Background(), cfg, strings.NewReader("198.51.100.3\n")); err == nil {
 		t.Error("a symlinked unban memory was read")
 	}
+}
+
+func FuzzUnbanMemory(f *testing.F) {
+	f.Add([]byte("203.0.113.7 1800000000\n2001:db8::1 1799999999\n"))
+	f.Add([]byte("garbage\n\x00\n203.0.113.7\n203.0.113.7 x\n"))
+	f.Add([]byte("fe80::1%eth0 1800000000\n::ffff:203.0.113.7 1800000000\n203.0.113.7 1800000001\n1.2.3.0/24 1800000000\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		now := time.Unix(1_800_000_000, 0)
+		m := &unbanMemory{at: map[netip.Addr]int64{}}
+		m.parse(data, now)
+		if len(m.at) > maxUnbanEntries {
+			t.Fatalf("%d entries", len(m.at))
+		}
+		for a, at := range m.at {
+			if a.Zone() != "" || a.Is4In6() || at < now.Add(-MaxUnbanWindow).Unix() {
+				t.Fatalf("kept %s %d", a, at)
+			}
+		}
+		again := &unbanMemory{at: map[netip.Addr]int64{}}
+		again.parse(m.marshal(), now)
+		if !maps.Equal(again.at, m.at) {
+			t.Fatalf("round trip: %v, want %v", again.at, m.at)
+		}
+	})
 }
