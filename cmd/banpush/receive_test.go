@@ -174,11 +174,28 @@ func TestReceiveHostile(t *testing.T) {
 		{"too many bytes", ban, strings.Repeat("x", 1<<20+1), 65, "", "batch refused"},
 		{"too many bytes in one line", ban, "203.0.113.7 jail=" + strings.Repeat("a", 1<<20), 65, "", "batch refused"},
 	}
-	// Every case against a full-trust peer and a quorum peer: a report
-	// line is as hard to forge as a ban line.
-	trusts := map[string][]string{"full": nil, "quorum": {"--trust", "quorum"}}
+	tests = append(tests, []struct {
+		name       string
+		request    *string
+		stdin      string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"unban request with argument", ptr("banpush-v1 unban 203.0.113.7"), "", 64, "", "unknown request"},
+		{"unban request with semicolon", ptr("banpush-v1 unban;id"), "", 64, "", "unknown request"},
+		{"unban request wrong case", ptr("banpush-v1 UNBAN"), "", 64, "", "unknown request"},
+	}...)
+	// Every case against a full-trust peer, a quorum peer (a report line
+	// is as hard to forge as a ban line), and, as an unban request, a peer
+	// allowed to unban (an unban line as hard as either).
+	trusts := map[string][]string{"full": nil, "quorum": {"--trust", "quorum"}, "unban": {"--allow-unban"}}
 	for _, tt := range tests {
 		for trust, trustArgs := range trusts {
+			request := tt.request
+			if trust == "unban" && request == ban {
+				request = ptr("banpush-v1 unban")
+			}
 			t.Run(trust+"/"+tt.name, func(t *testing.T) {
 				log := filepath.Join(t.TempDir(), "received.log")
 				before := []byte("2026-11-24T10:00:00+00:00 banpush: ban 203.0.113.1 peer=old\n" +
@@ -186,7 +203,7 @@ func TestReceiveHostile(t *testing.T) {
 				if err := os.WriteFile(log, before, 0o640); err != nil {
 					t.Fatal(err)
 				}
-				code, stdout, stderr := runReceive(t, tt.request, conn, []byte(tt.stdin),
+				code, stdout, stderr := runReceive(t, request, conn, []byte(tt.stdin),
 					append([]string{"--peer", "web1", "--log", log, "--ignore", "192.0.2.0/24"}, trustArgs...)...)
 				if code != tt.wantCode {
 					t.Errorf("exit %d, want %d (stderr %q)", code, tt.wantCode, stderr)
@@ -208,8 +225,43 @@ func TestReceiveHostile(t *testing.T) {
 				if !bytes.Equal(after, before) {
 					t.Errorf("log changed:\n%s", after)
 				}
+				if _, err := os.Stat(log + ".unbans"); !os.IsNotExist(err) {
+					t.Errorf("unban memory written: %v", err)
+				}
 			})
 		}
+	}
+}
+
+// TestReceiveUnbanNotAllowed: a key without --allow-unban has each of its
+// unbans refused, with the reason, and nothing is written or remembered;
+// with it, the unban line is written and a ban of the address from any
+// peer is refused as stale until the window has passed.
+func TestReceiveUnbanNotAllowed(t *testing.T) {
+	const conn = "198.51.100.99 40000 192.0.2.1 22"
+	log := filepath.Join(t.TempDir(), "received.log")
+	unban, ban := ptr("banpush-v1 unban"), ptr("banpush-v1 ban")
+	code, stdout, stderr := runReceive(t, unban, conn, []byte("203.0.113.7\n203.0.113.8 jail=sshd\n"), "--peer", "web1", "--log", log)
+	if code != 0 || stdout != "banpush-v1 ok accepted=0 refused=2\n" ||
+		strings.Count(stderr, "refused: unban not allowed for this key") != 2 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, err := os.Stat(log); !os.IsNotExist(err) {
+		t.Errorf("log written: %v", err)
+	}
+	if _, err := os.Stat(log + ".unbans"); !os.IsNotExist(err) {
+		t.Errorf("unban memory written: %v", err)
+	}
+
+	code, stdout, _ = runReceive(t, unban, conn, []byte("203.0.113.7 jail=sshd\n"), "--peer", "admin", "--log", log, "--allow-unban")
+	got, _ := os.ReadFile(log)
+	if code != 0 || stdout != "banpush-v1 ok accepted=1 refused=0\n" ||
+		string(got) != "2026-11-24T12:00:00+01:00 banpush: unban 203.0.113.7 peer=admin jail=sshd\n" {
+		t.Fatalf("allowed unban: exit %d, stdout %q, log %q", code, stdout, got)
+	}
+	code, stdout, stderr = runReceive(t, ban, conn, []byte("203.0.113.7\n"), "--peer", "web2", "--log", log)
+	if code != 0 || stdout != "banpush-v1 ok accepted=0 refused=1\n" || !strings.Contains(stderr, "refused: unbanned here recently (stale ban)") {
+		t.Errorf("ban within the window: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 
