@@ -211,18 +211,17 @@ func lockState(ctx context.Context, state string) (*os.File, error) {
 	return f, nil
 }
 
-// Follow runs Apply now and then every interval until ctx is done, and
-// hands each result to report; it stops early when report returns an
-// error, and returns that error (nil when ctx ended it).
-func Follow(ctx context.Context, cfg Config, u Unbanner, interval time.Duration, report func(Report, error) error) error {
+// Follow calls run now and then every interval until ctx is done or run
+// returns an error, which it returns (nil when ctx ended it). run decides
+// which of Apply's errors are worth stopping for.
+func Follow(ctx context.Context, interval time.Duration, run func(context.Context) error) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		rep, err := Apply(ctx, cfg, u)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err := report(rep, err); err != nil {
+		if err := run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		select {
