@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -65,7 +66,7 @@ run or a --state in a directory others may change.`
 // Run applies the unbans once, or until a signal with --follow.
 func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 	for _, j := range c.Jail {
-		if !f2b.ValidJail(j) {
+		if !f2b.ValidJail(j) || strings.HasPrefix(j, "-") {
 			return errorf(exitUsage, "jail names are letters, digits and ._@:-", "--jail %q is not a jail name", record.Printable(j))
 		}
 	}

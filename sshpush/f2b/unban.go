@@ -15,7 +15,7 @@ import (
 // is no error, so that the same unban may run any number of times.
 //
 // Only the address's canonical form reaches fail2ban-client, and only a
-// jail name ValidJail accepts; an address with a zone, or not valid, is
+// jail name ValidJail accepts that does not start with '-'; an address with a zone, or not valid, is
 // refused here.
 func (c *Client) Unban(ctx context.Context, jail string, addr netip.Addr) (bool, error) {
 	addr = addr.Unmap()
@@ -24,7 +24,9 @@ func (c *Client) Unban(ctx context.Context, jail string, addr netip.Addr) (bool,
 	}
 	args := []string{"unban", addr.String()}
 	if jail != "" {
-		if !ValidJail(jail) {
+		// No jail of fail2ban's starts with '-'; refusing it keeps a
+		// name from ever reading as an option.
+		if !ValidJail(jail) || jail[0] == '-' {
 			return false, fmt.Errorf("f2b: invalid jail name")
 		}
 		args = []string{"set", jail, "unbanip", addr.String()}

@@ -94,7 +94,7 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 		cfg.Now = time.Now
 	}
 	for _, j := range cfg.Jails {
-		if !f2b.ValidJail(j) {
+		if !f2b.ValidJail(j) || j[0] == '-' {
 			return rep, fmt.Errorf("unbanlog: invalid jail name")
 		}
 	}
