@@ -123,6 +123,8 @@ type CLI struct {
 	Doctor    DoctorCmd    `cmd:"" help:"Check this host's setup as a pusher and as a receiver; say what to fix."`
 	Send      SendCmd      `cmd:"" hidden:"" help:"The background sender that push starts."`
 	Version   VersionCmd   `cmd:"" help:"Print banpush's version."`
+
+	ApplyUnbans ApplyUnbansCmd `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
 }
 
 // Env is what commands may touch of the outside world. Tests replace it.

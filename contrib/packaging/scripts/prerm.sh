@@ -12,6 +12,8 @@ esac
 
 if [ -d /run/systemd/system ]; then
 	systemctl stop banpush-flush.timer banpush-flush.service \
-		banpush-metrics.timer banpush-metrics.service >/dev/null 2>&1 || true
+		banpush-metrics.timer banpush-metrics.service \
+		banpush-apply-unbans.path banpush-apply-unbans.timer \
+		banpush-apply-unbans.service >/dev/null 2>&1 || true
 fi
 exit 0

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/unbanlog"
+)
+
+// receivingJails are contrib's receiving jails, the default of
+// apply-unbans --jail: banpush-quorum only where fail2ban runs it.
+var receivingJails = []string{"banpush", "banpush-quorum"}
+
+// ApplyUnbansCmd applies the unbans the receiver wrote to its log.
+type ApplyUnbansCmd struct {
+	Log          string        `help:"The received log that 'banpush receive' writes; LOG.1, its last rotation, is read too." default:"/var/log/banpush/received.log" type:"path" placeholder:"PATH"`
+	Jail         []string      `help:"Lift the bans in this jail; repeat for more (default: banpush, and banpush-quorum if fail2ban runs it)." placeholder:"NAME"`
+	State        string        `help:"The cursor: where the last run stopped. Its directory must be root's alone (made 0700 if missing)." default:"/var/lib/banpush-apply-unbans/cursor" type:"path" placeholder:"PATH"`
+	AllowPrivate bool          `help:"Apply unbans of private (RFC 1918, RFC 4193) and CGNAT addresses too."`
+	MaxAge       time.Duration `help:"Pass over unban lines written longer ago than this: an old unban could lift a newer ban (0: no bound)." default:"1h" placeholder:"DURATION"`
+	Follow       bool          `help:"Keep running, reading the log again every --interval, until SIGTERM or SIGINT (for hosts without systemd)."`
+	Interval     time.Duration `help:"With --follow, how often to read the log." default:"1s" placeholder:"DURATION"`
+	JSON         bool          `name:"json" help:"Print what was applied as JSON (with --follow, one object a line for each run that read something)."`
+}
+
+// Help explains what apply-unbans applies, and from where.
+func (c *ApplyUnbansCmd) Help() string {
+	return `apply-unbans lifts, in the local fail2ban, the bans that peers took back
+('banpush unban' on a peer whose key here may unban): the receiving account
+cannot lift bans itself, so it writes an unban line to the received log, and
+apply-unbans, run as root, reads the lines written since its cursor and runs
+'fail2ban-client set JAIL unbanip ADDRESS' for each receiving jail.
+
+Only unban lines of the exact shape the receiver writes are read; an address
+is applied only if it is a plain, canonical IP address that this host would
+accept a ban of (private addresses with --allow-private), and lines written
+longer ago than --max-age are passed over. Nothing else from the log reaches
+fail2ban. An address that is not banned is no error: applying the same line
+twice is harmless.
+
+The cursor survives log rotation (logrotate's rename and create, or
+copytruncate): the rest of LOG.1 is read first. It moves only past lines
+whose unbans fail2ban took: when fail2ban is not running, apply-unbans exits
+75 and the next run applies them. The first run (no cursor) reads LOG.1 and
+the log from their start, applying what is within --max-age.
+
+contrib/systemd/banpush-apply-unbans.path runs it whenever the log changes,
+and banpush-apply-unbans.timer every minute in case a change came while it
+ran. Exit status 0 when every line read was applied or passed over, 75 when
+fail2ban did not answer (try again later), 78 for a jail fail2ban does not
+run or a --state in a directory others may change.`
+}
+
+// Run applies the unbans once, or until a signal with --follow.
+func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
+	for _, j := range c.Jail {
+		if !f2b.ValidJail(j) || strings.HasPrefix(j, "-") {
+			return errorf(exitUsage, "jail names are letters, digits and ._@:-", "--jail %q is not a jail name", record.Printable(j))
+		}
+	}
+	if c.Follow && c.Interval <= 0 {
+		return errorf(exitUsage, "", "--interval must be positive")
+	}
+	log, err := filepath.Abs(c.Log)
+	if err != nil {
+		return err
+	}
+	state, err := filepath.Abs(c.State)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
+		return withHint(err, exitFailure, "check --state")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	client := &f2b.Client{Socket: g.Fail2banSocket}
+	cfg := unbanlog.Config{Log: log, State: state, Policy: record.Policy{AllowPrivate: c.AllowPrivate}, MaxAge: c.MaxAge, Now: env.Now}
+
+	once := func(ctx context.Context) (unbanlog.Report, error) {
+		jails, err := c.jails(ctx, client)
+		if err != nil {
+			return unbanlog.Report{}, err
+		}
+		cfg.Jails = jails
+		return unbanlog.Apply(ctx, cfg, client)
+	}
+	if !c.Follow {
+		rep, err := once(ctx)
+		if perr := c.print(env, rep, true); perr != nil && err == nil {
+			err = perr
+		}
+		return applyError(err, g.Fail2banSocket)
+	}
+	return unbanlog.Follow(ctx, c.Interval, func(ctx context.Context) error {
+		rep, err := once(ctx)
+		if perr := c.print(env, rep, false); perr != nil {
+			return perr
+		}
+		err = applyError(err, g.Fail2banSocket)
+		var u *userError
+		if err != nil && ctx.Err() == nil && errors.As(err, &u) && u.code == exitTemp {
+			// fail2ban stopped, or another run holds the cursor: later.
+			printWarning(env.Stderr, "%s (trying again in %s)", err, c.Interval)
+			return nil
+		}
+		return err
+	})
+}
+
+// jails are the jails to lift bans in: --jail, or the receiving jails
+// fail2ban runs. Asking fail2ban for its jails is also how a server that
+// does not answer is found before anything is read.
+func (c *ApplyUnbansCmd) jails(ctx context.Context, client *f2b.Client) ([]string, error) {
+	running, err := client.Jails(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Jail) > 0 {
+		for _, j := range c.Jail {
+			if !slices.Contains(running, j) {
+				return nil, errorf(exitConfig, "the running jails are: "+fmt.Sprint(running)+"; give --jail one of them, or start the jail", "the running fail2ban has no jail %s", j)
+			}
+		}
+		return c.Jail, nil
+	}
+	var jails []string
+	for _, j := range receivingJails {
+		if slices.Contains(running, j) {
+			jails = append(jails, j)
+		}
+	}
+	if len(jails) == 0 {
+		return nil, errorf(exitConfig, "install contrib/fail2ban/jail.d/banpush.conf and reload fail2ban (README, Setup step 4), or name the jails with --jail", "the running fail2ban has no receiving jail (banpush or banpush-quorum)")
+	}
+	return jails, nil
+}
+
+// applyError gives Apply's errors their exit code and hint.
+func applyError(err error, socket string) error {
+	var fe *f2b.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, f2b.ErrNotRunning):
+		return withHint(fmt.Errorf("no fail2ban server answers at %s; the unbans not applied stay ahead of the cursor", socket), exitTemp,
+			"start fail2ban (systemctl start fail2ban), or give its socket with --fail2ban-socket; the next run applies them")
+	case errors.Is(err, unbanlog.ErrBusy):
+		return withHint(err, exitTemp, "the next run applies what this one could not")
+	case errors.Is(err, f2b.ErrNoJail):
+		return withHint(err, exitConfig, "a jail stopped while apply-unbans ran: check 'fail2ban-client status'")
+	case errors.Is(err, unbanlog.ErrUnsafeState):
+		return withHint(err, exitConfig, "give --state a file in a directory of root's that nobody else can write, such as the default's")
+	case errors.Is(err, unbanlog.ErrNoLog):
+		return withHint(err, exitFailure, "check --log: the receiving account's log (README, Setup step 1)")
+	case errors.As(err, &fe):
+		return withHint(err, exitTemp, "the next run tries these unbans again")
+	}
+	return err
+}
+
+// print writes the report: JSON, or a line per unban applied and a
+// summary. With always unset (--follow), a run that read nothing prints
+// nothing.
+func (c *ApplyUnbansCmd) print(env *Env, rep unbanlog.Report, always bool) error {
+	sk := rep.Skipped
+	read := rep.Unbans + sk.Bad
+	if !always && read == 0 {
+		return nil
+	}
+	if rep.Applied == nil {
+		rep.Applied = []unbanlog.Applied{}
+	}
+	if c.JSON {
+		enc := json.NewEncoder(env.Stdout)
+		if always {
+			enc.SetIndent("", "  ")
+		}
+		return enc.Encode(rep)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	for _, a := range rep.Applied {
+		what := "not banned"
+		if a.Lifted {
+			what = "lifted"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\tpeer=%s\n", a.Addr, a.Jail, what, a.Peer)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if n := rep.Calls - len(rep.Applied); n > 0 {
+		fmt.Fprintf(env.Stdout, "... and %d more\n", n)
+	}
+	_, err := fmt.Fprintf(env.Stdout, "%d unban lines: %d bans lifted; passed over: %d malformed, %d older than --max-age, %d refused addresses, %d repeated\n",
+		rep.Unbans, rep.Lifted, sk.Bad, sk.Old, sk.Refused, sk.Duplicate)
+	return err
+}

@@ -1,0 +1,233 @@
+package unbanlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/record"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMaxAge is how old an unban line may be and still be applied.
+const DefaultMaxAge = time.Hour
+
+// MaxListed bounds Report.Applied; Report.Lifted counts them all.
+const MaxListed = 1000
+
+// lockTimeout bounds the wait for another run on the same cursor.
+const lockTimeout = 10 * time.Second
+
+// ErrBusy is returned when another run holds the cursor's lock too long.
+var ErrBusy = errors.New("unbanlog: another apply-unbans runs on the same cursor")
+
+// ErrUnsafeState is returned when the cursor's directory is not the
+// running account's own, or others may write to it: the receiving
+// account's home is such a directory, and a cursor there could be
+// replaced by that account, or turned into a link for root to write
+// through.
+var ErrUnsafeState = errors.New("unbanlog: the cursor's directory belongs to another account or others may write to it")
+
+// Unbanner lifts a ban in the local fail2ban (f2b.Client does).
+type Unbanner interface {
+	Unban(ctx context.Context, jail string, addr netip.Addr) (bool, error)
+}
+
+// Config says what to read and where to apply it. Everything in it is
+// trusted: it comes from root's command line.
+type Config struct {
+	Log    string        // the received log, an absolute path; LOG.1 is beside it
+	State  string        // the cursor file; STATE.lock beside it serializes runs
+	Jails  []string      // the local jails to lift each ban in, valid fail2ban jail names
+	Policy record.Policy // which addresses may be unbanned at all
+	// MaxAge: lines whose timestamp is further than this from now are
+	// passed over (an unban issued long ago could lift a newer ban of
+	// the same address). Zero or less: no bound.
+	MaxAge time.Duration
+	Now    func() time.Time
+}
+
+// Applied is one unban applied.
+type Applied struct {
+	Addr   netip.Addr `json:"addr"`
+	Peer   string     `json:"peer"`
+	Stamp  time.Time  `json:"stamp"`
+	Jail   string     `json:"jail"`   // the local jail
+	Lifted bool       `json:"lifted"` // it was banned there
+}
+
+// Report is what one run read and did.
+type Report struct {
+	Start   Start     `json:"start"`
+	Unbans  int       `json:"unbans"`  // unban lines read
+	Applied []Applied `json:"applied"` // the first MaxListed (address, jail) pairs applied
+	Calls   int       `json:"calls"`   // fail2ban unbans run
+	Lifted  int       `json:"lifted"`  // of them, bans that were lifted
+	Skipped Skipped   `json:"skipped"`
+	Other   int       `json:"other"` // lines of other kinds (ban, report, quorum)
+}
+
+// Skipped counts lines passed over, by reason.
+type Skipped struct {
+	Bad       int `json:"bad"`       // malformed, too long, not printable, cut short
+	Old       int `json:"old"`       // timestamp beyond MaxAge
+	Refused   int `json:"refused"`   // address refused by the policy
+	Duplicate int `json:"duplicate"` // address already applied in this run
+}
+
+// Apply reads the unban lines written since the cursor and lifts each
+// address's ban in every jail of cfg.Jails, then moves the cursor past
+// them. The cursor moves only past lines whose unbans succeeded: on an
+// error (fail2ban not running, say), it is saved before the line that
+// failed, and the error returned with the report so far.
+func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
+	var rep Report
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	for _, j := range cfg.Jails {
+		if !f2b.ValidJail(j) || j[0] == '-' {
+			return rep, fmt.Errorf("unbanlog: invalid jail name")
+		}
+	}
+	lock, err := lockState(ctx, cfg.State)
+	if err != nil {
+		return rep, err
+	}
+	defer lock.Close()
+
+	cur, err := LoadCursor(cfg.State)
+	if err != nil {
+		return rep, err
+	}
+	r, err := Open(cfg.Log, cur)
+	if err != nil {
+		return rep, err
+	}
+	defer r.Close()
+	rep.Start = r.Start
+
+	done := r.Cursor() // where the lines applied so far end
+	save := func() error {
+		if cur != nil && *cur == done {
+			return nil
+		}
+		return SaveCursor(cfg.State, done)
+	}
+	now := cfg.Now()
+	seen := map[netip.Addr]bool{}
+	for {
+		line, next, err := r.Next()
+		switch {
+		case err == io.EOF:
+			return rep, save()
+		case errors.Is(err, ErrBadLine):
+			rep.Skipped.Bad++
+			done = next
+			continue
+		case err != nil:
+			return rep, errors.Join(err, save())
+		}
+		ub, err := Parse(line)
+		switch {
+		case errors.Is(err, ErrOtherKind):
+			rep.Other++
+		case err != nil:
+			rep.Skipped.Bad++
+		default:
+			rep.Unbans++
+			if err := apply(ctx, cfg, u, ub, now, seen, &rep); err != nil {
+				return rep, errors.Join(err, save())
+			}
+		}
+		done = next
+	}
+}
+
+// apply lifts one unban line's address in every jail.
+func apply(ctx context.Context, cfg Config, u Unbanner, ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) error {
+	age := now.Sub(ub.Stamp)
+	switch {
+	case cfg.MaxAge > 0 && (age > cfg.MaxAge || -age > cfg.MaxAge):
+		rep.Skipped.Old++
+		return nil
+	case cfg.Policy.Check(ub.Addr) != nil:
+		rep.Skipped.Refused++
+		return nil
+	case seen[ub.Addr]:
+		rep.Skipped.Duplicate++
+		return nil
+	}
+	for _, jail := range cfg.Jails {
+		lifted, err := u.Unban(ctx, jail, ub.Addr)
+		if err != nil {
+			return fmt.Errorf("unbanlog: unban in jail %s: %w", jail, err)
+		}
+		rep.Calls++
+		if lifted {
+			rep.Lifted++
+		}
+		if len(rep.Applied) < MaxListed {
+			rep.Applied = append(rep.Applied, Applied{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp, Jail: jail, Lifted: lifted})
+		}
+	}
+	seen[ub.Addr] = true
+	return nil
+}
+
+// lockState takes the lock beside the cursor file, so that two runs (the
+// path unit's and one by hand) never apply the same lines at once.
+func lockState(ctx context.Context, state string) (*os.File, error) {
+	dir := filepath.Dir(state)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("unbanlog: state directory: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnsafeState, dir)
+	}
+	fd, err := unix.Open(state+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("unbanlog: lock %s.lock: %w", state, err)
+	}
+	f := os.NewFile(uintptr(fd), state+".lock")
+	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
+	defer cancel()
+	if err := fsutil.Lock(ctx, f); err != nil {
+		f.Close()
+		if errors.Is(err, fsutil.ErrLockTimeout) {
+			return nil, ErrBusy
+		}
+		return nil, fmt.Errorf("unbanlog: %w", err)
+	}
+	return f, nil
+}
+
+// Follow calls run now and then every interval until ctx is done or run
+// returns an error, which it returns (nil when ctx ended it). run decides
+// which of Apply's errors are worth stopping for.
+func Follow(ctx context.Context, interval time.Duration, run func(context.Context) error) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

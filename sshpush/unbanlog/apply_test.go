@@ -1,0 +1,184 @@
+package unbanlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/banpush/banpush/sshpush/f2b"
+)
+
+// fakeF2B records the unbans it is asked for; err, when set, fails them.
+type fakeF2B struct {
+	calls  []string
+	banned map[string]bool
+	err    error
+}
+
+func (f *fakeF2B) Unban(_ context.Context, jail string, addr netip.Addr) (bool, error) {
+	if f.err != nil {
+		return false, f.err
+	}
+	f.calls = append(f.calls, jail+" "+addr.String())
+	k := jail + " " + addr.String()
+	was := f.banned[k]
+	delete(f.banned, k)
+	return was, nil
+}
+
+var now = time.Date(2026, 11, 30, 9, 30, 0, 0, time.UTC)
+
+func unbanLine(addr string, ago time.Duration) string {
+	return now.Add(-ago).Format(timeLayout) + " banpush: unban " + addr + " peer=web1 jail=sshd\n"
+}
+
+func testConfig(t *testing.T) Config {
+	dir := t.TempDir()
+	return Config{
+		Log:    filepath.Join(dir, "received.log"),
+		State:  filepath.Join(dir, "state", "cursor"),
+		Jails:  []string{"banpush", "banpush-quorum"},
+		MaxAge: time.Hour,
+		Now:    func() time.Time { return now },
+	}
+}
+
+func TestApply(t *testing.T) {
+	cfg := testConfig(t)
+	os.Mkdir(filepath.Dir(cfg.State), 0o700)
+	appendFile(t, cfg.Log, strings.Join([]string{
+		unbanLine("203.0.113.7", time.Minute),
+		now.Format(timeLayout) + " banpush: ban 203.0.113.8 peer=web1\n",
+		unbanLine("203.0.113.9", 2*time.Hour),   // too old
+		unbanLine("203.0.113.10", -2*time.Hour), // from the future
+		unbanLine("10.0.0.1", time.Minute),      // private
+		unbanLine("127.0.0.1", time.Minute),     // loopback
+		unbanLine("203.0.113.7", 0),             // already applied
+		unbanLine("1.2.3.4;rm", 0),              // bad
+		"garbage\n",                             // bad
+		unbanLine("2001:db8::1", time.Second),   // applied
+		unbanLine("203.0.113.11", 0)[:20],       // being written
+	}, ""))
+	f := &fakeF2B{banned: map[string]bool{"banpush 203.0.113.7": true}}
+	rep, err := Apply(context.Background(), cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "banpush 203.0.113.7|banpush-quorum 203.0.113.7|banpush 2001:db8::1|banpush-quorum 2001:db8::1"
+	if got := strings.Join(f.calls, "|"); got != want {
+		t.Errorf("calls: got %s, want %s", got, want)
+	}
+	wantSkipped := Skipped{Bad: 2, Old: 2, Refused: 2, Duplicate: 1}
+	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 4 || rep.Lifted != 1 || len(rep.Applied) != 4 || rep.Start != StartFirst {
+		t.Errorf("report: got %+v", rep)
+	}
+
+	// Again: nothing new, nothing applied; then the cut line completes.
+	f.calls = nil
+	if rep, err = Apply(context.Background(), cfg, f); err != nil || len(f.calls) != 0 || rep.Start != StartContinued {
+		t.Fatalf("second run: %v, calls %q, %+v", err, f.calls, rep)
+	}
+	appendFile(t, cfg.Log, unbanLine("203.0.113.11", 0)[20:])
+	if _, err = Apply(context.Background(), cfg, f); err != nil || strings.Join(f.calls, "|") != "banpush 203.0.113.11|banpush-quorum 203.0.113.11" {
+		t.Fatalf("third run: %v, calls %q", err, f.calls)
+	}
+
+	// The private address is applied with AllowPrivate.
+	cfg.Policy.AllowPrivate = true
+	os.Remove(cfg.State)
+	f.calls = nil
+	if _, err = Apply(context.Background(), cfg, f); err != nil || !strings.Contains(strings.Join(f.calls, "|"), "banpush 10.0.0.1") || strings.Contains(strings.Join(f.calls, "|"), "127.0.0.1") {
+		t.Fatalf("AllowPrivate: %v, calls %q", err, f.calls)
+	}
+}
+
+// TestApplyFailureKeepsCursor: when fail2ban does not answer, the cursor
+// stays before the line that failed, and the next run applies it.
+func TestApplyFailureKeepsCursor(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Jails = []string{"banpush"}
+	os.Mkdir(filepath.Dir(cfg.State), 0o700)
+	appendFile(t, cfg.Log, unbanLine("203.0.113.1", 0))
+	f := &fakeF2B{}
+	if _, err := Apply(context.Background(), cfg, f); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, cfg.Log, unbanLine("203.0.113.2", 0)+unbanLine("203.0.113.3", 0))
+	f.err = f2b.ErrNotRunning
+	if _, err := Apply(context.Background(), cfg, f); !errors.Is(err, f2b.ErrNotRunning) {
+		t.Fatalf("got %v, want ErrNotRunning", err)
+	}
+	f.err = nil
+	f.calls = nil
+	if _, err := Apply(context.Background(), cfg, f); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.calls, "|"); got != "banpush 203.0.113.2|banpush 203.0.113.3" {
+		t.Errorf("after fail2ban came back: got %s", got)
+	}
+}
+
+func TestApplyRefusesUnsafeState(t *testing.T) {
+	cfg := testConfig(t)
+	dir := filepath.Dir(cfg.State)
+	os.Mkdir(dir, 0o777)
+	os.Chmod(dir, 0o777)
+	appendFile(t, cfg.Log, unbanLine("203.0.113.1", 0))
+	if _, err := Apply(context.Background(), cfg, &fakeF2B{}); !errors.Is(err, ErrUnsafeState) {
+		t.Fatalf("a world-writable state directory: got %v, want ErrUnsafeState", err)
+	}
+	cfg.Jails = []string{"bad jail"}
+	os.Chmod(dir, 0o700)
+	if _, err := Apply(context.Background(), cfg, &fakeF2B{}); err == nil {
+		t.Fatal("a bad jail name: accepted")
+	}
+}
+
+// TestApplyFlood: 100,000 hostile lines take no call and bounded time.
+func TestApplyFlood(t *testing.T) {
+	cfg := testConfig(t)
+	os.Mkdir(filepath.Dir(cfg.State), 0o700)
+	var b strings.Builder
+	hostile := []string{"1.2.3.4;rm", "1.2.3.4 peer=x$(id)", "fe80::1%eth0", "1.2.3.0/24", "::ffff:1.2.3.4", "1.2.3.4\x00", "1.2.3.4\xc3\xa9"}
+	for i := range 100000 {
+		fmt.Fprintf(&b, "%s", unbanLine(hostile[i%len(hostile)], 0))
+		if i%1000 == 0 {
+			b.WriteString(strings.Repeat("A", 10000) + "\n")
+		}
+	}
+	appendFile(t, cfg.Log, b.String())
+	f := &fakeF2B{}
+	start := time.Now()
+	rep, err := Apply(context.Background(), cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calls) != 0 || rep.Skipped.Bad != 100100 {
+		t.Errorf("got %d calls, %+v", len(f.calls), rep.Skipped)
+	}
+	t.Logf("100,100 hostile lines in %v", time.Since(start))
+}
+
+func TestFollowStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	err := Follow(ctx, time.Millisecond, func(context.Context) error {
+		if n++; n == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("cancelled: got %v after %d runs", err, n)
+	}
+	stop := errors.New("stop")
+	if err := Follow(context.Background(), time.Millisecond, func(context.Context) error { return stop }); err != stop {
+		t.Fatalf("got %v, want the run's error", err)
+	}
+}

@@ -1,0 +1,261 @@
+package unbanlog
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Start says where a Reader began, and why there.
+type Start string
+
+const (
+	// StartContinued: the log still holds the cursor's position.
+	StartContinued Start = "continued"
+	// StartRotated: the log was rotated; the rest of LOG.1 from the
+	// cursor is read first, then the new log from its start.
+	StartRotated Start = "rotated"
+	// StartFirst: there was no cursor; LOG.1 and the log are read from
+	// their start.
+	StartFirst Start = "first"
+	// StartLost: neither the log nor LOG.1 holds the cursor's position
+	// (the log was truncated or rewritten, or rotated twice since): both
+	// are read from their start.
+	StartLost Start = "lost"
+)
+
+// ErrNoLog is returned by Open when neither the log nor LOG.1 exists.
+var ErrNoLog = errors.New("unbanlog: no received log")
+
+// segment is one file to read, from an offset.
+type segment struct {
+	f        *os.File
+	dev, ino uint64
+	size     int64 // when opened
+	from     int64
+	last     bool // the live log: a last line without its newline is left for later
+}
+
+// Reader reads the lines of the received log after a cursor, across a
+// rotation: from the cursor's offset in whichever of LOG and LOG.1 still
+// continues it, then through the live log.
+type Reader struct {
+	segs  []*segment
+	i     int
+	br    *bufio.Reader
+	pos   Cursor // after the last line returned
+	tail  []byte // the up to tailLen bytes before pos.Offset
+	Start Start
+}
+
+// Open plans a read of the log at path (an absolute path) and LOG.1 beside
+// it, after cur (nil: no cursor yet). Both files are opened without
+// following a symbolic link; anything but a regular file is refused for the
+// log, and passed over for LOG.1. Close the Reader when done.
+func Open(path string, cur *Cursor) (*Reader, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("unbanlog: %s: not an absolute path", path)
+	}
+	dir, base := filepath.Split(path)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("unbanlog: %s: %w", dir, err)
+	}
+	defer unix.Close(dfd)
+	live, err := openAt(dfd, dir, base)
+	if err != nil {
+		return nil, err
+	}
+	old, err := openAt(dfd, dir, base+".1")
+	if err != nil {
+		old = nil // not a regular file: no log logrotate made
+	}
+	if live == nil && old == nil {
+		return nil, fmt.Errorf("%w at %s", ErrNoLog, path)
+	}
+	if live != nil {
+		live.last = true
+	}
+	r := &Reader{}
+	switch {
+	case cur == nil:
+		r.Start = StartFirst
+		r.segs = plan(old, 0, live)
+	case live != nil && live.dev == cur.Dev && live.ino == cur.Ino && continues(live.f, live.size, cur):
+		r.Start = StartContinued
+		live.from = cur.Offset
+		r.segs = plan(nil, 0, live)
+	case old != nil && continues(old.f, old.size, cur):
+		// Renamed (the same inode), or copied (copytruncate: the copy
+		// holds the same bytes before the offset).
+		r.Start = StartRotated
+		r.segs = plan(old, cur.Offset, live)
+	default:
+		r.Start = StartLost
+		r.segs = plan(old, 0, live)
+	}
+	if old != nil && (len(r.segs) == 0 || r.segs[0] != old) {
+		old.f.Close()
+	}
+	if err := r.begin(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// plan lists the segments to read: old from an offset, if given, then
+// live from where it starts.
+func plan(old *segment, from int64, live *segment) []*segment {
+	var segs []*segment
+	if old != nil {
+		old.from = from
+		segs = append(segs, old)
+	}
+	if live != nil {
+		segs = append(segs, live)
+	}
+	return segs
+}
+
+// openAt opens name in the directory dfd, refusing a symbolic link and
+// anything but a regular file. A missing file is a zero segment.
+func openAt(dfd int, dir, name string) (*segment, error) {
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, nil
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("unbanlog: %s%s: is a symbolic link", dir, name)
+	case err != nil:
+		return nil, fmt.Errorf("unbanlog: %s%s: %w", dir, name, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("unbanlog: %s%s: %w", dir, name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("unbanlog: %s%s: not a regular file", dir, name)
+	}
+	return &segment{f: os.NewFile(uintptr(fd), dir+name), dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size}, nil
+}
+
+// begin starts reading segment r.i at its offset.
+func (r *Reader) begin() error {
+	s := r.segs[r.i]
+	if _, err := s.f.Seek(s.from, io.SeekStart); err != nil {
+		return fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+	}
+	r.br = bufio.NewReaderSize(s.f, MaxLineLen+1)
+	r.pos = Cursor{Dev: s.dev, Ino: s.ino, Offset: s.from}
+	n := min(s.from, tailLen)
+	r.tail = make([]byte, n, tailLen)
+	if _, err := s.f.ReadAt(r.tail, s.from-n); err != nil {
+		return fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+	}
+	return nil
+}
+
+// Next returns the next whole line, without its newline, and the cursor
+// just after it; io.EOF at the end. A line longer than MaxLineLen is
+// returned as nil with ErrBadLine (its bytes are passed over, never
+// buffered whole). A last line without its newline is not returned in the
+// live log (it is being written, or was cut: it is read again next time,
+// once whole); in LOG.1, which nothing writes any more, it is passed over
+// as ErrBadLine. The line is valid until the next call.
+func (r *Reader) Next() ([]byte, Cursor, error) {
+	for {
+		line, err := r.line()
+		if err != io.EOF {
+			return line, r.Cursor(), err
+		}
+		if r.i+1 >= len(r.segs) {
+			return nil, r.Cursor(), io.EOF
+		}
+		r.i++
+		if err := r.begin(); err != nil {
+			return nil, r.Cursor(), err
+		}
+	}
+}
+
+// line reads one line of the current segment.
+func (r *Reader) line() ([]byte, error) {
+	s := r.segs[r.i]
+	b, err := r.br.ReadSlice('\n')
+	switch {
+	case err == nil:
+		r.advance(b)
+		return b[:len(b)-1], nil
+	case errors.Is(err, bufio.ErrBufferFull):
+		// Too long: pass over the rest of the line, keeping only the
+		// fingerprint's bytes.
+		pos, tail := r.pos, append([]byte(nil), r.tail...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			r.advance(b)
+			b, err = r.br.ReadSlice('\n')
+		}
+		if err == nil {
+			r.advance(b)
+			return nil, ErrBadLine
+		}
+		if err != io.EOF {
+			return nil, fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+		}
+		// A long line without its newline.
+		if s.last {
+			// Not consumed: the cursor stays before the line.
+			r.pos, r.tail = pos, tail
+			return nil, io.EOF
+		}
+		r.advance(b)
+		return nil, ErrBadLine
+	case err == io.EOF:
+		if len(b) == 0 {
+			return nil, io.EOF
+		}
+		if s.last {
+			return nil, io.EOF
+		}
+		r.advance(b)
+		return nil, ErrBadLine
+	default:
+		return nil, fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+	}
+}
+
+// advance moves the position over b, just read.
+func (r *Reader) advance(b []byte) {
+	r.pos.Offset += int64(len(b))
+	if len(b) >= tailLen {
+		r.tail = append(r.tail[:0], b[len(b)-tailLen:]...)
+		return
+	}
+	if over := len(r.tail) + len(b) - tailLen; over > 0 {
+		r.tail = append(r.tail[:0], r.tail[over:]...)
+	}
+	r.tail = append(r.tail, b...)
+}
+
+// Cursor is the position after the last line Next returned (or passed
+// over).
+func (r *Reader) Cursor() Cursor {
+	c := r.pos
+	c.Tail = fingerprint(r.tail)
+	return c
+}
+
+// Close closes the files.
+func (r *Reader) Close() error {
+	for _, s := range r.segs {
+		s.f.Close()
+	}
+	return nil
+}
