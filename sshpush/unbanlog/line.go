@@ -19,19 +19,19 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
 // tag marks an unban line of the received log, between its timestamp and
 // its address.
-const tag = "banpush: unban"
+const tag = receive.UnbanTag
 
-// otherTags are the tags of the received log's other kinds of line
-// (receive.LogTag, ReportTag, QuorumTag).
-var otherTags = []string{"banpush: ban", "banpush: report", "banpush: quorum"}
+// otherTags are the tags of the received log's other kinds of line.
+var otherTags = []string{receive.LogTag, receive.ReportTag, receive.QuorumTag}
 
 // timeLayout is the timestamp of a received log line (the receiver's).
-const timeLayout = "2006-01-02T15:04:05-07:00"
+const timeLayout = receive.TimeLayout
 
 // MaxLineLen is the longest log line read, without its newline: a
 // record's longest line plus the timestamp, tag and peer around it.
@@ -148,23 +148,9 @@ func parseTime(s string) (int64, bool) {
 	return n, err == nil && n >= 1 && n <= record.MaxTime
 }
 
-// AppendLine appends u as the receiver writes it, with its newline: the
-// form Parse reads. It is for tests and tools that write unban lines.
+// AppendLine appends u as the receiver writes it (receive.AppendUnbanLine),
+// with its newline: the form Parse reads. It is for tests and tools that
+// write unban lines.
 func (u Unban) AppendLine(b []byte) []byte {
-	b = append(b, u.Stamp.Format(timeLayout)...)
-	b = append(b, ' ')
-	b = append(b, tag...)
-	b = append(b, ' ')
-	b = u.Addr.AppendTo(b)
-	b = append(b, " peer="...)
-	b = append(b, u.Peer...)
-	if u.Jail != "" {
-		b = append(b, " jail="...)
-		b = append(b, u.Jail...)
-	}
-	if u.Time != 0 {
-		b = append(b, " time="...)
-		b = strconv.AppendInt(b, u.Time, 10)
-	}
-	return append(b, '\n')
+	return receive.AppendUnbanLine(b, u.Stamp.Format(timeLayout), u.Peer, record.Record{Addr: u.Addr, Jail: u.Jail, Time: u.Time})
 }
