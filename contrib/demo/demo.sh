@@ -301,7 +301,7 @@ trust() {
 	# The public key travels as an administrator would copy it.
 	on "$from" cat /etc/banpush/id_ed25519.pub >"$dir/$from.pub"
 	quiet on "$to" banpush authorize --peer "$from" --log /var/log/banpush/received.log \
-		--from "${addr[$from]}" --allow-private \
+		--from "${addr[$from]}" --allow-private --allow-unban \
 		--install /var/lib/banpush/.ssh/authorized_keys "$dir/$from.pub"
 }
 
@@ -309,7 +309,7 @@ trust() {
 # The demo is that machine; the hosts get copies of $dir/ca/fleet as an
 # administrator would copy them with scp.
 fleet_from=10.77.0.0/28 # the three hosts, not the attacker
-fleet_opts=(--allow-private --from "$fleet_from")
+fleet_opts=(--allow-private --allow-unban --from "$fleet_from")
 
 # fleet_constant: the CAs, the inventory, the known_hosts line and the KRL,
 # made once for the whole fleet.
@@ -394,6 +394,14 @@ banned_by() {
 	local out
 	out=$(on "$1" fail2ban-client status "$2" 2>/dev/null) || return 1
 	grep -qw -- "$attacker" <<<"$out"
+}
+# banned_in_any HOST: does any jail of the host's fail2ban list the attacker?
+banned_in_any() {
+	local j
+	for j in $(on "$1" fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' | tr ',' ' '); do
+		! banned_by "$1" "$j" || return 0
+	done
+	return 1
 }
 # in_firewall HOST: has the host's iptables a rule for the attacker?
 in_firewall() {
@@ -484,7 +492,17 @@ cmd_up() {
 			sleep 0.1
 		done
 		on "$a" fail2ban-client status banpush >/dev/null
+		apply_unbans "$a"
 	done
+}
+
+# apply_unbans HOST: what the systemd units banpush-apply-unbans.path and
+# .timer do on a real host (the hosts here have no systemd): apply the
+# unbans peers send, as root, as soon as they are in the received log.
+apply_unbans() {
+	local h=$1
+	on "$h" setsid banpush apply-unbans --follow --interval 200ms --allow-private \
+		</dev/null >>"$dir/$h/apply-unbans.log" 2>&1 &
 }
 
 # cmd_attack DIR: failed SSH logins from the attacker to host 1 until host
@@ -651,11 +669,45 @@ cmd_run() {
 		verdict=bad
 		say "h1 received its own ban back: a loop"
 	fi
+
+	step "A mistake: $attacker was a colleague. banpush unban on h1 takes it back everywhere"
+	local tunban
+	tunban=$(now)
+	on h1 banpush unban --allow-private "$attacker" 2>&1 | sed 's/^/    /'
+	pending=(h1 h2 h3)
+	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 20 }')
+	while ((${#pending[@]})); do
+		left=()
+		for h in "${pending[@]}"; do
+			if in_firewall "$h"; then
+				left+=("$h")
+			else
+				seen[$h]=$(now)
+			fi
+		done
+		pending=(${left[@]+"${left[@]}"})
+		((${#pending[@]})) || break
+		awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' ||
+			die "$attacker still in the firewall of ${pending[*]} 20 s after the unban"
+		sleep 0.1
+	done
+	for h in h1 h2 h3; do
+		say "  $h: no rule for $attacker any more, +$(diff_s "$tunban" "${seen[$h]}") s after the unban"
+	done
+	say "  what h2 received (the unban line, which no filter bans on; apply-unbans lifted it):"
+	on h2 grep -F " unban $attacker " /var/log/banpush/received.log | sed 's/^/    /'
+	for h in h1 h2 h3; do
+		if banned_in_any "$h"; then
+			verdict=bad
+			say "$h: fail2ban still lists $attacker"
+		fi
+	done
 	step "Verdict"
 	if [[ $verdict == ok ]]; then
-		say "OK: banned on h1 by fail2ban, then in the firewalls of h2 and h3; nothing came back to h1."
+		say "OK: banned on h1 by fail2ban, then in the firewalls of h2 and h3; nothing came back to h1;"
+		say "one 'banpush unban' on h1 lifted it on all three."
 	else
-		die "the ban came back to h1"
+		die "the ban came back to h1, or an unban did not take"
 	fi
 	say "The whole demo took $(since "$start") s. Tearing down."
 }

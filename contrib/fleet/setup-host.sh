@@ -58,6 +58,9 @@
 #                      the contrib/ this script is in)
 #   --certs            read this host's certificates from stdin
 #   --allow-private    receive and push private addresses (a LAN's attackers)
+#   --allow-unban      let every host of the fleet lift bans here ('banpush
+#                      unban' on it; off by default: a compromised host could
+#                      then lift bans fleet-wide)
 #   --from CIDR        accept pushing hosts only from these addresses
 #                      (comma-separated; sshd's from=); the receiver then never
 #                      bans them either
@@ -84,6 +87,7 @@ contrib=$(cd "$here/.." && pwd)
 fleet=$(cd "$contrib/.." && pwd)
 certs=no
 allow_private=no
+allow_unban=no
 from=
 jails=sshd
 extra_ignoreip=
@@ -99,6 +103,7 @@ while [ $# -gt 0 ]; do
 	--certs) certs=yes && shift ;;
 	--drop-other-cas) drop_other_cas=yes && shift ;;
 	--allow-private) allow_private=yes && shift ;;
+	--allow-unban) allow_unban=yes && shift ;;
 	--from)
 		[ $# -ge 2 ] || die "--from needs addresses"
 		from=$2 && shift 2
@@ -289,6 +294,7 @@ home=$(getent passwd banpush | cut -d: -f6)
 [ -n "$home" ] || die "no home directory for the account banpush"
 set -- --cert-authority /etc/banpush/user_ca.pub --log "$log"
 [ $allow_private = no ] || set -- "$@" --allow-private
+[ $allow_unban = no ] || set -- "$@" --allow-unban
 [ -z "$from" ] || set -- "$@" --from "$from"
 ak=$home/.ssh/authorized_keys
 "$bin" authorize "$@" --install "$ak"
@@ -413,12 +419,16 @@ commit
 if [ -d /etc/systemd/system ]; then
 	put_contrib systemd/banpush-flush.service /etc/systemd/system/banpush-flush.service
 	put_contrib systemd/banpush-flush.timer /etc/systemd/system/banpush-flush.timer
+	for u in path service timer; do
+		put_contrib systemd/banpush-apply-unbans.$u /etc/systemd/system/banpush-apply-unbans.$u
+	done
 fi
 
 # Reload what runs.
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	systemctl enable --now banpush-flush.timer >/dev/null 2>&1
+	systemctl enable --now banpush-apply-unbans.path banpush-apply-unbans.timer >/dev/null 2>&1
 	if systemctl is-active --quiet ssh; then
 		systemctl reload ssh
 	elif systemctl is-active --quiet sshd; then
