@@ -97,19 +97,19 @@ func (c *Client) PushingJails(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		pushes := slices.Contains(acts, "banpush")
 		for _, a := range acts {
-			pushes := a == "banpush"
-			if !pushes {
-				ban, err := c.ActionBan(ctx, j, a)
-				if err != nil {
-					return nil, err
-				}
-				pushes = Action{Name: a, Ban: ban}.Pushes()
-			}
 			if pushes {
-				out = append(out, j)
 				break
 			}
+			ban, err := c.ActionBan(ctx, j, a)
+			if err != nil {
+				return nil, err
+			}
+			pushes = Action{Name: a, Ban: ban}.Pushes()
+		}
+		if pushes {
+			out = append(out, j)
 		}
 	}
 	return out, nil
@@ -232,4 +232,44 @@ func parseLocal(start, end string, banTime int64, loc *time.Location) (int64, er
 		return 0, errors.New("start of ban out of range")
 	}
 	return t, nil
+}
+
+// Active returns the bans still running at now (Unix seconds), one per
+// address, sorted by address: where an address is banned in several
+// jails, the ban that ends last (a permanent one before any other; on a
+// tie, the first listed). expired counts the bans that had ended, dups the
+// ones left out for a later ban of their address.
+func Active(bans []Ban, now int64) (active []Ban, expired, dups int) {
+	index := map[netip.Addr]int{}
+	for _, b := range bans {
+		if end, ok := b.End(); ok && end <= now {
+			expired++
+			continue
+		}
+		i, seen := index[b.Addr]
+		if !seen {
+			index[b.Addr] = len(active)
+			active = append(active, b)
+			continue
+		}
+		dups++
+		if endsAfter(b, active[i]) {
+			active[i] = b
+		}
+	}
+	slices.SortFunc(active, func(a, b Ban) int { return a.Addr.Compare(b.Addr) })
+	return active, expired, dups
+}
+
+// endsAfter reports whether a ends strictly after b.
+func endsAfter(a, b Ban) bool {
+	ea, fa := a.End()
+	eb, fb := b.End()
+	switch {
+	case !fa:
+		return fb
+	case !fb:
+		return false
+	}
+	return ea > eb
 }

@@ -139,3 +139,26 @@ func FuzzParseBans(f *testing.F) {
 		}
 	})
 }
+
+func TestActive(t *testing.T) {
+	a, b, c := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("2001:db8::3")
+	const now = 1000
+	bans := []Ban{
+		{Addr: c, Jail: "sshd", Time: 900, BanTime: 600},
+		{Addr: b, Jail: "sshd", Time: 100, BanTime: 600},      // ended at 700
+		{Addr: a, Jail: "sshd", Time: 900, BanTime: 600},      // ends at 1500
+		{Addr: a, Jail: "recidive", Time: 500, BanTime: 7200}, // ends later: wins
+		{Addr: a, Jail: "nginx", Time: 950, BanTime: 600},
+		{Addr: c, Jail: "recidive", Time: 100, BanTime: Permanent}, // permanent: wins
+		{Addr: c, Jail: "nginx", Time: 990, BanTime: 100000},
+		{Addr: b, Jail: "nginx", Time: 400, BanTime: 600}, // ends at now: ended
+	}
+	got, expired, dups := Active(bans, now)
+	want := []Ban{
+		{Addr: a, Jail: "recidive", Time: 500, BanTime: 7200},
+		{Addr: c, Jail: "recidive", Time: 100, BanTime: Permanent},
+	}
+	if !reflect.DeepEqual(got, want) || expired != 2 || dups != 4 {
+		t.Errorf("got %+v, %d expired, %d dups; want %+v, 2 expired, 4 dups", got, expired, dups, want)
+	}
+}
