@@ -81,7 +81,6 @@ type syncReport struct {
 	Expired    int        `json:"expired"`
 	Duplicates int        `json:"duplicates"`
 	Refused    int        `json:"refused"`
-	NotAddress int        `json:"not_address"`
 }
 
 // Run reads fail2ban, queues and reports.
