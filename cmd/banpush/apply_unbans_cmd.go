@@ -53,14 +53,15 @@ twice is harmless.
 The cursor survives log rotation (logrotate's rename and create, or
 copytruncate): the rest of LOG.1 is read first. It moves only past lines
 whose unbans fail2ban took: when fail2ban is not running, apply-unbans exits
-75 and the next run applies them. The first run (no cursor) reads LOG.1 and
+69 and the next run applies them. The first run (no cursor) reads LOG.1 and
 the log from their start, applying what is within --max-age.
 
 contrib/systemd/banpush-apply-unbans.path runs it whenever the log changes,
 and banpush-apply-unbans.timer every minute in case a change came while it
-ran. Exit status 0 when every line read was applied or passed over, 75 when
-fail2ban did not answer (try again later), 78 for a jail fail2ban does not
-run or a --state in a directory others may change.`
+ran. Exit status 0 when every line read was applied or passed over, 69 when
+fail2ban did not answer, 75 when another run held the cursor (both: the next
+run applies what is pending), 78 for a jail fail2ban does not run or a
+--state in a directory others may change.`
 }
 
 // Run applies the unbans once, or until a signal with --follow.
@@ -111,7 +112,7 @@ func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 		}
 		err = applyError(err, g.Fail2banSocket)
 		var u *userError
-		if err != nil && ctx.Err() == nil && errors.As(err, &u) && u.code == exitTemp {
+		if err != nil && ctx.Err() == nil && errors.As(err, &u) && (u.code == exitTemp || u.code == exitUnavailable) {
 			// fail2ban stopped, or another run holds the cursor: later.
 			printWarning(env.Stderr, "%s (trying again in %s)", err, c.Interval)
 			return nil
@@ -155,7 +156,7 @@ func applyError(err error, socket string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, f2b.ErrNotRunning):
-		return withHint(fmt.Errorf("no fail2ban server answers at %s; the unbans not applied stay ahead of the cursor", socket), exitTemp,
+		return withHint(fmt.Errorf("no fail2ban server answers at %s; the unbans not applied stay ahead of the cursor", socket), exitUnavailable,
 			"start fail2ban (systemctl start fail2ban), or give its socket with --fail2ban-socket; the next run applies them")
 	case errors.Is(err, unbanlog.ErrBusy):
 		return withHint(err, exitTemp, "the next run applies what this one could not")

@@ -24,7 +24,7 @@ import (
 //   - a rotation between two writes, with a late write to the rotated
 //     file, misses nothing, and nothing is applied twice: an address
 //     banned again after its unban stays banned;
-//   - with fail2ban stopped, exit 75 and the line is applied once it runs;
+//   - with fail2ban stopped, exit 69 and the line is applied once it runs;
 //   - --follow applies a new line within its interval and stops on SIGTERM.
 func TestApplyUnbansFail2ban(t *testing.T) {
 	testenv.Need(t, testenv.Fail2ban()...)
@@ -146,10 +146,10 @@ action = dummy[target="$TMP/dummy"]
 		t.Errorf("%s, banned again after its unban, was unbanned again", x)
 	}
 
-	// fail2ban stopped: exit 75, the line stays ahead of the cursor.
+	// fail2ban stopped: exit 69, the line stays ahead of the cursor.
 	f2b.stop()
 	write(log, unban(x))
-	apply(75)
+	apply(exitUnavailable)
 	f2b = startFail2ban(t, conf, tmp)
 	ban(x)
 	if rep = apply(0); rep.Lifted != 1 || slices.Contains(banned(), x) {

@@ -18,3 +18,7 @@ const (
 	exitConfig  = wire.ExitConfig  // bad configuration: inventory file, receive arguments (EX_CONFIG)
 	exitUsage   = 80               // command-line usage error (kong's convention)
 )
+
+// exitUnavailable (EX_UNAVAILABLE): sync: the local fail2ban does not
+// answer, or fail2ban-client is missing; nothing was queued.
+const exitUnavailable = 69

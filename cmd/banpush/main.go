@@ -116,6 +116,7 @@ type CLI struct {
 	Push      PushCmd      `cmd:"" help:"Queue bans for every peer and return at once (fail2ban's actionban)."`
 	Unban     UnbanCmd     `cmd:"" help:"Take bans back: unban here, cancel the queued bans and unban on every peer."`
 	Flush     FlushCmd     `cmd:"" help:"Deliver everything queued now, in the foreground, and report per peer."`
+	Sync      SyncCmd      `cmd:"" help:"Queue the bans fail2ban holds now for new or returning peers."`
 	Status    StatusCmd    `cmd:"" help:"Show queued bans and the last delivery results per peer."`
 	Peers     PeersCmd     `cmd:"" help:"List, add, remove, check and trust the peers in the inventory."`
 	Receive   ReceiveCmd   `cmd:"" help:"Receive bans from a peer (run by sshd as a forced command)."`

@@ -227,6 +227,10 @@ writes
         User banpush
         IdentityFile /etc/banpush/id_ed25519
 
+It ends with a hint to run 'banpush sync NAME', which queues for the new peer
+the bans the local fail2ban holds now (push only shares bans as they
+happen).
+
 Exit status 78 if the name is taken or unsafe, a value is invalid, or the
 inventory cannot be read or written.`
 }
@@ -281,6 +285,9 @@ func (c *PeersAddCmd) Run(env *Env, g *Globals) error {
 			}
 		}
 	}
+	// The spool holds only what was pushed lately: the long and permanent
+	// bans fail2ban still holds are sent by sync.
+	printHint(env.Stderr, "run 'banpush sync "+c.Name+"' (as root) to send "+c.Name+" the bans fail2ban holds here now")
 	return nil
 }
 
