@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -49,6 +50,8 @@ As a receiver (the account's authorized_keys has banpush lines):
                    lines) runs and watches the log the lines write
   sshd             'sshd -T -C user=ACCOUNT' forbids forwarding and ttys
                    (and exposes auth info for cert-authority lines)
+  apply-unbans     where a line has --allow-unban, banpush-apply-unbans.path
+                   is enabled and active (where systemd runs)
 
 fail2ban is asked through --fail2ban-socket. Run doctor as root, as the last
 step of setup and after every change. Exit status 0 when no check failed, 4
@@ -116,6 +119,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	}
 	_, err := os.Stat("/run/systemd/system")
 	rs = append(rs, doctor.CheckFlushTimer(ctx, doctor.Exec, err == nil, pusher))
+	rs = append(rs, doctor.CheckApplyUnbans(ctx, doctor.Exec, err == nil, slices.ContainsFunc(recv, func(r doctor.Receiver) bool { return r.Unban })))
 
 	if err := printDoctor(env, rs, c.JSON); err != nil {
 		return err
@@ -133,7 +137,7 @@ func receiver(args []string) (doctor.Receiver, error) {
 		return doctor.Receiver{}, err
 	}
 	return doctor.Receiver{Log: filepath.Clean(a.Log), Quorum: a.Trust == trustQuorum, FromCert: a.PeerFromCert,
-		QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow}, nil
+		Unban: a.AllowUnban, QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow}, nil
 }
 
 func lookupHost(ctx context.Context, host string) error {

@@ -119,6 +119,42 @@ func TestCheckFlushTimer(t *testing.T) {
 	}
 }
 
+// TestCheckApplyUnbans: on a host where a peer may unban, the path unit
+// that applies unbans must be enabled and active.
+func TestCheckApplyUnbans(t *testing.T) {
+	systemctl := func(enabled, active string) Runner {
+		return func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			if name != "systemctl" || len(args) != 2 || args[1] != ApplyUnbansPath {
+				t.Fatalf("ran %s %q", name, args)
+			}
+			if args[0] == "is-enabled" {
+				return []byte(enabled + "\n"), nil
+			}
+			return []byte(active + "\n"), nil
+		}
+	}
+	tests := []struct {
+		name            string
+		run             Runner
+		systemd, unbans bool
+		want            Status
+	}{
+		{name: "enabled and active", run: systemctl("enabled", "active"), systemd: true, unbans: true, want: OK},
+		{name: "not installed", run: systemctl("", "inactive"), systemd: true, unbans: true, want: Fail},
+		{name: "enabled, not started", run: systemctl("enabled", "inactive"), systemd: true, unbans: true, want: Fail},
+		{name: "no systemd", unbans: true, want: Skip},
+		{name: "no peer may unban", systemd: true, want: Skip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := CheckApplyUnbans(context.Background(), tt.run, tt.systemd, tt.unbans)
+			if r.Status != tt.want || r.Check != "apply-unbans" {
+				t.Errorf("got %s %s (%s), want %s", r.Check, r.Status, r.Found, tt.want)
+			}
+		})
+	}
+}
+
 func TestCheckInventory(t *testing.T) {
 	lookup := func(ctx context.Context, host string) error {
 		if host == "known.example" {

@@ -89,6 +89,10 @@ func CheckSpool(dir string, euid int, pusher bool) Result {
 // FlushTimer is the systemd unit that runs 'banpush flush'.
 const FlushTimer = "banpush-flush.timer"
 
+// ApplyUnbansPath is the systemd unit that runs 'banpush apply-unbans'
+// when the received log changes.
+const ApplyUnbansPath = "banpush-apply-unbans.path"
+
 // CheckFlushTimer checks that the flush timer is enabled and active where
 // systemd runs (systemd: /run/systemd/system exists).
 func CheckFlushTimer(ctx context.Context, run Runner, systemd, pusher bool) Result {
@@ -98,15 +102,36 @@ func CheckFlushTimer(ctx context.Context, run Runner, systemd, pusher bool) Resu
 	case !systemd:
 		return result("flush-timer", "", Skip, "", "systemd is not running here: run 'banpush flush' every minute some other way (cron)")
 	}
-	enabled, _ := run(ctx, "systemctl", "is-enabled", FlushTimer)
-	active, _ := run(ctx, "systemctl", "is-active", FlushTimer)
+	return checkUnit(ctx, run, "flush-timer", FlushTimer,
+		"cp contrib/systemd/banpush-flush.* /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now "+FlushTimer,
+		"bans queued while a peer was down wait for the next push")
+}
+
+// CheckApplyUnbans checks, on a host where some pushing peer may unban
+// (--allow-unban), that apply-unbans runs when the received log changes:
+// without it, the unbans are written and never applied.
+func CheckApplyUnbans(ctx context.Context, run Runner, systemd, unbans bool) Result {
+	switch {
+	case !unbans:
+		return result("apply-unbans", "", Skip, "", "no authorized_keys line here has --allow-unban")
+	case !systemd:
+		return result("apply-unbans", "", Skip, "", "systemd is not running here: run 'banpush apply-unbans --follow' as root some other way, or the unbans peers send are never applied")
+	}
+	return checkUnit(ctx, run, "apply-unbans", ApplyUnbansPath,
+		"cp contrib/systemd/banpush-apply-unbans.* /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now "+ApplyUnbansPath+" banpush-apply-unbans.timer",
+		"the unbans peers send are written to the log and never applied")
+}
+
+// checkUnit checks that a systemd unit is enabled and active; what is
+// the consequence when it is not.
+func checkUnit(ctx context.Context, run Runner, check, unit, hint, what string) Result {
+	enabled, _ := run(ctx, "systemctl", "is-enabled", unit)
+	active, _ := run(ctx, "systemctl", "is-active", unit)
 	e, a := firstWord(enabled), firstWord(active)
 	if e != "enabled" || a != "active" {
-		return result("flush-timer", "", Fail,
-			"cp contrib/systemd/banpush-flush.* /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now "+FlushTimer,
-			"%s is %s and %s: bans queued while a peer was down wait for the next push", FlushTimer, orUnknown(e), orUnknown(a))
+		return result(check, "", Fail, hint, "%s is %s and %s: %s", unit, orUnknown(e), orUnknown(a), what)
 	}
-	return result("flush-timer", "", OK, "", "%s is enabled and active", FlushTimer)
+	return result(check, "", OK, "", "%s is enabled and active", unit)
 }
 
 func firstWord(b []byte) string {

@@ -101,6 +101,7 @@ type Receiver struct {
 	Log      string
 	Quorum   bool // --trust quorum: its reports count toward a quorum
 	FromCert bool // --peer-from-cert: sshd must expose auth info
+	Unban    bool // --allow-unban: apply-unbans must run
 
 	// With Quorum: the distinct peers needed (--quorum) and how long a
 	// report counts (--quorum-window).
