@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -189,9 +190,15 @@ func (h *e2eHosts) received(host, addr string) int {
 // receivedLines returns the lines of a host's receiving log that ban addr.
 func (h *e2eHosts) receivedLines(host, addr string) []string {
 	h.t.Helper()
+	return h.logLines(host, receive.LogTag, addr)
+}
+
+// logLines returns the lines of a host's receiving log with tag for addr.
+func (h *e2eHosts) logLines(host, tag, addr string) []string {
+	h.t.Helper()
 	var lines []string
 	for _, line := range strings.Split(h.mustOn(host, "cat", e2eReceived), "\n") {
-		if strings.Contains(line, " banpush: ban "+addr+" ") {
+		if strings.Contains(line, " "+tag+" "+addr+" ") {
 			lines = append(lines, line)
 		}
 	}

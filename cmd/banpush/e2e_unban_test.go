@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -44,13 +45,7 @@ func (h *e2eHosts) gone(host, addr string) (bool, error) {
 // unbanLines returns the unban lines for addr in a host's receiving log.
 func (h *e2eHosts) unbanLines(host, addr string) []string {
 	h.t.Helper()
-	var lines []string
-	for _, line := range strings.Split(h.mustOn(host, "cat", e2eReceived), "\n") {
-		if strings.Contains(line, " banpush: unban "+addr+" ") {
-			lines = append(lines, line)
-		}
-	}
-	return lines
+	return h.logLines(host, receive.UnbanTag, addr)
 }
 
 // authorize rewrites the line of from's key in to's authorized_keys, as

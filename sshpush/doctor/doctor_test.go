@@ -83,20 +83,23 @@ func TestCheckSpool(t *testing.T) {
 	}
 }
 
-// TestCheckFlushTimer runs with a stand-in for systemctl: no test can
-// start systemd.
-func TestCheckFlushTimer(t *testing.T) {
-	systemctl := func(enabled, active string) Runner {
-		return func(ctx context.Context, name string, args ...string) ([]byte, error) {
-			if name != "systemctl" || len(args) != 2 || args[1] != FlushTimer {
-				t.Fatalf("ran %s %q", name, args)
-			}
-			if args[0] == "is-enabled" {
-				return []byte(enabled + "\n"), nil
-			}
-			return []byte(active + "\n"), nil
+// systemctlFor is a stand-in for systemctl that knows one unit, enabled
+// and active as given: no test can start systemd.
+func systemctlFor(t *testing.T, unit, enabled, active string) Runner {
+	return func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		if name != "systemctl" || len(args) != 2 || args[1] != unit {
+			t.Fatalf("ran %s %q", name, args)
 		}
+		if args[0] == "is-enabled" {
+			return []byte(enabled + "\n"), nil
+		}
+		return []byte(active + "\n"), nil
 	}
+}
+
+// TestCheckFlushTimer runs with a stand-in for systemctl.
+func TestCheckFlushTimer(t *testing.T) {
+	systemctl := func(enabled, active string) Runner { return systemctlFor(t, FlushTimer, enabled, active) }
 	tests := []struct {
 		name            string
 		run             Runner
@@ -122,17 +125,7 @@ func TestCheckFlushTimer(t *testing.T) {
 // TestCheckApplyUnbans: on a host where a peer may unban, the path unit
 // that applies unbans must be enabled and active.
 func TestCheckApplyUnbans(t *testing.T) {
-	systemctl := func(enabled, active string) Runner {
-		return func(ctx context.Context, name string, args ...string) ([]byte, error) {
-			if name != "systemctl" || len(args) != 2 || args[1] != ApplyUnbansPath {
-				t.Fatalf("ran %s %q", name, args)
-			}
-			if args[0] == "is-enabled" {
-				return []byte(enabled + "\n"), nil
-			}
-			return []byte(active + "\n"), nil
-		}
-	}
+	systemctl := func(enabled, active string) Runner { return systemctlFor(t, ApplyUnbansPath, enabled, active) }
 	tests := []struct {
 		name            string
 		run             Runner

@@ -211,11 +211,9 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		return res, nil
 	}
 
-	lockCtx, cancel := context.WithTimeout(ctx, cfg.LockTimeout)
-	defer cancel()
-	st, err := openState(lockCtx, cfg.LogPath+".state")
+	st, err := cfg.lockState(ctx)
 	if err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, err
 	}
 	defer st.close()
 
@@ -263,9 +261,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
-		b.count.add(res)
-		st.put(cfg.Peer, b)
-		_ = st.save()
+		st.charge(cfg.Peer, b, res)
 		return res, nil
 	}
 	// A quorum peer's reports are remembered before they are written,
@@ -282,12 +278,30 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		}
 		return Result{}, &TempError{err}
 	}
-	// The lines are durable; a failure to record the spent tokens only
-	// makes this peer's bucket fuller than it should be.
-	b.count.add(res)
-	st.put(cfg.Peer, b)
-	_ = st.save()
+	st.charge(cfg.Peer, b, res)
 	return res, nil
+}
+
+// lockState opens LOG.state and takes the lock that serializes every
+// receiver of the log, waiting at most LockTimeout; failing that, nothing
+// may be written (a *TempError).
+func (cfg *Config) lockState(ctx context.Context) (*stateFile, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.LockTimeout)
+	defer cancel()
+	st, err := openState(ctx, cfg.LogPath+".state")
+	if err != nil {
+		return nil, &TempError{err}
+	}
+	return st, nil
+}
+
+// charge saves the peer's bucket with the batch's tokens spent and its
+// result counted. Once the log is written, a failure here only leaves the
+// bucket fuller than it should be.
+func (st *stateFile) charge(peer string, b bucket, res Result) {
+	b.count.add(res)
+	st.put(peer, b)
+	_ = st.save()
 }
 
 // count adds a batch that wrote nothing to the peer's counters, if the
@@ -304,10 +318,7 @@ func (cfg *Config) count(ctx context.Context, res Result) {
 		return
 	}
 	defer st.close()
-	b := st.bucket(cfg.Peer, cfg.Now(), cfg.MaxBurst, cfg.MaxPerMinute)
-	b.count.add(res)
-	st.put(cfg.Peer, b)
-	_ = st.save()
+	st.charge(cfg.Peer, st.bucket(cfg.Peer, cfg.Now(), cfg.MaxBurst, cfg.MaxPerMinute), res)
 }
 
 // AppendLogLine appends the log line for rec, received from peer at the time

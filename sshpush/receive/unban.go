@@ -87,11 +87,9 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 		return res, nil
 	}
 
-	lockCtx, cancel := context.WithTimeout(ctx, cfg.LockTimeout)
-	defer cancel()
-	st, err := openState(lockCtx, cfg.LogPath+".state")
+	st, err := cfg.lockState(ctx)
 	if err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, err
 	}
 	defer st.close()
 
@@ -121,9 +119,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
-		b.count.add(res)
-		st.put(cfg.Peer, b)
-		_ = st.save()
+		st.charge(cfg.Peer, b, res)
 		return res, nil
 	}
 	// Remembered before written, as a quorum report is: the window must
@@ -139,9 +135,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 		// Best effort: a report left behind counts for its window at most.
 		_ = q.save()
 	}
-	b.count.add(res)
-	st.put(cfg.Peer, b)
-	_ = st.save()
+	st.charge(cfg.Peer, b, res)
 	return res, nil
 }
 

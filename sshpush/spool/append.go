@@ -26,27 +26,16 @@ import (
 // If Append fails, none or some of the records may be queued; a retry may
 // queue some twice, which readers tolerate (delivery is at-least-once).
 func (s *Spool) Append(ctx context.Context, queued time.Time, recs ...record.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	nanos := queued.UnixNano()
-	if nanos <= 0 {
-		return errors.New("spool: queued time before 1970")
-	}
-	// One leading byte is reserved for the newline that ends a torn tail.
-	buf := make([]byte, 1, 1+len(recs)*80)
+	items := make([]Item, len(recs))
 	for i, r := range recs {
-		start := len(buf)
-		buf = appendLine(buf, nanos, Item{Record: r})
-		if _, _, reason := decodeLine(buf[start : len(buf)-1]); reason != "" {
-			return fmt.Errorf("spool: record %d: %s", i+1, reason)
-		}
+		items[i] = Item{Record: r}
 	}
-	return s.appendLines(ctx, buf)
+	return s.AppendItems(ctx, queued, items...)
 }
 
 // AppendItems queues items as Append queues records: bans and unbans, for
-// every peer or for one. Queuing an unban also cancels the bans of its
+// every peer or for one. An item that would not read back unchanged is
+// refused before anything is written. Queuing an unban also cancels the bans of its
 // address queued up to then (Cancels): they are not delivered afterwards,
 // to any peer. The unban is on disk before the cancel is: a crash between
 // the two delivers the bans and then the unban, which ends the same.
@@ -85,19 +74,28 @@ func (s *Spool) AppendItems(ctx context.Context, queued time.Time, items ...Item
 	return s.cancel(ctx, unbans, nanos)
 }
 
+// lockAppend takes the append lock, waiting until ctx is done; close the
+// file it returns to release it.
+func (s *Spool) lockAppend(ctx context.Context) (*os.File, error) {
+	lf, err := os.OpenFile(s.appendLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := fsutil.Lock(ctx, lf); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("spool: append lock: %w", err)
+	}
+	return lf, nil
+}
+
 // appendLines writes journal lines (buf, after one reserved byte) with one
 // write and an fsync, under the append lock.
 func (s *Spool) appendLines(ctx context.Context, buf []byte) error {
-
-	lf, err := os.OpenFile(s.appendLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	lf, err := s.lockAppend(ctx)
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+		return err
 	}
-	defer lf.Close()
-	if err := fsutil.Lock(ctx, lf); err != nil {
-		return fmt.Errorf("spool: append lock: %w", err)
-	}
-	defer fsutil.Unlock(lf)
+	defer lf.Close() // closing the last descriptor releases the flock
 
 	seg, err := s.currentSegment(lf)
 	if err != nil {

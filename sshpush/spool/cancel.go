@@ -123,15 +123,11 @@ func parseCancels(data []byte) map[netip.Addr]int64 {
 
 // cancel records that addrs were unbanned at nanos.
 func (s *Spool) cancel(ctx context.Context, addrs []netip.Addr, nanos int64) error {
-	lf, err := os.OpenFile(s.appendLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	lf, err := s.lockAppend(ctx)
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+		return err
 	}
-	defer lf.Close()
-	if err := fsutil.Lock(ctx, lf); err != nil {
-		return fmt.Errorf("spool: append lock: %w", err)
-	}
-	defer fsutil.Unlock(lf)
+	defer lf.Close() // closing the last descriptor releases the flock
 
 	c, err := s.LoadCancels(nil)
 	if err != nil {
