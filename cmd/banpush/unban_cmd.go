@@ -42,7 +42,8 @@ log, and its 'banpush apply-unbans' (a systemd path unit) lifts the ban in
 its receiving jails. For --unban-window (10 minutes by default) after that,
 the peer refuses bans of the address as stale, so that a ban still in
 flight does not put it straight back. A peer whose banpush predates unbans
-reports receiver-too-old; the unban stays queued until it is upgraded.
+reports receiver-too-old; the unban stays queued until it is upgraded
+(or --max-age passes: then it is dropped, as an old ban is).
 
 The address must not be detected again here: add it to ignoreip (and to
 the peers' ignoreip) if it should never be banned.
