@@ -87,10 +87,17 @@ func (c *UnbanCmd) Run(env *Env, g *Globals) error {
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	err = s.AppendItems(ctx, now, items...)
 	cancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, spool.ErrNotCancelled):
+		// The unbans are queued: deliver them all the same, after the
+		// bans that could not be cancelled.
+		printWarning(env.Stderr, "%v", err)
+		printNote(env.Stderr, "unban of %s queued for every peer, after its bans still queued", addrList(items))
+	case err != nil:
 		return withHint(err, exitFailure, "the unbans were not queued; check the spool directory "+g.Spool)
+	default:
+		printNote(env.Stderr, "unban of %s queued for every peer; its bans still queued are cancelled", addrList(items))
 	}
-	printNote(env.Stderr, "unban of %s queued for every peer; its bans still queued are cancelled", addrList(items))
 	if c.Wait {
 		return deliverNow(env, g, s, deliverOpts{flags: c.DeliveryFlags, timeout: c.Timeout, json: c.JSON, refused: refused, peerRefusals: true})
 	}

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"strconv"
@@ -160,5 +161,22 @@ func TestPendingLeavesOutCancelled(t *testing.T) {
 	n, oldest, err := s.Pending("web1")
 	if err != nil || n != 2 || !oldest.Equal(t0) {
 		t.Errorf("Pending = %d, %v, %v; want 2 (the other ban and the unban), oldest %v", n, oldest, err, t0)
+	}
+}
+
+// TestAppendItemsCancelFails: when the unbans are in the journal but the
+// cancels file cannot be written, the error says that they were queued
+// (ErrNotCancelled), so that nobody reads it as "nothing was queued".
+func TestAppendItemsCancelFails(t *testing.T) {
+	s := newSpool(t, Options{})
+	if err := os.Mkdir(s.path(cancelsName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := s.AppendItems(context.Background(), t0, Item{Kind: Unban, Record: rec(1)})
+	if !errors.Is(err, ErrNotCancelled) {
+		t.Fatalf("got %v, want ErrNotCancelled", err)
+	}
+	if ents, _, _ := readAll(t, s, Position{}); len(ents) != 1 || ents[0].Kind != Unban {
+		t.Errorf("journal %+v, want the unban", ents)
 	}
 }
