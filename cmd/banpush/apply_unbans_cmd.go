@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -59,7 +60,7 @@ the log from their start, applying what is within --max-age.
 contrib/systemd/banpush-apply-unbans.path runs it whenever the log changes,
 and banpush-apply-unbans.timer every minute in case a change came while it
 ran. Exit status 0 when every line read was applied or passed over, 69 when
-fail2ban did not answer, 75 when another run held the cursor (both: the next
+fail2ban did not answer or fail2ban-client is missing, 75 when another run held the cursor (both: the next
 run applies what is pending), 78 for a jail fail2ban does not run or a
 --state in a directory others may change.`
 }
@@ -158,6 +159,9 @@ func applyError(err error, socket string) error {
 	case errors.Is(err, f2b.ErrNotRunning):
 		return withHint(fmt.Errorf("no fail2ban server answers at %s; the unbans not applied stay ahead of the cursor", socket), exitUnavailable,
 			"start fail2ban (systemctl start fail2ban), or give its socket with --fail2ban-socket; the next run applies them")
+	case errors.Is(err, exec.ErrNotFound):
+		return withHint(fmt.Errorf("fail2ban-client is not installed; the unbans not applied stay ahead of the cursor"), exitUnavailable,
+			"apt-get install fail2ban (or put fail2ban-client on PATH); the next run applies them")
 	case errors.Is(err, unbanlog.ErrBusy):
 		return withHint(err, exitTemp, "the next run applies what this one could not")
 	case errors.Is(err, f2b.ErrNoJail):

@@ -196,3 +196,28 @@ action = dummy[target="$TMP/dummy"]
 		t.Errorf("%d unbans run, want 6:\n%s", n, b)
 	}
 }
+
+// TestApplyUnbansNoClient: without fail2ban-client on PATH, apply-unbans
+// exits 69 as for a fail2ban that does not answer (the README's exit
+// codes), says how to install it, and leaves the cursor alone.
+func TestApplyUnbansNoClient(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PATH", filepath.Join(dir, "empty"))
+	log := filepath.Join(dir, "received.log")
+	if err := os.WriteFile(log, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state", "cursor")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"apply-unbans", "--log", log, "--state", state},
+		&Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Now: time.Now})
+	if code != exitUnavailable {
+		t.Errorf("exit %d, want %d\n%s", code, exitUnavailable, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "banpush: hint: apt-get install fail2ban") {
+		t.Errorf("no install hint:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("cursor written: %v", err)
+	}
+}

@@ -19,6 +19,7 @@ const (
 	exitUsage   = 80               // command-line usage error (kong's convention)
 )
 
-// exitUnavailable (EX_UNAVAILABLE): sync: the local fail2ban does not
-// answer, or fail2ban-client is missing; nothing was queued.
+// exitUnavailable (EX_UNAVAILABLE): sync, apply-unbans: the local
+// fail2ban does not answer, or fail2ban-client is missing; nothing was
+// queued or applied.
 const exitUnavailable = 69

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/deliver"
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
 )
@@ -168,10 +170,39 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 	case o.refused > 0:
 		return silentExit(exitData)
 	case o.peerRefusals && refusedByPeers > 0:
-		printHint(env.Stderr, "a peer refuses what its policy refuses: private addresses unless its line has --allow-private, its --ignore ranges, its own and the fleet's addresses; refused bans are not sent again")
+		printHint(env.Stderr, refusalHint(reports))
 		return silentExit(exitData)
 	}
 	return nil
+}
+
+// refusalHint says what to do about the records peers refused, by the
+// first refusal of each: an unban the peer does not allow, a ban it
+// refuses as stale, or its policy.
+func refusalHint(reports []peerReport) string {
+	var unban, stale, policy bool
+	for _, r := range reports {
+		switch {
+		case r.Refused == 0:
+		case strings.Contains(r.Refusal, string(record.ErrUnbanDenied)):
+			unban = true
+		case strings.Contains(r.Refusal, string(record.ErrStale)):
+			stale = true
+		default:
+			policy = true
+		}
+	}
+	var hints []string
+	if unban {
+		hints = append(hints, "a peer lifts bans only for a key whose line there has --allow-unban ('banpush authorize --allow-unban' on the peer); refused unbans are not sent again")
+	}
+	if stale {
+		hints = append(hints, "a peer refuses bans of an address it unbanned within its --unban-window; a fresh detection after it bans again")
+	}
+	if policy || len(hints) == 0 {
+		hints = append(hints, "a peer refuses what its policy refuses: private addresses unless its line has --allow-private, its --ignore ranges, its own and the fleet's addresses; refused bans are not sent again")
+	}
+	return strings.Join(hints, "; ")
 }
 
 func printReport(env *Env, reports []peerReport, asJSON bool) error {

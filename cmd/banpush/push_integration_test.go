@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sshdtest"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
@@ -279,5 +280,22 @@ func TestPushWaitShowsRetries(t *testing.T) {
 		if strings.Contains(stderr.String()+stdout.String(), "peer web1: sshpush: peer web1") {
 			t.Errorf("the peer is named twice:\n%s%s", stdout.String(), stderr.String())
 		}
+	}
+}
+
+// TestUnbanWaitNotAllowed: a peer whose line lacks --allow-unban refuses
+// the unban; unban --wait exits 65 and its hint says how to allow it, not
+// the policy hint of a refused ban.
+func TestUnbanWaitNotAllowed(t *testing.T) {
+	c := newCluster(t, 1)
+	out, code, stderr := c.runCode("unban", "--wait", "--fail2ban-socket", filepath.Join(c.dir, "none.sock"), "203.0.113.51")
+	if code != exitData {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitData, out, stderr)
+	}
+	if !strings.Contains(out, "refused: "+string(record.ErrUnbanDenied)) {
+		t.Errorf("no refusal in the report:\n%s", out)
+	}
+	if !strings.Contains(stderr, "banpush: hint: ") || !strings.Contains(stderr, "--allow-unban") || strings.Contains(stderr, "--allow-private") {
+		t.Errorf("want a hint naming --allow-unban only:\n%s", stderr)
 	}
 }

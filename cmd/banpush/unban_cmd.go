@@ -42,7 +42,8 @@ log, and its 'banpush apply-unbans' (a systemd path unit) lifts the ban in
 its receiving jails. For --unban-window (10 minutes by default) after that,
 the peer refuses bans of the address as stale, so that a ban still in
 flight does not put it straight back. A peer whose banpush predates unbans
-reports receiver-too-old; the unban stays queued until it is upgraded.
+reports receiver-too-old; the unban stays queued until it is upgraded
+(or --max-age passes: then it is dropped, as an old ban is).
 
 The address must not be detected again here: add it to ignoreip (and to
 the peers' ignoreip) if it should never be banned.
@@ -86,10 +87,17 @@ func (c *UnbanCmd) Run(env *Env, g *Globals) error {
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	err = s.AppendItems(ctx, now, items...)
 	cancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, spool.ErrNotCancelled):
+		// The unbans are queued: deliver them all the same, after the
+		// bans that could not be cancelled.
+		printWarning(env.Stderr, "%v", err)
+		printNote(env.Stderr, "unban of %s queued for every peer, after its bans still queued", addrList(items))
+	case err != nil:
 		return withHint(err, exitFailure, "the unbans were not queued; check the spool directory "+g.Spool)
+	default:
+		printNote(env.Stderr, "unban of %s queued for every peer; its bans still queued are cancelled", addrList(items))
 	}
-	printNote(env.Stderr, "unban of %s queued for every peer; its bans still queued are cancelled", addrList(items))
 	if c.Wait {
 		return deliverNow(env, g, s, deliverOpts{flags: c.DeliveryFlags, timeout: c.Timeout, json: c.JSON, refused: refused, peerRefusals: true})
 	}

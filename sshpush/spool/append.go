@@ -38,7 +38,8 @@ func (s *Spool) Append(ctx context.Context, queued time.Time, recs ...record.Rec
 // refused before anything is written. Queuing an unban also cancels the bans of its
 // address queued up to then (Cancels): they are not delivered afterwards,
 // to any peer. The unban is on disk before the cancel is: a crash between
-// the two delivers the bans and then the unban, which ends the same.
+// the two, or a cancel that fails (ErrNotCancelled), delivers the bans and
+// then the unban, which ends the same.
 func (s *Spool) AppendItems(ctx context.Context, queued time.Time, items ...Item) error {
 	if len(items) == 0 {
 		return nil
@@ -71,7 +72,10 @@ func (s *Spool) AppendItems(ctx context.Context, queued time.Time, items ...Item
 	if len(unbans) == 0 {
 		return nil
 	}
-	return s.cancel(ctx, unbans, nanos)
+	if err := s.cancel(ctx, unbans, nanos); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotCancelled, err)
+	}
+	return nil
 }
 
 // lockAppend takes the append lock, waiting until ctx is done; close the
@@ -87,6 +91,11 @@ func (s *Spool) lockAppend(ctx context.Context) (*os.File, error) {
 	}
 	return lf, nil
 }
+
+// ErrNotCancelled is returned by AppendItems when the items are queued but
+// the bans their unbans cancel could not be marked so: those bans are
+// delivered, and the unbans after them.
+var ErrNotCancelled = errors.New("spool: queued, but the bans queued before the unbans are not cancelled")
 
 // appendLines writes journal lines (buf, after one reserved byte) with one
 // write and an fsync, under the append lock.

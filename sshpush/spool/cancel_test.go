@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"strconv"
@@ -35,8 +36,9 @@ func TestAppendItems(t *testing.T) {
 		}
 	}
 
-	// Pending counts what is for the peer: web2 has one more than web1.
-	for peer, want := range map[string]int{"web1": 2, "web2": 3, "web3": 3} {
+	// Pending counts what is for the peer, but the ban of x its unban
+	// cancelled: web2 has one more than web1.
+	for peer, want := range map[string]int{"web1": 1, "web2": 2, "web3": 2} {
 		if n, _, err := s.Pending(peer); err != nil || n != want {
 			t.Errorf("Pending(%s) = %d, %v; want %d", peer, n, err, want)
 		}
@@ -142,5 +144,39 @@ func TestCancelsFile(t *testing.T) {
 	}
 	if fi, err := os.Stat(s.path(cancelsName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("cancels file mode: %v, %v", fi.Mode(), err)
+	}
+}
+
+// TestPendingLeavesOutCancelled: a ban that an unban cancelled is not
+// pending: no sender delivers it, and status must not count it queued.
+func TestPendingLeavesOutCancelled(t *testing.T) {
+	s := newSpool(t, Options{})
+	ctx := context.Background()
+	if err := s.AppendItems(ctx, t0, Item{Record: rec(1)}, Item{Record: rec(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendItems(ctx, t0.Add(time.Second), Item{Kind: Unban, Record: rec(1)}); err != nil {
+		t.Fatal(err)
+	}
+	n, oldest, err := s.Pending("web1")
+	if err != nil || n != 2 || !oldest.Equal(t0) {
+		t.Errorf("Pending = %d, %v, %v; want 2 (the other ban and the unban), oldest %v", n, oldest, err, t0)
+	}
+}
+
+// TestAppendItemsCancelFails: when the unbans are in the journal but the
+// cancels file cannot be written, the error says that they were queued
+// (ErrNotCancelled), so that nobody reads it as "nothing was queued".
+func TestAppendItemsCancelFails(t *testing.T) {
+	s := newSpool(t, Options{})
+	if err := os.Mkdir(s.path(cancelsName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := s.AppendItems(context.Background(), t0, Item{Kind: Unban, Record: rec(1)})
+	if !errors.Is(err, ErrNotCancelled) {
+		t.Fatalf("got %v, want ErrNotCancelled", err)
+	}
+	if ents, _, _ := readAll(t, s, Position{}); len(ents) != 1 || ents[0].Kind != Unban {
+		t.Errorf("journal %+v, want the unban", ents)
 	}
 }

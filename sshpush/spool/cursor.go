@@ -171,11 +171,12 @@ func (s *Spool) Advance(peer string, pos Position) error {
 }
 
 // Pending returns the number of items queued for peer and when the
-// oldest of them was queued (the zero time if none). It reads the journal
-// from peer's cursor to the end and parses every record: its cost grows
-// with what is queued (on the order of a microsecond per record), which
-// suits `banpush status` but not a hot path. It does not repair a bad
-// cursor (Cursor does).
+// oldest of them was queued (the zero time if none), leaving out the bans
+// an unban cancelled: no sender delivers them. It reads the journal from
+// peer's cursor to the end and parses every record: its cost grows with
+// what is queued (on the order of a microsecond per record), which suits
+// `banpush status` but not a hot path. It does not repair a bad cursor
+// (Cursor does).
 func (s *Spool) Pending(peer string) (n int, oldest time.Time, err error) {
 	if err := checkPeer(peer); err != nil {
 		return 0, time.Time{}, err
@@ -188,13 +189,17 @@ func (s *Spool) Pending(peer string) (n int, oldest time.Time, err error) {
 	if err != nil {
 		return 0, time.Time{}, err
 	}
+	cancels, err := s.LoadCancels(nil)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
 	for {
 		b, err := s.Read(pos, 4096, 1<<20)
 		if err != nil {
 			return 0, time.Time{}, err
 		}
 		for _, e := range b.Entries {
-			if !e.For(peer) {
+			if !e.For(peer) || cancels.Cancelled(e) {
 				continue
 			}
 			if oldest.IsZero() || e.Queued.Before(oldest) {
