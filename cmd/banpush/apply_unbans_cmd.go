@@ -48,8 +48,10 @@ Only unban lines of the exact shape the receiver writes are read; an address
 is applied only if it is a plain, canonical IP address that this host would
 accept a ban of (private addresses with --allow-private), and lines written
 longer ago than --max-age are passed over. Nothing else from the log reaches
-fail2ban. An address that is not banned is no error: applying the same line
-twice is harmless.
+fail2ban. A ban is lifted only if it started before the unban line was
+written ('get JAIL banip --with-time'): a ban made since, a fresh detection
+after the unban window, is not the one taken back and stays. Applying the
+same line twice is harmless.
 
 The cursor survives log rotation (logrotate's rename and create, or
 copytruncate): the rest of LOG.1 is read first. It moves only past lines
@@ -209,7 +211,7 @@ func (c *ApplyUnbansCmd) print(env *Env, rep unbanlog.Report, always bool) error
 	if n := rep.Calls - len(rep.Applied); n > 0 {
 		fmt.Fprintf(env.Stdout, "... and %d more\n", n)
 	}
-	_, err := fmt.Fprintf(env.Stdout, "%d unban lines: %d bans lifted; passed over: %d malformed, %d older than --max-age, %d refused addresses, %d repeated\n",
-		rep.Unbans, rep.Lifted, sk.Bad, sk.Old, sk.Refused, sk.Duplicate)
+	_, err := fmt.Fprintf(env.Stdout, "%d unban lines: %d bans lifted; passed over: %d malformed, %d older than --max-age, %d refused addresses, %d repeated; %d not banned, %d banned again since\n",
+		rep.Unbans, rep.Lifted, sk.Bad, sk.Old, sk.Refused, sk.Duplicate, sk.NotBanned, sk.Newer)
 	return err
 }

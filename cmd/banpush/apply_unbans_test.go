@@ -146,6 +146,13 @@ action = dummy[target="$TMP/dummy"]
 		t.Errorf("%s, banned again after its unban, was unbanned again", x)
 	}
 
+	// An unban line written before x's current ban started does not lift
+	// it: that ban is newer than the unban.
+	write(log, time.Now().Add(-30*time.Second).Format("2006-01-02T15:04:05-07:00")+" banpush: unban "+x+" peer=web1\n")
+	if rep = apply(0); rep.Calls != 0 || rep.Skipped.Newer != 1 || !slices.Contains(banned(), x) {
+		t.Errorf("an unban older than the ban: %+v, banned %v", rep, banned())
+	}
+
 	// fail2ban stopped: exit 69, the line stays ahead of the cursor.
 	f2b.stop()
 	write(log, unban(x))
@@ -180,13 +187,15 @@ action = dummy[target="$TMP/dummy"]
 	}
 
 	// What apply-unbans gave fail2ban-client (the test's own calls use
-	// -c): status and the six unbans, nothing else.
+	// -c): status, the jail's bans with their start, and the six
+	// unbans, nothing else.
 	b, _ := os.ReadFile(calls)
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		args := strings.Fields(l)
 		switch {
 		case len(args) > 0 && args[0] == "-c":
 		case len(args) == 3 && args[0] == "-s" && args[1] == sock && args[2] == "status":
+		case len(args) == 6 && args[0] == "-s" && args[1] == sock && strings.Join(args[2:], " ") == "get banpush banip --with-time":
 		case len(args) == 6 && args[0] == "-s" && args[1] == sock && args[2] == "set" && args[3] == "banpush" && args[4] == "unbanip" && slices.Contains([]string{x, y, z, w}, args[5]):
 		default:
 			t.Errorf("fail2ban-client was run with %q", l)

@@ -36,8 +36,9 @@ var ErrBusy = errors.New("unbanlog: another apply-unbans runs on the same cursor
 // through.
 var ErrUnsafeState = errors.New("unbanlog: the cursor's directory belongs to another account or others may write to it")
 
-// Unbanner lifts a ban in the local fail2ban (f2b.Client does).
+// Unbanner lists and lifts bans in the local fail2ban (f2b.Client does).
 type Unbanner interface {
+	Bans(ctx context.Context, jail string) ([]f2b.Ban, error)
 	Unban(ctx context.Context, jail string, addr netip.Addr) (bool, error)
 }
 
@@ -77,10 +78,12 @@ type Report struct {
 
 // Skipped counts lines passed over, by reason.
 type Skipped struct {
-	Bad       int `json:"bad"`       // malformed, too long, not printable, cut short
-	Old       int `json:"old"`       // timestamp beyond MaxAge
-	Refused   int `json:"refused"`   // address refused by the policy
-	Duplicate int `json:"duplicate"` // address already applied in this run
+	Bad       int `json:"bad"`        // malformed, too long, not printable, cut short
+	Old       int `json:"old"`        // timestamp beyond MaxAge
+	NotBanned int `json:"not_banned"` // (address, jail) pairs with no ban to lift
+	Newer     int `json:"newer"`      // (address, jail) pairs banned again after the unban: that ban stays
+	Refused   int `json:"refused"`    // address refused by the policy
+	Duplicate int `json:"duplicate"`  // address already applied in this run
 }
 
 // Apply reads the unban lines written since the cursor and lifts each
@@ -124,6 +127,7 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	}
 	now := cfg.Now()
 	seen := map[netip.Addr]bool{}
+	bans := banStarts{u: u, jails: map[string]map[netip.Addr]int64{}}
 	for {
 		line, next, err := r.Next()
 		switch {
@@ -144,7 +148,7 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 			rep.Skipped.Bad++
 		default:
 			rep.Unbans++
-			if err := apply(ctx, cfg, u, ub, now, seen, &rep); err != nil {
+			if err := apply(ctx, cfg, u, &bans, ub, now, seen, &rep); err != nil {
 				return rep, errors.Join(err, save())
 			}
 		}
@@ -152,8 +156,34 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	}
 }
 
-// apply lifts one unban line's address in every jail.
-func apply(ctx context.Context, cfg Config, u Unbanner, ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) error {
+// banStarts are the bans of each jail and when each started, read from
+// fail2ban once per run, when the first unban line needs them.
+type banStarts struct {
+	u     Unbanner
+	jails map[string]map[netip.Addr]int64 // jail -> address -> start, Unix seconds
+}
+
+func (b *banStarts) start(ctx context.Context, jail string, addr netip.Addr) (int64, bool, error) {
+	m, ok := b.jails[jail]
+	if !ok {
+		bans, err := b.u.Bans(ctx, jail)
+		if err != nil {
+			return 0, false, err
+		}
+		m = make(map[netip.Addr]int64, len(bans))
+		for _, ban := range bans {
+			m[ban.Addr] = ban.Time
+		}
+		b.jails[jail] = m
+	}
+	start, banned := m[addr]
+	return start, banned, nil
+}
+
+// apply lifts one unban line's address in every jail where it is banned,
+// unless that ban started after the unban was written: a ban made since
+// (a fresh detection after the unban window) is not the one taken back.
+func apply(ctx context.Context, cfg Config, u Unbanner, bans *banStarts, ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) error {
 	age := now.Sub(ub.Stamp)
 	switch {
 	case cfg.MaxAge > 0 && (age > cfg.MaxAge || -age > cfg.MaxAge):
@@ -167,6 +197,18 @@ func apply(ctx context.Context, cfg Config, u Unbanner, ub Unban, now time.Time,
 		return nil
 	}
 	for _, jail := range cfg.Jails {
+		start, banned, err := bans.start(ctx, jail, ub.Addr)
+		if err != nil {
+			return fmt.Errorf("unbanlog: bans of jail %s: %w", jail, err)
+		}
+		switch {
+		case !banned:
+			rep.Skipped.NotBanned++
+			continue
+		case start > ub.Stamp.Unix():
+			rep.Skipped.Newer++
+			continue
+		}
 		lifted, err := u.Unban(ctx, jail, ub.Addr)
 		if err != nil {
 			return fmt.Errorf("unbanlog: unban in jail %s: %w", jail, err)

@@ -15,10 +15,27 @@ import (
 )
 
 // fakeF2B records the unbans it is asked for; err, when set, fails them.
+// banned holds "JAIL ADDRESS" keys; started, when it has the key, when
+// that ban started (else long ago).
 type fakeF2B struct {
-	calls  []string
-	banned map[string]bool
-	err    error
+	calls   []string
+	banned  map[string]bool
+	started map[string]time.Time
+	err     error
+}
+
+func (f *fakeF2B) Bans(_ context.Context, jail string) ([]f2b.Ban, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []f2b.Ban
+	for k := range f.banned {
+		j, a, _ := strings.Cut(k, " ")
+		if j == jail {
+			out = append(out, f2b.Ban{Addr: netip.MustParseAddr(a), Jail: j, Time: f.started[k].Unix(), BanTime: 600})
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeF2B) Unban(_ context.Context, jail string, addr netip.Addr) (bool, error) {
@@ -65,18 +82,27 @@ func TestApply(t *testing.T) {
 		unbanLine("2001:db8::1", time.Second),   // applied
 		unbanLine("203.0.113.11", 0)[:20],       // being written
 	}, ""))
-	f := &fakeF2B{banned: map[string]bool{"banpush 203.0.113.7": true}}
+	// 2001:db8::1 was banned again in banpush-quorum after its unban
+	// line: that newer ban stays. 203.0.113.7 is not banned in
+	// banpush-quorum: nothing to lift there.
+	f := &fakeF2B{banned: map[string]bool{
+		"banpush 203.0.113.7": true, "banpush 2001:db8::1": true, "banpush-quorum 2001:db8::1": true,
+		"banpush 203.0.113.11": true, "banpush-quorum 203.0.113.11": true, "banpush 10.0.0.1": true,
+	}, started: map[string]time.Time{"banpush-quorum 2001:db8::1": now}}
 	rep, err := Apply(context.Background(), cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "banpush 203.0.113.7|banpush-quorum 203.0.113.7|banpush 2001:db8::1|banpush-quorum 2001:db8::1"
+	want := "banpush 203.0.113.7|banpush 2001:db8::1"
 	if got := strings.Join(f.calls, "|"); got != want {
 		t.Errorf("calls: got %s, want %s", got, want)
 	}
-	wantSkipped := Skipped{Bad: 2, Old: 2, Refused: 2, Duplicate: 1}
-	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 4 || rep.Lifted != 1 || len(rep.Applied) != 4 || rep.Start != StartFirst {
+	wantSkipped := Skipped{Bad: 2, Old: 2, NotBanned: 1, Newer: 1, Refused: 2, Duplicate: 1}
+	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 2 || rep.Lifted != 2 || len(rep.Applied) != 2 || rep.Start != StartFirst {
 		t.Errorf("report: got %+v", rep)
+	}
+	if !f.banned["banpush-quorum 2001:db8::1"] {
+		t.Error("the ban made after the unban line was lifted")
 	}
 
 	// Again: nothing new, nothing applied; then the cut line completes.
@@ -105,7 +131,7 @@ func TestApplyFailureKeepsCursor(t *testing.T) {
 	cfg.Jails = []string{"banpush"}
 	os.Mkdir(filepath.Dir(cfg.State), 0o700)
 	appendFile(t, cfg.Log, unbanLine("203.0.113.1", 0))
-	f := &fakeF2B{}
+	f := &fakeF2B{banned: map[string]bool{"banpush 203.0.113.1": true, "banpush 203.0.113.2": true, "banpush 203.0.113.3": true}}
 	if _, err := Apply(context.Background(), cfg, f); err != nil {
 		t.Fatal(err)
 	}
