@@ -83,6 +83,9 @@ func (r peerReport) detail() string {
 	switch {
 	case r.Error != "":
 		return r.Error
+	case r.Refused > 0 && (r.Unbanned > 0 || r.Cancelled > 0 || strings.Contains(r.Refusal, "unban")):
+		// Bans and unbans went: the count is of both.
+		return fmt.Sprintf("%s refused by the peer (%s)", plural(r.Refused, "record"), r.Refusal)
 	case r.Refused > 0:
 		return fmt.Sprintf("%s refused by the peer (%s)", plural(r.Refused, "ban"), r.Refusal)
 	}
