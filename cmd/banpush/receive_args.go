@@ -30,7 +30,7 @@ type ReceiveArgs struct {
 	Quorum       int           `help:"With --trust quorum: how many distinct peers must have reported an address within the window for it to be banned." default:"${quorum_peers}" placeholder:"N"`
 	QuorumWindow time.Duration `help:"With --trust quorum: how long a report counts; one report per address per peer per window." default:"${quorum_window}" placeholder:"DURATION"`
 	AllowUnban   bool          `help:"Let this peer lift bans here ('banpush unban' on it): its unbans are written to the log for 'banpush apply-unbans'. Off by default: a compromised peer must not lift bans everywhere."`
-	UnbanWindow  time.Duration `help:"For this long after an address is unbanned here, this peer's bans of it are refused as stale, so that a ban in flight does not put it straight back." default:"${unban_window}" placeholder:"DURATION"`
+	UnbanWindow  time.Duration `help:"For this long after an address is unbanned here, this peer's bans of it are refused as stale, so that a ban in flight does not put it straight back; 0s: no window." default:"${unban_window}" placeholder:"DURATION"`
 }
 
 // trustQuorum is the --trust of a peer whose addresses count toward a

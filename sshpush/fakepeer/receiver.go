@@ -68,7 +68,7 @@ func (r *Receiver) Handle(e *Exec) Exit {
 	}
 	cfg := receive.Config{
 		Peer: r.Peer, LogPath: r.Log, MaxBurst: 100000, MaxPerMinute: 0,
-		LockTimeout: time.Second, Now: time.Now,
+		LockTimeout: time.Second, Now: time.Now, UnbanWindow: receive.DefaultUnbanWindow,
 	}
 	if b := r.Burst.Load(); b > 0 {
 		cfg.MaxBurst = int(b)

@@ -79,7 +79,7 @@ type Config struct {
 	// is how long after an unban of an address this peer's bans of it
 	// are refused as stale (record.ErrStale): a ban already in flight
 	// when the address was unbanned must not put it straight back. Zero
-	// means DefaultUnbanWindow.
+	// is no window ('banpush receive' defaults to DefaultUnbanWindow).
 	AllowUnban  bool
 	UnbanWindow time.Duration
 }
@@ -117,7 +117,7 @@ func (c *Config) Check() error {
 	case c.Quorum < 0 || c.Quorum > 0 && (c.Quorum < time.Minute || c.Quorum > MaxQuorumWindow || c.Quorum%time.Second != 0):
 		return &ArgError{Flag: "--quorum-window", Rule: "whole seconds from 1m to 720h (30 days)"}
 	case c.UnbanWindow < 0 || c.UnbanWindow > MaxUnbanWindow || c.UnbanWindow%time.Second != 0:
-		return &ArgError{Flag: "--unban-window", Rule: "whole seconds from 0s to 24h (0s: the default, " + DefaultUnbanWindow.String() + ")"}
+		return &ArgError{Flag: "--unban-window", Rule: "whole seconds from 0s (no window) to 24h"}
 	case c.Quorum > 0 && (c.QuorumPeers < 2 || c.QuorumPeers > MaxQuorumPeers):
 		return &ArgError{Flag: "--quorum", Rule: "from 2 to " + strconv.Itoa(MaxQuorumPeers) + " (one peer alone is --trust full)"}
 	}
@@ -233,7 +233,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	var buf []byte
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
-		if unbans.recent(rec.Addr, now, cfg.unbanWindow()) {
+		if unbans.recent(rec.Addr, now, cfg.UnbanWindow) {
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrStale})
 			continue
 		}

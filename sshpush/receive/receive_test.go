@@ -25,6 +25,7 @@ func testConfig(t *testing.T, now *time.Time) Config {
 		MaxBurst:     DefaultMaxBurst,
 		MaxPerMinute: DefaultMaxPerMinute,
 		LockTimeout:  DefaultLockTimeout,
+		UnbanWindow:  DefaultUnbanWindow,
 		Now:          func() time.Time { return *now },
 	}
 }

@@ -50,13 +50,6 @@ const (
 	maxUnbanBytes   = maxUnbanEntries * 64
 )
 
-func (cfg *Config) unbanWindow() time.Duration {
-	if cfg.UnbanWindow == 0 {
-		return DefaultUnbanWindow
-	}
-	return cfg.UnbanWindow
-}
-
 // Unban handles a whole unban request (wire.Unban), as Accept handles a
 // ban request: it reads the batch from r, decides every record, and for
 // the accepted ones appends unban lines to the log with one write and an

@@ -88,7 +88,8 @@ func TestUnbanWindow(t *testing.T) {
 		}
 	}
 
-	// A key's own window decides: one of 1 minute accepts sooner.
+	// A key's own window decides: one of 1 minute accepts sooner, one of
+	// 0s at once.
 	now = time.Unix(1_800_000_000, 0)
 	unban(t, cfg, "198.51.100.20\n")
 	short := other
@@ -99,6 +100,11 @@ func TestUnbanWindow(t *testing.T) {
 	}
 	if res := accept(t, other, "198.51.100.20\n"); res.Accepted != 0 || reasons(res)[0] != record.ErrStale {
 		t.Errorf("ban within the default window: %+v", res)
+	}
+	none := other
+	none.UnbanWindow = 0
+	if res := accept(t, none, "198.51.100.20\n"); res.Accepted != 1 {
+		t.Errorf("ban with no window: %+v", res)
 	}
 }
 

@@ -35,11 +35,13 @@ func (s *Spool) Append(ctx context.Context, queued time.Time, recs ...record.Rec
 
 // AppendItems queues items as Append queues records: bans and unbans, for
 // every peer or for one. An item that would not read back unchanged is
-// refused before anything is written. Queuing an unban also cancels the bans of its
-// address queued up to then (Cancels): they are not delivered afterwards,
-// to any peer. The unban is on disk before the cancel is: a crash between
-// the two, or a cancel that fails (ErrNotCancelled), delivers the bans and
-// then the unban, which ends the same.
+// refused before anything is written. Queuing an unban for every peer also
+// cancels the bans of its address queued up to then (Cancels): they are not
+// delivered afterwards, to any peer. (An unban for one peer cancels
+// nothing: the cancels are for every peer.) The unban is on disk before the
+// cancel is: a crash between the two, or a cancel that fails
+// (ErrNotCancelled), delivers the bans and then the unban, which ends the
+// same.
 func (s *Spool) AppendItems(ctx context.Context, queued time.Time, items ...Item) error {
 	if len(items) == 0 {
 		return nil
@@ -62,7 +64,7 @@ func (s *Spool) AppendItems(ctx context.Context, queued time.Time, items ...Item
 			}
 			return fmt.Errorf("spool: item %d: %s", i+1, reason)
 		}
-		if it.Kind == Unban {
+		if it.Kind == Unban && it.To == "" {
 			unbans = append(unbans, it.Record.Addr)
 		}
 	}

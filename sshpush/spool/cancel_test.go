@@ -107,6 +107,16 @@ func TestCancels(t *testing.T) {
 	if c.Cancelled(Entry{Item: Item{Record: y}, Queued: unban}) {
 		t.Error("a ban queued after the unban of y is cancelled")
 	}
+
+	// An unban for one peer cancels nothing: the cancels are for all.
+	z := rec(3)
+	if err := s.AppendItems(ctx, after, Item{Kind: Unban, To: "web2", Record: z}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = s.LoadCancels(c)
+	if c.Cancelled(Entry{Item: Item{Record: z}, Queued: before}) {
+		t.Error("an unban for one peer cancelled a ban for every peer")
+	}
 }
 
 func TestCancelsFile(t *testing.T) {
