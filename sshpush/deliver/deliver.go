@@ -162,8 +162,15 @@ type worker struct {
 	stream   *sshpush.Stream // batches go out on it while it works
 	noStream bool            // the receiver does not know streams
 	state    spool.State
-	noSave   bool // the state on disk could not be read: leave it alone
+	noSave   bool      // the state on disk could not be read: leave it alone
+	unsaved  bool      // deliveries since the last saveState
+	savedAt  time.Time // of the last saveState
 }
+
+// stateEvery is how often, at most, a lingering worker saves its state
+// after deliveries: each save is a file replaced and synced, which at every
+// warm ban cost the sender as much CPU as the delivery itself.
+const stateEvery = time.Second
 
 // pollInterval is how often a lingering worker looks at the journal when no
 // Wake arrives (a Notifier that cannot watch the journal, or a missed event).
@@ -206,15 +213,19 @@ func (w *worker) run(ctx context.Context) {
 		}
 		backoff = w.cfg.MinBackoff
 		w.res.Class, w.res.Err = sshpush.ClassOK, nil
-		// Queue empty: linger for more, or finish. Save the state first, so
-		// that 'banpush status' shows this delivery while we linger.
+		// Queue empty: linger for more, or finish. Save the state, at most
+		// every stateEvery, so that 'banpush status' shows this delivery
+		// while we linger.
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
 		now := w.cfg.Now()
 		if idleSince.IsZero() {
-			w.saveState()
 			idleSince = now
+			w.unsaved = true
+		}
+		if w.unsaved && now.Sub(w.savedAt) >= stateEvery {
+			w.saveState()
 		}
 		left := w.cfg.Linger - now.Sub(idleSince)
 		if left <= 0 {
@@ -467,6 +478,7 @@ func (w *worker) saveState() {
 	if w.noSave {
 		return
 	}
+	w.unsaved, w.savedAt = false, w.cfg.Now()
 	w.logIf(w.cfg.Spool.SaveState(w.peer.Name, w.state))
 }
 
