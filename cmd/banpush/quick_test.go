@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -63,5 +64,73 @@ func TestQuickGrammars(t *testing.T) {
 				t.Errorf("%s: quick %+v, CLI %+v", name, got, want)
 			}
 		})
+	}
+}
+
+// TestFastPush: what fastPush reads, kong reads the same way from the same
+// arguments and environment; the action's own form is read without kong.
+func TestFastPush(t *testing.T) {
+	envs := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"no environment", nil},
+		{"paths and flags from the environment", map[string]string{"BANPUSH_INVENTORY": "rel/peers", "BANPUSH_SPOOL": "/s/spool",
+			"BANPUSH_SELF": "web1", "BANPUSH_MAX_AGE": "90m", "BANPUSH_FAIL2BAN_SOCKET": "~/f2b.sock"}},
+		{"empty path", map[string]string{"BANPUSH_SPOOL": ""}},
+		{"bad duration", map[string]string{"BANPUSH_MAX_AGE": "soon"}},
+		{"empty self", map[string]string{"BANPUSH_SELF": ""}},
+	}
+	tests := []struct {
+		name string
+		args []string
+		fast bool // read without kong, given an environment it reads
+	}{
+		{"the action's form", []string{"push", "--jail", "sshd", "--time", "1700000000.25", "--bantime", "600", "--", "203.0.113.7"}, true},
+		{"values after =", []string{"push", "--jail=sshd", "--time=", "--bantime=600", "--max-age=1h", "--allow-private", "10.0.0.1", "2001:db8::1"}, true},
+		{"an address alone", []string{"push", "203.0.113.7"}, true},
+		{"flags after the address", []string{"push", "203.0.113.7", "--jail", "sshd"}, true},
+		{"after --, anything is an address", []string{"push", "--", "--jail", "-1"}, true},
+		{"no address", []string{"push", "--jail", "sshd"}, false},
+		{"a value that starts with -", []string{"push", "--bantime", "-1", "203.0.113.7"}, false},
+		{"a flag given twice", []string{"push", "--jail", "a", "--jail", "b", "203.0.113.7"}, false},
+		{"--wait", []string{"push", "--wait", "203.0.113.7"}, false},
+		{"a global first", []string{"--spool", "/s", "push", "203.0.113.7"}, false},
+		{"a missing value", []string{"push", "203.0.113.7", "--time"}, false},
+		{"--help", []string{"push", "--help"}, false},
+	}
+	for _, e := range envs {
+		for _, tt := range tests {
+			t.Run(e.name+"/"+tt.name, func(t *testing.T) {
+				for _, k := range []string{"BANPUSH_INVENTORY", "BANPUSH_SPOOL", "BANPUSH_SELF", "BANPUSH_MAX_AGE", "BANPUSH_FAIL2BAN_SOCKET"} {
+					t.Setenv(k, "")
+					os.Unsetenv(k)
+				}
+				for k, v := range e.env {
+					t.Setenv(k, v)
+				}
+				g, c, ok := fastPush(tt.args, os.LookupEnv)
+				wantFast := tt.fast && e.name != "empty path" && e.name != "bad duration"
+				if ok != wantFast {
+					t.Fatalf("fastPush reads %q: %v, want %v", tt.args, ok, wantFast)
+				}
+				if !ok {
+					return
+				}
+				var out bytes.Buffer
+				env := &Env{Stdout: &out, Stderr: &out, Getenv: os.Getenv, Now: time.Now}
+				kctx, _, kok := quickParse(tt.args, env)
+				if !kok {
+					t.Fatalf("kong does not parse %q, fastPush does", tt.args)
+				}
+				q := kctx.Model.Target.Addr().Interface().(*pushGrammar)
+				if g != q.Globals {
+					t.Errorf("globals: fastPush %+v, kong %+v", g, q.Globals)
+				}
+				if !reflect.DeepEqual(c, q.Push) {
+					t.Errorf("push: fastPush %+v, kong %+v", c, q.Push)
+				}
+			})
+		}
 	}
 }
