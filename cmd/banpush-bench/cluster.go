@@ -77,19 +77,21 @@ func startPeer(cl *cleanups, name, dir, user, authorizedKeys string) (*peer, err
 	return &peer{d: d, name: name, port: d.Port}, nil
 }
 
+// errPortTaken: a port found free was taken before sshd could listen on it.
+var errPortTaken = errors.New("port taken meanwhile")
+
 // startShared starts one sshd in dir for len(names) peers: the first on
 // the sshd's own port with keys[0], each other one on a port of its own
 // with its keys (a Match LocalPort block naming its authorized_keys file).
 func startShared(cl *cleanups, names []string, dir, user string, keys []string, uid, gid int) ([]*peer, error) {
 	extra := []string{sharedMaxStartups}
-	var ports []int
+	ports, err := freePorts(len(names) - 1)
+	if err != nil {
+		return nil, err
+	}
 	var match []string
 	for i := 1; i < len(names); i++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		ports = append(ports, port)
+		port := ports[i-1]
 		ak := filepath.Join(dir, names[i]+".authorized_keys")
 		if err := os.WriteFile(ak, []byte(keys[i]), 0o644); err != nil {
 			return nil, err
@@ -104,14 +106,19 @@ func startShared(cl *cleanups, names []string, dir, user string, keys []string, 
 	if err != nil {
 		return nil, err
 	}
+	if slices.Contains(ports, d.Port) {
+		// sshd took one of the ports it was told to listen on as its own:
+		// two peers would share it.
+		return nil, errors.Join(errPortTaken, d.Close())
+	}
 	log, err := d.Log()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, d.Close())
 	}
 	peers := []*peer{{d: d, name: names[0], port: d.Port}}
 	for i, port := range ports {
 		if !strings.Contains(log, fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)) {
-			return nil, fmt.Errorf("peer %s: sshd does not listen on port %d (taken meanwhile?)", names[i+1], port)
+			return nil, errors.Join(fmt.Errorf("peer %s: sshd does not listen on port %d: %w", names[i+1], port, errPortTaken), d.Close())
 		}
 		peers = append(peers, &peer{d: d, name: names[i+1], port: port})
 	}
@@ -139,13 +146,19 @@ func launch(cl *cleanups, name, dir, user, authorizedKeys string, extra []string
 	return d, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts finds n distinct free ports on 127.0.0.1, holding each until
+// all are found: a port closed at once may be handed out again.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 // knownHostsLines are the known_hosts lines of the peer's host keys.
