@@ -154,6 +154,9 @@ func (c *Config) defaults() {
 
 // worker delivers one peer's queue.
 type worker struct {
+	unsaved bool      // deliveries since the last saveState
+	savedAt time.Time // of the last saveState
+
 	cfg      *Config
 	peer     Peer
 	sem      chan struct{}
@@ -162,9 +165,7 @@ type worker struct {
 	stream   *sshpush.Stream // batches go out on it while it works
 	noStream bool            // the receiver does not know streams
 	state    spool.State
-	noSave   bool      // the state on disk could not be read: leave it alone
-	unsaved  bool      // deliveries since the last saveState
-	savedAt  time.Time // of the last saveState
+	noSave   bool // the state on disk could not be read: leave it alone
 }
 
 // stateEvery is how often, at most, a lingering worker saves its state
