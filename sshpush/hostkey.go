@@ -44,6 +44,7 @@ type hostKeyDB struct {
 // loadHostKeys reads the Target's known_hosts files that exist.
 func loadHostKeys(t Target) (*hostKeyDB, error) {
 	h := &hostKeyDB{addr: t.KnownHostsAddr()}
+	var key strings.Builder
 	for _, f := range t.KnownHostsFiles {
 		fi, err := os.Stat(f)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -56,16 +57,47 @@ func loadHostKeys(t Target) (*hostKeyDB, error) {
 			return nil, fmt.Errorf("known_hosts file %s is not a regular file", f)
 		}
 		h.files = append(h.files, f)
+		fmt.Fprintf(&key, "%q %d %d\n", f, fi.Size(), fi.ModTime().UnixNano())
 	}
 	if len(h.files) == 0 {
 		return h, nil
 	}
-	db, err := knownhosts.NewDB(h.files...)
+	db, err := hostKeyCache.load(key.String(), h.files)
 	if err != nil {
 		return nil, err
 	}
 	h.db = db
 	return h, nil
+}
+
+// hostKeyCache holds the known_hosts files a process read last, parsed,
+// for as long as none of them changes (same paths, sizes and times). A
+// sender dials every peer, and the peers' lines usually share one file:
+// parsing it at each dial cost time in proportion to the number of peers
+// for each of them, and each connection kept its own parsed copy (a
+// HostKeyDB is read-only once made, so one can serve every connection).
+var hostKeyCache hostKeyDBCache
+
+type hostKeyDBCache struct {
+	mu  sync.Mutex
+	key string
+	db  *knownhosts.HostKeyDB
+}
+
+// load returns the parsed files, from the cache when key, which describes
+// them, is the key they were parsed under.
+func (c *hostKeyDBCache) load(key string, files []string) (*knownhosts.HostKeyDB, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.db != nil && c.key == key {
+		return c.db, nil
+	}
+	db, err := knownhosts.NewDB(files...)
+	if err != nil {
+		return nil, err
+	}
+	c.key, c.db = key, db
+	return db, nil
 }
 
 // algorithms returns the host key algorithms to offer: those known_hosts

@@ -180,6 +180,28 @@ func (c *syncCapped) Write(p []byte) (int, error) {
 	return c.capped.Write(p)
 }
 
+// ReadFrom copies the session's stderr into the buffer through a small
+// one: the ssh package's copier uses it instead of io.Copy's 32 KiB
+// buffer, which every stream held for its whole life (16 MiB for a sender
+// lingering on 500 peers).
+func (c *syncCapped) ReadFrom(r io.Reader) (int64, error) {
+	var buf [512]byte
+	var n int64
+	for {
+		k, err := r.Read(buf[:])
+		if k > 0 {
+			c.Write(buf[:k])
+			n += int64(k)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // await waits, at most d, until a whole line has been written.
 func (c *syncCapped) await(d time.Duration) {
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {

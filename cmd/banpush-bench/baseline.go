@@ -19,11 +19,17 @@ import (
 type baselines struct {
 	seed     string // each peer in turn
 	parallel string // every peer at once, & and wait
+	waves    string // the same, waveSize peers at a time
 	master   string // every peer at once, over open ControlMaster connections
 	cmDir    string
 	ports    []int
 	sshOpts  []string
 }
+
+// waveSize is how many ssh processes the waves baseline runs at once: all
+// of 500 at once would measure the machine's memory and sshd's MaxStartups
+// rather than ssh.
+const waveSize = 100
 
 // sshOptions are the only options given to ssh(1): everything else is
 // OpenSSH's default (key exchange included). -F /dev/null keeps
@@ -38,6 +44,7 @@ func (b *bench) writeBaselines(dir string, ports []int) (baselines, error) {
 	bl := baselines{
 		seed:     filepath.Join(dir, "seed-loop.sh"),
 		parallel: filepath.Join(dir, "parallel-ssh.sh"),
+		waves:    filepath.Join(dir, "parallel-ssh-waves.sh"),
 		master:   filepath.Join(dir, "controlmaster.sh"),
 		cmDir:    filepath.Join(dir, "cm"),
 		ports:    ports,
@@ -59,6 +66,9 @@ func (b *bench) writeBaselines(dir string, ports []int) (baselines, error) {
 			"  " + ssh + ` -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip"` + "\ndone\n",
 		bl.parallel: head + loop +
 			"  " + ssh + ` -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip" &` + "\ndone\nwait\n",
+		bl.waves: head + "n=0\n" + loop +
+			"  " + ssh + ` -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip" &` + "\n" +
+			"  n=$((n+1)); if [ $((n % " + strconv.Itoa(waveSize) + ")) -eq 0 ]; then wait; fi\ndone\nwait\n",
 		bl.master: head + loop +
 			"  " + ssh + " -o ControlMaster=no -o ControlPath=" + shellQuote(bl.cmDir) + `/%p -p "$port" 127.0.0.1 ` + ban + ` <<< "$ip" &` + "\ndone\nwait\n",
 	}

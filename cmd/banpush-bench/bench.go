@@ -29,6 +29,7 @@ type bench struct {
 	o     options
 	dir   string
 	bin   string
+	floor string // the floor program of scenario 1
 	key   string // the pusher's private key
 	pub   string
 	kh    string   // known_hosts for every peer
@@ -39,6 +40,9 @@ type bench struct {
 	addr  addrs
 	rows  []row
 	notes []string
+	// s1Dead is scenario 1's median with a peer that never answers, the
+	// yardstick of scenario 4's target (0 if scenario 1 did not run).
+	s1Dead time.Duration
 }
 
 // setup is one inventory and the spool that goes with it.
@@ -80,6 +84,9 @@ func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
 	if err := b.build(); err != nil {
 		return nil, err
 	}
+	if err := b.buildFloor(); err != nil {
+		return nil, err
+	}
 	if err := os.Chmod(filepath.Dir(b.bin), 0o755); err != nil {
 		return nil, err
 	}
@@ -112,36 +119,100 @@ func (b *bench) build() error {
 	return nil
 }
 
+// floorSource is the yardstick of scenario 1: a Go program that does
+// nothing but print, built like banpush and run the same way.
+const floorSource = `package main
+
+import "os"
+
+func main() { os.Stdout.WriteString("hi\n") }
+`
+
+// buildFloor builds the floor program into the bench's directory.
+func (b *bench) buildFloor() error {
+	dir := filepath.Join(b.dir, "floor")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(floorSource), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module floor\n\ngo 1.22\n"), 0o644); err != nil {
+		return err
+	}
+	b.floor = filepath.Join(b.dir, "bin", "floor")
+	cmd := command(b.ctx, "go", "build", "-trimpath", "-o", b.floor, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build (floor): %v\n%s", err, out)
+	}
+	return nil
+}
+
 // startPeers brings the number of peers up to n, each with the
-// authorized_keys line 'banpush authorize' writes for the pusher.
+// authorized_keys line 'banpush authorize' writes for the pusher: the first
+// -peers with an sshd each, the others portsPerSSHD to an sshd.
 func (b *bench) startPeers(n int) error {
 	for len(b.peers) < n {
-		name := fmt.Sprintf("peer%03d", len(b.peers)+1)
-		dir := filepath.Join(b.dir, name)
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return err
+		i := len(b.peers)
+		k := 1
+		if i >= b.o.peers {
+			k = min(portsPerSSHD, n-i)
 		}
-		if err := b.acct.ownedDir(filepath.Join(dir, "log")); err != nil {
-			return err
+		var names, keys, logs []string
+		for j := i; j < i+k; j++ {
+			name := fmt.Sprintf("peer%03d", j+1)
+			dir := filepath.Join(b.dir, name)
+			if err := os.MkdirAll(dir, 0o711); err != nil {
+				return err
+			}
+			if err := b.acct.ownedDir(filepath.Join(dir, "log")); err != nil {
+				return err
+			}
+			banLog := filepath.Join(dir, "log", "received.log")
+			line, err := command(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", banLog,
+				"--binary", b.bin, "--max-burst", rateLimit, "--max-per-minute", rateLimit, b.pub).Output()
+			if err != nil {
+				return fmt.Errorf("banpush authorize: %w", err)
+			}
+			names, keys, logs = append(names, name), append(keys, string(line)), append(logs, banLog)
 		}
-		banLog := filepath.Join(dir, "log", "received.log")
-		line, err := command(b.ctx, b.bin, "authorize", "--peer", "pusher", "--log", banLog,
-			"--binary", b.bin, "--max-burst", rateLimit, "--max-per-minute", rateLimit, b.pub).Output()
-		if err != nil {
-			return fmt.Errorf("banpush authorize: %w", err)
+		var ps []*peer
+		if k == 1 {
+			p, err := startPeer(b.cl, names[0], filepath.Join(b.dir, names[0]), b.user, keys[0])
+			if err != nil {
+				return err
+			}
+			ps = []*peer{p}
+		} else {
+			var err error
+			for try := 0; ; try++ {
+				dir := filepath.Join(b.dir, fmt.Sprintf("sshd-%s-%d", names[0], try))
+				if err := os.MkdirAll(dir, 0o711); err != nil {
+					return err
+				}
+				ps, err = startShared(b.cl, names, dir, b.user, keys, b.acct.uid, b.acct.gid)
+				if err == nil || !errors.Is(err, errPortTaken) || try == 3 {
+					break
+				}
+			}
+			if err != nil {
+				return err
+			}
 		}
-		p, err := startPeer(b.cl, name, dir, b.user, string(line))
-		if err != nil {
-			return err
+		var kh strings.Builder
+		for j, p := range ps {
+			p.banLog = logs[j]
+			b.logs[p] = newBanLog(logs[j])
+			b.peers = append(b.peers, p)
+			kh.WriteString(p.knownHostsLines())
 		}
-		p.banLog = banLog
-		b.logs[p] = newBanLog(banLog)
-		b.peers = append(b.peers, p)
 		f, err := os.OpenFile(b.kh, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return err
 		}
-		_, err = f.WriteString(p.KnownHostsLines())
+		_, err = f.WriteString(kh.String())
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -169,8 +240,8 @@ func (b *bench) newSetup(name string, peers []*peer, deadPort int) (*setup, erro
 	fmt.Fprintf(&inv, "Host *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 5\n\n", b.user, b.key, b.kh)
 	var ports []int
 	for _, p := range peers {
-		fmt.Fprintf(&inv, "Host %s\n  HostName %s\n  Port %d\n\n", p.name, p.Host, p.Port)
-		ports = append(ports, p.Port)
+		fmt.Fprintf(&inv, "Host %s\n  HostName 127.0.0.1\n  Port %d\n\n", p.name, p.port)
+		ports = append(ports, p.port)
 	}
 	if deadPort != 0 {
 		fmt.Fprintf(&inv, "Host dead\n  HostName 127.0.0.1\n  Port %d\n\n", deadPort)
@@ -299,7 +370,7 @@ func (b *bench) waitLogged(peers []*peer, addrs []string, timeout time.Duration)
 // connections counts the connections the peers' sshd have accepted so far.
 func (b *bench) connections(peers []*peer) (int, error) {
 	n := 0
-	for _, p := range peers {
+	for _, p := range daemons(peers) {
 		c, err := p.Connections()
 		if err != nil {
 			return 0, err

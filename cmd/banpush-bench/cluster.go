@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/sshdtest"
+	"golang.org/x/crypto/ssh"
 )
 
 // cleanups is the list of things to undo when the bench ends, however it
@@ -41,22 +43,94 @@ func (c *cleanups) run() {
 	}
 }
 
-// peer is one private OpenSSH server on 127.0.0.1 (sshdtest.Daemon), with
-// its name in the inventories and the log its 'banpush receive' appends to.
+// peer is one receiving host: a port of a private OpenSSH server on
+// 127.0.0.1 (sshdtest.Daemon), with its name in the inventories, its own
+// authorized_keys and the log its 'banpush receive' appends to. The first
+// -peers peers have an sshd each; the peers of the fan-out share sshd
+// processes, each listening on up to portsPerSSHD ports with an
+// authorized_keys file per port (sshd_config Match LocalPort).
 type peer struct {
-	*sshdtest.Daemon
+	d      *sshdtest.Daemon
 	name   string
+	port   int
 	banLog string
 }
+
+// portsPerSSHD is how many fan-out peers share one sshd: sshd listens on
+// at most 16 sockets (MAX_LISTEN_SOCKS in OpenSSH's sshd.c).
+const portsPerSSHD = 16
+
+// sharedMaxStartups lets a shared sshd take every handshake a baseline
+// wave or banpush's sender opens at once: sshd's default, 10:30:100,
+// refuses 30% of unauthenticated connections past 10, which would measure
+// the refusals.
+const sharedMaxStartups = "MaxStartups 1000:30:2000"
 
 // startPeer starts the sshd of a peer in dir, which logs user in with
 // authorizedKeys. It is stopped, with every connection, shell and receiver
 // it started, when the bench ends.
 func startPeer(cl *cleanups, name, dir, user, authorizedKeys string) (*peer, error) {
+	d, err := launch(cl, name, dir, user, authorizedKeys, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &peer{d: d, name: name, port: d.Port}, nil
+}
+
+// errPortTaken: a port found free was taken before sshd could listen on it.
+var errPortTaken = errors.New("port taken meanwhile")
+
+// startShared starts one sshd in dir for len(names) peers: the first on
+// the sshd's own port with keys[0], each other one on a port of its own
+// with its keys (a Match LocalPort block naming its authorized_keys file).
+func startShared(cl *cleanups, names []string, dir, user string, keys []string, uid, gid int) ([]*peer, error) {
+	extra := []string{sharedMaxStartups}
+	ports, err := freePorts(len(names) - 1)
+	if err != nil {
+		return nil, err
+	}
+	var match []string
+	for i := 1; i < len(names); i++ {
+		port := ports[i-1]
+		ak := filepath.Join(dir, names[i]+".authorized_keys")
+		if err := os.WriteFile(ak, []byte(keys[i]), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Chown(ak, uid, gid); err != nil {
+			return nil, err
+		}
+		extra = append(extra, fmt.Sprintf("ListenAddress 127.0.0.1:%d", port))
+		match = append(match, fmt.Sprintf("Match LocalPort %d", port), "  AuthorizedKeysFile "+ak)
+	}
+	d, err := launch(cl, names[0], dir, user, keys[0], append(extra, match...))
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(ports, d.Port) {
+		// sshd took one of the ports it was told to listen on as its own:
+		// two peers would share it.
+		return nil, errors.Join(errPortTaken, d.Close())
+	}
+	log, err := d.Log()
+	if err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	peers := []*peer{{d: d, name: names[0], port: d.Port}}
+	for i, port := range ports {
+		if !strings.Contains(log, fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)) {
+			return nil, errors.Join(fmt.Errorf("peer %s: sshd does not listen on port %d: %w", names[i+1], port, errPortTaken), d.Close())
+		}
+		peers = append(peers, &peer{d: d, name: names[i+1], port: port})
+	}
+	return peers, nil
+}
+
+func launch(cl *cleanups, name, dir, user, authorizedKeys string, extra []string) (*sshdtest.Daemon, error) {
 	d, err := sshdtest.Launch(sshdtest.Config{
 		AuthorizedKeys: authorizedKeys,
 		Dir:            dir,
 		User:           user,
+		Extra:          extra,
 		// A Ctrl-C on the terminal reaches the bench, which then stops
 		// sshd and its connections in order.
 		OwnProcessGroup: true,
@@ -69,12 +143,42 @@ func startPeer(cl *cleanups, name, dir, user, authorizedKeys string) (*peer, err
 			fmt.Fprintf(os.Stderr, "banpush-bench: peer %s: %v\n", name, err)
 		}
 	})
-	return &peer{Daemon: d, name: name}, nil
+	return d, nil
 }
 
-// rssKiB is the resident size of the listening sshd.
-func (p *peer) rssKiB() int {
-	return procStatusKiB(p.Pid(), "VmRSS:")
+// freePorts finds n distinct free ports on 127.0.0.1, holding each until
+// all are found: a port closed at once may be handed out again.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// knownHostsLines are the known_hosts lines of the peer's host keys.
+func (p *peer) knownHostsLines() string {
+	var b strings.Builder
+	for _, k := range p.d.HostKeys {
+		fmt.Fprintf(&b, "[127.0.0.1]:%d %s", p.port, ssh.MarshalAuthorizedKey(k))
+	}
+	return b.String()
+}
+
+// daemons lists the sshd processes that serve peers, each once.
+func daemons(peers []*peer) []*sshdtest.Daemon {
+	var out []*sshdtest.Daemon
+	for _, p := range peers {
+		if !slices.Contains(out, p.d) {
+			out = append(out, p.d)
+		}
+	}
+	return out
 }
 
 // blackhole accepts TCP connections on 127.0.0.1 and never answers, like a
@@ -189,22 +293,55 @@ var errTimeout = errors.New("timed out")
 
 // treeCPU is the CPU time used so far by the processes pids and all their
 // descendants, living or reaped (a reaped process's time is in its
-// parent's ChildCPU).
+// parent's ChildCPU). A living process's own time comes from its threads'
+// schedstat, in nanoseconds, where the kernel has it: /proc/PID/stat
+// counts in ticks of 10 ms, which rounds a stream receiver's fraction of a
+// millisecond per ban down to nothing.
 func treeCPU(pids ...int) time.Duration {
 	ps := sshdtest.ReadProcs()
 	var sum time.Duration
 	for _, pid := range append(slices.Clone(pids), ps.Descendants(pids...)...) {
 		p := ps[pid]
-		sum += p.CPU + p.ChildCPU
+		own := p.CPU
+		if ns, ok := schedCPU(pid); ok && ns > own {
+			own = ns
+		}
+		sum += own + p.ChildCPU
 	}
 	return sum
+}
+
+// schedCPU sums the run time of a process's threads from
+// /proc/PID/task/TID/schedstat (the first field, nanoseconds).
+func schedCPU(pid int) (time.Duration, bool) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, false
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			return 0, false
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, false
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, true
 }
 
 // listeners are the process ids of the peers' sshd listeners.
 func listeners(peers []*peer) []int {
 	var out []int
-	for _, p := range peers {
-		out = append(out, p.Pid())
+	for _, d := range daemons(peers) {
+		out = append(out, d.Pid())
 	}
 	return out
 }

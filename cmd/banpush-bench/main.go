@@ -3,9 +3,11 @@
 // prints a markdown table.
 //
 // It builds banpush as released (CGO_ENABLED=0, -trimpath) into a
-// temporary directory, starts the peers (each its own sshd, from package
-// sshdtest as in the integration tests, with its own host key,
-// authorized_keys line from 'banpush authorize' and receive log), and runs
+// temporary directory, with the floor of scenario 1 (a Go program that only
+// prints), starts the peers (from package sshdtest as in the integration
+// tests, each with its own port, authorized_keys line from 'banpush
+// authorize' and receive log; the first -peers with an sshd each, the
+// fan-out's 16 ports to an sshd), and runs
 // each scenario for banpush and for the baselines against the same peers
 // and receivers:
 //
@@ -45,6 +47,7 @@ import (
 type options struct {
 	peers         int
 	fanout        int
+	fanoutSmall   int
 	reps          int
 	coldReps      int
 	fanoutReps    int
@@ -60,7 +63,8 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.peers, "peers", 10, "peers in scenarios 1 to 4")
-	flag.IntVar(&o.fanout, "fanout", 100, "peers in scenario 5")
+	flag.IntVar(&o.fanout, "fanout", 500, "peers in scenario 5")
+	flag.IntVar(&o.fanoutSmall, "fanout-small", 100, "peers in scenario 5's first size, for the growth to -fanout")
 	flag.IntVar(&o.reps, "reps", 20, "repetitions of scenarios 1, 4 and 6 (banpush side)")
 	flag.IntVar(&o.coldReps, "cold-reps", 5, "repetitions of scenario 2 (each side)")
 	flag.IntVar(&o.fanoutReps, "fanout-reps", 2, "repetitions of scenario 5 (banpush side)")
@@ -88,6 +92,8 @@ func (o *options) check() error {
 		return errors.New("-peers must be at least 2")
 	case o.fanout < o.peers:
 		return errors.New("-fanout must be at least -peers")
+	case o.fanoutSmall < 1 || o.fanoutSmall > o.fanout:
+		return errors.New("-fanout-small must be between 1 and -fanout")
 	case o.reps < 1 || o.coldReps < 1 || o.fanoutReps < 1 || o.baselineReps < 1:
 		return errors.New("repetitions must be at least 1")
 	case o.burst < 1 || o.burstBaseline < 1 || o.burstBaseline > o.burst:
@@ -171,8 +177,8 @@ func printReport(w io.Writer, b *bench, o options, load0, load1 string, took tim
 	fmt.Fprintf(w, "- OpenSSH: %s; Go: %s; banpush built with CGO_ENABLED=0 -trimpath\n", sshVersion(), goVersion())
 	fmt.Fprintf(w, "- load average (1, 5, 15 min): %s at start, %s at end; run took %s\n", load0, load1, took.Round(time.Second))
 	fmt.Fprintf(w, "- receivers: account %s, login shell %s (sshd runs the forced command through it)\n", b.acct.name, b.acct.shell)
-	fmt.Fprintf(w, "- flags: -peers %d -fanout %d -reps %d -cold-reps %d -fanout-reps %d -burst %d -burst-baseline %d -baseline-reps %d\n\n",
-		o.peers, o.fanout, o.reps, o.coldReps, o.fanoutReps, o.burst, o.burstBaseline, o.baselineReps)
+	fmt.Fprintf(w, "- flags: -peers %d -fanout %d -fanout-small %d -reps %d -cold-reps %d -fanout-reps %d -burst %d -burst-baseline %d -baseline-reps %d\n\n",
+		o.peers, o.fanout, o.fanoutSmall, o.reps, o.coldReps, o.fanoutReps, o.burst, o.burstBaseline, o.baselineReps)
 	fmt.Fprintln(w, "| scenario | banpush (median) | baseline (median) | ratio | target | met? |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, r := range b.rows {
@@ -180,7 +186,7 @@ func printReport(w io.Writer, b *bench, o options, load0, load1 string, took tim
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Baselines: seed loop = bash runs `ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=5 ... peer '"+wire.Ban.String()+"' <<< \"$ip\"` for each peer in turn (OpenSSH defaults otherwise, default key exchange); parallel ssh = the same with `&` and `wait`; ControlMaster = parallel ssh over ControlMaster connections opened beforehand (ControlPersist), the best case for ssh(1). Every baseline talks to the same sshd peers and `banpush receive` forced commands as banpush. Times run until the ban is in every peer's log (polled every 1-5 ms), except scenario 1 (the action command's own run time). Ratio = banpush / baseline. Receivers run with a raised rate limit (--max-burst/--max-per-minute "+rateLimit+").")
-	fmt.Fprintln(w, "\nCPU rows: pusher + peers, per ban. Pusher = `banpush push` and the background sender (or the baseline script with its ssh processes and, for ControlMaster, the master processes); peers = every process under the peers' sshd listeners (connection and session processes, the login shell, `banpush receive`), from /proc/PID/stat and wait4 rusage; approximate (the kernel's tick accounting of short processes). All peers share this machine's cores: their CPU is paid serially here and in parallel in real life.")
+	fmt.Fprintln(w, "\nCPU rows: pusher + peers, per ban. Pusher = `banpush push` and the background sender (or the baseline script with its ssh processes and, for ControlMaster, the master processes); peers = every process under the peers' sshd listeners (connection and session processes, the login shell, `banpush receive`), from /proc/PID/task/*/schedstat for living processes (nanoseconds) and /proc/PID/stat and wait4 rusage for exited ones (ticks of 10 ms: approximate for short processes). All peers share this machine's cores: their CPU is paid serially here and in parallel in real life.")
 	for _, n := range b.notes {
 		fmt.Fprintf(w, "\n%s\n", n)
 	}

@@ -161,12 +161,16 @@ func isTerminal(f *os.File) bool {
 // newParser builds the command-line parser for cli, writing help and
 // usage to env's outputs. kong's exits (--help, usage errors) panic with
 // an exitPanic, which Main recovers.
-func newParser(cli *CLI, env *Env) *kong.Kong {
+func newParser(cli *CLI, env *Env) *kong.Kong { return grammarParser(cli, env) }
+
+// grammarParser builds the parser of a grammar: CLI, or one of the
+// one-command grammars of quick.go.
+func grammarParser(grammar any, env *Env) *kong.Kong {
 	vars := kong.Vars{"version": buildVersion(), "fail2ban_socket": f2b.DefaultSocket, "fail2ban_config": f2b.DefaultConfig}
 	for k, v := range receiveVars() {
 		vars[k] = v
 	}
-	parser, err := kong.New(cli,
+	parser, err := kong.New(grammar,
 		kong.Name("banpush"),
 		kong.Description("Share fail2ban bans between servers over SSH.\n\n"+
 			"fail2ban runs 'banpush push' when it bans an address; banpush queues the ban and a "+
@@ -187,6 +191,9 @@ func newParser(cli *CLI, env *Env) *kong.Kong {
 
 // Main runs banpush with args and returns its exit code.
 func Main(args []string, env *Env) (code int) {
+	if code, ok := runQuick(args, env); ok {
+		return code
+	}
 	var cli CLI
 	parser := newParser(&cli, env)
 	defer func() {

@@ -156,6 +156,9 @@ func (c *Config) defaults() {
 
 // worker delivers one peer's queue.
 type worker struct {
+	unsaved bool      // deliveries since the last saveState
+	savedAt time.Time // of the last saveState
+
 	cfg      *Config
 	peer     Peer
 	sem      chan struct{}
@@ -167,6 +170,11 @@ type worker struct {
 	noSave   bool // the state on disk could not be read: leave it alone
 	cancels  *spool.Cancels
 }
+
+// stateEvery is how often, at most, a lingering worker saves its state
+// after deliveries: each save is a file replaced and synced, which at every
+// warm ban cost the sender as much CPU as the delivery itself.
+const stateEvery = time.Second
 
 // pollInterval is how often a lingering worker looks at the journal when no
 // Wake arrives (a Notifier that cannot watch the journal, or a missed event).
@@ -209,15 +217,19 @@ func (w *worker) run(ctx context.Context) {
 		}
 		backoff = w.cfg.MinBackoff
 		w.res.Class, w.res.Err = sshpush.ClassOK, nil
-		// Queue empty: linger for more, or finish. Save the state first, so
-		// that 'banpush status' shows this delivery while we linger.
+		// Queue empty: linger for more, or finish. Save the state, at most
+		// every stateEvery, so that 'banpush status' shows this delivery
+		// while we linger.
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
 		now := w.cfg.Now()
 		if idleSince.IsZero() {
-			w.saveState()
 			idleSince = now
+			w.unsaved = true
+		}
+		if w.unsaved && now.Sub(w.savedAt) >= stateEvery {
+			w.saveState()
 		}
 		left := w.cfg.Linger - now.Sub(idleSince)
 		if left <= 0 {
@@ -524,6 +536,7 @@ func (w *worker) saveState() {
 	if w.noSave {
 		return
 	}
+	w.unsaved, w.savedAt = false, w.cfg.Now()
 	w.logIf(w.cfg.Spool.SaveState(w.peer.Name, w.state))
 }
 
