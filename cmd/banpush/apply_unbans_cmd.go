@@ -94,12 +94,11 @@ func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 	cfg := unbanlog.Config{Log: log, State: state, Policy: record.Policy{AllowPrivate: c.AllowPrivate}, MaxAge: c.MaxAge, Now: env.Now}
 
 	once := func(ctx context.Context) (unbanlog.Report, error) {
-		jails, err := c.jails(ctx, client)
-		if err != nil {
-			return unbanlog.Report{}, err
-		}
-		cfg.Jails = jails
-		return unbanlog.Apply(ctx, cfg, client)
+		// fail2ban is asked for its jails only when there is an unban to
+		// apply: the path unit runs at every write to the log.
+		run := cfg
+		run.JailsFunc = func(ctx context.Context) ([]string, error) { return c.jails(ctx, client) }
+		return unbanlog.Apply(ctx, run, client)
 	}
 	if !c.Follow {
 		rep, err := once(ctx)
@@ -125,8 +124,8 @@ func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 }
 
 // jails are the jails to lift bans in: --jail, or the receiving jails
-// fail2ban runs. Asking fail2ban for its jails is also how a server that
-// does not answer is found before anything is read.
+// fail2ban runs, asked when the first unban is to be applied; a server
+// that does not answer is found then, before any unban is run.
 func (c *ApplyUnbansCmd) jails(ctx context.Context, client *f2b.Client) ([]string, error) {
 	running, err := client.Jails(ctx)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/receive"
+
 	"github.com/banpush/banpush/sshpush/testenv"
 	"github.com/banpush/banpush/sshpush/unbanlog"
 )
@@ -207,13 +209,15 @@ action = dummy[target="$TMP/dummy"]
 }
 
 // TestApplyUnbansNoClient: without fail2ban-client on PATH, apply-unbans
-// exits 69 as for a fail2ban that does not answer (the README's exit
-// codes), says how to install it, and leaves the cursor alone.
+// with an unban to apply exits 69 as for a fail2ban that does not answer
+// (the README's exit codes), says how to install it, and leaves the
+// cursor alone. With nothing to apply, it asks fail2ban nothing.
 func TestApplyUnbansNoClient(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PATH", filepath.Join(dir, "empty"))
 	log := filepath.Join(dir, "received.log")
-	if err := os.WriteFile(log, nil, 0o640); err != nil {
+	line := time.Now().Format(receive.TimeLayout) + " " + receive.UnbanTag + " 203.0.113.7 peer=web1\n"
+	if err := os.WriteFile(log, []byte(line), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state", "cursor")
@@ -228,5 +232,13 @@ func TestApplyUnbansNoClient(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("cursor written: %v", err)
+	}
+
+	// Nothing to apply (the line is older than --max-age): exit 0.
+	stderr.Reset()
+	code = Main([]string{"apply-unbans", "--log", log, "--state", state, "--max-age", "1ns"},
+		&Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Now: time.Now})
+	if code != 0 {
+		t.Errorf("nothing to apply: exit %d, want 0\n%s", code, stderr.String())
 	}
 }

@@ -45,10 +45,15 @@ type Unbanner interface {
 // Config says what to read and where to apply it. Everything in it is
 // trusted: it comes from root's command line.
 type Config struct {
-	Log    string        // the received log, an absolute path; LOG.1 is beside it
-	State  string        // the cursor file; STATE.lock beside it serializes runs
-	Jails  []string      // the local jails to lift each ban in, valid fail2ban jail names
-	Policy record.Policy // which addresses may be unbanned at all
+	Log   string   // the received log, an absolute path; LOG.1 is beside it
+	State string   // the cursor file; STATE.lock beside it serializes runs
+	Jails []string // the local jails to lift each ban in, valid fail2ban jail names
+	// JailsFunc, when Jails is empty, gives them: it is called once, when
+	// the first unban is to be applied, so that a run with nothing to
+	// apply asks fail2ban nothing (the path unit runs at every write to
+	// the log, ban lines included). Its errors are returned as they are.
+	JailsFunc func(context.Context) ([]string, error)
+	Policy    record.Policy // which addresses may be unbanned at all
 	// MaxAge: lines whose timestamp is further than this from now are
 	// passed over (an unban issued long ago could lift a newer ban of
 	// the same address). Zero or less: no bound.
@@ -96,10 +101,8 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	for _, j := range cfg.Jails {
-		if !f2b.ValidJail(j) || j[0] == '-' {
-			return rep, fmt.Errorf("unbanlog: invalid jail name")
-		}
+	if err := checkJails(cfg.Jails); err != nil {
+		return rep, err
 	}
 	lock, err := lockState(ctx, cfg.State)
 	if err != nil {
@@ -119,9 +122,10 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	rep.Start = r.Start
 
 	done := r.Cursor() // where the lines applied so far end
+	start := done
 	save := func() error {
-		if cur != nil && *cur == done {
-			return nil
+		if done == start || cur != nil && *cur == done {
+			return nil // no progress: nothing to write
 		}
 		return SaveCursor(cfg.State, done)
 	}
@@ -148,12 +152,40 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 			rep.Skipped.Bad++
 		default:
 			rep.Unbans++
-			if err := apply(ctx, cfg, u, &bans, ub, now, seen, &rep); err != nil {
+			if err := apply(ctx, &cfg, u, &bans, ub, now, seen, &rep); err != nil {
 				return rep, errors.Join(err, save())
 			}
 		}
 		done = next
 	}
+}
+
+// checkJails refuses a jail name fail2ban could not have made, or one
+// fail2ban-client would take for an option.
+func checkJails(jails []string) error {
+	for _, j := range jails {
+		if !f2b.ValidJail(j) || j[0] == '-' {
+			return fmt.Errorf("unbanlog: invalid jail name")
+		}
+	}
+	return nil
+}
+
+// jails returns cfg.Jails, asking JailsFunc for them the first time if
+// they are not given.
+func (cfg *Config) jails(ctx context.Context) ([]string, error) {
+	if len(cfg.Jails) > 0 || cfg.JailsFunc == nil {
+		return cfg.Jails, nil
+	}
+	js, err := cfg.JailsFunc(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkJails(js); err != nil {
+		return nil, err
+	}
+	cfg.Jails, cfg.JailsFunc = js, nil
+	return js, nil
 }
 
 // banStarts are the bans of each jail and when each started, read from
@@ -183,7 +215,7 @@ func (b *banStarts) start(ctx context.Context, jail string, addr netip.Addr) (in
 // apply lifts one unban line's address in every jail where it is banned,
 // unless that ban started after the unban was written: a ban made since
 // (a fresh detection after the unban window) is not the one taken back.
-func apply(ctx context.Context, cfg Config, u Unbanner, bans *banStarts, ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) error {
+func apply(ctx context.Context, cfg *Config, u Unbanner, bans *banStarts, ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) error {
 	age := now.Sub(ub.Stamp)
 	switch {
 	case cfg.MaxAge > 0 && (age > cfg.MaxAge || -age > cfg.MaxAge):
@@ -196,7 +228,11 @@ func apply(ctx context.Context, cfg Config, u Unbanner, bans *banStarts, ub Unba
 		rep.Skipped.Duplicate++
 		return nil
 	}
-	for _, jail := range cfg.Jails {
+	jails, err := cfg.jails(ctx)
+	if err != nil {
+		return err
+	}
+	for _, jail := range jails {
 		start, banned, err := bans.start(ctx, jail, ub.Addr)
 		if err != nil {
 			return fmt.Errorf("unbanlog: bans of jail %s: %w", jail, err)
