@@ -52,17 +52,6 @@ action = dummy[target="$TMP/dummy"]
 	os.Mkdir(logDir, 0o755)
 	log := filepath.Join(logDir, "received.log")
 	state := filepath.Join(tmp, "state", "cursor")
-	write := func(path, s string) {
-		t.Helper()
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(s); err != nil {
-			t.Fatal(err)
-		}
-	}
 	unban := func(addr string) string {
 		return time.Now().Format("2006-01-02T15:04:05-07:00") + " banpush: unban " + addr + " peer=web1 jail=sshd time=1764493921\n"
 	}
@@ -113,7 +102,7 @@ action = dummy[target="$TMP/dummy"]
 	for i := range 100000 {
 		flood.WriteString(unban(hostile[i%len(hostile)]))
 	}
-	write(log, unban(x)+flood.String())
+	appendFile(t, log, unban(x)+flood.String())
 	start := time.Now()
 	rep := apply(0)
 	t.Logf("first run, 100,001 lines: %v", time.Since(start))
@@ -125,12 +114,12 @@ action = dummy[target="$TMP/dummy"]
 	}
 
 	// Rotation between two writes, and a late write to the rotated file.
-	write(log, unban(y))
+	appendFile(t, log, unban(y))
 	if err := os.Rename(log, log+".1"); err != nil {
 		t.Fatal(err)
 	}
-	write(log, unban(z))
-	write(log+".1", unban(w))
+	appendFile(t, log, unban(z))
+	appendFile(t, log+".1", unban(w))
 	rep = apply(0)
 	if rep.Start != unbanlog.StartRotated || rep.Lifted != 3 || rep.Calls != 3 {
 		t.Errorf("after the rotation: %+v", rep)
@@ -150,14 +139,14 @@ action = dummy[target="$TMP/dummy"]
 
 	// An unban line written before x's current ban started does not lift
 	// it: that ban is newer than the unban.
-	write(log, time.Now().Add(-30*time.Second).Format("2006-01-02T15:04:05-07:00")+" banpush: unban "+x+" peer=web1\n")
+	appendFile(t, log, time.Now().Add(-30*time.Second).Format("2006-01-02T15:04:05-07:00")+" banpush: unban "+x+" peer=web1\n")
 	if rep = apply(0); rep.Calls != 0 || rep.Skipped.Newer != 1 || !slices.Contains(banned(), x) {
 		t.Errorf("an unban older than the ban: %+v, banned %v", rep, banned())
 	}
 
 	// fail2ban stopped: exit 69, the line stays ahead of the cursor.
 	f2b.stop()
-	write(log, unban(x))
+	appendFile(t, log, unban(x))
 	apply(exitUnavailable)
 	f2b = startFail2ban(t, conf, tmp)
 	ban(x)
@@ -176,7 +165,7 @@ action = dummy[target="$TMP/dummy"]
 	exited := make(chan error, 1)
 	go func() { exited <- follow.Wait() }()
 	t.Cleanup(func() { follow.Process.Kill() })
-	write(log, unban(x))
+	appendFile(t, log, unban(x))
 	f2b.waitFor("--follow to apply the unban", func() bool { return !slices.Contains(banned(), x) })
 	follow.Process.Signal(syscall.SIGTERM)
 	select {

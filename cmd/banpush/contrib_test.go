@@ -64,6 +64,21 @@ func writeTestFile(t *testing.T, path, content string) {
 	}
 }
 
+// appendFile appends text to path, creating it (0640) if it is missing.
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestContribFail2banConfig: fail2ban accepts the contrib filter, action
 // and receiving jail, with the action added to the sshd jail as its
 // comments say, and reads them as intended.

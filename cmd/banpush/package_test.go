@@ -582,20 +582,6 @@ func getent(t *testing.T, db, name string) []string {
 	return strings.Split(strings.TrimSpace(string(out)), ":")
 }
 
-func appendFile(t *testing.T, path, text string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // checkELF: a static executable for the architecture.
 func checkELF(t *testing.T, path, arch string) {
 	t.Helper()
