@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -109,8 +110,22 @@ func (c *PushCmd) records(env *Env) (recs []record.Record, refused int) {
 	if base.BanTime, err = parseSeconds(c.BanTime, record.Permanent, record.MaxBanTime); err != nil {
 		printWarning(env.Stderr, "--bantime: %v; sent without it", err)
 	}
-	pol := record.Policy{AllowPrivate: c.AllowPrivate}
-	for _, ip := range c.IPs {
+	addrs, refused := checkAddrs(env, c.IPs, c.AllowPrivate)
+	for _, a := range addrs {
+		r := base
+		r.Addr = a
+		recs = append(recs, r)
+	}
+	return recs, refused
+}
+
+// checkAddrs parses the address arguments of push and unban and checks
+// them as receivers would (private ones with allowPrivate); each refused
+// one is reported on stderr, never echoed unless it is short and
+// printable, and counted.
+func checkAddrs(env *Env, ips []string, allowPrivate bool) (addrs []netip.Addr, refused int) {
+	pol := record.Policy{AllowPrivate: allowPrivate}
+	for _, ip := range ips {
 		a, err := record.ParseAddr(ip)
 		if err == nil {
 			err = pol.Check(a)
@@ -120,11 +135,9 @@ func (c *PushCmd) records(env *Env) (recs []record.Record, refused int) {
 			refused++
 			continue
 		}
-		r := base
-		r.Addr = a
-		recs = append(recs, r)
+		addrs = append(addrs, a)
 	}
-	return recs, refused
+	return addrs, refused
 }
 
 // parseSeconds parses a whole or fractional number of seconds as fail2ban

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -60,19 +59,9 @@ func (c *UnbanCmd) Run(env *Env, g *Globals) error {
 		return errorf(exitUsage, "'fail2ban-client status' lists the jails", "--jail %s: not a jail name", safeArg(c.Jail))
 	}
 	var items []spool.Item
-	refused := 0
-	pol := record.Policy{AllowPrivate: c.AllowPrivate}
 	now := env.Now()
-	for _, ip := range c.IPs {
-		a, err := record.ParseAddr(ip)
-		if err == nil {
-			err = pol.Check(a)
-		}
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "banpush: %s: refused: %v\n", safeArg(ip), err)
-			refused++
-			continue
-		}
+	addrs, refused := checkAddrs(env, c.IPs, c.AllowPrivate)
+	for _, a := range addrs {
 		items = append(items, spool.Item{Kind: spool.Unban, Record: record.Record{Addr: a, Jail: c.Jail, Time: now.Unix()}})
 	}
 	if len(items) == 0 {
