@@ -144,12 +144,15 @@ action = dummy[target="$TMP/dummy"]
 		t.Errorf("an unban older than the ban: %+v, banned %v", rep, banned())
 	}
 
-	// fail2ban stopped: exit 69, the line stays ahead of the cursor.
+	// fail2ban stopped: exit 69, the line stays ahead of the cursor. Once
+	// fail2ban is back, with x's ban restored from its database (x is not
+	// banned anew: that ban would be newer than the line, and stay), the
+	// line is applied.
 	f2b.stop()
 	appendFile(t, log, unban(x))
 	apply(exitUnavailable)
 	f2b = startFail2ban(t, conf, tmp)
-	ban(x)
+	f2b.waitFor(x+"'s ban restored", func() bool { return slices.Contains(banned(), x) })
 	if rep = apply(0); rep.Lifted != 1 || slices.Contains(banned(), x) {
 		t.Errorf("after fail2ban came back: %+v, banned %v", rep, banned())
 	}
