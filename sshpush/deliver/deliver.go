@@ -159,6 +159,13 @@ type worker struct {
 	unsaved bool      // deliveries since the last saveState
 	savedAt time.Time // of the last saveState
 
+	// The peer's cursor, kept here while the worker runs and written to
+	// the spool at most every cursorEvery (see saveCursor).
+	pos      spool.Position
+	posKnown bool           // pos has been read from the spool
+	diskPos  spool.Position // the cursor as last written
+	cursorAt time.Time      // of the last write
+
 	cfg      *Config
 	peer     Peer
 	sem      chan struct{}
@@ -176,6 +183,18 @@ type worker struct {
 // warm ban cost the sender as much CPU as the delivery itself.
 const stateEvery = time.Second
 
+// cursorEvery is how often, at most, a worker writes its peer's cursor
+// while it delivers. Each write syncs the journal segment, replaces the
+// cursor file and syncs its directory: once per batch, during a burst of
+// single-ban batches that cost the sender more CPU than everything else it
+// did, and its journal commits held up every push's fsync. In between, the
+// cursor lives in the worker; it is written when the worker ends or yields,
+// and a quiet worker writes it at once. A sender that is killed, or a
+// machine that loses power, resends at most the last cursorEvery of
+// deliveries to each peer, which at-least-once delivery allows and the
+// receivers' logs and fail2ban take as repeats.
+const cursorEvery = time.Second
+
 // pollInterval is how often a lingering worker looks at the journal when no
 // Wake arrives (a Notifier that cannot watch the journal, or a missed event).
 const pollInterval = 250 * time.Millisecond
@@ -191,12 +210,13 @@ func (w *worker) run(ctx context.Context) {
 	}
 	w.state = st
 	defer w.saveState()
+	defer func() { w.logIf(w.saveCursor(true)) }()
 
 	backoff := w.cfg.MinBackoff
 	idleSince := time.Time{}
 	for {
 		wake := w.cfg.Wake.C() // before looking, so no append is missed
-		err := w.drain(ctx)
+		moved, err := w.drain(ctx)
 		if err != nil {
 			w.fail(ctx, err)
 			var se *sshpush.Error
@@ -217,9 +237,12 @@ func (w *worker) run(ctx context.Context) {
 		}
 		backoff = w.cfg.MinBackoff
 		w.res.Class, w.res.Err = sshpush.ClassOK, nil
+		if moved {
+			idleSince = time.Time{} // new records: the linger starts again now they are out
+		}
 		// Queue empty: linger for more, or finish. Save the state, at most
 		// every stateEvery, so that 'banpush status' shows this delivery
-		// while we linger.
+		// while we linger; the cursor likewise.
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
@@ -231,11 +254,19 @@ func (w *worker) run(ctx context.Context) {
 		if w.unsaved && now.Sub(w.savedAt) >= stateEvery {
 			w.saveState()
 		}
+		if err := w.saveCursor(false); err != nil {
+			w.fail(ctx, err)
+			return
+		}
 		left := w.cfg.Linger - now.Sub(idleSince)
 		if left <= 0 {
 			return
 		}
-		t := time.NewTimer(min(left, pollInterval))
+		wait := min(left, pollInterval)
+		if w.pos != w.diskPos {
+			wait = max(min(wait, w.cursorAt.Add(cursorEvery).Sub(now)), time.Millisecond)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -245,13 +276,30 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case <-wake:
 			t.Stop()
-			idleSince = time.Time{} // new records: the linger starts again once they are out
 		case <-t.C:
-			if pending, _ := w.cfg.Spool.HasPending([]string{w.peer.Name}); pending {
-				idleSince = time.Time{}
-			}
+			// Look at the journal again (a missed Wake), and write a
+			// cursor that waited for cursorEvery.
 		}
 	}
+}
+
+// saveCursor writes the peer's cursor to the spool (Spool.Advance: the
+// records behind it synced first, the file replaced atomically) if it has
+// moved since the last write and, unless force, that write is cursorEvery
+// old.
+func (w *worker) saveCursor(force bool) error {
+	if !w.posKnown || w.pos == w.diskPos {
+		return nil
+	}
+	now := w.cfg.Now()
+	if !force && now.Sub(w.cursorAt) < cursorEvery {
+		return nil
+	}
+	if err := w.cfg.Spool.Advance(w.peer.Name, w.pos); err != nil {
+		return err
+	}
+	w.diskPos, w.cursorAt = w.pos, now
+	return nil
 }
 
 // drain sends batches until the peer's queue is empty or one fails.
@@ -260,30 +308,35 @@ func (w *worker) run(ctx context.Context) {
 // out as a ban request (on the stream), the unbans after it as an unban
 // request, and so on, so that each peer sees them in the order they were
 // queued. Entries for other peers and bans an unban cancelled are passed
-// over.
-func (w *worker) drain(ctx context.Context) error {
-	for !stopped(w.cfg.Stop) {
+// over. moved reports whether the cursor moved: records were acknowledged
+// or passed over.
+func (w *worker) drain(ctx context.Context) (moved bool, err error) {
+	if !w.posKnown {
 		pos, err := w.cfg.Spool.Cursor(w.peer.Name)
 		if err != nil {
 			var ce *spool.CorruptFileError
 			if !errors.As(err, &ce) {
-				return err
+				return false, err
 			}
 			w.cfg.Logf("peer %s: %v", w.peer.Name, err)
 		}
+		w.pos, w.diskPos, w.posKnown = pos, pos, true
+	}
+	for !stopped(w.cfg.Stop) {
+		pos := w.pos
 		b, err := w.cfg.Spool.Read(pos, w.cfg.BatchRecords, w.cfg.BatchBytes)
 		if err != nil {
-			return err
+			return moved, err
 		}
 		for _, k := range b.Skipped {
 			w.cfg.Logf("peer %s: %s", w.peer.Name, k)
 			w.res.Skipped += k.Lines
 		}
 		if b.Next == pos {
-			return nil // nothing new
+			return moved, nil // nothing new
 		}
 		if w.cancels, err = w.cfg.Spool.LoadCancels(w.cancels); err != nil {
-			return err
+			return moved, err
 		}
 		enc := w.encode(b.Entries)
 		upto := enc.end // entries acknowledged by this round
@@ -291,7 +344,7 @@ func (w *worker) drain(ctx context.Context) error {
 		if len(enc.batch) > 0 {
 			ack, err := w.send(ctx, enc.kind, enc.batch)
 			if err != nil {
-				return err
+				return moved, err
 			}
 			if ack.Limited > 0 { // sshpush checked LimitedFrom against the lines sent
 				upto, limited = enc.lineEntry[ack.LimitedFrom-1], true
@@ -318,16 +371,19 @@ func (w *worker) drain(ctx context.Context) error {
 				next = b.Entries[upto-1].Next
 			}
 		}
-		if err := w.cfg.Spool.Advance(w.peer.Name, next); err != nil {
-			return err
+		if pos.Less(next) {
+			w.pos, moved = next, true
+			if err := w.saveCursor(false); err != nil {
+				return moved, err
+			}
 		}
 		if limited {
 			n := len(b.Entries) - upto
-			return &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassBusy,
+			return moved, &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassBusy,
 				Err: fmt.Errorf("the peer's rate limit for this host is reached: %d records stay queued", n)}
 		}
 	}
-	return nil
+	return moved, nil
 }
 
 // stopped reports whether stop is closed; a nil stop never is.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,5 +374,79 @@ func TestFailKeepsCause(t *testing.T) {
 	w.fail(lateCtx{context.Background()}, &sshpush.Error{Peer: "peer1", Class: sshpush.ClassTimeout, Err: errors.New("dial tcp: i/o timeout")})
 	if w.res.Class != sshpush.ClassBusy {
 		t.Errorf("class %s, want busy kept", w.res.Class)
+	}
+}
+
+// fakeClock is a Config.Now that moves only when told to.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestRunCursorWrites: a lingering worker writes its peer's cursor at once
+// after a quiet spell, at most every cursorEvery while bans keep coming,
+// and when it ends: on disk the cursor may lag what the peer acknowledged,
+// never lead it.
+func TestRunCursorWrites(t *testing.T) {
+	f := newFixture(t, 1)
+	clock := &fakeClock{now: time.Now()}
+	cfg := f.config()
+	cfg.Now = clock.Now
+	cfg.Linger = time.Hour
+	cfg.Wake = NewNotifier()
+	stop := make(chan struct{})
+	cfg.Stop = stop
+	pending := func() int {
+		t.Helper()
+		n, _, err := f.spool.Pending("peer1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ban := func(addr string) {
+		t.Helper()
+		f.push(t, addr)
+		cfg.Wake.Notify()
+		waitFor(t, func() bool { return f.servers[0].Logged()[addr] == 1 })
+	}
+
+	f.push(t, "203.0.113.50")
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), cfg) }()
+	waitFor(t, func() bool { return f.servers[0].Logged()["203.0.113.50"] == 1 })
+	waitFor(t, func() bool { return pending() == 0 }) // the first write is not held back
+
+	ban("203.0.113.51")
+	ban("203.0.113.52")
+	if n := pending(); n != 2 {
+		t.Errorf("within cursorEvery of the last write: %d pending on disk, want 2 (the cursor kept in memory)", n)
+	}
+	clock.add(cursorEvery)
+	waitFor(t, func() bool { return pending() == 0 }) // written at the next poll
+
+	ban("203.0.113.53")
+	if n := pending(); n != 1 {
+		t.Errorf("after another ban: %d pending on disk, want 1", n)
+	}
+	close(stop)
+	r := <-done
+	if n := pending(); n != 0 || r[0].Delivered != 4 {
+		t.Errorf("after Run: %d pending on disk, %d delivered; want 0 and 4", n, r[0].Delivered)
+	}
+	if got := f.servers[0].Logged(); len(got) != 4 {
+		t.Errorf("peer logged %v, want each of the 4 bans once", got)
 	}
 }

@@ -5,8 +5,9 @@
 // Appending costs one write and one fsync under a short lock, whatever the
 // number of peers: peers are never looked at on that path. Each peer reads
 // the journal from its own cursor, so delivery is at-least-once: a crash
-// resends at most the batch that was in flight, never anything behind a
-// cursor.
+// resends what was acknowledged after the cursor was last advanced (the
+// sender advances it at most once a second while it delivers, and when it
+// stops), never anything behind a cursor.
 //
 // Layout of a spool directory (created 0700, files 0600):
 //
