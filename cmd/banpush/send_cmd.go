@@ -18,6 +18,7 @@ type SendCmd struct {
 	Linger      time.Duration `help:"Keep connections open this long after the queue empties." default:"10s"`
 	MaxRun      time.Duration `help:"Stop retrying unreachable peers after this long; the next push or flush goes on." default:"5m"`
 	Concurrency int           `help:"Peers delivered to at once." default:"32"`
+	BatchGap    time.Duration `help:"While lingering, wait at least this long after a batch before sending the next, so that a burst goes out in fewer, larger batches (a ban after a quiet spell goes at once; 0s: never wait)." default:"10ms"`
 }
 
 // Help explains the sender.
@@ -48,6 +49,7 @@ func (c *SendCmd) Run(env *Env, g *Globals) error {
 	cfg := senderConfig(env, g, c.DeliveryFlags, s, log)
 	cfg.Linger = c.Linger
 	cfg.Concurrency = c.Concurrency
+	cfg.BatchGap = c.BatchGap
 	cfg.Roster = func() (sender.Roster, error) {
 		d, err := resolveDelivery(g, env, nil)
 		if err != nil {

@@ -450,3 +450,29 @@ func TestRunCursorWrites(t *testing.T) {
 		t.Errorf("peer logged %v, want each of the 4 bans once", got)
 	}
 }
+
+// TestRunBatchGap: a lingering peer sends the first ban at once, and the
+// bans that come within BatchGap of a batch together in the next one.
+func TestRunBatchGap(t *testing.T) {
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Linger = time.Hour
+	cfg.BatchGap = time.Second
+	cfg.Wake = NewNotifier()
+	stop := make(chan struct{})
+	cfg.Stop = stop
+	f.push(t, "203.0.113.60")
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), cfg) }()
+	waitFor(t, func() bool { return f.servers[0].Logged()["203.0.113.60"] == 1 })
+	for _, a := range addrsFrom(61, 3) {
+		f.push(t, a)
+		cfg.Wake.Notify()
+	}
+	waitFor(t, func() bool { return len(f.servers[0].Logged()) == 4 })
+	close(stop)
+	r := (<-done)[0]
+	if r.Delivered != 4 || r.Batches != 2 {
+		t.Errorf("%d delivered in %d batches, want 4 in 2 (the three pushed within BatchGap of the first batch together)", r.Delivered, r.Batches)
+	}
+}

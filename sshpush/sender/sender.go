@@ -67,6 +67,7 @@ type Config struct {
 	Options     sshpush.Options
 	Concurrency int           // peers delivered to at once; 0: deliver's default
 	Linger      time.Duration // Background only: keep connections this long after the queues empty
+	BatchGap    time.Duration // Background only: deliver.Config.BatchGap
 	MaxAge      time.Duration // drop records queued longer ago; 0: deliver's default
 
 	// Kick starts a background sender; Foreground uses it when records
@@ -233,6 +234,7 @@ func round(ctx context.Context, cfg *Config, linger time.Duration, background bo
 		Options:     cfg.Options,
 		Concurrency: cfg.Concurrency,
 		Linger:      linger,
+		BatchGap:    cfg.BatchGap,
 		MaxAge:      cfg.MaxAge,
 		Wake:        wake,
 		Stop:        stop,
