@@ -37,6 +37,7 @@ type bench struct {
 	acct  *account // the receiving account
 	peers []*peer  // every peer started so far
 	logs  map[*peer]*banLog
+	watch *logWatch // the logs' directories
 	addr  addrs
 	rows  []row
 	notes []string
@@ -65,6 +66,12 @@ func newBench(ctx context.Context, cl *cleanups, o options) (*bench, error) {
 		return nil, err
 	}
 	b.dir = dir
+	if b.watch, err = newLogWatch(); err != nil {
+		return nil, err
+	}
+	if b.watch != nil {
+		cl.add(b.watch.close)
+	}
 	// The receiving account must reach banpush and its log directories.
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
@@ -205,6 +212,9 @@ func (b *bench) startPeers(n int) error {
 		for j, p := range ps {
 			p.banLog = logs[j]
 			b.logs[p] = newBanLog(logs[j])
+			if err := b.watch.add(b.logs[p]); err != nil {
+				return err
+			}
 			b.peers = append(b.peers, p)
 			kh.WriteString(p.knownHostsLines())
 		}
@@ -360,11 +370,11 @@ func (b *bench) killSenders(s *setup) {
 
 // waitLogged waits until every peer has every address.
 func (b *bench) waitLogged(peers []*peer, addrs []string, timeout time.Duration) (time.Time, error) {
-	poll := time.Millisecond
-	if len(addrs) > 100 || len(peers) > 20 {
-		poll = 5 * time.Millisecond
+	poll := 100 * time.Millisecond // a safety net: the watch wakes it
+	if b.watch == nil {
+		poll = time.Millisecond
 	}
-	return waitLogged(b.ctx, peers, b.logs, addrs, poll, timeout)
+	return waitLogged(b.ctx, peers, b.logs, b.watch, addrs, poll, timeout)
 }
 
 // connections counts the connections the peers' sshd have accepted so far.

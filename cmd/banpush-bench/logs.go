@@ -50,11 +50,15 @@ func (l *banLog) update() error {
 	return nil
 }
 
-// waitLogged polls the logs of peers until each has every address in addrs,
-// and returns the moment it saw the last one.
-func waitLogged(ctx context.Context, peers []*peer, logs map[*peer]*banLog, addrs []string, poll, timeout time.Duration) (time.Time, error) {
+// waitLogged waits until the logs of peers each have every address in
+// addrs, and returns the moment it saw the last one. It reads a log again
+// when watch says its directory changed, and every log still missing an
+// address every poll (and every poll, without a watch).
+func waitLogged(ctx context.Context, peers []*peer, logs map[*peer]*banLog, watch *logWatch, addrs []string, poll, timeout time.Duration) (time.Time, error) {
 	next := make([]int, len(peers)) // per peer: addrs[:next] are all logged
 	deadline := time.Now().Add(timeout)
+	var changed map[*banLog]bool
+	all := true
 	for {
 		done := true
 		for i, p := range peers {
@@ -62,11 +66,13 @@ func waitLogged(ctx context.Context, peers []*peer, logs map[*peer]*banLog, addr
 				continue
 			}
 			l := logs[p]
-			if err := l.update(); err != nil {
-				return time.Time{}, err
-			}
-			for next[i] < len(addrs) && l.seen[addrs[next[i]]] {
-				next[i]++
+			if all || changed[l] {
+				if err := l.update(); err != nil {
+					return time.Time{}, err
+				}
+				for next[i] < len(addrs) && l.seen[addrs[next[i]]] {
+					next[i]++
+				}
 			}
 			if next[i] < len(addrs) {
 				done = false
@@ -82,10 +88,19 @@ func waitLogged(ctx context.Context, peers []*peer, logs map[*peer]*banLog, addr
 			}
 			return time.Time{}, fmt.Errorf("after %s, at least %d (peer, address) pairs not logged: %w", timeout, missing, errTimeout)
 		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-time.After(poll):
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
+		if watch == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(poll):
+			}
+			continue
+		}
+		var err error
+		if changed, all, err = watch.wait(poll); err != nil {
+			return time.Time{}, err
 		}
 	}
 }

@@ -39,6 +39,7 @@ const (
 	DefaultBatchBytes   = 256 << 10
 	DefaultMinBackoff   = 500 * time.Millisecond
 	DefaultMaxBackoff   = 30 * time.Second
+	DefaultPoll         = 250 * time.Millisecond
 )
 
 // Peer is one peer to deliver to.
@@ -74,8 +75,12 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// Wake, when set, is signalled whenever the journal may have grown.
-	// Lingering peers also poll the journal on their own, more slowly.
+	// Lingering peers also look at the journal every Poll on their own
+	// (0 means DefaultPoll): often when nothing calls Notify, seldom
+	// when a watch of the journal does, since every look costs each
+	// peer a read of the journal.
 	Wake *Notifier
+	Poll time.Duration
 	// Retry, when set, is told of each retryable failure before the wait
 	// that follows it: a person watching a foreground run sees retries as
 	// they happen.
@@ -158,6 +163,9 @@ func (c *Config) defaults() {
 	if c.Wake == nil {
 		c.Wake = NewNotifier()
 	}
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
+	}
 }
 
 // worker delivers one peer's queue.
@@ -201,10 +209,6 @@ const stateEvery = time.Second
 // deliveries to each peer, which at-least-once delivery allows and the
 // receivers' logs and fail2ban take as repeats.
 const cursorEvery = time.Second
-
-// pollInterval is how often a lingering worker looks at the journal when no
-// Wake arrives (a Notifier that cannot watch the journal, or a missed event).
-const pollInterval = 250 * time.Millisecond
 
 func (w *worker) run(ctx context.Context) {
 	defer w.closeClient()
@@ -269,7 +273,7 @@ func (w *worker) run(ctx context.Context) {
 		if left <= 0 {
 			return
 		}
-		wait := min(left, pollInterval)
+		wait := min(left, w.cfg.Poll)
 		if w.pos != w.diskPos {
 			wait = max(min(wait, w.cursorAt.Add(cursorEvery).Sub(now)), time.Millisecond)
 		}

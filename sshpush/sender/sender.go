@@ -201,6 +201,12 @@ func (r roundResult) untried() []string {
 	return out
 }
 
+// watchedPoll is how often a lingering peer looks at the journal when
+// inotify tells it of every append: a safety net only. Every look reads the
+// journal once per peer, which at deliver's default of 250 ms cost a
+// sender lingering on 500 peers 2,000 reads a second.
+const watchedPoll = 5 * time.Second
+
 // round delivers every queue once, lingering for linger, with the lock
 // held, then compacts the spool. A background round listens for a
 // foreground run's request to let go.
@@ -220,9 +226,11 @@ func round(ctx context.Context, cfg *Config, linger time.Duration, background bo
 		stop = asked
 	}
 	wake := deliver.NewNotifier()
+	var poll time.Duration // deliver's default
 	if linger > 0 {
 		if unwatch, err := watch(cfg.Spool.JournalDir(), wake); err == nil {
 			defer unwatch()
+			poll = watchedPoll
 		} else {
 			cfg.Logf("warning: %v (polling instead)", err)
 		}
@@ -237,6 +245,7 @@ func round(ctx context.Context, cfg *Config, linger time.Duration, background bo
 		BatchGap:    cfg.BatchGap,
 		MaxAge:      cfg.MaxAge,
 		Wake:        wake,
+		Poll:        poll,
 		Stop:        stop,
 		Retry:       cfg.Retry,
 		Now:         cfg.Now,
