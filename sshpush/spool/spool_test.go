@@ -655,3 +655,21 @@ func mkdir(t *testing.T, dir string, perm os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestChecksum: the journal's CRC-32C is hash/crc32's, on the standard
+// check input and on lines of every length up to a long one.
+func TestChecksum(t *testing.T) {
+	if got := checksum([]byte("123456789")); got != 0xe3069283 {
+		t.Errorf("checksum(123456789) = %#x, want 0xe3069283", got)
+	}
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	b := make([]byte, 600)
+	for i := range b {
+		b[i] = byte(i*131 + i>>3)
+	}
+	for n := range len(b) + 1 {
+		if got, want := checksum(b[:n]), crc32.Checksum(b[:n], tab); got != want {
+			t.Fatalf("checksum of %d bytes = %#x, hash/crc32 says %#x", n, got, want)
+		}
+	}
+}
