@@ -170,15 +170,16 @@ func (c *Config) defaults() {
 
 // worker delivers one peer's queue.
 type worker struct {
-	unsaved bool      // deliveries since the last saveState
-	savedAt time.Time // of the last saveState
+	// unsavedSince is when the state first changed after the last
+	// saveState; zero when it is saved.
+	unsavedSince time.Time
 
 	// The peer's cursor, kept here while the worker runs and written to
-	// the spool at most every cursorEvery (see saveCursor).
-	pos      spool.Position
-	posKnown bool           // pos has been read from the spool
-	diskPos  spool.Position // the cursor as last written
-	cursorAt time.Time      // of the last write
+	// the spool cursorEvery after it first moves (see saveCursor).
+	pos        spool.Position
+	posKnown   bool           // pos has been read from the spool
+	diskPos    spool.Position // the cursor as last written
+	movedSince time.Time      // when pos first moved past diskPos
 
 	cfg      *Config
 	peer     Peer
@@ -193,21 +194,23 @@ type worker struct {
 	sentAt   time.Time // when the last batch was answered (or failed)
 }
 
-// stateEvery is how often, at most, a lingering worker saves its state
-// after deliveries: each save is a file replaced and synced, which at every
-// warm ban cost the sender as much CPU as the delivery itself.
+// stateEvery is how long a lingering worker waits, after a delivery, before
+// it saves its state: each save is a file replaced and synced, which at
+// every warm ban cost the sender as much CPU as the delivery itself, and
+// right after a cold ban's first batches, as much as the other peers'
+// handshakes still under way. The deliveries of that second go in the same
+// save.
 const stateEvery = time.Second
 
-// cursorEvery is how often, at most, a worker writes its peer's cursor
-// while it delivers. Each write syncs the journal segment, replaces the
-// cursor file and syncs its directory: once per batch, during a burst of
-// single-ban batches that cost the sender more CPU than everything else it
-// did, and its journal commits held up every push's fsync. In between, the
-// cursor lives in the worker; it is written when the worker ends or yields,
-// and a quiet worker writes it at once. A sender that is killed, or a
-// machine that loses power, resends at most the last cursorEvery of
-// deliveries to each peer, which at-least-once delivery allows and the
-// receivers' logs and fail2ban take as repeats.
+// cursorEvery is how long a worker keeps its peer's cursor in memory after
+// it moves before writing it. Each write syncs the journal segment,
+// replaces the cursor file and syncs its directory: once per batch, during
+// a burst of single-ban batches that cost the sender more CPU than
+// everything else it did, and its journal commits held up every push's
+// fsync. The cursor is also written when the worker ends or yields. A
+// sender that is killed, or a machine that loses power, resends at most
+// the last cursorEvery of deliveries to each peer, which at-least-once
+// delivery allows and the receivers' logs and fail2ban take as repeats.
 const cursorEvery = time.Second
 
 func (w *worker) run(ctx context.Context) {
@@ -260,9 +263,11 @@ func (w *worker) run(ctx context.Context) {
 		now := w.cfg.Now()
 		if idleSince.IsZero() {
 			idleSince = now
-			w.unsaved = true
+			if w.unsavedSince.IsZero() {
+				w.unsavedSince = now
+			}
 		}
-		if w.unsaved && now.Sub(w.savedAt) >= stateEvery {
+		if !w.unsavedSince.IsZero() && now.Sub(w.unsavedSince) >= stateEvery {
 			w.saveState()
 		}
 		if err := w.saveCursor(false); err != nil {
@@ -274,9 +279,13 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 		wait := min(left, w.cfg.Poll)
-		if w.pos != w.diskPos {
-			wait = max(min(wait, w.cursorAt.Add(cursorEvery).Sub(now)), time.Millisecond)
+		if !w.unsavedSince.IsZero() {
+			wait = min(wait, w.unsavedSince.Add(stateEvery).Sub(now))
 		}
+		if w.pos != w.diskPos {
+			wait = min(wait, w.movedSince.Add(cursorEvery).Sub(now))
+		}
+		wait = max(wait, time.Millisecond)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -301,20 +310,19 @@ func (w *worker) run(ctx context.Context) {
 
 // saveCursor writes the peer's cursor to the spool (Spool.Advance: the
 // records behind it synced first, the file replaced atomically) if it has
-// moved since the last write and, unless force, that write is cursorEvery
-// old.
+// moved since the last write and, unless force, it first moved cursorEvery
+// ago.
 func (w *worker) saveCursor(force bool) error {
 	if !w.posKnown || w.pos == w.diskPos {
 		return nil
 	}
-	now := w.cfg.Now()
-	if !force && now.Sub(w.cursorAt) < cursorEvery {
+	if !force && w.cfg.Now().Sub(w.movedSince) < cursorEvery {
 		return nil
 	}
 	if err := w.cfg.Spool.Advance(w.peer.Name, w.pos); err != nil {
 		return err
 	}
-	w.diskPos, w.cursorAt = w.pos, now
+	w.diskPos = w.pos
 	return nil
 }
 
@@ -388,6 +396,9 @@ func (w *worker) drain(ctx context.Context) (moved bool, err error) {
 			}
 		}
 		if pos.Less(next) {
+			if w.pos == w.diskPos {
+				w.movedSince = w.cfg.Now()
+			}
 			w.pos, moved = next, true
 			if err := w.saveCursor(false); err != nil {
 				return moved, err
@@ -608,7 +619,7 @@ func (w *worker) saveState() {
 	if w.noSave {
 		return
 	}
-	w.unsaved, w.savedAt = false, w.cfg.Now()
+	w.unsavedSince = time.Time{}
 	w.logIf(w.cfg.Spool.SaveState(w.peer.Name, w.state))
 }
 
