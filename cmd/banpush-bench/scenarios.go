@@ -111,6 +111,10 @@ func (c cost) cpu() string {
 	return fmt.Sprintf("%s + %s", fmtDur(c.client), fmtDur(c.server))
 }
 
+// senderSettle is how long after a delivery a lingering sender has saved
+// each peer's state and cursor (deliver's stateEvery and cursorEvery, 1 s).
+const senderSettle = 1500 * time.Millisecond
+
 // coldBan pushes one ban with no sender running, waits until it is in
 // every log, and stops the sender again. It also returns the sender's peak
 // RSS in KiB.
@@ -131,7 +135,9 @@ func (b *bench) coldBan(s *setup, timeout time.Duration) (cost, int, error) {
 	}
 	c := cost{wall: at.Sub(start), client: pushCPU}
 	// The sender lingers: its peak RSS so far and its CPU time are there
-	// to be read.
+	// to be read, once it has saved each peer's state and cursor, a second
+	// after delivering (that CPU is part of the ban's cost too).
+	sleep(b.ctx, senderSettle)
 	hwm := 0
 	pids := s.senders()
 	for _, pid := range pids {
