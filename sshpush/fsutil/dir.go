@@ -160,6 +160,11 @@ func (d *Dir) ReadFile(name string, max int64) (data []byte, uid, gid int, err e
 // the directory is synced. No step goes through a path that someone else
 // could change in between.
 func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode, uid, gid int) error {
+	return d.replace(name, data, perm, uid, gid, true)
+}
+
+// replace is WriteFile, with the file and directory syncs only if sync.
+func (d *Dir) replace(name string, data []byte, perm os.FileMode, uid, gid int, sync bool) error {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return err
@@ -171,7 +176,7 @@ func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode, uid, gid int
 		return fmt.Errorf("%s: %w", d.path, err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
-	err = writeOwned(f, data, perm, uid, gid)
+	err = writeOwned(f, data, perm, uid, gid, sync)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -182,10 +187,13 @@ func (d *Dir) WriteFile(name string, data []byte, perm os.FileMode, uid, gid int
 		unix.Unlinkat(dirfd, tmp, 0)
 		return fmt.Errorf("%s/%s: %w", d.path, name, err)
 	}
+	if !sync {
+		return nil
+	}
 	return d.f.Sync()
 }
 
-func writeOwned(f *os.File, data []byte, perm os.FileMode, uid, gid int) error {
+func writeOwned(f *os.File, data []byte, perm os.FileMode, uid, gid int, sync bool) error {
 	if uid != os.Geteuid() || gid != os.Getegid() {
 		if err := f.Chown(uid, gid); err != nil {
 			return err
@@ -196,6 +204,9 @@ func writeOwned(f *os.File, data []byte, perm os.FileMode, uid, gid int) error {
 	}
 	if _, err := f.Write(data); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	return f.Sync()
 }

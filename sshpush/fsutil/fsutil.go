@@ -71,6 +71,18 @@ func Unlock(f *os.File) error {
 // refused. The directory itself is trusted: use OpenDir where another
 // account controls it.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return replaceFile(path, data, perm, true)
+}
+
+// ReplaceFile is WriteAtomic without the syncs, for a file whose loss a
+// reader tolerates (a counter, a hint): readers still see the old content
+// or the new, never a mix, but a crash of the machine may leave the old
+// content, the new, or an empty or damaged file.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	return replaceFile(path, data, perm, false)
+}
+
+func replaceFile(path string, data []byte, perm os.FileMode, sync bool) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -91,7 +103,7 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	d := &Dir{f: f, path: filepath.Clean(dir)}
 	defer d.Close()
-	return d.WriteFile(base, data, perm, uid, gid)
+	return d.replace(base, data, perm, uid, gid, sync)
 }
 
 // SyncDir fsyncs a directory, making renames and creations in it durable.

@@ -10,40 +10,51 @@ import (
 	"time"
 )
 
+// TestWriteAtomic: WriteAtomic and ReplaceFile (the same, unsynced) replace
+// a file whole, keep an existing file's mode, leave no temporary file and
+// refuse a symlink in the file's place.
 func TestWriteAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-	if err := WriteAtomic(path, []byte("one"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o640 {
-		t.Fatalf("new file mode %v, err %v; want 0640", fi.Mode().Perm(), err)
-	}
-	// An existing file keeps its mode, whatever perm says.
-	if err := os.Chmod(path, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteAtomic(path, []byte("two"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(path)
-	fi, _ = os.Stat(path)
-	if string(b) != "two" || fi.Mode().Perm() != 0o600 {
-		t.Errorf("got %q mode %v, want \"two\" mode 0600", b, fi.Mode().Perm())
-	}
-	// No temporary file is left behind.
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("%d entries in the directory, want 1", len(ents))
-	}
-	// A symlink in its place is refused, not followed.
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(path, link); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteAtomic(link, []byte("three"), 0o600); err == nil {
-		t.Error("WriteAtomic replaced a symlink")
+	for _, tt := range []struct {
+		name  string
+		write func(string, []byte, os.FileMode) error
+	}{{"WriteAtomic", WriteAtomic}, {"ReplaceFile", ReplaceFile}} {
+		t.Run(tt.name, func(t *testing.T) {
+			write := tt.write
+			dir := t.TempDir()
+			path := filepath.Join(dir, "f")
+			if err := write(path, []byte("one"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(path)
+			if err != nil || fi.Mode().Perm() != 0o640 {
+				t.Fatalf("new file mode %v, err %v; want 0640", fi.Mode().Perm(), err)
+			}
+			// An existing file keeps its mode, whatever perm says.
+			if err := os.Chmod(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := write(path, []byte("two"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(path)
+			fi, _ = os.Stat(path)
+			if string(b) != "two" || fi.Mode().Perm() != 0o600 {
+				t.Errorf("got %q mode %v, want \"two\" mode 0600", b, fi.Mode().Perm())
+			}
+			// No temporary file is left behind.
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 1 {
+				t.Errorf("%d entries in the directory, want 1", len(ents))
+			}
+			// A symlink in its place is refused, not followed.
+			link := filepath.Join(dir, "link")
+			if err := os.Symlink(path, link); err != nil {
+				t.Fatal(err)
+			}
+			if err := write(link, []byte("three"), 0o600); err == nil {
+				t.Error("replaced a symlink")
+			}
+		})
 	}
 }
 

@@ -59,7 +59,11 @@ func (s *Spool) LoadState(peer string) (State, error) {
 	return st, nil
 }
 
-// SaveState replaces peer's delivery state atomically.
+// SaveState replaces peer's delivery state atomically, without syncing it:
+// the state is what 'banpush status' and the metrics show, and delivery does
+// not depend on it. A machine that crashes may lose the last save, or leave
+// a damaged file, which LoadState removes and reports; the queue itself is
+// the journal and the cursors.
 func (s *Spool) SaveState(peer string, st State) error {
 	if err := checkPeer(peer); err != nil {
 		return err
@@ -69,7 +73,7 @@ func (s *Spool) SaveState(peer string, st State) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	b = append(b, '\n')
-	if err := fsutil.WriteAtomic(s.path(peerDir, peer+".json"), b, 0o600); err != nil {
+	if err := fsutil.ReplaceFile(s.path(peerDir, peer+".json"), b, 0o600); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
