@@ -102,10 +102,7 @@ func TestFastPush(t *testing.T) {
 	for _, e := range envs {
 		for _, tt := range tests {
 			t.Run(e.name+"/"+tt.name, func(t *testing.T) {
-				for _, k := range []string{"BANPUSH_INVENTORY", "BANPUSH_SPOOL", "BANPUSH_SELF", "BANPUSH_MAX_AGE", "BANPUSH_FAIL2BAN_SOCKET"} {
-					t.Setenv(k, "")
-					os.Unsetenv(k)
-				}
+				unsetBanpushEnv(t)
 				for k, v := range e.env {
 					t.Setenv(k, v)
 				}
@@ -117,13 +114,7 @@ func TestFastPush(t *testing.T) {
 				if !ok {
 					return
 				}
-				var out bytes.Buffer
-				env := &Env{Stdout: &out, Stderr: &out, Getenv: os.Getenv, Now: time.Now}
-				kctx, _, kok := quickParse(tt.args, env)
-				if !kok {
-					t.Fatalf("kong does not parse %q, fastPush does", tt.args)
-				}
-				q := kctx.Model.Target.Addr().Interface().(*pushGrammar)
+				q := kongParse(t, tt.args).(*pushGrammar)
 				if g != q.Globals {
 					t.Errorf("globals: fastPush %+v, kong %+v", g, q.Globals)
 				}
@@ -176,10 +167,7 @@ func TestFastReceive(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"BANPUSH_INVENTORY", "BANPUSH_SPOOL", "BANPUSH_SELF", "BANPUSH_MAX_AGE", "BANPUSH_FAIL2BAN_SOCKET"} {
-				t.Setenv(k, "")
-				os.Unsetenv(k)
-			}
+			unsetBanpushEnv(t)
 			c, ok := fastReceive(tt.args, os.LookupEnv)
 			if ok != tt.fast {
 				t.Fatalf("fastReceive reads %q: %v, want %v", tt.args, ok, tt.fast)
@@ -187,13 +175,7 @@ func TestFastReceive(t *testing.T) {
 			if !ok {
 				return
 			}
-			var out bytes.Buffer
-			env := &Env{Stdout: &out, Stderr: &out, Getenv: os.Getenv, Now: time.Now}
-			kctx, _, kok := quickParse(tt.args, env)
-			if !kok {
-				t.Fatalf("kong does not parse %q, fastReceive does", tt.args)
-			}
-			q := kctx.Model.Target.Addr().Interface().(*receiveGrammar)
+			q := kongParse(t, tt.args).(*receiveGrammar)
 			if !reflect.DeepEqual(c, q.Receive) {
 				t.Errorf("receive: fastReceive %+v, kong %+v", c, q.Receive)
 			}
@@ -205,4 +187,27 @@ func TestFastReceive(t *testing.T) {
 			t.Error("fastReceive reads the arguments with BANPUSH_SPOOL empty")
 		}
 	})
+}
+
+// unsetBanpushEnv unsets every BANPUSH_ variable for the test.
+func unsetBanpushEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"BANPUSH_INVENTORY", "BANPUSH_SPOOL", "BANPUSH_SELF", "BANPUSH_MAX_AGE", "BANPUSH_FAIL2BAN_SOCKET"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+// kongParse parses args with their one-command grammar, through kong, in
+// the process's environment, and returns the grammar's struct; the test
+// fails if kong does not parse them.
+func kongParse(t *testing.T, args []string) any {
+	t.Helper()
+	var out bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &out, Getenv: os.Getenv, Now: time.Now}
+	kctx, _, ok := quickParse(args, env)
+	if !ok {
+		t.Fatalf("kong does not parse %q (the fast path does)", args)
+	}
+	return kctx.Model.Target.Addr().Interface()
 }
