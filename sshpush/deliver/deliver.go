@@ -195,11 +195,10 @@ type worker struct {
 }
 
 // stateEvery is how long a lingering worker waits, after a delivery, before
-// it saves its state: each save is a file replaced and synced, which at
-// every warm ban cost the sender as much CPU as the delivery itself, and
-// right after a cold ban's first batches, as much as the other peers'
-// handshakes still under way. The deliveries of that second go in the same
-// save.
+// it saves its state (and then saves it once for every delivery of that
+// second): each save is a file replaced, which at every warm ban cost the
+// sender as much CPU as the delivery itself, and right after a cold ban's
+// first batches competed with the other peers' handshakes still under way.
 const stateEvery = time.Second
 
 // cursorEvery is how long a worker keeps its peer's cursor in memory after
@@ -254,9 +253,10 @@ func (w *worker) run(ctx context.Context) {
 		if moved {
 			idleSince = time.Time{} // new records: the linger starts again now they are out
 		}
-		// Queue empty: linger for more, or finish. Save the state, at most
-		// every stateEvery, so that 'banpush status' shows this delivery
-		// while we linger; the cursor likewise.
+		// Queue empty: linger for more, or finish. Save the state
+		// stateEvery after a delivery, and the cursor cursorEvery after it
+		// moved, so that 'banpush status' shows the delivery while we
+		// linger.
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
