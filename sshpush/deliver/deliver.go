@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
@@ -60,11 +61,11 @@ type Config struct {
 	// Linger is how long a peer's connection stays open once its queue is
 	// empty, waiting for more; 0 means none (flush).
 	Linger time.Duration
-	// BatchGap is how long, at least, a lingering peer waits after a batch
-	// before it sends the next one on a Wake: the bans of a burst then go
-	// out in a few larger batches, each costing the peer one session
-	// round, one log write and one fsync, instead of one batch per push.
-	// A ban after a quiet spell goes out at once; 0 means no wait.
+	// BatchGap is how long, at least, a peer waits after a batch before it
+	// sends the next one: the bans of a burst then go out in a few larger
+	// batches, each costing the peer one session round, one log write and
+	// one fsync, instead of one batch per push. A ban after a quiet spell
+	// goes out at once; 0 means no wait (flush).
 	BatchGap time.Duration
 	// MaxAge drops records queued longer ago than this; 0 means DefaultMaxAge.
 	MaxAge time.Duration
@@ -120,13 +121,14 @@ type Result struct {
 func Run(ctx context.Context, cfg Config) []Result {
 	cfg.defaults()
 	sem := make(chan struct{}, cfg.Concurrency)
+	sent := new(atomic.Int64) // when any peer's last batch was answered (Unix ns)
 	results := make([]Result, len(cfg.Peers))
 	var wg sync.WaitGroup
 	for i, p := range cfg.Peers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &worker{cfg: &cfg, peer: p, sem: sem, res: &results[i]}
+			w := &worker{cfg: &cfg, peer: p, sem: sem, anySent: sent, res: &results[i]}
 			w.res.Peer = p.Name
 			w.run(ctx)
 		}()
@@ -191,26 +193,45 @@ type worker struct {
 	state    spool.State
 	noSave   bool // the state on disk could not be read: leave it alone
 	cancels  *spool.Cancels
-	sentAt   time.Time // when the last batch was answered (or failed)
+	sentAt   time.Time     // when the last batch was answered (or failed)
+	anySent  *atomic.Int64 // the same for every peer of the Run, in Unix ns
 }
 
-// stateEvery is how long a lingering worker waits, after a delivery, before
-// it saves its state (and then saves it once for every delivery of that
-// second): each save is a file replaced, which at every warm ban cost the
-// sender as much CPU as the delivery itself, and right after a cold ban's
-// first batches competed with the other peers' handshakes still under way.
-const stateEvery = time.Second
+// A worker keeps its peer's cursor in memory, and its state (the counters
+// 'banpush status' shows), and writes them to the spool later: a cursor
+// write syncs the journal segment, replaces the cursor file and syncs its
+// directory, and a state save replaces a file. Written after every batch,
+// they cost a burst's sender more CPU than the deliveries, and their syncs
+// held up every push's fsync; written right after a peer's first batch,
+// they competed with the other peers' handshakes still under way (0.8 s of
+// a 500-peer fan-out's 6.7 s). So each is written saveAfter after it first
+// changed, once no peer of the Run has had a batch answered for quietFor,
+// or saveAtMost after it changed, busy or not; and when the worker ends or
+// yields. A sender that is killed, or a machine that loses power, resends
+// at most the deliveries of the last saveAtMost (of the last saveAfter when
+// it was not busy), which at-least-once delivery allows and the receivers'
+// logs and fail2ban take as repeats.
+const (
+	saveAfter  = time.Second
+	quietFor   = 100 * time.Millisecond
+	saveAtMost = 10 * time.Second
+)
 
-// cursorEvery is how long a worker keeps its peer's cursor in memory after
-// it moves before writing it. Each write syncs the journal segment,
-// replaces the cursor file and syncs its directory: once per batch, during
-// a burst of single-ban batches that cost the sender more CPU than
-// everything else it did, and its journal commits held up every push's
-// fsync. The cursor is also written when the worker ends or yields. A
-// sender that is killed, or a machine that loses power, resends at most
-// the last cursorEvery of deliveries to each peer, which at-least-once
-// delivery allows and the receivers' logs and fail2ban take as repeats.
-const cursorEvery = time.Second
+// due reports whether a write of what first changed at since is due now
+// (see saveAfter), and when to look again if not.
+func (w *worker) due(since time.Time) (bool, time.Duration) {
+	waited := w.cfg.Now().Sub(since)
+	if waited < saveAfter {
+		return false, saveAfter - waited
+	}
+	if waited >= saveAtMost {
+		return true, 0
+	}
+	if quiet := time.Since(time.Unix(0, w.anySent.Load())); quiet < quietFor {
+		return false, quietFor - quiet
+	}
+	return true, 0
+}
 
 func (w *worker) run(ctx context.Context) {
 	defer w.closeClient()
@@ -253,10 +274,9 @@ func (w *worker) run(ctx context.Context) {
 		if moved {
 			idleSince = time.Time{} // new records: the linger starts again now they are out
 		}
-		// Queue empty: linger for more, or finish. Save the state
-		// stateEvery after a delivery, and the cursor cursorEvery after it
-		// moved, so that 'banpush status' shows the delivery while we
-		// linger.
+		// Queue empty: linger for more, or finish. Save the state and the
+		// cursor when they are due (saveAfter), so that 'banpush status'
+		// shows the delivery while we linger.
 		if w.cfg.Linger <= 0 || stopped(w.cfg.Stop) {
 			return
 		}
@@ -267,23 +287,29 @@ func (w *worker) run(ctx context.Context) {
 				w.unsavedSince = now
 			}
 		}
-		if !w.unsavedSince.IsZero() && now.Sub(w.unsavedSince) >= stateEvery {
-			w.saveState()
-		}
-		if err := w.saveCursor(false); err != nil {
-			w.fail(ctx, err)
-			return
-		}
 		left := w.cfg.Linger - now.Sub(idleSince)
-		if left <= 0 {
-			return
-		}
 		wait := min(left, w.cfg.Poll)
 		if !w.unsavedSince.IsZero() {
-			wait = min(wait, w.unsavedSince.Add(stateEvery).Sub(now))
+			ok, again := w.due(w.unsavedSince)
+			if ok {
+				w.saveState()
+			} else {
+				wait = min(wait, again)
+			}
 		}
 		if w.pos != w.diskPos {
-			wait = min(wait, w.movedSince.Add(cursorEvery).Sub(now))
+			ok, again := w.due(w.movedSince)
+			if ok {
+				if err := w.saveCursor(true); err != nil {
+					w.fail(ctx, err)
+					return
+				}
+			} else {
+				wait = min(wait, again)
+			}
+		}
+		if left <= 0 {
+			return
 		}
 		wait = max(wait, time.Millisecond)
 		t := time.NewTimer(wait)
@@ -296,11 +322,6 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case <-wake:
 			t.Stop()
-			// In a burst, what comes in the next moments joins this
-			// batch (Config.BatchGap).
-			if d := w.cfg.BatchGap - time.Since(w.sentAt); d > 0 && !sleep(ctx, w.cfg.Stop, d) {
-				return
-			}
 		case <-t.C:
 			// Look at the journal again (a missed Wake), and write a
 			// cursor that waited for cursorEvery.
@@ -310,13 +331,12 @@ func (w *worker) run(ctx context.Context) {
 
 // saveCursor writes the peer's cursor to the spool (Spool.Advance: the
 // records behind it synced first, the file replaced atomically) if it has
-// moved since the last write and, unless force, it first moved cursorEvery
-// ago.
+// moved since the last write and, unless force, the write is due.
 func (w *worker) saveCursor(force bool) error {
 	if !w.posKnown || w.pos == w.diskPos {
 		return nil
 	}
-	if !force && w.cfg.Now().Sub(w.movedSince) < cursorEvery {
+	if ok, _ := w.due(w.movedSince); !ok && !force {
 		return nil
 	}
 	if err := w.cfg.Spool.Advance(w.peer.Name, w.pos); err != nil {
@@ -347,6 +367,11 @@ func (w *worker) drain(ctx context.Context) (moved bool, err error) {
 		w.pos, w.diskPos, w.posKnown = pos, pos, true
 	}
 	for !stopped(w.cfg.Stop) {
+		// In a burst, what comes in the next moments joins the next
+		// batch (Config.BatchGap).
+		if d := w.cfg.BatchGap - time.Since(w.sentAt); d > 0 && !sleep(ctx, w.cfg.Stop, d) {
+			return moved, nil
+		}
 		pos := w.pos
 		b, err := w.cfg.Spool.Read(pos, w.cfg.BatchRecords, w.cfg.BatchBytes)
 		if err != nil {
@@ -507,7 +532,11 @@ func (w *worker) send(ctx context.Context, kind spool.Kind, batch []byte) (sshpu
 	case <-ctx.Done():
 		return sshpush.Ack{}, &sshpush.Error{Peer: w.peer.Name, Class: sshpush.ClassTimeout, Err: ctx.Err()}
 	}
-	defer func() { <-w.sem; w.sentAt = time.Now() }()
+	defer func() {
+		<-w.sem
+		w.sentAt = time.Now()
+		w.anySent.Store(w.sentAt.UnixNano())
+	}()
 	if w.client == nil {
 		w.res.Dials++
 		c, err := sshpush.Dial(ctx, w.peer.Target, w.cfg.Options)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -396,9 +397,9 @@ func (c *fakeClock) add(d time.Duration) {
 }
 
 // TestRunCursorWrites: a lingering worker writes its peer's cursor
-// cursorEvery after it first moves, whatever moved it meanwhile, and when
-// it ends: on disk the cursor may lag what the peer acknowledged, never
-// lead it.
+// saveAfter after it first moves (the sender being quiet), whatever moved
+// it meanwhile, and when it ends: on disk the cursor may lag what the peer
+// acknowledged, never lead it.
 func TestRunCursorWrites(t *testing.T) {
 	f := newFixture(t, 1)
 	clock := &fakeClock{now: time.Now()}
@@ -423,6 +424,14 @@ func TestRunCursorWrites(t *testing.T) {
 		waitFor(t, func() bool { return f.servers[0].Logged()[addr] == 1 })
 	}
 
+	// written moves the clock on until the cursor is on disk: the worker
+	// notes when the cursor moved only once the peer's answer is in, which
+	// may come after the log line the test waits for.
+	written := func() {
+		t.Helper()
+		waitFor(t, func() bool { clock.add(saveAfter / 10); return pending() == 0 })
+	}
+
 	f.push(t, "203.0.113.50")
 	done := make(chan []Result)
 	go func() { done <- Run(context.Background(), cfg) }()
@@ -430,16 +439,14 @@ func TestRunCursorWrites(t *testing.T) {
 	if n := pending(); n != 1 {
 		t.Errorf("right after the first ban: %d pending on disk, want 1 (the cursor kept in memory)", n)
 	}
-	clock.add(cursorEvery)
-	waitFor(t, func() bool { return pending() == 0 }) // written at the next poll
+	written() // at the next poll once saveAfter has passed
 
 	ban("203.0.113.51")
 	ban("203.0.113.52")
 	if n := pending(); n != 2 {
-		t.Errorf("within cursorEvery of the cursor's first move: %d pending on disk, want 2", n)
+		t.Errorf("within saveAfter of the cursor's first move: %d pending on disk, want 2", n)
 	}
-	clock.add(cursorEvery)
-	waitFor(t, func() bool { return pending() == 0 })
+	written()
 
 	ban("203.0.113.53")
 	if n := pending(); n != 1 {
@@ -478,5 +485,33 @@ func TestRunBatchGap(t *testing.T) {
 	r := (<-done)[0]
 	if r.Delivered != 4 || r.Batches != 2 {
 		t.Errorf("%d delivered in %d batches, want 4 in 2 (the three pushed within BatchGap of the first batch together)", r.Delivered, r.Batches)
+	}
+}
+
+// TestDue: a write is due saveAfter after the change once no batch has been
+// answered for quietFor, and saveAtMost after it whatever the traffic.
+func TestDue(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name        string
+		changed     time.Duration // before now
+		sent        time.Duration // before now (real time)
+		due         bool
+		againAtMost time.Duration
+	}{
+		{"too soon", 400 * time.Millisecond, time.Hour, false, 600 * time.Millisecond},
+		{"a second after, quiet", saveAfter + time.Millisecond, time.Second, true, 0},
+		{"a second after, a batch just answered", 2 * saveAfter, 10 * time.Millisecond, false, quietFor},
+		{"saveAtMost after, busy", saveAtMost, 0, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &worker{cfg: &Config{Now: func() time.Time { return now }}, anySent: new(atomic.Int64)}
+			w.anySent.Store(time.Now().Add(-tt.sent).UnixNano())
+			due, again := w.due(now.Add(-tt.changed))
+			if due != tt.due || again > tt.againAtMost || !due && again <= 0 {
+				t.Errorf("due = %v, look again in %s; want %v, in (0, %s]", due, again, tt.due, tt.againAtMost)
+			}
+		})
 	}
 }

@@ -6,8 +6,8 @@
 // number of peers: peers are never looked at on that path. Each peer reads
 // the journal from its own cursor, so delivery is at-least-once: a crash
 // resends what was acknowledged after the cursor was last advanced (the
-// sender advances it a second after a delivery, and when it stops), never
-// anything behind a cursor.
+// sender advances it a second or so after a delivery, 10 s at most, and
+// when it stops), never anything behind a cursor.
 //
 // Layout of a spool directory (created 0700, files 0600):
 //
