@@ -11,12 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/testenv"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-// TestMain lets testscript run "banpush" as this test binary, and removes
-// the banpush binary that integration tests build, once they are done.
+// TestMain runs the tests in testenv's sandbox when it can (as root), lets
+// testscript run "banpush" as this test binary, and removes the banpush
+// binary that integration tests build, once they are done.
 func TestMain(m *testing.M) {
+	if code, ran := testenv.Sandbox(); ran {
+		os.Exit(code)
+	}
 	testscript.Main(cleanupM{m}, map[string]func(){
 		"banpush": func() {
 			os.Exit(Main(os.Args[1:], &Env{

@@ -218,12 +218,17 @@ var lintianWarnings = map[string]string{
 // through its life on this machine: install, fail2ban-client -t and sshd -t
 // with its files, the end-to-end test from the installed files, an edit of
 // a configuration file, an upgrade, remove and purge. It installs packages
-// and makes an account, so it runs only where that is wanted: in CI, or
+// and makes an account: in testenv's sandbox (as root) all of that happens
+// in the sandbox's memory and vanishes with the test binary, even a killed
+// one; without the sandbox it runs only where that is wanted, in CI or
 // with BANPUSH_TEST_PACKAGES=1 on a disposable machine. It purges the
 // package when it ends, whatever happened.
+//
+// nfpm comes from the module cache in the sandbox, which has no network:
+// .ci/run fetches it first.
 func TestPackages(t *testing.T) {
-	if !testenv.CI() && os.Getenv("BANPUSH_TEST_PACKAGES") != "1" {
-		t.Skip("installs and purges the banpush package and account on this machine: runs with CI or BANPUSH_TEST_PACKAGES=1 set (as root, on Debian 12)")
+	if !testenv.Sandboxed() && !testenv.CI() && os.Getenv("BANPUSH_TEST_PACKAGES") != "1" {
+		t.Skip("installs and purges the banpush package and account on this machine: runs in the test sandbox (as root), or with CI or BANPUSH_TEST_PACKAGES=1 set")
 	}
 	testenv.Slow(t)
 	testenv.Need(t,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,6 +21,9 @@ const helperArg = "sender-test-helper"
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == helperArg {
 		os.Exit(helperMain(os.Args[2], os.Args[3:]))
+	}
+	if code, ran := testenv.Sandbox(); ran {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

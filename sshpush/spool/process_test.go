@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/banpush/banpush/sshpush/testenv"
 )
 
 // The test binary doubles as a helper process: with SPOOL_TEST_HELPER set
@@ -18,6 +20,9 @@ import (
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("SPOOL_TEST_HELPER"); mode != "" {
 		os.Exit(helperMain(mode, os.Getenv("SPOOL_TEST_DIR"), os.Getenv("SPOOL_TEST_ARG")))
+	}
+	if code, ran := testenv.Sandbox(); ran {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -8,6 +8,19 @@
 // skipping. Tests of the full tier only (the multi-second fault and
 // end-to-end suites) call Slow and are skipped by 'go test -short'.
 //
+// The sandbox. Run as root, a test binary that calls Sandbox from its
+// TestMain runs its tests as the child of a process 1 of its own, in new
+// PID, mount, network, UTS and IPC namespaces, that dies with the binary
+// (SIGKILL on the parent's death). The kernel then kills every process the
+// tests started (sshd and its sessions, fail2ban, detached senders), and
+// the mounts and network namespaces go with them. The machine's file
+// systems are seen through overlays kept in memory: a test may install a
+// package, add an account or write under /etc, and nothing of it reaches
+// the disk. Only the go command's build cache and go test's own directory
+// for the binary are written through. Each binary has its own loopback, so
+// tests of two checkouts running at once share no port, address or
+// firewall. What a killed binary leaves behind is therefore nothing.
+//
 // It is for tests only: it reads the environment and reports through
 // testing.TB.
 package testenv
