@@ -55,10 +55,10 @@ func newCluster(t *testing.T, n int, extraSSHD ...string) *cluster {
 	c.key, c.pub, _ = sshdtest.NewKey(t, c.dir, "pusher", "")
 	var inv, kh strings.Builder
 	fmt.Fprintf(&inv, "# test inventory\nHost *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 2\n\n",
-		currentUser(t), c.key, c.knownHost)
+		loginUser(t), c.key, c.knownHost)
 	for i := 0; i < n; i++ {
 		p := &peer{name: fmt.Sprintf("peer%d", i+1)}
-		p.log = filepath.Join(c.dir, p.name+".log")
+		p.log = filepath.Join(sshdtest.AccountDir(t), p.name+".log")
 		line := c.run(nil, "authorize", "--peer", "pusher", "--log", p.log, "--binary", c.bin, c.pub)
 		p.sshd = sshdtest.Start(t, sshdtest.Config{AuthorizedKeys: line, Extra: extraSSHD})
 		kh.WriteString(p.sshd.KnownHostsLines())
@@ -71,13 +71,11 @@ func newCluster(t *testing.T, n int, extraSSHD ...string) *cluster {
 	return c
 }
 
-func currentUser(t *testing.T) string {
+// loginUser is the account the tests' sshd log the pusher in as, which
+// runs 'banpush receive' (sshdtest.LoginAccount).
+func loginUser(t *testing.T) string {
 	t.Helper()
-	l, err := localAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.User
+	return sshdtest.LoginAccount(t).Name
 }
 
 func writeFile(t *testing.T, path, content string) {

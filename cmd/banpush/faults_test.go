@@ -65,7 +65,7 @@ func newFleet(t *testing.T, n int, prefix string) (*peer, []*cluster) {
 	sshdtest.Require(t)
 	bin := banpushBin(t)
 	recv := &peer{name: "peer1"}
-	recv.log = filepath.Join(t.TempDir(), "received.log")
+	recv.log = filepath.Join(sshdtest.AccountDir(t), "received.log")
 	stopProcsAtEnd(t)
 	hosts := make([]*cluster, n)
 	var keys strings.Builder
@@ -84,7 +84,7 @@ func newFleet(t *testing.T, n int, prefix string) (*peer, []*cluster) {
 	for _, c := range hosts {
 		writeFile(t, c.knownHost, recv.sshd.KnownHostsLines())
 		writeFile(t, c.inventory, fmt.Sprintf("Host *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 5\n\nHost %s\n  HostName %s\n  Port %d\n",
-			currentUser(t), c.key, c.knownHost, recv.name, recv.sshd.Host, recv.sshd.Port))
+			loginUser(t), c.key, c.knownHost, recv.name, recv.sshd.Host, recv.sshd.Port))
 		t.Cleanup(c.stopSender)
 	}
 	return recv, hosts
@@ -618,6 +618,7 @@ func TestFaultsLogUnwritable(t *testing.T) {
 			p := c.peers[0]
 			dir := filepath.Join(t.TempDir(), "fs")
 			mount(t, "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir)
+			sshdtest.GiveAccount(t, dir)
 			p.log = filepath.Join(dir, "received.log")
 			p.sshd.SetAuthorizedKeys(c.run(nil, "authorize", "--peer", "pusher", "--log", p.log, "--binary", c.bin, c.pub))
 

@@ -183,6 +183,7 @@ func newCertFleet(t *testing.T, n int) *fleet {
 		if err := os.MkdirAll(h.logDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		sshdtest.GiveAccount(t, h.logDir)
 		key := newKeyPair(t, h.dir, "id_ed25519")
 		signCert(t, userCA, key, sshdtest.Cert{ID: h.name, Principals: []string{"banpush"}})
 		writeFile(t, filepath.Join(h.dir, "known_hosts"), knownHosts)
@@ -212,7 +213,7 @@ func newCertFleet(t *testing.T, n int) *fleet {
 	var inv strings.Builder
 	fmt.Fprintf(&inv, "# The fleet's inventory: the same file on every host.\nHost *\n  User %s\n"+
 		"  IdentityFile %[2]s/hosts/%%L/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile %[2]s/hosts/%%L/known_hosts\n  ConnectTimeout 10\n",
-		currentUser(t), f.dir)
+		loginUser(t), f.dir)
 	for _, h := range f.hosts {
 		fmt.Fprintf(&inv, "\nHost %s\n  HostName %s\n  Port %d\n  HostKeyAlias %s\n", h.name, h.sshd.Host, h.sshd.Port, h.name)
 	}
@@ -501,7 +502,7 @@ func pusherInventory(t *testing.T, key, knownHosts string, peers ...invPeer) str
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Host *\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  ConnectTimeout 10\n",
-		currentUser(t), key, knownHosts)
+		loginUser(t), key, knownHosts)
 	for _, p := range peers {
 		fmt.Fprintf(&b, "\nHost %s\n  HostName %s\n  Port %d\n", p.name, p.sshd.Host, p.sshd.Port)
 		if p.alias != "" {
@@ -557,6 +558,7 @@ func certReceiver(t *testing.T, admin *cluster, dir, userCA, bin string) (string
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	sshdtest.GiveAccount(t, dir)
 	return log, sshdtest.Config{AuthorizedKeys: admin.run(nil, "authorize", "--cert-authority", userCA+".pub", "--log", log, "--binary", bin)}
 }
 

@@ -64,6 +64,10 @@ func builtBanpush(t testing.TB) string {
 		if built.err != nil {
 			return
 		}
+		// The receiving account runs it too (sshdtest.LoginAccount).
+		if built.err = os.Chmod(built.dir, 0o755); built.err != nil {
+			return
+		}
 		built.path = filepath.Join(built.dir, "banpush")
 		out, err := exec.Command("go", "build", "-buildvcs=false", "-o", built.path, ".").CombinedOutput()
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/sshdtest"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -42,6 +43,7 @@ func TestQuorumTrust(t *testing.T) {
 	}
 	recv.sshd.SetAuthorizedKeys(keys.String())
 	writeTestFile(t, recv.log, "")
+	sshdtest.GiveAccount(t, recv.log)
 
 	conf := f2bConfDir(t, fmt.Sprintf(`[banpush]
 logpath = %[1]s

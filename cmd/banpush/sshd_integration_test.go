@@ -203,7 +203,7 @@ func TestReceiverOverOpenSSH(t *testing.T) {
 	sshdtest.Require(t)
 	bin := buildBanpush(t)
 	dir := t.TempDir()
-	logPath := filepath.Join(dir, "received.log")
+	logPath := filepath.Join(sshdtest.AccountDir(t), "received.log")
 	peerKey, peerPub, _ := sshdtest.NewKey(t, dir, "peer", "")
 	controlKey, controlPub, _ := sshdtest.NewKey(t, dir, "control", "")
 
@@ -276,7 +276,8 @@ func TestReceiverOverOpenSSH(t *testing.T) {
 		}
 	})
 
-	canary := filepath.Join(dir, "canary")
+	// Written on the server's side, by the login account.
+	canary := filepath.Join(filepath.Dir(logPath), "canary")
 	stolen := filepath.Join(dir, "stolen")
 	upload := filepath.Join(dir, "upload")
 	if err := os.WriteFile(upload, []byte("payload\n"), 0o600); err != nil {

@@ -135,7 +135,7 @@ db.commit()
 	}
 
 	// h4 joins.
-	h4 := &peer{name: "h4", log: filepath.Join(c.dir, "h4.log")}
+	h4 := &peer{name: "h4", log: filepath.Join(sshdtest.AccountDir(t), "h4.log")}
 	line := c.run(nil, "authorize", "--peer", "h1", "--log", h4.log, "--binary", c.bin, c.pub)
 	h4.sshd = sshdtest.Start(t, sshdtest.Config{AuthorizedKeys: line})
 	writeFile(t, c.knownHost, mustRead(t, c.knownHost)+h4.sshd.KnownHostsLines())

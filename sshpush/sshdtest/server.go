@@ -29,7 +29,8 @@ type Server struct {
 }
 
 // Start calls Require, then Launch with cfg (in t.TempDir() unless
-// cfg.Dir is set), and fails the test if sshd does not start. The server
+// cfg.Dir is set; logging in as LoginAccount unless cfg.User is set), and
+// fails the test if sshd does not start. The server
 // and everything it started are stopped when the test ends, before the
 // test's temporary directories are removed; the end of sshd's log is shown
 // if the test failed.
@@ -48,6 +49,10 @@ func StartMany(t testing.TB, cfgs ...Config) []*Server {
 		if cfgs[i].Dir == "" {
 			cfgs[i].Dir = t.TempDir()
 		}
+		if cfgs[i].User == "" {
+			cfgs[i].User = LoginAccount(t).Name
+		}
+		Reachable(t, cfgs[i].Dir)
 	}
 	ds := make([]*Daemon, len(cfgs))
 	errs := make([]error, len(cfgs))

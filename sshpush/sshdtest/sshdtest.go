@@ -4,10 +4,13 @@
 //
 // Launch is the core: it writes a configuration into a directory of the
 // server's own (sshd_config, host keys, authorized_keys, pid file, log),
-// starts sshd on a free 127.0.0.1 port and returns a Daemon whose methods
-// return errors. Start and Server wrap it for tests: they skip or fail
-// through package testenv, fail the test on error and stop the server
-// when the test ends. Nothing is read from /etc/ssh/sshd_config or from
+// starts sshd on a 127.0.0.1 port held for it (Port) and returns a Daemon
+// whose methods return errors. Start and Server wrap it for tests: they
+// skip or fail through package testenv, log in as LoginAccount (in
+// testenv's sandbox an account with /bin/sh, never root's login shell),
+// fail the test on error and stop the server when the test ends. Port
+// also makes a held port a blackhole or a tarpit, the bad peers of the
+// fault tests. Nothing is read from /etc/ssh/sshd_config or from
 // the user's ~/.ssh, on the server side or on the client side (see
 // SSHArgs). As root, sshd needs /run/sshd, which Launch creates. A server
 // may present host certificates (Config.HostCertificate, SignCert), and be
@@ -98,6 +101,9 @@ type Config struct {
 	// them in its own process (as unshare(1) and a shell's exec do), so
 	// that the pid Launch holds is sshd's. See BindMounted.
 	Exec []string
+	// Port, when set, is the port sshd listens on, which the caller holds
+	// and gives back. Nil: Launch holds one (ReservePort) until Close.
+	Port *Port
 }
 
 // Daemon is a private sshd. Its fields are read-only. Its methods are not
@@ -114,6 +120,8 @@ type Daemon struct {
 	keysMode  os.FileMode // of authorized_keys
 	ownGroup  bool
 	exec      []string      // Config.Exec
+	port      *Port         // the port held for sshd
+	ownPort   bool          // Launch reserved port: Close gives it back
 	removeDir bool          // Launch made Dir: Close removes it
 	grace     time.Duration // from SIGTERM to SIGKILL in Stop
 	closed    bool
@@ -121,8 +129,9 @@ type Daemon struct {
 	done      chan struct{} // closed when cmd has exited
 }
 
-// Launch writes a configuration (see Config) and starts sshd on a free
-// 127.0.0.1 port, and returns once it listens. Close stops it.
+// Launch writes a configuration (see Config) and starts sshd on a held
+// 127.0.0.1 port (Config.Port, or one of its own), and returns once it
+// listens. Close stops it.
 func Launch(cfg Config) (*Daemon, error) {
 	cur, err := user.Current()
 	if err != nil {
@@ -195,32 +204,21 @@ func (d *Daemon) launch(cfg Config, otherUser bool) error {
 		return err
 	}
 
-	// Another process may take the port between our probe and sshd's
-	// bind; try a few ports before giving up.
-	for attempt := 0; ; attempt++ {
-		var err error
-		if d.Port, err = freePort(); err != nil {
+	// The port is held, not merely found free: nothing else can take it
+	// before sshd binds it, nor between a Stop and a Start.
+	d.port = cfg.Port
+	if d.port == nil {
+		p, err := ReservePort()
+		if err != nil {
 			return err
 		}
-		if err := d.writeConfig(hostKeyPaths, certPaths, cfg.Extra); err != nil {
-			return err
-		}
-		err = d.Start()
-		if err == nil || !errors.Is(err, errAddrInUse) || attempt == 4 {
-			return err
-		}
+		d.port, d.ownPort = p, true
 	}
-}
-
-var errAddrInUse = errors.New("sshdtest: sshd: address already in use")
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("sshdtest: %w", err)
+	d.Port = d.port.Number
+	if err := d.writeConfig(hostKeyPaths, certPaths, cfg.Extra); err != nil {
+		return err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return d.Start()
 }
 
 func (d *Daemon) writeConfig(hostKeys, certs, extra []string) error {
@@ -291,9 +289,10 @@ func (d *Daemon) Start() error {
 	cmd.Dir = d.Dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if d.ownGroup {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	}
+	// If this process dies, so does sshd (in testenv's sandbox its
+	// sessions go too). Best effort: the signal comes when the thread
+	// that started sshd ends, which Go threads seldom do.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: d.ownGroup, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("sshdtest: %w", err)
 	}
@@ -319,9 +318,6 @@ func (d *Daemon) Start() error {
 			d.cmd, d.done = nil, nil
 			if len(log) < offset {
 				offset = 0
-			}
-			if strings.Contains(log[offset:], "Address already in use") {
-				return errAddrInUse
 			}
 			return fmt.Errorf("sshdtest: sshd exited before listening: %s\n%s%s", cmd.ProcessState, out.String(), log[offset:])
 		case <-time.After(pollInterval):
@@ -412,6 +408,10 @@ func (d *Daemon) Restart() error {
 func (d *Daemon) Close() error {
 	err := d.Stop()
 	d.closed = true
+	if d.ownPort {
+		d.ownPort = false
+		d.port.Close()
+	}
 	if d.removeDir {
 		d.removeDir = false
 		if rerr := os.RemoveAll(d.Dir); rerr != nil {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -167,11 +166,7 @@ func TestCertificateLogin(t *testing.T) {
 	dir := t.TempDir()
 	ca, _, _ := NewKey(t, dir, "ca", "")
 	key, pub, _ := NewKey(t, dir, "id", "")
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := SignUserCert(t, ca, pub, u.Username)
+	cert := SignUserCert(t, ca, pub, LoginAccount(t).Name)
 	if _, err := os.Stat(cert); err != nil {
 		t.Fatal(err)
 	}
