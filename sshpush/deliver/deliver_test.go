@@ -202,8 +202,10 @@ func TestRunRetryShowsFailure(t *testing.T) {
 		if strings.Contains(st.LastFailureMessage, "peer "+peer) {
 			t.Errorf("the saved message names the peer: %q", st.LastFailureMessage)
 		}
-		if sshpush.ClassOf(err) != sshpush.ClassBusy || wait <= 0 {
-			t.Errorf("Retry(%s, %v, %s): want a busy error and a wait", peer, err, wait)
+		// The wait counts from the try's start: a try slower than the
+		// backoff is followed by the next at once.
+		if sshpush.ClassOf(err) != sshpush.ClassBusy || wait < 0 || wait > cfg.MaxBackoff {
+			t.Errorf("Retry(%s, %v, %s): want a busy error and a wait within [0, %s]", peer, err, wait, cfg.MaxBackoff)
 		}
 	}
 	results := Run(context.Background(), cfg)
@@ -369,7 +371,7 @@ func TestFailKeepsCause(t *testing.T) {
 	}
 	cfg := Config{Spool: sp}
 	cfg.defaults()
-	w := &worker{cfg: &cfg, peer: Peer{Name: "peer1"}, res: &Result{}}
+	w := &worker{cfg: &cfg, shared: &run{}, peer: Peer{Name: "peer1"}, res: &Result{}}
 	busy := &sshpush.Error{Peer: "peer1", Class: sshpush.ClassBusy, Err: errors.New("rate limit")}
 	w.fail(context.Background(), busy)
 	w.fail(lateCtx{context.Background()}, &sshpush.Error{Peer: "peer1", Class: sshpush.ClassTimeout, Err: errors.New("dial tcp: i/o timeout")})
@@ -506,8 +508,8 @@ func TestDue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := &worker{cfg: &Config{Now: func() time.Time { return now }}, anySent: new(atomic.Int64)}
-			w.anySent.Store(time.Now().Add(-tt.sent).UnixNano())
+			w := &worker{cfg: &Config{Now: func() time.Time { return now }}, shared: &run{anySent: new(atomic.Int64)}}
+			w.shared.anySent.Store(time.Now().Add(-tt.sent).UnixNano())
 			due, again := w.due(now.Add(-tt.changed))
 			if due != tt.due || again > tt.againAtMost || !due && again <= 0 {
 				t.Errorf("due = %v, look again in %s; want %v, in (0, %s]", due, again, tt.due, tt.againAtMost)

@@ -3,6 +3,7 @@ package sender
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/banpush/banpush/sshpush/fakepeer"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/sshdtest"
 )
 
 // fixture is a spool and n in-process peers running the real receiver.
@@ -116,25 +118,79 @@ func TestExitRace(t *testing.T) {
 	}
 }
 
-// TestExitRaceSkipsFailingPeers: a peer that cannot be reached keeps its
-// queue and does not keep the sender looping.
-func TestExitRaceSkipsFailingPeers(t *testing.T) {
+// TestBackgroundRetriesFailingPeer: a background sender keeps trying a
+// peer that refuses it (here its key is missing) while the others deliver,
+// records the failure for 'banpush status', and delivers the peer's queue
+// once the fault is fixed, with nobody's help.
+func TestBackgroundRetriesFailingPeer(t *testing.T) {
 	f := newFixture(t, 2)
-	f.peers[1].Target.IdentityFiles = []string{filepath.Join(t.TempDir(), "missing")} // auth fails, not retried
+	key := filepath.Join(t.TempDir(), "key")
+	f.peers[1].Target.IdentityFiles = []string{key} // missing: authentication fails
 	f.push(t, "203.0.113.3")
 	cfg := f.config()
-	rounds := 0
-	cfg.afterRound = func() { rounds++ }
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := Background(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	if rounds != 1 || ctx.Err() != nil {
-		t.Errorf("%d rounds (context: %v), want 1: a failing peer kept the sender running", rounds, ctx.Err())
-	}
+	cfg.Linger = 100 * time.Millisecond
+	cfg.RetryMax = 200 * time.Millisecond
+	done := make(chan error, 1)
+	go func() { done <- Background(context.Background(), cfg) }()
+	waitFor(t, "delivery to peer1", func() bool { return f.fleet.Peers[0].Logged()["203.0.113.3"] == 1 })
+	waitFor(t, "peer2's failure in its state", func() bool {
+		st, _ := f.spool.LoadState("peer2")
+		return st.LastFailureClass == string(sshpush.ClassAuth)
+	})
 	if n, _, _ := f.spool.Pending("peer2"); n != 1 {
 		t.Errorf("peer2 has %d queued, want its 1 record kept", n)
+	}
+	b, err := os.ReadFile(f.fleet.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery to peer2 once its key is there", func() bool { return f.fleet.Peers[1].Logged()["203.0.113.3"] == 1 })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender did not let go once every queue was empty")
+	}
+}
+
+// TestBackgroundDownPeerHoldsNoOneBack: while one peer is down and
+// retried, every other peer gets each new record as it comes, inside the
+// linger and after it.
+func TestBackgroundDownPeerHoldsNoOneBack(t *testing.T) {
+	f := newFixture(t, 3)
+	down, err := sshdtest.ReservePort() // held, and nothing listens: refused
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	f.peers[2].Target.Port = down.Number
+	cfg := f.config()
+	cfg.Linger = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Background(ctx, cfg) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	live := func(addr string) func() bool {
+		return func() bool {
+			return f.fleet.Peers[0].Logged()[addr] == 1 && f.fleet.Peers[1].Logged()[addr] == 1
+		}
+	}
+	for i, wait := range []time.Duration{0, 50 * time.Millisecond, time.Second, 3 * time.Second} {
+		time.Sleep(wait) // within the linger, and well after it
+		addr := fmt.Sprintf("203.0.113.%d", 60+i)
+		f.push(t, addr)
+		waitFor(t, "delivery of "+addr+" to the live peers", live(addr))
+	}
+	if n, _, _ := f.spool.Pending("peer3"); n != 4 {
+		t.Errorf("the peer that is down has %d queued, want 4", n)
 	}
 }
 
