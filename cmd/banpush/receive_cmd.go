@@ -75,9 +75,9 @@ with --allow-private), a special-purpose address that is not globally
 reachable, a deprecated IPv4-compatible IPv6 address, an --ignore range, an
 address of this host, the address the SSH connection comes from, or an
 address in a from= option of this account's ~/.ssh/authorized_keys (the
-fleet's own hosts); NAT64 and 6to4 addresses are checked as the IPv4 address
-they carry too. And when the peer's token bucket is empty (--max-burst,
---max-per-minute).
+fleet's own hosts); IPv6 outside 2000::/3 is reserved; NAT64, 6to4 and
+Teredo addresses are checked as the IPv4 address they carry too. And when
+the peer's token bucket is empty (--max-burst, --max-per-minute).
 
 With --trust quorum, an accepted address is written as a report line
 ("banpush: report ADDRESS peer=NAME ...") instead of a ban line, at most one

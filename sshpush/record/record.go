@@ -247,10 +247,36 @@ var (
 	siteLocal6 = netip.MustParsePrefix("fec0::/10")
 	broadcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
-	// IPv6 forms that carry an IPv4 address (RFC 4291, 6052, 3056).
+	// IPv6 forms that carry an IPv4 address (RFC 4291, 6052, 3056, 4380).
 	ipv4Compat = netip.MustParsePrefix("::/96")
 	nat64      = netip.MustParsePrefix("64:ff9b::/96")
 	sixToFour  = netip.MustParsePrefix("2002::/16")
+	teredo     = netip.MustParsePrefix("2001::/32")
+
+	// globalUnicast is the only IPv6 space IANA allocates for global
+	// unicast (RFC 4291 section 2.4, the IANA IPv6 Address Space
+	// registry). Everything else is reserved by the IETF, or has a
+	// purpose checked before it (ULA, link-local, multicast, ...): the
+	// IPv4-translated form of SIIT (::ffff:0:a.b.c.d, RFC 2765, obsoleted
+	// by RFC 6145) among them. NAT64's well-known prefix, in ::/8, is the
+	// one exception (checked as the IPv4 address it carries).
+	globalUnicast = netip.MustParsePrefix("2000::/3")
+
+	// protocolAssignments (RFC 2928) is not globally reachable in the IANA
+	// IPv6 Special-Purpose Address Registry, except the sub-allocations in
+	// protocolGlobal, which the registry marks globally reachable, and
+	// Teredo (2001::/32, "N/A"), which is checked as the IPv4 address of
+	// its client.
+	protocolAssignments = netip.MustParsePrefix("2001::/23")
+	protocolGlobal      = []netip.Prefix{
+		netip.MustParsePrefix("2001:1::1/128"),   // Port Control Protocol anycast (RFC 7723)
+		netip.MustParsePrefix("2001:1::2/128"),   // TURN anycast (RFC 8155)
+		netip.MustParsePrefix("2001:1::3/128"),   // DNS-SD service registration protocol anycast (RFC 9665)
+		netip.MustParsePrefix("2001:3::/32"),     // AMT (RFC 7450)
+		netip.MustParsePrefix("2001:4:112::/48"), // AS112-v6 (RFC 7535)
+		netip.MustParsePrefix("2001:20::/28"),    // ORCHIDv2 (RFC 7343)
+		netip.MustParsePrefix("2001:30::/28"),    // drone remote ID entity tags (RFC 9374)
+	}
 
 	// notGlobal are special-purpose ranges of the IANA IPv4 and IPv6
 	// Special-Purpose Address Registries that are not globally reachable
@@ -270,8 +296,9 @@ var (
 
 // Check returns nil if a may be banned, or the Refusal that says why not.
 // a must come from ParseAddr (or be unmapped already). An IPv6 address that
-// carries an IPv4 one (NAT64, 6to4) is checked as that IPv4 address too, so
-// that no address this policy refuses gets banned in another form.
+// carries an IPv4 one (NAT64, 6to4, Teredo) is checked as that IPv4
+// address too, so that no address this policy refuses gets banned in
+// another form.
 func (p *Policy) Check(a netip.Addr) error {
 	a = a.Unmap()
 	if err := p.checkRange(a); err != nil {
@@ -332,11 +359,29 @@ func (p *Policy) checkRange(a netip.Addr) error {
 			return ErrNotGlobal
 		}
 	}
+	if a.Is6() && protocolAssignments.Contains(a) && !teredo.Contains(a) && !containsAny(protocolGlobal, a) {
+		return ErrNotGlobal
+	}
+	if a.Is6() && !globalUnicast.Contains(a) && !nat64.Contains(a) && !a.IsPrivate() {
+		return ErrReserved
+	}
 	return nil
 }
 
+func containsAny(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // embeddedIPv4 returns the IPv4 address a NAT64 (64:ff9b::/96, its last 32
-// bits) or 6to4 (2002::/16, the 32 bits after the prefix) address carries.
+// bits), 6to4 (2002::/16, the 32 bits after the prefix) or Teredo
+// (2001::/32, RFC 4380 section 4: the client's address, its last 32 bits
+// inverted) address carries. A Teredo address's server (bits 32 to 63) is
+// not the host behind it and is left alone.
 func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	b := a.As16()
 	switch {
@@ -346,6 +391,8 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 		return netip.AddrFrom4([4]byte(b[12:16])), true
 	case sixToFour.Contains(a):
 		return netip.AddrFrom4([4]byte(b[2:6])), true
+	case teredo.Contains(a):
+		return netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}), true
 	}
 	return netip.Addr{}, false
 }
