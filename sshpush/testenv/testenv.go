@@ -36,6 +36,9 @@ import (
 type Requirement struct {
 	what string      // what is needed, for the message
 	have func() bool // whether the machine has it
+	// daemon marks sshd and fail2ban: a test that needs one starts it
+	// (or its Python), which takes seconds, so it is of the full tier.
+	daemon bool
 }
 
 // Root: the test runs as root (it mounts, creates namespaces or accounts).
@@ -44,8 +47,10 @@ func Root(why string) Requirement {
 }
 
 // Command: a program on PATH, or at an absolute path, from a Debian package.
+// sshd and fail2ban's programs make the test one of the full tier (Slow).
 func Command(name, pkg string) Requirement {
-	return Requirement{what: name + " (apt-get install " + pkg + ")", have: func() bool {
+	daemon := name == SSHD || strings.HasPrefix(name, "fail2ban-")
+	return Requirement{what: name + " (apt-get install " + pkg + ")", daemon: daemon, have: func() bool {
 		if strings.HasPrefix(name, "/") {
 			fi, err := os.Stat(name)
 			return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
@@ -82,11 +87,15 @@ func Fail2ban() []Requirement {
 func CI() bool { return os.Getenv("CI") != "" }
 
 // Need skips the test (fails it, in CI) unless the machine meets every
-// requirement; the message lists what is missing.
+// requirement; the message lists what is missing. A test that needs sshd
+// or fail2ban is of the full tier: 'go test -short' skips it (Slow).
 func Need(t testing.TB, reqs ...Requirement) {
 	t.Helper()
 	var missing []string
 	for _, r := range reqs {
+		if r.daemon {
+			Slow(t)
+		}
 		if !r.have() {
 			missing = append(missing, r.what)
 		}
@@ -112,7 +121,8 @@ func NeedAll(t testing.TB, groups ...[]Requirement) {
 }
 
 // Slow marks a test of the full tier: one that takes seconds, such as the
-// fault and end-to-end suites. 'go test -short' skips it; .ci/test runs it.
+// fault and end-to-end suites, or starts sshd or fail2ban (Need does it for
+// those). 'go test -short' skips it; .ci/test runs it.
 func Slow(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
