@@ -83,6 +83,9 @@ const signHint = "sign the pushing host's key with the fleet's user CA, naming t
 // the cert-authority line that ran this receiver (its CA, principals,
 // validity, RevokedKeys); the checks here only refuse what cannot be a
 // name. Lines of other methods (keyboard-interactive, ...) are ignored.
+// The key ID is returned as it is, for the log lines; what identifies the
+// peer is PeerID of it, so that a host whose plain key is authorized too,
+// under another spelling of its name, is still one peer.
 func PeerFromAuthInfo(data []byte, now time.Time) (string, error) {
 	if len(data) > MaxAuthInfo {
 		return "", authInfoError("", "authentication information larger than %d bytes", MaxAuthInfo)

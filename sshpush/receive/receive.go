@@ -229,7 +229,8 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	if err != nil {
 		return Result{}, &TempError{err}
 	}
-	b := st.bucket(cfg.Peer, now, cfg.MaxBurst, cfg.MaxPerMinute)
+	id := PeerID(cfg.Peer)
+	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	var buf []byte
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
@@ -237,7 +238,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrStale})
 			continue
 		}
-		repeated := q != nil && q.live(cfg.Peer, rec.Addr, now)
+		repeated := q != nil && q.live(id, rec.Addr, now)
 		// Every record spends a token, a repeated report too: a peer
 		// cannot hold the receivers' lock, reading the memory, for free.
 		if (q != nil && !repeated && q.full()) || !b.take() {
@@ -252,7 +253,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 			// Reported already within the window: counted once.
 			res.Repeated++
 		default:
-			q.add(cfg.Peer, rec.Addr, now, cfg.Quorum)
+			q.add(id, rec.Addr, now, cfg.Quorum)
 			buf = AppendReportLine(buf, stamp, cfg.Peer, rec)
 			if n := q.peers(rec.Addr, now); n >= cfg.QuorumPeers {
 				buf = AppendQuorumLine(buf, stamp, cfg.Peer, rec, n)
@@ -261,7 +262,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
-		st.charge(cfg.Peer, b, res)
+		st.charge(id, b, res)
 		return res, nil
 	}
 	// A quorum peer's reports are remembered before they are written,
@@ -278,7 +279,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		}
 		return Result{}, &TempError{err}
 	}
-	st.charge(cfg.Peer, b, res)
+	st.charge(id, b, res)
 	return res, nil
 }
 
@@ -318,7 +319,8 @@ func (cfg *Config) count(ctx context.Context, res Result) {
 		return
 	}
 	defer st.close()
-	st.charge(cfg.Peer, st.bucket(cfg.Peer, cfg.Now(), cfg.MaxBurst, cfg.MaxPerMinute), res)
+	id := PeerID(cfg.Peer)
+	st.charge(id, st.bucket(id, cfg.Now(), cfg.MaxBurst, cfg.MaxPerMinute), res)
 }
 
 // AppendLogLine appends the log line for rec, received from peer at the time

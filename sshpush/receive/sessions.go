@@ -25,10 +25,10 @@ type Session struct{ f *os.File }
 
 // AcquireSession takes one of max slots of the peer for the log at
 // logPath, or fails with ErrTooManySessions when all are taken (a
-// *TempError when the slots cannot be had at all). The slots are byte-range locks in LOG.sessions (0600, the
-// receiving account's), at an offset derived from the peer's name, so they
-// go when a receiver dies, and nobody but the receiving account can hold
-// them.
+// *TempError when the slots cannot be had at all). The slots are
+// byte-range locks in LOG.sessions (0600, the receiving account's), at an
+// offset derived from the peer's identity (PeerID), so they go when a
+// receiver dies, and nobody but the receiving account can hold them.
 func AcquireSession(logPath, peer string, max int) (*Session, error) {
 	if max < 1 || max > 64 {
 		return nil, errors.New("receive: sessions per peer must be from 1 to 64")
@@ -50,7 +50,7 @@ func AcquireSession(logPath, peer string, max int) (*Session, error) {
 		}
 	}
 	h := fnv.New64a()
-	h.Write([]byte(peer))
+	h.Write([]byte(PeerID(peer)))
 	base := int64(h.Sum64()%(1<<40)) * 64
 	for k := range int64(max) {
 		ok, err := lockRange(f, base+k)

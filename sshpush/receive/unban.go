@@ -96,7 +96,8 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	if err != nil {
 		return Result{}, &TempError{err}
 	}
-	b := st.bucket(cfg.Peer, now, cfg.MaxBurst, cfg.MaxPerMinute)
+	id := PeerID(cfg.Peer)
+	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	var buf []byte
 	stamp := now.Format(TimeLayout)
 	forgot := false
@@ -112,7 +113,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
-		st.charge(cfg.Peer, b, res)
+		st.charge(id, b, res)
 		return res, nil
 	}
 	// Remembered before written, as a quorum report is: the window must
@@ -128,7 +129,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 		// Best effort: a report left behind counts for its window at most.
 		_ = q.save()
 	}
-	st.charge(cfg.Peer, b, res)
+	st.charge(id, b, res)
 	return res, nil
 }
 
