@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/sshdtest"
 	"golang.org/x/crypto/ssh"
 	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 )
@@ -356,11 +357,14 @@ func TestKnownHostsLine(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	ln := listen(t)
-	host, port := splitAddr(t, ln.Addr())
-	ln.Close()
-	target := Target{Name: "srv", HostName: host, Port: port, User: "u"}
-	_, err := Dial(t.Context(), target, Options{})
+	// Held, never listening: refused, and no other socket can take it.
+	port, err := sshdtest.ReservePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer port.Close()
+	target := Target{Name: "srv", HostName: "127.0.0.1", Port: port.Number, User: "u"}
+	_, err = Dial(t.Context(), target, Options{})
 	wantClass(t, err, ClassUnreachable, true, "cannot connect to 127.0.0.1:", "refused")
 }
 

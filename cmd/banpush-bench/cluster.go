@@ -77,15 +77,12 @@ func startPeer(cl *cleanups, name, dir, user, authorizedKeys string) (*peer, err
 	return &peer{d: d, name: name, port: d.Port}, nil
 }
 
-// errPortTaken: a port found free was taken before sshd could listen on it.
-var errPortTaken = errors.New("port taken meanwhile")
-
 // startShared starts one sshd in dir for len(names) peers: the first on
 // the sshd's own port with keys[0], each other one on a port of its own
 // with its keys (a Match LocalPort block naming its authorized_keys file).
 func startShared(cl *cleanups, names []string, dir, user string, keys []string, uid, gid int) ([]*peer, error) {
 	extra := []string{sharedMaxStartups}
-	ports, err := freePorts(len(names) - 1)
+	ports, err := holdPorts(cl, len(names)-1)
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +103,6 @@ func startShared(cl *cleanups, names []string, dir, user string, keys []string, 
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(ports, d.Port) {
-		// sshd took one of the ports it was told to listen on as its own:
-		// two peers would share it.
-		return nil, errors.Join(errPortTaken, d.Close())
-	}
 	log, err := d.Log()
 	if err != nil {
 		return nil, errors.Join(err, d.Close())
@@ -118,7 +110,7 @@ func startShared(cl *cleanups, names []string, dir, user string, keys []string, 
 	peers := []*peer{{d: d, name: names[0], port: d.Port}}
 	for i, port := range ports {
 		if !strings.Contains(log, fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)) {
-			return nil, errors.Join(fmt.Errorf("peer %s: sshd does not listen on port %d: %w", names[i+1], port, errPortTaken), d.Close())
+			return nil, errors.Join(fmt.Errorf("peer %s: sshd does not listen on port %d", names[i+1], port), d.Close())
 		}
 		peers = append(peers, &peer{d: d, name: names[i+1], port: port})
 	}
@@ -146,17 +138,17 @@ func launch(cl *cleanups, name, dir, user, authorizedKeys string, extra []string
 	return d, nil
 }
 
-// freePorts finds n distinct free ports on 127.0.0.1, holding each until
-// all are found: a port closed at once may be handed out again.
-func freePorts(n int) ([]int, error) {
+// holdPorts holds n ports of 127.0.0.1 for sshd to listen on, until the
+// bench ends (sshdtest.ReservePort): no other socket can take them.
+func holdPorts(cl *cleanups, n int) ([]int, error) {
 	var ports []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := sshdtest.ReservePort()
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		cl.add(func() { p.Close() })
+		ports = append(ports, p.Number)
 	}
 	return ports, nil
 }

@@ -150,41 +150,59 @@ func runBench(o options, stdout, stderr io.Writer) (err error) {
 		{5, b.s5FanOut},
 		{6, b.s6Receiver},
 	}
+	// The table's rows are printed as each scenario ends, so that a run
+	// cut short (a timeout, a Ctrl-C) still shows what it measured; a
+	// scenario that fails gets a row saying so, and the next one runs.
+	printHeader(stdout, b, o, load0)
+	printed := 0
+	var stopped error
 	for _, st := range steps {
 		if !o.want(st.n) {
 			continue
 		}
 		progress("scenario %d", st.n)
 		if err := st.f(); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("scenario %d: %w", st.n, ctx.Err())
-			}
 			b.rows = append(b.rows, row{scenario: fmt.Sprintf("%d. (failed)", st.n), banpush: "ERROR", baseline: "-", ratio: "-", target: "-", met: "MISSED"})
 			b.notes = append(b.notes, fmt.Sprintf("Scenario %d failed: %s", st.n, oneLine(err.Error())))
+			if ctx.Err() != nil {
+				stopped = fmt.Errorf("scenario %d: %w", st.n, ctx.Err())
+			}
+		}
+		for _, r := range b.rows[printed:] {
+			fmt.Fprintf(stdout, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.banpush, r.baseline, r.ratio, r.target, r.met)
+		}
+		printed = len(b.rows)
+		if stopped != nil {
+			break
 		}
 	}
 	progress("done")
-	printReport(stdout, b, o, load0, loadAvg(), time.Since(began))
-	return nil
+	printFooter(stdout, b, loadAvg(), time.Since(began))
+	return stopped
 }
 
 // row is one line of the table.
 type row struct{ scenario, banpush, baseline, ratio, target, met string }
 
-func printReport(w io.Writer, b *bench, o options, load0, load1 string, took time.Duration) {
+// printHeader prints what the table was measured on, and the table's
+// head.
+func printHeader(w io.Writer, b *bench, o options, load0 string) {
 	fmt.Fprintf(w, "## banpush-bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s memory, kernel %s\n", runtime.NumCPU(), cpuModel(), memTotal(), kernel())
 	fmt.Fprintf(w, "- OpenSSH: %s; Go: %s; banpush built with CGO_ENABLED=0 -trimpath\n", sshVersion(), goVersion())
-	fmt.Fprintf(w, "- load average (1, 5, 15 min): %s at start, %s at end; run took %s\n", load0, load1, took.Round(time.Second))
+	fmt.Fprintf(w, "- load average (1, 5, 15 min) at start: %s\n", load0)
 	fmt.Fprintf(w, "- receivers: account %s, login shell %s (sshd runs the forced command through it)\n", b.acct.name, b.acct.shell)
 	fmt.Fprintf(w, "- flags: -peers %d -fanout %d -fanout-small %d -reps %d -cold-reps %d -fanout-reps %d -burst %d -burst-baseline %d -baseline-reps %d\n\n",
 		o.peers, o.fanout, o.fanoutSmall, o.reps, o.coldReps, o.fanoutReps, o.burst, o.burstBaseline, o.baselineReps)
 	fmt.Fprintln(w, "| scenario | banpush (median) | baseline (median) | ratio | target | met? |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	for _, r := range b.rows {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.banpush, r.baseline, r.ratio, r.target, r.met)
-	}
+}
+
+// printFooter prints what follows the table: the load at the end, how the
+// baselines and the CPU rows are measured, and the notes.
+func printFooter(w io.Writer, b *bench, load1 string, took time.Duration) {
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Load average at the end: %s; the run took %s.\n\n", load1, took.Round(time.Second))
 	fmt.Fprintln(w, "Baselines: seed loop = bash runs `ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=5 ... peer '"+wire.Ban.String()+"' <<< \"$ip\"` for each peer in turn (OpenSSH defaults otherwise, default key exchange); parallel ssh = the same with `&` and `wait`; ControlMaster = parallel ssh over ControlMaster connections opened beforehand (ControlPersist), the best case for ssh(1). Every baseline talks to the same sshd peers and `banpush receive` forced commands as banpush. Times run until the ban is in every peer's log (watched with inotify: each log is read when its directory changes), except scenario 1 (the action command's own run time). Ratio = banpush / baseline. Receivers run with a raised rate limit (--max-burst/--max-per-minute "+rateLimit+").")
 	fmt.Fprintln(w, "\nCPU rows: pusher + peers, per ban. Pusher = `banpush push` and the background sender (or the baseline script with its ssh processes and, for ControlMaster, the master processes); peers = every process under the peers' sshd listeners (connection and session processes, the login shell, `banpush receive`), from /proc/PID/task/*/schedstat for living processes (nanoseconds) and /proc/PID/stat and wait4 rusage for exited ones (ticks of 10 ms: approximate for short processes). All peers share this machine's cores: their CPU is paid serially here and in parallel in real life.")
 	for _, n := range b.notes {

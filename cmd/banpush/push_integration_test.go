@@ -169,15 +169,21 @@ func TestSenderKilled(t *testing.T) {
 	c := newCluster(t, 3)
 	c.unlimited() // kills resend backlogs: the default bucket could run out
 	bans := docAddrs(0x3000, 300)
-	kills := 0
+	kills, tries := 0, 0
 	for i, a := range bans {
 		c.run(nil, "push", a)
-		if rand.IntN(10) == 0 {
+		// Right after a push a sender runs, lingering: most tries find
+		// one. At random moments, with one try at least every 30 pushes.
+		if rand.IntN(10) == 0 || i%30 == 29 {
+			tries++
 			if killSender(c) {
 				kills++
 			}
 		}
-		_ = i
+	}
+	// A test that killed nothing would prove nothing.
+	if kills < tries/2 || kills < 10 {
+		t.Fatalf("killed the sender %d times in %d tries, want at least 10 and half the tries", kills, tries)
 	}
 	c.stopSender()
 	c.run(nil, "flush", "--timeout", "30s")

@@ -103,15 +103,16 @@ func greeted(c net.Conn) bool {
 	return bytes.Contains(b, []byte("canary\n"))
 }
 
+// freePort returns a port held for the test (sshdtest.ReservePort) that
+// ssh may listen on: no other socket can take it meanwhile.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := sshdtest.ReservePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return p
+	t.Cleanup(func() { p.Close() })
+	return strconv.Itoa(p.Number)
 }
 
 // background starts ssh with args and stops it when the test ends. The
