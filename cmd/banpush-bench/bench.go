@@ -227,10 +227,10 @@ func (b *bench) startPeers(n int) error {
 	return nil
 }
 
-// newSetup writes an inventory of peers (and of a peer that never answers,
-// on deadPort, when it is not 0) and the baseline scripts for the same
-// peers.
-func (b *bench) newSetup(name string, peers []*peer, deadPort int) (*setup, error) {
+// newSetup writes an inventory of peers, and of a peer on each of the
+// dead ports (peers that never answer, or refuse), and the baseline
+// scripts for the same peers.
+func (b *bench) newSetup(name string, peers []*peer, deadPorts ...int) (*setup, error) {
 	s := &setup{
 		name:      name,
 		inventory: filepath.Join(b.dir, name, "peers"),
@@ -247,9 +247,9 @@ func (b *bench) newSetup(name string, peers []*peer, deadPort int) (*setup, erro
 		fmt.Fprintf(&inv, "Host %s\n  HostName 127.0.0.1\n  Port %d\n\n", p.name, p.port)
 		ports = append(ports, p.port)
 	}
-	if deadPort != 0 {
-		fmt.Fprintf(&inv, "Host dead\n  HostName 127.0.0.1\n  Port %d\n\n", deadPort)
-		ports = append(ports, deadPort)
+	for i, port := range deadPorts {
+		fmt.Fprintf(&inv, "Host dead%d\n  HostName 127.0.0.1\n  Port %d\n\n", i+1, port)
+		ports = append(ports, port)
 	}
 	if err := os.WriteFile(s.inventory, []byte(inv.String()), 0o600); err != nil {
 		return nil, err

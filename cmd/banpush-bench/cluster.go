@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,38 +172,21 @@ func daemons(peers []*peer) []*sshdtest.Daemon {
 	return out
 }
 
-// blackhole accepts TCP connections on 127.0.0.1 and never answers, like a
-// peer whose sshd hangs. It returns the port.
-func blackhole(cl *cleanups) (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// tarpit accepts TCP connections on 127.0.0.1 and never answers, like a
+// peer whose sshd hangs (sshdtest's Tarpit on a held port). It returns the
+// port.
+func tarpit(cl *cleanups) (int, error) {
+	p, err := sshdtest.ReservePort()
 	if err != nil {
 		return 0, err
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	cl.add(func() {
-		l.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().(*net.TCPAddr).Port, nil
+	cl.add(func() { p.Close() })
+	h, err := p.Tarpit(false)
+	if err != nil {
+		return 0, err
+	}
+	cl.add(func() { h.Close() })
+	return p.Number, nil
 }
 
 // command is exec.CommandContext for a command in a process group of its

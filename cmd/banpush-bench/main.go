@@ -16,6 +16,10 @@
 //   - ControlMaster: ssh over ControlMaster connections opened beforehand,
 //     the best case for ssh(1).
 //
+// Scenario 7 has banpush beside itself: bans to the live peers while a
+// third of the peers are bad (a closed port, a blackholed address, a
+// tarpit), against the same with every peer up.
+//
 // It must run as root (sshd needs it to log in as a user) from inside the
 // banpush module, with go, sshd, ssh and ssh-keygen installed. Every process
 // it starts and every file it writes are removed when it ends, Ctrl-C
@@ -62,16 +66,16 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.peers, "peers", 10, "peers in scenarios 1 to 4")
+	flag.IntVar(&o.peers, "peers", 10, "live peers in scenarios 1 to 4 and 7")
 	flag.IntVar(&o.fanout, "fanout", 500, "peers in scenario 5")
 	flag.IntVar(&o.fanoutSmall, "fanout-small", 100, "peers in scenario 5's first size, for the growth to -fanout")
-	flag.IntVar(&o.reps, "reps", 20, "repetitions of scenarios 1, 4 and 6 (banpush side)")
+	flag.IntVar(&o.reps, "reps", 20, "repetitions of scenarios 1, 4, 6 and 7 (banpush side)")
 	flag.IntVar(&o.coldReps, "cold-reps", 5, "repetitions of scenario 2 (each side)")
 	flag.IntVar(&o.fanoutReps, "fanout-reps", 2, "repetitions of scenario 5 (banpush side)")
 	flag.IntVar(&o.burst, "burst", 1000, "bans in the burst of scenario 3")
 	flag.IntVar(&o.burstBaseline, "burst-baseline", 10, "bans the parallel ssh baseline sends in scenario 3 (then extrapolated)")
 	flag.IntVar(&o.baselineReps, "baseline-reps", 2, "repetitions of the slow baselines (seed loop in 1, parallel ssh in 5)")
-	flag.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6", "scenarios to run, comma-separated")
+	flag.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
 	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "stop everything after this long")
 	flag.StringVar(&o.receiver, "receiver", "banpush-bench", "receiving account, shell /bin/sh as in production; created for the run (and deleted) if missing; root uses root's own shell and rc files")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, spools, sshd logs)")
@@ -135,7 +139,7 @@ func runBench(o options, stdout, stderr io.Writer) (err error) {
 	if err := b.startPeers(o.peers); err != nil {
 		return err
 	}
-	s10, err := b.newSetup("s10", b.peers[:o.peers], 0)
+	s10, err := b.newSetup("s10", b.peers[:o.peers])
 	if err != nil {
 		return err
 	}
@@ -149,6 +153,7 @@ func runBench(o options, stdout, stderr io.Writer) (err error) {
 		{4, func() error { return b.s4Warm(s10) }},
 		{5, b.s5FanOut},
 		{6, b.s6Receiver},
+		{7, func() error { return b.s7Partial(s10) }},
 	}
 	// The table's rows are printed as each scenario ends, so that a run
 	// cut short (a timeout, a Ctrl-C) still shows what it measured; a

@@ -15,11 +15,11 @@ import (
 // s1Action is scenario 1: what fail2ban waits for, with all peers up and
 // with one that accepts TCP but never answers.
 func (b *bench) s1Action() error {
-	up, err := b.newSetup("s1-up", b.peers[:b.o.peers], 0)
+	up, err := b.newSetup("s1-up", b.peers[:b.o.peers])
 	if err != nil {
 		return err
 	}
-	deadPort, err := blackhole(b.cl)
+	deadPort, err := tarpit(b.cl)
 	if err != nil {
 		return err
 	}
@@ -447,7 +447,7 @@ func (b *bench) s5FanOut() error {
 		if len(sizes) > 0 && sizes[len(sizes)-1].n == n {
 			continue
 		}
-		s, err := b.newSetup(fmt.Sprintf("s5-%d", n), b.peers[:n], 0)
+		s, err := b.newSetup(fmt.Sprintf("s5-%d", n), b.peers[:n])
 		if err != nil {
 			return err
 		}

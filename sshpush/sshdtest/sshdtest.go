@@ -429,6 +429,11 @@ func (d *Daemon) Pid() int {
 	return d.cmd.Process.Pid
 }
 
+// HeldPort is the port held for sshd (Config.Port, or Launch's own). While
+// the server is stopped, connections to it are refused; a test may make it
+// a Blackhole or a Tarpit, and close that before Start.
+func (d *Daemon) HeldPort() *Port { return d.port }
+
 // Addr is "127.0.0.1:PORT".
 func (d *Daemon) Addr() string {
 	return net.JoinHostPort(d.Host, strconv.Itoa(d.Port))
