@@ -227,8 +227,9 @@ func (r roundResult) untried() []string {
 const watchedPoll = 5 * time.Second
 
 // rosterEvery is how often a background round reads the inventory again:
-// a sender that retries a peer that is down may run for hours.
-const rosterEvery = 10 * time.Second
+// a sender that retries a peer that is down may run for hours. A variable
+// for tests.
+var rosterEvery = 10 * time.Second
 
 // round delivers every queue, lingering for linger, with the lock held,
 // then compacts the spool. A background round listens for a foreground

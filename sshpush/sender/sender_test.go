@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,6 +193,50 @@ func TestBackgroundDownPeerHoldsNoOneBack(t *testing.T) {
 	}
 	if n, _, _ := f.spool.Pending("peer3"); n != 4 {
 		t.Errorf("the peer that is down has %d queued, want 4", n)
+	}
+}
+
+// TestBackgroundReadsInventoryAgain: a sender that runs for long (here,
+// lingering) delivers to a peer added to the inventory meanwhile, and
+// stops delivering to one removed from it.
+func TestBackgroundReadsInventoryAgain(t *testing.T) {
+	defer func(d time.Duration) { rosterEvery = d }(rosterEvery)
+	rosterEvery = 50 * time.Millisecond
+	f := newFixture(t, 2)
+	var both atomic.Bool
+	cfg := f.config()
+	cfg.Linger = time.Hour
+	cfg.Roster = func() (Roster, error) {
+		if both.Load() {
+			return Roster{Peers: f.peers, Live: []string{"peer1", "peer2"}}, nil
+		}
+		return Roster{Peers: f.peers[:1], Live: []string{"peer1", "peer2"}}, nil
+	}
+	var logged strings.Builder
+	var mu sync.Mutex
+	cfg.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(&logged, format+"\n", args...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Background(ctx, cfg) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	f.push(t, "203.0.113.80")
+	waitFor(t, "delivery to peer1", func() bool { return f.fleet.Peers[0].Logged()["203.0.113.80"] == 1 })
+	if f.fleet.Peers[1].Logged()["203.0.113.80"] != 0 {
+		t.Fatal("peer2 got a ban while it was not in the inventory")
+	}
+	both.Store(true)
+	waitFor(t, "delivery to peer2 once it is in the inventory", func() bool { return f.fleet.Peers[1].Logged()["203.0.113.80"] == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "the inventory changed") {
+		t.Errorf("the sender log does not say the inventory changed:\n%s", logged.String())
 	}
 }
 
