@@ -87,7 +87,13 @@ quorum line ("banpush: quorum ADDRESS peer=NAME ... reports=N"), which the
 banpush-quorum jail bans on.
 
 For --unban-window (default 10m) after an address is unbanned here, bans of
-it from this peer are refused as stale (remembered in LOG.unbans).
+it from this peer are refused as stale: after this peer's own unbans, and
+after another peer's that had a ban here to lift (remembered in LOG.unbans
+and LOG.history).
+
+A peer is its name (--peer, or the certificate's key ID) in lower case up
+to its first dot: one token bucket, one report toward a quorum and one
+share of each memory, however many of its keys are authorized.
 
 At most %d receivers of one peer run at once; a stream ends after 60 s of
 silence or 10 minutes, whichever comes first.
@@ -141,7 +147,13 @@ func (c *ReceiveCmd) Run(env *Env) error {
 	defer sess.Release()
 	cfg.Policy.Local = localAddrs()
 	cfg.Policy.Remote = remoteAddr(env.Getenv("SSH_CONNECTION"))
-	cfg.Policy.Peers = peerPrefixes(env)
+	// The addresses in the from= options of authorized_keys are the
+	// fleet's pushers, which no peer may ban here.
+	keys := authorizedKeys(env)
+	cfg.Policy.Peers = authkeys.FromPrefixes(keys)
+	if req == wire.Unban {
+		cfg.UnbanHold = unbanHold(keys, cfg.LogPath)
+	}
 	if req == wire.Stream {
 		w := bufio.NewWriter(env.Stdout)
 		err := receive.Serve(context.Background(), cfg, idleReader(env.Stdin, streamIdleTimeout, time.Now().Add(streamLifetime)), w, env.Stderr,
@@ -281,11 +293,10 @@ func localAddrs() []netip.Addr {
 	return out
 }
 
-// peerPrefixes reads the addresses in the from= options of the receiving
-// account's own authorized_keys: the fleet's pushers, which no peer may ban
-// here. HOME is the account's home under sshd. A file that cannot be read
-// names no peer.
-func peerPrefixes(env *Env) []netip.Prefix {
+// authorizedKeys reads the receiving account's own authorized_keys, at
+// most authkeys.MaxFileSize bytes of it. HOME is the account's home under
+// sshd. A file that cannot be read is nil.
+func authorizedKeys(env *Env) []byte {
 	home := env.Getenv("HOME")
 	if home == "" {
 		u, err := user.Current()
@@ -300,7 +311,7 @@ func peerPrefixes(env *Env) []netip.Prefix {
 	}
 	defer f.Close()
 	b, _ := io.ReadAll(io.LimitReader(f, authkeys.MaxFileSize))
-	return authkeys.FromPrefixes(b)
+	return b
 }
 
 // remoteAddr is the client address from SSH_CONNECTION

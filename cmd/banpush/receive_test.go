@@ -235,8 +235,10 @@ func TestReceiveHostile(t *testing.T) {
 
 // TestReceiveUnbanNotAllowed: a key without --allow-unban has each of its
 // unbans refused, with the reason, and nothing is written or remembered;
-// with it, the unban line is written and a ban of the address from any
-// peer is refused as stale until the window has passed.
+// with it, the unban line is written and a ban of the address from that
+// peer is refused as stale until the window has passed (from any peer
+// when the unban lifted a ban here: sshpush/receive
+// TestUnbanStaleOnlyWhereLifted).
 func TestReceiveUnbanNotAllowed(t *testing.T) {
 	const conn = "198.51.100.99 40000 192.0.2.1 22"
 	log := filepath.Join(t.TempDir(), "received.log")
@@ -259,7 +261,7 @@ func TestReceiveUnbanNotAllowed(t *testing.T) {
 		string(got) != "2026-11-24T12:00:00+01:00 banpush: unban 203.0.113.7 peer=admin jail=sshd\n" {
 		t.Fatalf("allowed unban: exit %d, stdout %q, log %q", code, stdout, got)
 	}
-	code, stdout, stderr = runReceive(t, ban, conn, []byte("203.0.113.7\n"), "--peer", "web2", "--log", log)
+	code, stdout, stderr = runReceive(t, ban, conn, []byte("203.0.113.7\n"), "--peer", "admin", "--log", log)
 	if code != 0 || stdout != "banpush-v1 ok accepted=0 refused=1\n" || !strings.Contains(stderr, "refused: unbanned here recently (stale ban)") {
 		t.Errorf("ban within the window: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}

@@ -161,6 +161,9 @@ func refill(elapsed, perMinute, limit int64) int64 {
 	return int64(q)
 }
 
+// ready says whether there is a token to spend.
+func (b *bucket) ready() bool { return b.milliTokens >= milli }
+
 // take spends one token if there is one.
 func (b *bucket) take() bool {
 	if b.milliTokens < milli {

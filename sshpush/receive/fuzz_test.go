@@ -157,6 +157,7 @@ func FuzzUnban(f *testing.F) {
 		cfg := fuzzConfig(dir)
 		cfg.AllowUnban = true
 		os.Remove(cfg.LogPath + ".unbans")
+		os.Remove(cfg.LogPath + ".history")
 		res, err := Unban(context.Background(), cfg, bytes.NewReader(batch))
 		if err != nil {
 			if len(batch) <= wire.MaxBatchBytes && bytes.Count(batch, []byte{'\n'}) < wire.MaxRecords {
@@ -184,8 +185,8 @@ func FuzzUnban(f *testing.F) {
 			}
 		}
 		mem, err := loadUnbans(cfg.LogPath, cfg.Now())
-		if err != nil || len(mem.at) != res.Accepted {
-			t.Fatalf("unban memory: %d addresses, %v; accepted %d", len(mem.at), err, res.Accepted)
+		if err != nil || len(mem.at) != res.Accepted || mem.n != res.Accepted {
+			t.Fatalf("unban memory: %d addresses, %d entries, %v; accepted %d", len(mem.at), mem.n, err, res.Accepted)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package receive
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -38,11 +39,13 @@ import (
 //
 // Its size is bounded by the rate limit: every record of a quorum peer,
 // new or repeated, spends a token of its bucket, so a peer holds at most
-// --max-burst + --max-per-minute x window entries; the whole file holds at
-// most maxQuorumEntries, and past that new reports are refused as
-// rate-limited, which can delay a ban but never cause one. A damaged line
-// is dropped; a file that cannot be read at all is an error (nothing is
-// written), never an empty memory.
+// --max-burst + --max-per-minute x window entries. The whole file holds at
+// most maxQuorumEntries, shared fairly between the peers (share.go): once
+// it is full, a peer under its share replaces the entry that expires first
+// of the peer holding the most, and a peer at or over its share has its
+// new reports refused as rate-limited, which can delay a ban but never
+// cause one. A damaged line is dropped; a file that cannot be read at all
+// is an error (nothing is written), never an empty memory.
 
 const (
 	// ReportTag marks a quorum peer's report in the log: a record of who
@@ -70,10 +73,21 @@ type quorumMemory struct {
 	path    string
 	reports map[netip.Addr]map[string]int64 // address -> peer -> expiry (Unix seconds)
 	n       int                             // entries
+	count   map[string]int                  // peer -> its entries
+
+	// evictable lists a peer's entries, the one expiring first first,
+	// once one of them is to be replaced (room).
+	evictable map[string][]quorumEntry
+}
+
+type quorumEntry struct {
+	peer string
+	addr netip.Addr
+	exp  int64
 }
 
 func newQuorumMemory(path string) *quorumMemory {
-	return &quorumMemory{path: path, reports: map[netip.Addr]map[string]int64{}}
+	return &quorumMemory{path: path, reports: map[netip.Addr]map[string]int64{}, count: map[string]int{}}
 }
 
 // loadQuorum reads LOG.quorum, dropping the entries expired at now and the
@@ -155,6 +169,24 @@ func (m *quorumMemory) set(peer string, addr netip.Addr, exp int64) {
 	}
 	peers[peer] = exp
 	m.n++
+	m.count[peer]++
+}
+
+// remove drops peer's report of addr, if there is one.
+func (m *quorumMemory) remove(peer string, addr netip.Addr) bool {
+	peers := m.reports[addr]
+	if _, ok := peers[peer]; !ok {
+		return false
+	}
+	delete(peers, peer)
+	if len(peers) == 0 {
+		delete(m.reports, addr)
+	}
+	m.n--
+	if m.count[peer]--; m.count[peer] == 0 {
+		delete(m.count, peer)
+	}
+	return true
 }
 
 // live says whether peer has a report of addr that has not expired at
@@ -175,8 +207,44 @@ func (m *quorumMemory) peers(addr netip.Addr, now time.Time) int {
 	return n
 }
 
-// full says whether the memory has no room for another report.
-func (m *quorumMemory) full() bool { return m.n >= maxQuorumEntries }
+// room says whether peer may add a report, making room for it if the
+// memory is full and peer is under its share (share.go): the report of
+// the peer holding the most that expires first is dropped.
+func (m *quorumMemory) room(peer string) bool {
+	victim, ok := fairShare(m.count, m.n, maxQuorumEntries, peer)
+	if !ok || victim == "" {
+		return ok
+	}
+	if m.evictable == nil {
+		m.evictable = map[string][]quorumEntry{}
+	}
+	list, listed := m.evictable[victim]
+	if !listed {
+		for a, peers := range m.reports {
+			if exp, ok := peers[victim]; ok {
+				list = append(list, quorumEntry{victim, a, exp})
+			}
+		}
+		slices.SortFunc(list, func(x, y quorumEntry) int {
+			if x.exp != y.exp {
+				return cmp.Compare(x.exp, y.exp)
+			}
+			return x.addr.Compare(y.addr)
+		})
+	}
+	// Entries the peer no longer holds (forgotten, or dropped already)
+	// are passed over.
+	for len(list) > 0 {
+		e := list[0]
+		list = list[1:]
+		if exp, ok := m.reports[e.addr][victim]; ok && exp == e.exp && m.remove(victim, e.addr) {
+			m.evictable[victim] = list
+			return true
+		}
+	}
+	m.evictable[victim] = list
+	return false
+}
 
 // add remembers peer's report of addr at now, live for window.
 func (m *quorumMemory) add(peer string, addr netip.Addr, now time.Time, window time.Duration) {
@@ -215,10 +283,11 @@ func (m *quorumMemory) save() error { return saveMemory(m.path, "quorum memory",
 // forget drops every report of addr: after an unban, old reports must not
 // make a quorum with one new report.
 func (m *quorumMemory) forget(addr netip.Addr) bool {
-	n := len(m.reports[addr])
-	delete(m.reports, addr)
-	m.n -= n
-	return n > 0
+	forgot := false
+	for p := range m.reports[addr] {
+		forgot = m.remove(p, addr) || forgot
+	}
+	return forgot
 }
 
 // clone copies the memory, to put back if the log cannot be written.
@@ -228,6 +297,7 @@ func (m *quorumMemory) clone() *quorumMemory {
 		c.reports[a] = maps.Clone(peers)
 	}
 	c.n = m.n
+	c.count = maps.Clone(m.count)
 	return c
 }
 

@@ -253,28 +253,38 @@ func TestQuorumForgetsUnwritten(t *testing.T) {
 	}
 }
 
-// TestQuorumMemoryBound: a full memory refuses new reports as
-// rate-limited (a ban can come later, never from it), while a report it
-// holds is still accepted as repeated.
+// TestQuorumMemoryBound: a full memory refuses a new report of a peer at
+// its share as rate-limited (a ban can come later, never from it), while a
+// report it holds is still accepted as repeated, and a peer under its
+// share takes the place of a report of the peer holding the most.
 func TestQuorumMemoryBound(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	cfg := quorumConfig(t, &now, "a")
 	var b strings.Builder
 	for i := range maxQuorumEntries {
-		fmt.Fprintf(&b, "p%d 2001:db8::%x 1800000100\n", i%100, i)
+		fmt.Fprintf(&b, "p%d 2001:db8::%x %d\n", i%100, i, 1800000100+i)
 	}
 	b.WriteString("a 203.0.113.7 1800000100\n") // over the bound: not read
 	if err := os.WriteFile(cfg.LogPath+".quorum", []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res := accept(t, cfg, "203.0.113.8\n")
-	if res.Accepted != 0 || res.Limited != 1 {
-		t.Errorf("new report into a full memory: %+v, want it refused as rate-limited", res)
-	}
 	other := cfg
 	other.Peer = "p1"
+	if res := accept(t, other, "203.0.113.8\n"); res.Accepted != 0 || res.Limited != 1 {
+		t.Errorf("new report of a peer at its share into a full memory: %+v, want it refused as rate-limited", res)
+	}
 	if res := accept(t, other, "2001:db8::1\n"); res.Repeated != 1 {
 		t.Errorf("report the full memory holds: %+v, want it repeated", res)
+	}
+	if res := accept(t, cfg, "203.0.113.8\n"); res.Accepted != 1 || res.Repeated != 0 {
+		t.Errorf("new report of a peer under its share: %+v, want it written", res)
+	}
+	mem, _ := os.ReadFile(cfg.LogPath + ".quorum")
+	if n := strings.Count(string(mem), "\n"); n != maxQuorumEntries {
+		t.Errorf("memory holds %d entries, want %d", n, maxQuorumEntries)
+	}
+	if strings.Contains(string(mem), "p0 2001:db8:: 1800000100\n") || !strings.Contains(string(mem), "a 203.0.113.8 ") {
+		t.Errorf("memory did not trade p0's first-expiring report for a's")
 	}
 }
 
@@ -314,8 +324,12 @@ func FuzzQuorumMemory(f *testing.F) {
 				}
 			}
 		}
-		if n != m.n {
-			t.Fatalf("counted %d entries, holds %d", m.n, n)
+		counted := 0
+		for _, c := range m.count {
+			counted += c
+		}
+		if n != m.n || counted != n {
+			t.Fatalf("counted %d entries (%d by peer), holds %d", m.n, counted, n)
 		}
 		again := newQuorumMemory("")
 		again.parse(m.marshal(), now)

@@ -82,6 +82,12 @@ type Config struct {
 	// is no window ('banpush receive' defaults to DefaultUnbanWindow).
 	AllowUnban  bool
 	UnbanWindow time.Duration
+
+	// UnbanHold is how long an unban is remembered: the largest
+	// UnbanWindow of the keys that write this log ('banpush receive'
+	// reads them in authorized_keys when it receives an unban). Zero or
+	// more than MaxUnbanWindow: MaxUnbanWindow.
+	UnbanHold time.Duration
 }
 
 // ArgError is a setting that cannot be used, named by the flag of
@@ -231,24 +237,26 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	}
 	id := PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
-	var buf []byte
+	var buf, events []byte
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
-		if unbans.recent(rec.Addr, now, cfg.UnbanWindow) {
+		if unbans.stale(id, rec.Addr, now, cfg.UnbanWindow) {
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrStale})
 			continue
 		}
 		repeated := q != nil && q.live(id, rec.Addr, now)
 		// Every record spends a token, a repeated report too: a peer
 		// cannot hold the receivers' lock, reading the memory, for free.
-		if (q != nil && !repeated && q.full()) || !b.take() {
+		if !b.ready() || (q != nil && !repeated && !q.room(id)) {
 			res.limited(okLine[i])
 			continue
 		}
+		b.take()
 		res.Accepted++
 		switch {
 		case q == nil:
 			buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
+			events = appendEvent(events, rec.Addr, now.Unix(), historyBan)
 		case repeated:
 			// Reported already within the window: counted once.
 			res.Repeated++
@@ -257,6 +265,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 			buf = AppendReportLine(buf, stamp, cfg.Peer, rec)
 			if n := q.peers(rec.Addr, now); n >= cfg.QuorumPeers {
 				buf = AppendQuorumLine(buf, stamp, cfg.Peer, rec, n)
+				events = appendEvent(events, rec.Addr, now.Unix(), historyBan)
 			}
 		}
 	}
@@ -279,6 +288,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		}
 		return Result{}, &TempError{err}
 	}
+	_ = appendHistory(cfg.LogPath, events) // best effort (history.go)
 	st.charge(id, b, res)
 	return res, nil
 }

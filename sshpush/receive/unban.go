@@ -2,6 +2,7 @@ package receive
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"maps"
@@ -25,16 +26,29 @@ import (
 // written. Unbans are checked against the policy and spend the peer's
 // tokens as bans do.
 //
-// The receiver remembers each unban in LOG.unbans, one line per address:
-// "ADDRESS UNIXSECONDS", the time of its latest unban, replaced whole
-// under the lock of LOG.state like LOG.quorum. For the unban window of the
-// banning peer's key (--unban-window, default 10 minutes), a ban of that
-// address is refused as stale (record.ErrStale): a ban still in flight
-// when the address was unbanned does not put it straight back. A fresh
-// ban after the window bans again. An unban also forgets the quorum
-// reports of its address. Entries older than MaxUnbanWindow are dropped
-// at every read; past maxUnbanEntries, new unbans are refused as
-// rate-limited (the sender keeps them queued).
+// The receiver remembers each unban in LOG.unbans, one line per peer and
+// address: "ADDRESS UNIXSECONDS PEER LIFTED", the time of the peer's
+// latest unban of the address, the peer (PeerID), and the time of its
+// latest unban of it that had a ban here to lift (LOG.history says, see
+// history.go), or 0. The file is replaced whole under the lock of
+// LOG.state like LOG.quorum. For the unban window of the banning peer's
+// key (--unban-window, default 10 minutes) after such an unban, a ban of
+// the address is refused as stale (record.ErrStale): a ban still in
+// flight when the address was unbanned does not put it straight back. The
+// unbanning peer's own bans are held back after every unban of it; the
+// other peers' bans only after one that lifted something, so that a peer
+// cannot hold back the others' bans of addresses that were never banned
+// here by unbanning them. A fresh ban after the window bans again. An
+// unban also forgets the quorum reports of its address.
+//
+// An unban writes the memory without the entries older than the largest
+// --unban-window of the log's keys (Config.UnbanHold), which no ban can
+// be stale for any more; every read drops those older than
+// MaxUnbanWindow. The memory holds at most maxUnbanEntries, shared fairly
+// between the peers (share.go): past its share of a full memory, a peer's
+// new unbans are refused as rate-limited (the sender keeps them queued).
+// Lines of the older form "ADDRESS UNIXSECONDS" are read as the unban of
+// a peer unknown (unknownPeer) that lifted something.
 
 const (
 	// UnbanTag marks an unban in the log: a line that no filter matches,
@@ -47,7 +61,10 @@ const (
 	MaxUnbanWindow     = 24 * time.Hour
 
 	maxUnbanEntries = 20000
-	maxUnbanBytes   = maxUnbanEntries * 64
+	maxUnbanBytes   = maxUnbanEntries * 128
+
+	// unknownPeer is the peer of a line of the older form: no peer name.
+	unknownPeer = "*"
 )
 
 // Unban handles a whole unban request (wire.Unban), as Accept handles a
@@ -91,25 +108,36 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	if err != nil {
 		return Result{}, &TempError{err}
 	}
+	unbans.expire(now, cfg.unbanHold())
 	before := unbans.clone()
 	q, err := loadQuorum(cfg.LogPath, now)
 	if err != nil {
 		return Result{}, &TempError{err}
 	}
+	addrs := make([]netip.Addr, len(ok))
+	for i, rec := range ok {
+		addrs[i] = rec.Addr
+	}
+	banned, err := bannedHere(cfg.LogPath, addrs, now)
+	if err != nil {
+		return Result{}, &TempError{err}
+	}
 	id := PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
-	var buf []byte
+	var buf, events []byte
 	stamp := now.Format(TimeLayout)
 	forgot := false
 	for i, rec := range ok {
-		if (unbans.full() && !unbans.has(rec.Addr)) || !b.take() {
+		if !b.ready() || (!unbans.has(id, rec.Addr) && !unbans.room(id)) {
 			res.limited(okLine[i])
 			continue
 		}
+		b.take()
 		res.Accepted++
-		unbans.add(rec.Addr, now)
+		unbans.add(id, rec.Addr, now, banned[rec.Addr])
 		forgot = q.forget(rec.Addr) || forgot
 		buf = AppendUnbanLine(buf, stamp, cfg.Peer, rec)
+		events = appendEvent(events, rec.Addr, now.Unix(), historyUnban)
 	}
 	sortRefused(res.Refused)
 	if len(buf) == 0 {
@@ -125,12 +153,26 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 		_ = before.save()
 		return Result{}, &TempError{err}
 	}
+	// Best effort: a report left behind counts for its window at most,
+	// and a history without these unbans takes the next unban of one of
+	// the addresses for one that lifts something.
 	if forgot {
-		// Best effort: a report left behind counts for its window at most.
 		_ = q.save()
 	}
+	_ = appendHistory(cfg.LogPath, events)
 	st.charge(id, b, res)
 	return res, nil
+}
+
+// unbanHold is how long an unban is remembered: the largest
+// --unban-window of the log's keys (Config.UnbanHold), at least this
+// key's; MaxUnbanWindow when it is not known.
+func (cfg *Config) unbanHold() time.Duration {
+	h := cfg.UnbanHold
+	if h <= 0 || h > MaxUnbanWindow {
+		h = MaxUnbanWindow
+	}
+	return max(h, cfg.UnbanWindow)
 }
 
 // AppendUnbanLine appends the unban line for rec, received from peer at
@@ -141,17 +183,37 @@ func AppendUnbanLine(b []byte, stamp, peer string, rec record.Record) []byte {
 	return append(appendLine(b, stamp, UnbanTag, peer, rec), '\n')
 }
 
-// unbanMemory is the content of LOG.unbans: when each address was last
-// unbanned here.
+// unbanMemory is the content of LOG.unbans: for each address, the peers
+// that unbanned it here, and when.
 type unbanMemory struct {
-	path string
-	at   map[netip.Addr]int64 // Unix seconds
+	path  string
+	at    map[netip.Addr]map[string]unbanEntry // address -> peer -> its unbans
+	n     int                                  // entries
+	count map[string]int                       // peer -> its entries
+
+	// evictable lists a peer's entries, the oldest first, once one of
+	// them is to be replaced (room).
+	evictable map[string][]unbanKey
+}
+
+// unbanEntry is one peer's unbans of one address, Unix seconds: its latest,
+// and its latest that had a ban here to lift (0: none).
+type unbanEntry struct{ at, lifted int64 }
+
+type unbanKey struct {
+	peer string
+	addr netip.Addr
+	at   int64
+}
+
+func newUnbanMemory(path string) *unbanMemory {
+	return &unbanMemory{path: path, at: map[netip.Addr]map[string]unbanEntry{}, count: map[string]int{}}
 }
 
 // loadUnbans reads LOG.unbans, dropping entries older than MaxUnbanWindow
 // at now and lines that do not parse. A missing file is an empty memory.
 func loadUnbans(logPath string, now time.Time) (*unbanMemory, error) {
-	m := &unbanMemory{path: logPath + ".unbans", at: map[netip.Addr]int64{}}
+	m := newUnbanMemory(logPath + ".unbans")
 	data, err := readMemory(m.path, "unban memory", maxUnbanBytes)
 	if err != nil {
 		return nil, err
@@ -164,39 +226,152 @@ func loadUnbans(logPath string, now time.Time) (*unbanMemory, error) {
 func (m *unbanMemory) parse(data []byte, now time.Time) {
 	oldest := now.Add(-MaxUnbanWindow).Unix()
 	for line := range bytes.Lines(data) {
-		if len(m.at) >= maxUnbanEntries {
+		if m.n >= maxUnbanEntries {
 			return
 		}
-		a, t, ok := bytes.Cut(bytes.TrimSuffix(line, []byte{'\n'}), []byte{' '})
-		if !ok {
+		f := bytes.Split(bytes.TrimSuffix(line, []byte{'\n'}), []byte{' '})
+		if len(f) != 2 && len(f) != 4 {
 			continue
 		}
-		addr, err1 := record.ParseAddr(string(a))
-		at, err2 := strconv.ParseInt(string(t), 10, 64)
+		addr, err1 := record.ParseAddr(string(f[0]))
+		at, err2 := strconv.ParseInt(string(f[1]), 10, 64)
 		if err1 != nil || err2 != nil || at < oldest {
 			continue
 		}
-		m.at[addr] = max(m.at[addr], at)
+		peer, lifted := unknownPeer, at // the older form: no peer, and it lifted something
+		if len(f) == 4 {
+			var err error
+			peer = string(f[2])
+			lifted, err = strconv.ParseInt(string(f[3]), 10, 64)
+			if err != nil || !record.ValidName(peer) || lifted < 0 || lifted > at {
+				continue
+			}
+		}
+		m.set(peer, addr, unbanEntry{at, lifted})
 	}
 }
 
-// recent reports whether addr was unbanned less than window before now.
-func (m *unbanMemory) recent(addr netip.Addr, now time.Time, window time.Duration) bool {
-	at, ok := m.at[addr]
-	return ok && now.Unix() < at+int64(window/time.Second)
+// set records e as peer's unbans of addr, keeping the later of each time.
+func (m *unbanMemory) set(peer string, addr netip.Addr, e unbanEntry) {
+	peers := m.at[addr]
+	if peers == nil {
+		peers = map[string]unbanEntry{}
+		m.at[addr] = peers
+	}
+	if old, ok := peers[peer]; ok {
+		peers[peer] = unbanEntry{max(old.at, e.at), max(old.lifted, e.lifted)}
+		return
+	}
+	peers[peer] = e
+	m.n++
+	m.count[peer]++
 }
 
-func (m *unbanMemory) has(addr netip.Addr) bool { _, ok := m.at[addr]; return ok }
-func (m *unbanMemory) full() bool               { return len(m.at) >= maxUnbanEntries }
-func (m *unbanMemory) add(addr netip.Addr, now time.Time) {
-	m.at[addr] = max(m.at[addr], now.Unix())
+// remove drops peer's unbans of addr.
+func (m *unbanMemory) remove(peer string, addr netip.Addr) {
+	peers := m.at[addr]
+	if _, ok := peers[peer]; !ok {
+		return
+	}
+	delete(peers, peer)
+	if len(peers) == 0 {
+		delete(m.at, addr)
+	}
+	m.n--
+	if m.count[peer]--; m.count[peer] == 0 {
+		delete(m.count, peer)
+	}
+}
+
+// stale reports whether a ban of addr from peer is stale at now for the
+// banning key's window: less than window after an unban of addr by peer
+// itself, or after one by any peer that had a ban here to lift.
+func (m *unbanMemory) stale(peer string, addr netip.Addr, now time.Time, window time.Duration) bool {
+	w := int64(window / time.Second)
+	for p, e := range m.at[addr] {
+		if (p == peer && now.Unix() < e.at+w) || (e.lifted > 0 && now.Unix() < e.lifted+w) {
+			return true
+		}
+	}
+	return false
+}
+
+// expire drops the entries whose latest unban is hold or more before now.
+func (m *unbanMemory) expire(now time.Time, hold time.Duration) {
+	oldest := now.Unix() - int64(hold/time.Second)
+	for a, peers := range m.at {
+		for p, e := range peers {
+			if e.at <= oldest {
+				m.remove(p, a)
+			}
+		}
+	}
+}
+
+func (m *unbanMemory) has(peer string, addr netip.Addr) bool {
+	_, ok := m.at[addr][peer]
+	return ok
+}
+
+// add remembers peer's unban of addr at now, and whether it had a ban
+// here to lift.
+func (m *unbanMemory) add(peer string, addr netip.Addr, now time.Time, lifts bool) {
+	e := unbanEntry{at: now.Unix()}
+	if lifts {
+		e.lifted = e.at
+	}
+	m.set(peer, addr, e)
+}
+
+// room says whether peer may add an entry, making room for it if the
+// memory is full and peer is under its share (share.go): the oldest entry
+// of the peer holding the most is dropped.
+func (m *unbanMemory) room(peer string) bool {
+	victim, ok := fairShare(m.count, m.n, maxUnbanEntries, peer)
+	if !ok || victim == "" {
+		return ok
+	}
+	if m.evictable == nil {
+		m.evictable = map[string][]unbanKey{}
+	}
+	list, listed := m.evictable[victim]
+	if !listed {
+		for a, peers := range m.at {
+			if e, ok := peers[victim]; ok {
+				list = append(list, unbanKey{victim, a, e.at})
+			}
+		}
+		slices.SortFunc(list, func(x, y unbanKey) int {
+			if x.at != y.at {
+				return cmp.Compare(x.at, y.at)
+			}
+			return x.addr.Compare(y.addr)
+		})
+	}
+	for len(list) > 0 {
+		k := list[0]
+		list = list[1:]
+		if e, ok := m.at[k.addr][victim]; ok && e.at == k.at {
+			m.remove(victim, k.addr)
+			m.evictable[victim] = list
+			return true
+		}
+	}
+	m.evictable[victim] = list
+	return false
 }
 
 func (m *unbanMemory) clone() *unbanMemory {
-	return &unbanMemory{path: m.path, at: maps.Clone(m.at)}
+	c := newUnbanMemory(m.path)
+	for a, peers := range m.at {
+		c.at[a] = maps.Clone(peers)
+	}
+	c.n = m.n
+	c.count = maps.Clone(m.count)
+	return c
 }
 
-// marshal writes the entries sorted by address.
+// marshal writes the entries sorted by address, then peer.
 func (m *unbanMemory) marshal() []byte {
 	addrs := make([]netip.Addr, 0, len(m.at))
 	for a := range m.at {
@@ -205,10 +380,21 @@ func (m *unbanMemory) marshal() []byte {
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	var b []byte
 	for _, a := range addrs {
-		b = a.AppendTo(b)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, m.at[a], 10)
-		b = append(b, '\n')
+		for _, p := range slices.Sorted(maps.Keys(m.at[a])) {
+			e := m.at[a][p]
+			b = a.AppendTo(b)
+			b = append(b, ' ')
+			b = strconv.AppendInt(b, e.at, 10)
+			if p == unknownPeer {
+				b = append(b, '\n') // the older form says as much
+				continue
+			}
+			b = append(b, ' ')
+			b = append(b, p...)
+			b = append(b, ' ')
+			b = strconv.AppendInt(b, e.lifted, 10)
+			b = append(b, '\n')
+		}
 	}
 	return b
 }

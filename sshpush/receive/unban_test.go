@@ -3,7 +3,6 @@ package receive
 import (
 	"context"
 	"maps"
-	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -53,12 +52,17 @@ func TestUnbanNotAllowed(t *testing.T) {
 }
 
 // TestUnbanWindow: an unban is written as its own line; bans of the
-// address are refused as stale for the banning key's window, then
-// accepted again.
+// address it lifted are refused as stale for the banning key's window,
+// then accepted again.
 func TestUnbanWindow(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	cfg := testConfig(t, &now)
 	cfg.AllowUnban = true
+	web3 := cfg
+	web3.Peer, web3.AllowUnban = "web3", false
+	now = now.Add(-time.Hour)
+	accept(t, web3, "203.0.113.7\n198.51.100.20\n") // banned here, for the unbans to lift
+	now = now.Add(time.Hour)
 	res := unban(t, cfg, "203.0.113.7 jail=sshd time=1799999990 bantime=600\n10.0.0.1\n203.0.113.7\n")
 	if res.Accepted != 1 || !reflect.DeepEqual(reasons(res), []record.Refusal{record.ErrPrivate, record.ErrDuplicateAddr}) {
 		t.Fatalf("got %+v", res)
@@ -170,25 +174,43 @@ func TestUnbanMemoryDamaged(t *testing.T) {
 	}
 }
 
+// FuzzUnbanMemory: whatever LOG.unbans holds, parsing keeps only entries
+// with an address without a zone, a time inside MaxUnbanWindow, a valid
+// peer name (or the older form's unknown peer) and a lifted time no later
+// than the unban, at most maxUnbanEntries of them, counted per peer; and
+// what it keeps marshals to lines that parse back to the same memory.
 func FuzzUnbanMemory(f *testing.F) {
 	f.Add([]byte("203.0.113.7 1800000000\n2001:db8::1 1799999999\n"))
 	f.Add([]byte("garbage\n\x00\n203.0.113.7\n203.0.113.7 x\n"))
 	f.Add([]byte("fe80::1%eth0 1800000000\n::ffff:203.0.113.7 1800000000\n203.0.113.7 1800000001\n1.2.3.0/24 1800000000\n"))
+	f.Add([]byte("203.0.113.7 1800000000 web1 1800000000\n203.0.113.7 1799999000 web2 0\n203.0.113.7 1800000000 * 0\n203.0.113.8 1800000000 web1 1800000001\n"))
+	f.Add([]byte("203.0.113.7 1800000000 web1 0\n203.0.113.7 1799999999 web1 1799999999\n203.0.113.7 1800000000\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		now := time.Unix(1_800_000_000, 0)
-		m := &unbanMemory{at: map[netip.Addr]int64{}}
+		m := newUnbanMemory("")
 		m.parse(data, now)
-		if len(m.at) > maxUnbanEntries {
-			t.Fatalf("%d entries", len(m.at))
+		if m.n > maxUnbanEntries {
+			t.Fatalf("%d entries", m.n)
 		}
-		for a, at := range m.at {
-			if a.Zone() != "" || a.Is4In6() || at < now.Add(-MaxUnbanWindow).Unix() {
-				t.Fatalf("kept %s %d", a, at)
+		n, counted := 0, 0
+		for a, peers := range m.at {
+			for p, e := range peers {
+				n++
+				if a.Zone() != "" || a.Is4In6() || e.at < now.Add(-MaxUnbanWindow).Unix() || e.lifted < 0 || e.lifted > e.at ||
+					!record.ValidName(p) && p != unknownPeer {
+					t.Fatalf("kept %s %s %+v", a, p, e)
+				}
 			}
 		}
-		again := &unbanMemory{at: map[netip.Addr]int64{}}
+		for _, c := range m.count {
+			counted += c
+		}
+		if n != m.n || counted != n {
+			t.Fatalf("%d entries, %d counted, %d held", m.n, counted, n)
+		}
+		again := newUnbanMemory("")
 		again.parse(m.marshal(), now)
-		if !maps.Equal(again.at, m.at) {
+		if !maps.EqualFunc(again.at, m.at, maps.Equal) || !maps.Equal(again.count, m.count) {
 			t.Fatalf("round trip: %v, want %v", again.at, m.at)
 		}
 	})
