@@ -1,10 +1,12 @@
 package f2b
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -45,8 +47,8 @@ const (
 	maxBanLineLen = 512
 )
 
-// ErrTooManyBans is returned for a jail whose ban list is longer than this
-// package reads (100,000 bans, or an answer of 4 MiB).
+// ErrTooManyBans is returned for a jail whose ban list is longer than Bans
+// reads (100,000 bans, or an answer of 4 MiB). EachBan reads any number.
 var ErrTooManyBans = errors.New("f2b: get banip: more bans than banpush reads from one jail")
 
 // Bans lists the bans the running jail holds now, with when each started
@@ -68,6 +70,20 @@ func (c *Client) Bans(ctx context.Context, jail string) ([]Ban, error) {
 	}
 	bans, _, err := ParseBans(out, jail, time.Local)
 	return bans, err
+}
+
+// EachBan gives fn each ban the running jail holds now, as Bans reads
+// them, while fail2ban-client writes the list: however many there are,
+// what it holds at once is one line. fn's error stops the list and is
+// returned; so is a line of another shape (ScanBans).
+func (c *Client) EachBan(ctx context.Context, jail string, fn func(Ban) error) error {
+	if !ValidJail(jail) {
+		return fmt.Errorf("f2b: invalid jail name")
+	}
+	return c.serverStream(ctx, func(r io.Reader) error {
+		_, err := ScanBans(r, jail, time.Local, fn)
+		return err
+	}, "get", jail, "banip", "--with-time")
 }
 
 // ActionBan returns the actionban command of one action of the running
@@ -130,29 +146,62 @@ const banTimeLayout = "2006-01-02 15:04:05"
 // more than 100,000 bans. Where START is ambiguous in loc (the hour a
 // daylight saving change repeats), END decides, else the earlier reading.
 func ParseBans(out []byte, jail string, loc *time.Location) (bans []Ban, skipped int, err error) {
-	n := 0
-	for len(out) > 0 {
-		n++
-		var line []byte
-		line, out, _ = bytes.Cut(out, []byte("\n"))
-		if len(line) == 0 {
-			continue
-		}
-		if len(bans)+skipped >= maxBans {
-			return nil, 0, ErrTooManyBans
-		}
-		b, ok, err := parseBanLine(line, loc)
-		if err != nil {
-			return nil, 0, fmt.Errorf("f2b: get banip line %d: %w", n, err)
-		}
-		if !ok {
-			skipped++
-			continue
-		}
-		b.Jail = jail
+	skipped, err = scanBans(bytes.NewReader(out), jail, loc, maxBans, func(b Ban) error {
 		bans = append(bans, b)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	return bans, skipped, nil
+}
+
+// ScanBans reads a ban list from r as ParseBans does, with no bound on the
+// number of bans, and gives each to fn as it is read; each line is read
+// whole only up to maxBanLineLen bytes. fn's error stops the reading and is
+// returned.
+func ScanBans(r io.Reader, jail string, loc *time.Location, fn func(Ban) error) (skipped int, err error) {
+	return scanBans(r, jail, loc, 0, fn)
+}
+
+// scanBans is ScanBans with at most limit bans (0: no bound).
+func scanBans(r io.Reader, jail string, loc *time.Location, limit int, fn func(Ban) error) (skipped int, err error) {
+	br := bufio.NewReaderSize(r, maxBanLineLen+1)
+	n, bans := 0, 0
+	for {
+		line, rerr := br.ReadSlice('\n')
+		if errors.Is(rerr, bufio.ErrBufferFull) {
+			return skipped, fmt.Errorf("f2b: get banip line %d: line too long", n+1)
+		}
+		if rerr != nil && rerr != io.EOF {
+			return skipped, fmt.Errorf("f2b: get banip: %w", rerr)
+		}
+		if rerr == io.EOF && len(line) == 0 {
+			return skipped, nil
+		}
+		n++
+		if line = bytes.TrimSuffix(line, []byte("\n")); len(line) > 0 {
+			if limit > 0 && bans+skipped >= limit {
+				return skipped, ErrTooManyBans
+			}
+			b, ok, err := parseBanLine(line, loc)
+			switch {
+			case err != nil:
+				return skipped, fmt.Errorf("f2b: get banip line %d: %w", n, err)
+			case !ok:
+				skipped++
+			default:
+				b.Jail = jail
+				bans++
+				if err := fn(b); err != nil {
+					return skipped, err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return skipped, nil
+		}
+	}
 }
 
 // parseBanLine reads one line of a ban list; ok is false for a ban whose

@@ -87,10 +87,7 @@ func (c *Client) socket() string {
 
 // run runs fail2ban-client with args and returns its stdout.
 func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := c.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.program(), args...)
@@ -100,20 +97,64 @@ func (c *Client) run(ctx context.Context, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &limitWriter{w: &stdout, n: maxOutput}
 	cmd.Stderr = &limitWriter{w: &stderr, n: maxOutput}
-	err := cmd.Run()
-	if err == nil {
-		return stdout.Bytes(), nil
+	if err := cmd.Run(); err != nil {
+		return nil, failed(ctx, args, timeout, stdout.Bytes(), stderr.Bytes(), err)
 	}
-	msg := lastError(stderr.Bytes())
+	return stdout.Bytes(), nil
+}
+
+// serverStream runs a command against the server at the socket and gives
+// its stdout to read as it comes, for an answer too long to hold: what
+// read leaves unread is read and dropped, and an error of the command
+// comes before read's.
+func (c *Client) serverStream(ctx context.Context, read func(io.Reader) error, args ...string) error {
+	args = append([]string{"-s", c.socket()}, args...)
+	timeout := c.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.program(), args...)
+	cmd.WaitDelay = 2 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitWriter{w: &stderr, n: maxOutput}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return failed(ctx, args, timeout, nil, nil, err)
+	}
+	// The first bytes are kept: fail2ban-client says there that a jail
+	// does not exist.
+	var head bytes.Buffer
+	tee := io.TeeReader(out, &limitWriter{w: &head, n: 4096})
+	rerr := read(tee)
+	_, _ = io.Copy(io.Discard, tee)
+	if err := cmd.Wait(); err != nil {
+		return failed(ctx, args, timeout, head.Bytes(), stderr.Bytes(), err)
+	}
+	return rerr
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return c.Timeout
+}
+
+// failed says why a run of fail2ban-client with args failed with err,
+// after what it wrote.
+func failed(ctx context.Context, args []string, timeout time.Duration, stdout, stderr []byte, err error) error {
+	msg := lastError(stderr)
 	switch {
 	case strings.Contains(msg, "Failed to access socket path") || strings.Contains(msg, "Is fail2ban running?"):
-		return nil, ErrNotRunning
-	case strings.Contains(stdout.String(), "does not exist") || strings.Contains(msg, "UnknownJailException"):
-		return nil, ErrNoJail
+		return ErrNotRunning
+	case bytes.Contains(stdout, []byte("does not exist")) || strings.Contains(msg, "UnknownJailException"):
+		return ErrNoJail
 	case ctx.Err() != nil:
-		return nil, &Error{Args: args, Err: fmt.Errorf("no answer within %s", timeout)}
+		return &Error{Args: args, Err: fmt.Errorf("no answer within %s", timeout)}
 	}
-	return nil, &Error{Args: args, Message: msg, Err: err}
+	return &Error{Args: args, Message: msg, Err: err}
 }
 
 // lastError is the last line of fail2ban-client's stderr that says ERROR,

@@ -37,10 +37,16 @@ var ErrBusy = errors.New("unbanlog: another apply-unbans runs on the same cursor
 var ErrUnsafeState = errors.New("unbanlog: the cursor's directory belongs to another account or others may write to it")
 
 // Unbanner lists and lifts bans in the local fail2ban (f2b.Client does).
+// EachBan gives fn each ban of the jail, however many it holds.
 type Unbanner interface {
-	Bans(ctx context.Context, jail string) ([]f2b.Ban, error)
+	EachBan(ctx context.Context, jail string, fn func(f2b.Ban) error) error
 	Unban(ctx context.Context, jail string, addr netip.Addr) (bool, error)
 }
+
+// maxPending bounds the unban lines read before fail2ban is asked for the
+// bans of their addresses: each such batch reads every jail's ban list
+// once, keeping the start of the addresses in the batch only.
+const maxPending = 10000
 
 // Config says what to read and where to apply it. Everything in it is
 // trusted: it comes from root's command line.
@@ -96,6 +102,10 @@ type Skipped struct {
 // them. The cursor moves only past lines whose unbans succeeded: on an
 // error (fail2ban not running, say), it is saved before the line that
 // failed, and the error returned with the report so far.
+//
+// Lines are read in batches of at most maxPending unbans to apply; for
+// each batch, every jail's ban list is read once (Unbanner.EachBan), as
+// long as it is, for the start of the bans of the batch's addresses.
 func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	var rep Report
 	if cfg.Now == nil {
@@ -131,33 +141,56 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	}
 	now := cfg.Now()
 	seen := map[netip.Addr]bool{}
-	bans := banStarts{u: u, jails: map[string]map[netip.Addr]int64{}}
 	for {
-		line, next, err := r.Next()
-		switch {
-		case err == io.EOF:
-			return rep, save()
-		case errors.Is(err, ErrBadLine):
-			rep.Skipped.Bad++
-			done = next
-			continue
-		case err != nil:
-			return rep, errors.Join(err, save())
+		// Read up to maxPending unbans to apply; read is where the lines
+		// read end.
+		var pending []pendingUnban
+		read, eof := done, false
+		for len(pending) < maxPending && !eof {
+			line, next, err := r.Next()
+			switch {
+			case err == io.EOF:
+				eof = true
+				continue
+			case errors.Is(err, ErrBadLine):
+				rep.Skipped.Bad++
+				read = next
+				continue
+			case err != nil:
+				return rep, errors.Join(err, save())
+			}
+			read = next
+			ub, err := Parse(line)
+			switch {
+			case errors.Is(err, ErrOtherKind):
+				rep.Other++
+			case err != nil:
+				rep.Skipped.Bad++
+			default:
+				rep.Unbans++
+				if cfg.passOver(ub, now, seen, &rep) {
+					continue
+				}
+				seen[ub.Addr] = true
+				pending = append(pending, pendingUnban{ub, next})
+			}
 		}
-		ub, err := Parse(line)
-		switch {
-		case errors.Is(err, ErrOtherKind):
-			rep.Other++
-		case err != nil:
-			rep.Skipped.Bad++
-		default:
-			rep.Unbans++
-			if err := apply(ctx, &cfg, u, &bans, ub, now, seen, &rep); err != nil {
+		if len(pending) > 0 {
+			if err := applyBatch(ctx, &cfg, u, pending, &done, &rep); err != nil {
 				return rep, errors.Join(err, save())
 			}
 		}
-		done = next
+		done = read
+		if eof {
+			return rep, save()
+		}
 	}
+}
+
+// pendingUnban is an unban line to apply, and where its line ends.
+type pendingUnban struct {
+	ub   Unban
+	next Cursor
 }
 
 // checkJails refuses a jail name fail2ban could not have made, or one
@@ -188,76 +221,77 @@ func (cfg *Config) jails(ctx context.Context) ([]string, error) {
 	return js, nil
 }
 
-// banStarts are the bans of each jail and when each started, read from
-// fail2ban once per run, when the first unban line needs them.
-type banStarts struct {
-	u     Unbanner
-	jails map[string]map[netip.Addr]int64 // jail -> address -> start, Unix seconds
-}
-
-func (b *banStarts) start(ctx context.Context, jail string, addr netip.Addr) (int64, bool, error) {
-	m, ok := b.jails[jail]
-	if !ok {
-		bans, err := b.u.Bans(ctx, jail)
-		if err != nil {
-			return 0, false, err
-		}
-		m = make(map[netip.Addr]int64, len(bans))
-		for _, ban := range bans {
-			m[ban.Addr] = ban.Time
-		}
-		b.jails[jail] = m
-	}
-	start, banned := m[addr]
-	return start, banned, nil
-}
-
-// apply lifts one unban line's address in every jail where it is banned,
-// unless that ban started after the unban was written: a ban made since
-// (a fresh detection after the unban window) is not the one taken back.
-func apply(ctx context.Context, cfg *Config, u Unbanner, bans *banStarts, ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) error {
+// passOver reports whether an unban line is passed over, and counts why:
+// too old (or from the future), an address the policy refuses, or one
+// applied already in this run.
+func (cfg *Config) passOver(ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) bool {
 	age := now.Sub(ub.Stamp)
 	switch {
 	case cfg.MaxAge > 0 && (age > cfg.MaxAge || -age > cfg.MaxAge):
 		rep.Skipped.Old++
-		return nil
 	case cfg.Policy.Check(ub.Addr) != nil:
 		rep.Skipped.Refused++
-		return nil
 	case seen[ub.Addr]:
 		rep.Skipped.Duplicate++
-		return nil
+	default:
+		return false
 	}
+	return true
+}
+
+// applyBatch lifts the addresses of pending in every jail where they are
+// banned, unless that ban started after the unban was written: a ban made
+// since (a fresh detection after the unban window) is not the one taken
+// back. done moves past each line applied.
+func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingUnban, done *Cursor, rep *Report) error {
 	jails, err := cfg.jails(ctx)
 	if err != nil {
 		return err
 	}
+	want := make(map[netip.Addr]bool, len(pending))
+	for _, p := range pending {
+		want[p.ub.Addr] = true
+	}
+	starts := make(map[string]map[netip.Addr]int64, len(jails)) // jail -> address -> start, Unix seconds
 	for _, jail := range jails {
-		start, banned, err := bans.start(ctx, jail, ub.Addr)
+		m := map[netip.Addr]int64{}
+		err := u.EachBan(ctx, jail, func(b f2b.Ban) error {
+			if want[b.Addr] {
+				m[b.Addr] = b.Time
+			}
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("unbanlog: bans of jail %s: %w", jail, err)
 		}
-		switch {
-		case !banned:
-			rep.Skipped.NotBanned++
-			continue
-		case start > ub.Stamp.Unix():
-			rep.Skipped.Newer++
-			continue
-		}
-		lifted, err := u.Unban(ctx, jail, ub.Addr)
-		if err != nil {
-			return fmt.Errorf("unbanlog: unban in jail %s: %w", jail, err)
-		}
-		rep.Calls++
-		if lifted {
-			rep.Lifted++
-		}
-		if len(rep.Applied) < MaxListed {
-			rep.Applied = append(rep.Applied, Applied{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp, Jail: jail, Lifted: lifted})
-		}
+		starts[jail] = m
 	}
-	seen[ub.Addr] = true
+	for _, p := range pending {
+		ub := p.ub
+		for _, jail := range jails {
+			start, banned := starts[jail][ub.Addr]
+			switch {
+			case !banned:
+				rep.Skipped.NotBanned++
+				continue
+			case start > ub.Stamp.Unix():
+				rep.Skipped.Newer++
+				continue
+			}
+			lifted, err := u.Unban(ctx, jail, ub.Addr)
+			if err != nil {
+				return fmt.Errorf("unbanlog: unban in jail %s: %w", jail, err)
+			}
+			rep.Calls++
+			if lifted {
+				rep.Lifted++
+			}
+			if len(rep.Applied) < MaxListed {
+				rep.Applied = append(rep.Applied, Applied{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp, Jail: jail, Lifted: lifted})
+			}
+		}
+		*done = p.next
+	}
 	return nil
 }
 

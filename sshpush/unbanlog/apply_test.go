@@ -24,18 +24,19 @@ type fakeF2B struct {
 	err     error
 }
 
-func (f *fakeF2B) Bans(_ context.Context, jail string) ([]f2b.Ban, error) {
+func (f *fakeF2B) EachBan(_ context.Context, jail string, fn func(f2b.Ban) error) error {
 	if f.err != nil {
-		return nil, f.err
+		return f.err
 	}
-	var out []f2b.Ban
 	for k := range f.banned {
 		j, a, _ := strings.Cut(k, " ")
 		if j == jail {
-			out = append(out, f2b.Ban{Addr: netip.MustParseAddr(a), Jail: j, Time: f.started[k].Unix(), BanTime: 600})
+			if err := fn(f2b.Ban{Addr: netip.MustParseAddr(a), Jail: j, Time: f.started[k].Unix(), BanTime: 600}); err != nil {
+				return err
+			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (f *fakeF2B) Unban(_ context.Context, jail string, addr netip.Addr) (bool, error) {
