@@ -151,6 +151,10 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 			switch {
 			case err == io.EOF:
 				eof = true
+				if next.Skip {
+					// Inside an unfinished long line: read once.
+					read = next
+				}
 				continue
 			case errors.Is(err, ErrBadLine):
 				rep.Skipped.Bad++

@@ -31,6 +31,12 @@ type Cursor struct {
 	Ino    uint64 `json:"ino"`
 	Offset int64  `json:"offset"`
 	Tail   string `json:"tail"` // hex SHA-256 of the up to tailLen bytes before Offset
+
+	// Skip: Offset is inside a line longer than MaxLineLen that had no
+	// newline yet, passed over up to Offset; the next read passes over
+	// the rest of it, to its newline, before it reads a line. So the
+	// bytes of an unfinished long line are read once, not at every run.
+	Skip bool `json:"skip,omitempty"`
 }
 
 // LoadCursor reads the cursor file at path; a missing file is (nil, nil):

@@ -2,6 +2,7 @@ package unbanlog
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,7 @@ type Reader struct {
 	br    *bufio.Reader
 	pos   Cursor // after the last line returned
 	tail  []byte // the up to tailLen bytes before pos.Offset
+	skip  bool   // pos is inside a long line, to pass over first (Cursor.Skip)
 	Start Start
 }
 
@@ -90,11 +92,13 @@ func Open(path string, cur *Cursor) (*Reader, error) {
 		r.Start = StartContinued
 		live.from = cur.Offset
 		r.segs = plan(nil, 0, live)
+		r.skip = cur.Skip
 	case old != nil && continues(old.f, old.size, cur):
 		// Renamed (the same inode), or copied (copytruncate: the copy
 		// holds the same bytes before the offset).
 		r.Start = StartRotated
 		r.segs = plan(old, cur.Offset, live)
+		r.skip = cur.Skip
 	default:
 		r.Start = StartLost
 		r.segs = plan(old, 0, live)
@@ -165,11 +169,14 @@ func (r *Reader) begin() error {
 
 // Next returns the next whole line, without its newline, and the cursor
 // just after it; io.EOF at the end. A line longer than MaxLineLen is
-// returned as nil with ErrBadLine (its bytes are passed over, never
-// buffered whole). A last line without its newline is not returned in the
-// live log (it is being written, or was cut: it is read again next time,
-// once whole); in LOG.1, which nothing writes any more, it is passed over
-// as ErrBadLine. The line is valid until the next call.
+// returned as nil with ErrBadLine once its newline is found (its bytes are
+// passed over, never buffered whole, and holes of a sparse file are not
+// read). A last line without its newline is not returned in the live log
+// (it is being written, or was cut: it is read again next time, once
+// whole), unless it is longer than MaxLineLen: then the cursor at io.EOF
+// is past what was read of it, with Skip set, and the next read goes on
+// from there. In LOG.1, which nothing writes any more, such a line is
+// passed over as ErrBadLine. The line is valid until the next call.
 func (r *Reader) Next() ([]byte, Cursor, error) {
 	for {
 		line, err := r.line()
@@ -189,34 +196,19 @@ func (r *Reader) Next() ([]byte, Cursor, error) {
 // line reads one line of the current segment.
 func (r *Reader) line() ([]byte, error) {
 	s := r.segs[r.i]
+	if r.skip {
+		return r.passOver()
+	}
 	b, err := r.br.ReadSlice('\n')
 	switch {
 	case err == nil:
 		r.advance(b)
 		return b[:len(b)-1], nil
 	case errors.Is(err, bufio.ErrBufferFull):
-		// Too long: pass over the rest of the line, keeping only the
-		// fingerprint's bytes.
-		pos, tail := r.pos, append([]byte(nil), r.tail...)
-		for errors.Is(err, bufio.ErrBufferFull) {
-			r.advance(b)
-			b, err = r.br.ReadSlice('\n')
-		}
-		if err == nil {
-			r.advance(b)
-			return nil, ErrBadLine
-		}
-		if err != io.EOF {
-			return nil, fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
-		}
-		// A long line without its newline.
-		if s.last {
-			// Not consumed: the cursor stays before the line.
-			r.pos, r.tail = pos, tail
-			return nil, io.EOF
-		}
+		// Too long: pass over the rest of the line.
 		r.advance(b)
-		return nil, ErrBadLine
+		r.skip = true
+		return r.passOver()
 	case err == io.EOF:
 		if len(b) == 0 {
 			return nil, io.EOF
@@ -229,6 +221,69 @@ func (r *Reader) line() ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
 	}
+}
+
+// passOver passes over the rest of a long line, from the position to its
+// newline (ErrBadLine), or to the end of the segment: in the live log the
+// line is unfinished, and the position stays inside it, skip set, for the
+// next read to go on from (io.EOF); in LOG.1 it ends there (ErrBadLine).
+// It reads the file directly in large blocks, and does not read its holes
+// (SEEK_DATA), which hold no newline.
+func (r *Reader) passOver() ([]byte, error) {
+	s := r.segs[r.i]
+	off := r.pos.Offset
+	buf := make([]byte, 64<<10)
+	found := false
+	for !found {
+		d, err := s.f.Seek(off, unix.SEEK_DATA)
+		switch {
+		case errors.Is(err, unix.ENXIO):
+			// No data from off on: a hole up to the end, or the end.
+			fi, err := s.f.Stat()
+			if err != nil {
+				return nil, fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+			}
+			off = max(off, fi.Size())
+		case err == nil && d > off:
+			off = d
+		}
+		n, err := s.f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			n, found = i+1, true
+		}
+		off += int64(n)
+		if !found && err == io.EOF || n == 0 {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+		}
+	}
+	if err := r.moveTo(off); err != nil {
+		return nil, err
+	}
+	if !found && s.last {
+		return nil, io.EOF
+	}
+	r.skip = false
+	return nil, ErrBadLine
+}
+
+// moveTo puts the position at off in the current segment, with the
+// fingerprint's bytes before it, and reading on from there.
+func (r *Reader) moveTo(off int64) error {
+	s := r.segs[r.i]
+	tail := make([]byte, min(off, tailLen), tailLen)
+	if _, err := s.f.ReadAt(tail, off-int64(len(tail))); err != nil {
+		return fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+	}
+	r.tail = tail
+	if _, err := s.f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
+	}
+	r.pos.Offset = off
+	r.br.Reset(s.f)
+	return nil
 }
 
 // advance moves the position over b, just read.
@@ -245,10 +300,11 @@ func (r *Reader) advance(b []byte) {
 }
 
 // Cursor is the position after the last line Next returned (or passed
-// over).
+// over), or inside a long line it is passing over (Skip).
 func (r *Reader) Cursor() Cursor {
 	c := r.pos
 	c.Tail = fingerprint(r.tail)
+	c.Skip = r.skip
 	return c
 }
 
