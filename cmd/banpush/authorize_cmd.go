@@ -21,6 +21,7 @@ type AuthorizeCmd struct {
 	From          []string `help:"Accept the key only from these addresses (CIDR or address; repeat or separate with commas): sshd's from= option." placeholder:"CIDR"`
 	Binary        string   `help:"Absolute path of banpush on this host (default: this executable)." placeholder:"PATH"`
 	Install       string   `help:"Write the line into the banpush block of this authorized_keys file instead of printing it." placeholder:"FILE"`
+	DropOtherCAs  bool     `name:"drop-other-cas" help:"With --cert-authority and --install: remove from the banpush block the lines of every other user CA (the old CA, at the end of a rotation), in the same rewrite of the file."`
 	KeyFile       string   `arg:"" optional:"" help:"The pushing peer's public key file (one key, e.g. id_ed25519.pub); not with --cert-authority." placeholder:"PUBKEY_FILE"`
 }
 
@@ -49,6 +50,10 @@ it (ExposeAuthInfo yes for the account, as in contrib/sshd/banpush.conf):
   cert-authority,principals="banpush",restrict,...,command="/usr/local/bin/banpush
   receive --peer-from-cert --log PATH ..." ssh-ed25519 AAAA...
   banpush-ca=SHA256:...
+
+When a fleet moves to a new user CA, the old CA's line stays (it has another
+mark) and authorize warns about it; once every host has a certificate from
+the new CA, --drop-other-cas removes the old lines in the same rewrite.
 
 Sign each pushing host's key with:
   ssh-keygen -s user_ca -I HOSTNAME -n banpush -V +52w id_ed25519.pub
@@ -118,7 +123,7 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	if c.CertAuthority != "" {
 		whose = "the user CA " + strings.TrimPrefix(mark, "banpush-ca=")
 	}
-	return installLine(env, c.Install, mark, whose, line)
+	return installLine(env, c.Install, mark, whose, line, c.DropOtherCAs)
 }
 
 // form checks that the flags say one kind of line: one peer's key, or a
@@ -131,6 +136,8 @@ func (c *AuthorizeCmd) form() error {
 		return errorf(exitUsage, "a cert-authority line trusts the CA, not one key: leave out "+c.KeyFile, "give either a key file or --cert-authority, not both")
 	case c.CertAuthority != "" && c.Peer != "":
 		return errorf(exitUsage, "with --cert-authority each peer is named after its certificate's key ID (ssh-keygen -I NAME): leave out --peer", "--peer and --cert-authority do not go together")
+	case c.DropOtherCAs && (c.CertAuthority == "" || c.Install == ""):
+		return errorf(exitUsage, "give the CA to keep and the file: --cert-authority CA.pub --install FILE --drop-other-cas", "--drop-other-cas goes with --cert-authority and --install")
 	case c.CertAuthority == "" && len(c.Principal) > 0:
 		return errorf(exitUsage, "--principal goes with --cert-authority CA.pub", "--principal without --cert-authority")
 	case c.CertAuthority == "" && c.KeyFile == "":
@@ -158,15 +165,34 @@ func argError(err error) error {
 	return errorf(exitUsage, "run 'banpush authorize --help' for the flags", "%s", strings.TrimPrefix(ae.Error(), "receive: "))
 }
 
-func installLine(env *Env, path, mark, whose, line string) error {
+// installLine puts line into the authorized_keys file at path, through
+// authkeys.EditFile (no link of the account's is followed, nothing is
+// done by path). For a user CA's line, it names the other user CAs the
+// file still trusts, or with dropOthers removes their lines in the same
+// rewrite.
+func installLine(env *Env, path, mark, whose, line string, dropOthers bool) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	replaced, err := authkeys.InstallFile(abs, mark, line)
+	var replaced bool
+	var dropped, others []string
+	err = authkeys.EditFile(abs, func(old []byte) ([]byte, error) {
+		replaced = strings.Contains(string(old), " "+mark+"\n")
+		data, err := authkeys.Install(old, mark, line)
+		if err != nil || !strings.HasPrefix(mark, "banpush-ca=") {
+			return data, err
+		}
+		if dropOthers {
+			data, dropped, err = authkeys.DropOtherCAs(data, mark)
+			return data, err
+		}
+		others = authkeys.OtherCAs(data, mark)
+		return data, nil
+	})
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return errorf(exitFailure, "create it first, owned by the receiving account: install -m 600 -o banpush -g banpush /dev/null "+path,
+		return errorf(exitFailure, "create it first, owned by the receiving account: banpush setup-account (or install -m 600 -o banpush -g banpush /dev/null "+path+")",
 			"--install %s: no such file", path)
 	case errors.Is(err, authkeys.ErrBlock):
 		return errorf(exitFailure, "fix the banpush block of "+path+" by hand, then run again", "%s: %v", path, err)
@@ -178,5 +204,15 @@ func installLine(env *Env, path, mark, whose, line string) error {
 		verb = "replaced"
 	}
 	fmt.Fprintf(env.Stderr, "banpush: %s the line for %s in %s\n", verb, whose, path)
+	keep := strings.TrimPrefix(mark, "banpush-ca=")
+	for _, m := range dropped {
+		printNote(env.Stderr, "removed the line of the user CA %s from %s: keys it signed no longer push here", strings.TrimPrefix(m, "banpush-ca="), path)
+	}
+	for _, m := range others {
+		printWarning(env.Stderr, "%s still trusts the user CA %s besides %s: every key it signed can push here", path, strings.TrimPrefix(m, "banpush-ca="), keep)
+	}
+	if len(others) > 0 {
+		printHint(env.Stderr, "once every host has a user certificate from "+keep+", run this again with --drop-other-cas on every host (contrib/fleet/setup-host.sh --drop-other-cas), or delete the lines ending in those banpush-ca= marks between \"# BEGIN banpush\" and \"# END banpush\" in "+path)
+	}
 	return nil
 }

@@ -176,26 +176,10 @@ func Install(content []byte, mark, line string) ([]byte, error) {
 	if !validMark(mark) || !strings.HasSuffix(line, " "+mark) {
 		return nil, errors.New("authkeys: line does not carry that mark")
 	}
-	lines := strings.SplitAfter(string(content), "\n")
-	if n := len(lines); n > 0 && lines[n-1] == "" {
-		lines = lines[:n-1]
-	}
-	begin, end := -1, -1
-	for i, l := range lines {
-		switch strings.TrimRight(l, "\r\n") {
-		case BeginMarker:
-			if begin >= 0 {
-				return nil, fmt.Errorf("%w: two banpush blocks in the file; merge them by hand", ErrBlock)
-			}
-			begin = i
-		case EndMarker:
-			if begin >= 0 && end < 0 {
-				end = i
-			}
-		}
-	}
-	if begin >= 0 && end < 0 {
-		return nil, fmt.Errorf("%w: banpush block has no end marker; fix the file by hand", ErrBlock)
+	lines := splitLines(content)
+	begin, end, err := block(content)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	if begin < 0 {
@@ -265,32 +249,158 @@ func FromPrefixes(content []byte) []netip.Prefix {
 
 // InstallFile puts line into the banpush block of the authorized_keys file
 // at path (see Install), and reports whether it replaced an earlier line
-// with the same mark. The file must exist. Root runs this on a file in a
+// with the same mark. The file must exist. It reads and writes as EditFile
+// does.
+func InstallFile(path, mark, line string) (replaced bool, err error) {
+	err = EditFile(path, func(old []byte) ([]byte, error) {
+		replaced = strings.Contains(string(old), " "+mark+"\n")
+		return Install(old, mark, line)
+	})
+	return replaced, err
+}
+
+// EditFile replaces the authorized_keys file at path with what edit makes
+// of its content. The file must exist. Root runs this on a file in a
 // directory the receiving account owns, so nothing that account could
 // change is trusted: the directory is opened without following links it
 // controls, the file is read only if it is a plain file of root or of the
-// directory's owner, and the new file is written, given its owner and mode
-// 0600, and renamed into place through the directory's descriptor
-// (fsutil.OpenDir, Dir.ReadFile, Dir.WriteFile).
-func InstallFile(path, mark, line string) (replaced bool, err error) {
+// directory's owner, at most MaxFileSize bytes, and the new file is
+// written, given the old one's owner and mode 0600, and renamed into place
+// through the directory's descriptor (fsutil.OpenDir, Dir.ReadFile,
+// Dir.WriteFile). An error from edit is returned as it is, and nothing is
+// written.
+func EditFile(path string, edit func(old []byte) ([]byte, error)) error {
 	d, err := fsutil.OpenDir(filepath.Dir(path))
 	if err != nil {
-		return false, fmt.Errorf("authkeys: %w", err)
+		return fmt.Errorf("authkeys: %w", err)
 	}
 	defer d.Close()
 	name := filepath.Base(path)
 	old, uid, gid, err := d.ReadFile(name, MaxFileSize)
 	if err != nil {
-		return false, fmt.Errorf("authkeys: %w", err)
+		return fmt.Errorf("authkeys: %w", err)
 	}
-	data, err := Install(old, mark, line)
+	data, err := edit(old)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := d.WriteFile(name, data, 0o600, uid, gid); err != nil {
-		return false, fmt.Errorf("authkeys: %w", err)
+		return fmt.Errorf("authkeys: %w", err)
 	}
-	return strings.Contains(string(old), " "+mark+"\n"), nil
+	return nil
+}
+
+// ReadFile reads the authorized_keys file at path as EditFile does: never
+// through a link the directory's owner controls, never a file of another
+// account's or a second name of one, at most MaxFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
+	d, err := fsutil.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("authkeys: %w", err)
+	}
+	defer d.Close()
+	data, _, _, err := d.ReadFile(filepath.Base(path), MaxFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("authkeys: %w", err)
+	}
+	return data, nil
+}
+
+// OtherCAs returns the marks of the cert-authority lines in the banpush
+// block of content other than keep's (banpush-ca=FINGERPRINT each): the
+// user CAs trusted besides keep, such as the old CA of a rotation, in the
+// order of the file.
+func OtherCAs(content []byte, keep string) []string {
+	var out []string
+	forBlock(content, func(line string) bool {
+		if m := caMark(line); m != "" && m != keep {
+			out = append(out, m)
+		}
+		return true
+	})
+	return out
+}
+
+// DropOtherCAs returns content without the cert-authority lines of the
+// banpush block other than keep's, and the marks of the lines it dropped.
+// Every other line is kept as it was. A damaged block is ErrBlock.
+func DropOtherCAs(content []byte, keep string) ([]byte, []string, error) {
+	if !validMark(keep) || !strings.HasPrefix(keep, caCommentPrefix) {
+		return nil, nil, errors.New("authkeys: not a user CA's mark")
+	}
+	if _, _, err := block(content); err != nil {
+		return nil, nil, err
+	}
+	var dropped []string
+	out := forBlock(content, func(line string) bool {
+		if m := caMark(line); m != "" && m != keep {
+			dropped = append(dropped, m)
+			return false
+		}
+		return true
+	})
+	return out, dropped, nil
+}
+
+// caMark returns the mark of a cert-authority line Line wrote, its last
+// word, or "" if line is no such line.
+func caMark(line string) string {
+	f := strings.Fields(line)
+	if len(f) == 0 || !strings.HasPrefix(f[len(f)-1], caCommentPrefix) {
+		return ""
+	}
+	return f[len(f)-1]
+}
+
+// block returns the indexes of the banpush block's markers among lines
+// (SplitAfter on newlines), -1 and -1 if there is none.
+func block(content []byte) (begin, end int, err error) {
+	begin, end = -1, -1
+	for i, l := range splitLines(content) {
+		switch strings.TrimRight(l, "\r\n") {
+		case BeginMarker:
+			if begin >= 0 {
+				return -1, -1, fmt.Errorf("%w: two banpush blocks in the file; merge them by hand", ErrBlock)
+			}
+			begin = i
+		case EndMarker:
+			if begin >= 0 && end < 0 {
+				end = i
+			}
+		}
+	}
+	if begin >= 0 && end < 0 {
+		return -1, -1, fmt.Errorf("%w: banpush block has no end marker; fix the file by hand", ErrBlock)
+	}
+	return begin, end, nil
+}
+
+func splitLines(content []byte) []string {
+	lines := strings.SplitAfter(string(content), "\n")
+	if n := len(lines); n > 0 && lines[n-1] == "" {
+		lines = lines[:n-1]
+	}
+	return lines
+}
+
+// forBlock calls keep for each line inside the banpush block (without its
+// line ending) and returns content without the lines it said no to. A
+// damaged block is left alone.
+func forBlock(content []byte, keep func(line string) bool) []byte {
+	begin, end, err := block(content)
+	if err != nil || begin < 0 {
+		return content
+	}
+	lines := splitLines(content)
+	var out []string
+	out = append(out, lines[:begin+1]...)
+	for _, l := range lines[begin+1 : end] {
+		if keep(strings.TrimRight(l, "\r\n")) {
+			out = append(out, l)
+		}
+	}
+	out = append(out, lines[end:]...)
+	return []byte(strings.Join(out, ""))
 }
 
 // validMark reports whether mark is one Line writes.
