@@ -46,6 +46,10 @@ As a receiver (the account's authorized_keys has banpush lines):
   account          a login shell, not locked
   authorized-keys  each banpush line is restricted, names an executable and
                    valid 'receive' arguments, and a log the account can append to
+                   (the file is read through descriptors: no link the account
+                   made is followed)
+  received-log     each log is append-only in a directory of root's, so that
+                   the account can only append to it ('banpush setup-account')
   receiving-jail   the banpush jail (and banpush-quorum, for --trust quorum
                    lines) runs and watches the log the lines write
   sshd             'sshd -T -C user=ACCOUNT' forbids forwarding and ttys

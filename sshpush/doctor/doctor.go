@@ -7,9 +7,10 @@
 //
 // What it trusts: the files and programs of this host that root owns
 // (fail2ban-client, sshd, systemctl, /etc/passwd). The receiving account's
-// authorized_keys belongs to that account and is read bounded, parsed
-// with x/crypto/ssh, and quoted in results only by line number and by the
-// paths banpush itself would use.
+// authorized_keys belongs to that account: it is read through descriptors
+// (never through a link the account made, never another account's file
+// under a second name), bounded, parsed with x/crypto/ssh, and quoted in
+// results only by line number and by the paths banpush itself would use.
 package doctor
 
 import (

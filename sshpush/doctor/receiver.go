@@ -17,7 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/authkeys"
+	"github.com/banpush/banpush/sshpush/fsutil"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 )
 
 // Account is the receiving account.
@@ -118,25 +121,22 @@ type Keys struct {
 	Parse func(args []string) (Receiver, error)
 }
 
-// maxKeysFile bounds what is read of authorized_keys.
-const maxKeysFile = 1 << 20
-
 // CheckAuthorizedKeys checks every banpush line of the receiving
 // account's authorized_keys: restricted, a forced command naming an
 // executable the account can run, valid arguments, and a log the account
 // can append to. It returns the receivers the valid lines configure.
 func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
-	f, err := os.Open(cfg.Path)
+	// Doctor runs as root and the file is the account's: read it as
+	// 'authorize --install' does, never through a link the account made,
+	// never another account's file under a second name.
+	data, err := authkeys.ReadFile(cfg.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return []Result{result("authorized-keys", "", Skip, "", "%s does not exist: this host does not receive", cfg.Path)}, nil
 	}
 	if err != nil {
-		return []Result{result("authorized-keys", "", Fail, "", "%v", err)}, nil
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeysFile))
-	if err != nil {
-		return []Result{result("authorized-keys", "", Fail, "", "%v", err)}, nil
+		return []Result{result("authorized-keys", "", Fail,
+			"make it a plain file of the account's, in a directory of its own, and give doctor its real path (banpush setup-account)",
+			"%v", err)}, nil
 	}
 	var out, unforced []Result
 	var recv []Receiver
@@ -174,6 +174,7 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 		out = append(out, unforced...)
 	}
 	out = append(out, checkQuorums(recv)...)
+	out = append(out, checkLogs(recv, cfg.Account)...)
 	if banpush == 0 {
 		out = append(out, result("authorized-keys", "", Skip, "", "%s has no banpush line: this host does not receive", cfg.Path))
 	}
@@ -235,7 +236,7 @@ func checkLine(cfg Keys, subject string, opts, argv []string) (Receiver, Result)
 		return fail(regen, "the arguments of %s: %v", bin, err)
 	}
 	if why := appendable(r.Log, cfg.Account); why != "" {
-		return fail(fmt.Sprintf("create it for the account: install -m 0640 -o %s -g adm /dev/null %s (contrib/sshd/setup-receiver.sh does)", cfg.Account.Name, r.Log),
+		return fail("banpush setup-account --account "+cfg.Account.Name+" --log "+r.Log+" makes it",
 			"account %s cannot append to the log %s: %s", cfg.Account.Name, r.Log, why)
 	}
 	what := "peer"
@@ -350,6 +351,59 @@ func may(fi os.FileInfo, a Account, bit os.FileMode) bool {
 	return perm&bit != 0
 }
 
+// checkLogs checks that the account can only append to each log the
+// valid lines write.
+func checkLogs(recv []Receiver, a Account) []Result {
+	var out []Result
+	var seen []string
+	for _, r := range recv {
+		if slices.Contains(seen, r.Log) {
+			continue
+		}
+		seen = append(seen, r.Log)
+		if why := unprotected(r.Log, a); why != "" {
+			out = append(out, result("received-log", r.Log, Warn,
+				"banpush setup-account --account "+a.Name+" --log "+r.Log+" makes it append-only, in a directory of root's",
+				"%s: account %s can rewrite the log (fail2ban reads a line of any length: a sparse file exhausts its memory)", why, a.Name))
+			continue
+		}
+		out = append(out, result("received-log", r.Log, OK, "", "append-only, in a directory of root's: account %s can only append to it", a.Name))
+	}
+	return out
+}
+
+// unprotected says why the account could do more to the log than append
+// to it, or "" if it cannot: its directory must be root's and the log
+// append-only, as 'banpush setup-account' makes them.
+func unprotected(log string, a Account) string {
+	d, err := fsutil.OpenDir(filepath.Dir(log))
+	if err != nil {
+		return errors.Unwrap(err).Error()
+	}
+	defer d.Close()
+	st, err := d.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	if st.Uid != 0 {
+		return "its directory is not root's"
+	}
+	f, _, err := d.Open(filepath.Base(log), unix.O_RDONLY)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	switch ao, err := fsutil.AppendOnly(f); {
+	case errors.Is(err, fsutil.ErrNoAttributes):
+		return "the file system has no append-only attribute"
+	case err != nil:
+		return err.Error()
+	case !ao:
+		return "it is not append-only"
+	}
+	return ""
+}
+
 // appendable says why the account cannot open log for appending and keep
 // its rate-limit state beside it, or "" if it can.
 func appendable(log string, a Account) string {
@@ -360,6 +414,9 @@ func appendable(log string, a Account) string {
 			return fmt.Sprintf("directory %s: %v", d, errors.Unwrap(err))
 		}
 		if !may(fi, a, 0o1) {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && d == dir && st.Uid == 0 && fi.Mode().Perm()&0o077 == 0 && fi.Mode()&os.ModeSticky != 0 {
+				return "its directory " + d + " is closed: a rotation did not finish (logrotate's prerotate closed it)"
+			}
 			return "it cannot enter the directory " + d
 		}
 		if d == "/" || d == "." {
@@ -385,7 +442,7 @@ func appendable(log string, a Account) string {
 		return ""
 	}
 	if di, err := os.Stat(dir); err != nil || !may(di, a, 0o2) {
-		return "it cannot create the rate-limit state " + state + " beside it (make the directory the account's, as setup-receiver.sh does)"
+		return "it cannot create the rate-limit state " + state + " beside it (banpush setup-account lets the account's group add files there)"
 	}
 	return ""
 }
