@@ -125,7 +125,8 @@ type CLI struct {
 	Send      SendCmd      `cmd:"" hidden:"" help:"The background sender that push starts."`
 	Version   VersionCmd   `cmd:"" help:"Print banpush's version."`
 
-	ApplyUnbans ApplyUnbansCmd `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
+	ApplyUnbans  ApplyUnbansCmd  `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
+	SetupAccount SetupAccountCmd `cmd:"" name:"setup-account" help:"Make and mend, as root, the receiving account's ~/.ssh and its append-only received log."`
 }
 
 // Env is what commands may touch of the outside world. Tests replace it.
