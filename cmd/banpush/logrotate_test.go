@@ -82,107 +82,57 @@ func (f *fail2ban) waitFor(what string, cond func() bool) {
 	}
 }
 
-// TestLogrotate: the contrib logrotate file, run by the real logrotate,
-// rotates the received log as the receiving account (su), recreates it
-// with the account's owner and mode, and the receiver and a real fail2ban
-// watching the log keep working across the rotation.
+// TestLogrotate: the contrib logrotate file, run by the real logrotate on
+// a host that setup-receiver.sh set up (in a private root): its prerotate
+// closes the log's directory and lifts the append-only attribute, logrotate
+// renames the log, its postrotate makes a new append-only log of the
+// account's and gives the rotated one to root; the receiver, run as the
+// account, and a real fail2ban watching the log keep working across the
+// rotation.
 func TestLogrotate(t *testing.T) {
 	testenv.Need(t, append(testenv.Fail2ban(),
-		testenv.Root("rotates as another account"),
-		testenv.Command("logrotate", "logrotate"))...)
-	const account, uid = "nobody", 65534
-	conf := f2bConfDir(t, `[banpush]
-logpath = $TMP/received.log
-action = dummy[target="$TMP/dummy"]
-`)
-	tmp := filepath.Dir(conf)
-	// The receiving account must reach its log directory, which belongs to
-	// it, as /var/log/banpush does.
-	for _, d := range []string{filepath.Dir(tmp), tmp} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	logDir := filepath.Join(tmp, "log")
-	if err := os.Mkdir(logDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(logDir, "received.log")
-	writeTestFile(t, log, "")
-	for _, p := range []string{logDir, log} {
-		if err := os.Chown(p, uid, 4); err != nil { // group adm, as setup-receiver.sh makes it
-			t.Fatal(err)
-		}
-	}
-	if err := os.Remove(filepath.Join(tmp, "received.log")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(log, filepath.Join(tmp, "received.log")); err != nil {
-		t.Fatal(err)
-	}
-	f2b := startFail2ban(t, conf, tmp)
-
-	receive := func(addr string) {
-		t.Helper()
-		code, stdout, stderr := runReceiveNow(t, []byte(addr+"\n"), "--peer", "web1", "--log", log)
-		if code != 0 || !strings.Contains(stdout, "accepted=1") {
-			t.Fatalf("receive %s: exit %d, %q, %q", addr, code, stdout, stderr)
-		}
-	}
+		testenv.Root("rotates as root a log of another account's"),
+		testenv.Command("logrotate", "logrotate"),
+		testenv.Command("setpriv", "util-linux"),
+		testenv.Command("useradd", "passwd"))...)
+	privateRoot(t)
+	installBinary(t, "/usr/local/bin/banpush")
+	mustRun(t, "sh", filepath.Join(contribDir, "sshd", "setup-receiver.sh"))
+	mustRun(t, "install", "-D", "-m", "0644", filepath.Join(contribDir, "logrotate.d", "banpush"), "/etc/logrotate.d/banpush")
+	const log = "/var/log/banpush/received.log"
+	uid, gid := accountIDs(t, "banpush")
+	conf := f2bConfDir(t, "[banpush]\nlogpath = "+log+"\naction = dummy[target=\"$TMP/dummy\"]\n")
+	f2b := startFail2ban(t, conf, filepath.Dir(conf))
 	banned := func(addr string) func() bool {
 		return func() bool { return strings.Contains(f2b.client("status", "banpush"), addr) }
 	}
 
-	receive("203.0.113.201")
+	receiveAs(t, "banpush", log, "203.0.113.201")
 	f2b.waitFor("the ban before the rotation", banned("203.0.113.201"))
 
-	rot, err := os.ReadFile(filepath.Join("..", "..", "contrib", "logrotate.d", "banpush"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(rot), "\tsu banpush adm\n") {
-		t.Fatalf("contrib/logrotate.d/banpush does not rotate as the receiving account (su banpush adm)")
-	}
-	cfg := strings.NewReplacer("/var/log/banpush/received.log", log, "banpush adm", account+" adm").Replace(string(rot))
-	cfgPath := filepath.Join(tmp, "logrotate.conf")
-	writeTestFile(t, cfgPath, cfg)
-	if out, err := exec.Command("logrotate", "-f", "-s", filepath.Join(tmp, "logrotate.state"), cfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("logrotate: %v\n%s", err, out)
-	}
+	out := mustRun(t, "logrotate", "-f", "-v", "-s", filepath.Join(t.TempDir(), "logrotate.state"), "/etc/logrotate.d/banpush")
+	t.Logf("logrotate:\n%s", out)
 	if b, err := os.ReadFile(log + ".1"); err != nil || !strings.Contains(string(b), "203.0.113.201") {
 		t.Fatalf("rotated log: %v, %q", err, b)
 	}
-	fi, err := os.Stat(log)
-	if err != nil {
-		t.Fatal(err)
+	if fi, err := os.Lstat(log + ".1"); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("rotated log: %v; want it root's", err)
 	}
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != 4 || fi.Mode().Perm() != 0o640 || fi.Size() != 0 {
-		t.Errorf("new log: owner %d:%d mode %v size %d; want %d:4 0640, empty", st.Uid, st.Gid, fi.Mode().Perm(), fi.Size(), uid)
+	assertAppendOnlyLog(t, log, uid, gid)
+	if fi, _ := os.Stat(log); fi.Size() != 0 {
+		t.Errorf("new log: %d bytes, want it empty", fi.Size())
 	}
 
-	receive("203.0.113.202")
+	receiveAs(t, "banpush", log, "203.0.113.202")
 	f2b.waitFor("the ban after the rotation", banned("203.0.113.202"))
-}
 
-// runReceiveNow runs a ban request through 'banpush receive' in-process,
-// stamped with the real time (fail2ban ignores lines far from it).
-func runReceiveNow(t *testing.T, stdin []byte, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb strings.Builder
-	env := &Env{
-		Stdin: strings.NewReader(string(stdin)), Stdout: &out, Stderr: &errb, Now: time.Now,
-		Getenv: func(k string) string {
-			switch k {
-			case "SSH_ORIGINAL_COMMAND":
-				return "banpush-v1 ban"
-			case "SSH_CONNECTION":
-				return "198.51.100.99 40000 192.0.2.1 22"
-			case "HOME":
-				return t.TempDir()
-			}
-			return ""
-		},
+	// A second rotation compresses the first (delaycompress), as root, in
+	// a directory the account's group may write to.
+	out = mustRun(t, "logrotate", "-f", "-s", filepath.Join(t.TempDir(), "logrotate.state"), "/etc/logrotate.d/banpush")
+	if fi, err := os.Lstat(log + ".2.gz"); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("second rotation: %s.2.gz: %v; want it root's\n%s", log, err, out)
 	}
-	code = Main(append([]string{"receive"}, args...), env)
-	return code, out.String(), errb.String()
+	assertAppendOnlyLog(t, log, uid, gid)
+	receiveAs(t, "banpush", log, "203.0.113.203")
+	f2b.waitFor("the ban after the second rotation", banned("203.0.113.203"))
 }

@@ -56,10 +56,12 @@ attacker=${addr[atk]}
 policy_rc= # a policy-rc.d this script made, to remove
 installed=no # --installed: the hosts run the installed package
 
-# The package's binary, and the maintainer script that makes its account
-# and directories (contrib/packaging/scripts/preinst.sh, as dpkg keeps it).
+# The package's binary, and the maintainer scripts that make its account,
+# directories and received log (contrib/packaging/scripts/preinst.sh and
+# postinst.sh, as dpkg keeps them).
 pkg_bin=/usr/bin/banpush
 pkg_preinst=/var/lib/dpkg/info/banpush.preinst
+pkg_postinst=/var/lib/dpkg/info/banpush.postinst
 
 say() { printf '%s\n' "$*"; }
 step() { printf '\n== %s\n' "$*"; }
@@ -188,6 +190,8 @@ fresh_host() {
 	local h=$1
 	on "$h" bash -c '
 		set -e
+		# The received log of an installed package is append-only.
+		chattr -a /var/log/banpush/received.log 2>/dev/null || true
 		rm -rf /etc/banpush /var/spool/banpush /var/log/banpush /var/lib/banpush
 		rm -f /etc/ssh/ssh_host_* /etc/ssh/sshd_config.d/* /var/log/auth.log
 		rm -f /etc/fail2ban/*.local /etc/fail2ban/jail.d/* /etc/fail2ban/fail2ban.d/* \
@@ -221,7 +225,7 @@ EOF
 # fresh_package HOST: the host as the package left it just after its
 # installation: its configuration files back as dpkg installed them on this
 # machine, its account's home, log, spool and /etc/banpush made anew by its
-# own preinst, and no banpush of a source install in the way.
+# own preinst and postinst, and no banpush of a source install in the way.
 fresh_package() {
 	local h=$1 f
 	while read -r f _; do
@@ -230,6 +234,7 @@ fresh_package() {
 	done < <(dpkg-query -W -f='${Conffiles}\n' banpush)
 	on "$h" rm -f /usr/local/bin/banpush
 	quiet on "$h" sh "$pkg_preinst" install
+	quiet on "$h" sh "$pkg_postinst" configure
 }
 
 # start_sshd HOST: sshd in the foreground, its log written to
@@ -550,6 +555,9 @@ cmd_down() {
 		((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
 		ip netns del "$(ns "$n")"
 	done
+	# The hosts' received logs are append-only (banpush setup-account):
+	# nobody may remove them until the attribute is lifted.
+	chattr -R -a "$dir" 2>/dev/null || true
 	rm -rf "$dir"
 }
 

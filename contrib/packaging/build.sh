@@ -30,7 +30,7 @@ pkg_bin=/usr/bin/banpush       # as the packages install it
 
 # The files that name the binary, as staged (relative to contrib/); a
 # service of contrib/systemd runs it, so each must name it too.
-rewrite=(fail2ban/action.d/banpush.conf sshd/authorized_keys.example)
+rewrite=(fail2ban/action.d/banpush.conf sshd/authorized_keys.example logrotate.d/banpush)
 
 die() {
 	printf 'build.sh: error: %s\n' "$*" >&2

@@ -29,6 +29,13 @@ for link in /etc/systemd/system/*.wants/banpush-*; do
 		rm -f "$link"
 	fi
 done
+# The received log is append-only: nobody may remove it, root included,
+# until the attribute is lifted. /var/log/banpush is root's, and the
+# account can neither rename nor replace an append-only file, so the name
+# is the log (chattr does not follow a link anyway).
+if [ -f /var/log/banpush/received.log ] && [ ! -L /var/log/banpush/received.log ]; then
+	chattr -a /var/log/banpush/received.log 2>/dev/null || true
+fi
 rm -rf /var/spool/banpush /var/log/banpush /var/lib/banpush /etc/banpush
 if getent passwd banpush >/dev/null; then
 	userdel banpush || echo "banpush: could not remove the account banpush (does a process of it run?): userdel banpush" >&2
