@@ -291,3 +291,29 @@ func TestSetupAccountErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestContribFail2banDropIn: the bound on fail2ban's memory is a drop-in
+// that systemd accepts for fail2ban's own unit, with nothing in it that
+// systemd would ignore.
+func TestContribFail2banDropIn(t *testing.T) {
+	dropIn := filepath.Join(contribDir, "systemd", "fail2ban.service.d", "banpush.conf")
+	b, err := os.ReadFile(dropIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\n[Service]\nMemoryMax=") {
+		t.Errorf("%s: no MemoryMax in a [Service] section", dropIn)
+	}
+	testenv.Need(t, testenv.Command("systemd-analyze", "systemd"), testenv.Command("fail2ban-server", "fail2ban"))
+	unit := "/lib/systemd/system/fail2ban.service" // Debian's fail2ban package ships it
+	if _, err := os.Stat(unit); err != nil {
+		t.Skipf("no fail2ban unit to verify the drop-in against: %v", err)
+	}
+	dir := t.TempDir()
+	mustRun(t, "install", "-D", "-m", "0644", unit, filepath.Join(dir, "fail2ban.service"))
+	mustRun(t, "install", "-D", "-m", "0644", dropIn, filepath.Join(dir, "fail2ban.service.d", "banpush.conf"))
+	out, code := run(t, []string{"SYSTEMD_UNIT_PATH=" + dir + ":"}, "systemd-analyze", "verify", filepath.Join(dir, "fail2ban.service"))
+	if code != 0 || strings.Contains(out, "banpush.conf") {
+		t.Errorf("systemd-analyze verify: exit %d\n%s", code, out)
+	}
+}

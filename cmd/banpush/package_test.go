@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -165,6 +166,7 @@ func packageWants(t *testing.T, unitDir string, deb bool) []string {
 		{"contrib/fail2ban/filter.d/*.conf", "/etc/fail2ban/filter.d/"},
 		{"contrib/fail2ban/jail.d/*.conf", "/etc/fail2ban/jail.d/"},
 		{"contrib/systemd/banpush-*", unitDir},
+		{"contrib/systemd/fail2ban.service.d/*.conf", unitDir + "fail2ban.service.d/"},
 	} {
 		m, _ := filepath.Glob(filepath.Join(repo, g.glob))
 		if len(m) == 0 {
@@ -376,7 +378,7 @@ func TestPackages(t *testing.T) {
 		}{
 			{"/etc/banpush", fs.ModeDir | 0o700, "root", "root"},
 			{"/var/spool/banpush", fs.ModeDir | 0o700, "root", "root"},
-			{"/var/log/banpush", fs.ModeDir | 0o750, "banpush", "adm"},
+			{"/var/log/banpush", fs.ModeDir | fs.ModeSticky | 0o771, "root", "banpush"},
 			{"/var/log/banpush/received.log", 0o640, "banpush", "adm"},
 			{"/var/lib/banpush/.ssh", fs.ModeDir | 0o700, "banpush", "banpush"},
 			{"/var/lib/banpush/.ssh/authorized_keys", 0o600, "banpush", "banpush"},
@@ -390,6 +392,12 @@ func TestPackages(t *testing.T) {
 			if got, want := strings.TrimSpace(string(out)), c.owner+" "+c.grop; got != want || fi.Mode() != c.mode {
 				t.Errorf("%s: got %s %s, want %s %s", c.path, fi.Mode(), got, c.mode, want)
 			}
+		}
+		if f, err := os.Open("/var/log/banpush/received.log"); err == nil {
+			if ao, err := fsutil.AppendOnly(f); err != nil || !ao {
+				t.Errorf("/var/log/banpush/received.log: append-only %v (%v), want it append-only", ao, err)
+			}
+			f.Close()
 		}
 		if got := binVersion(t, pkgBin); got != "1.0.0" {
 			t.Errorf("%s version: got %q, want 1.0.0", pkgBin, got)
