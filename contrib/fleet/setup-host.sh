@@ -32,7 +32,8 @@
 #   - if sshd -t or fail2ban-client -t refuses the result, it puts back the
 #     sshd and fail2ban files it replaced, removes those it added, reloads
 #     nothing and exits 1;
-#   - logrotate and the systemd flush timer, where present;
+#   - logrotate, the systemd flush timer and the bound on fail2ban's memory
+#     (contrib/systemd/fail2ban.service.d/banpush.conf), where present;
 #   where the banpush package is installed (and no /usr/local/bin/banpush),
 #   the package's own copies of the sshd, fail2ban, logrotate and systemd
 #   files are used instead of this contrib/'s;
@@ -288,52 +289,23 @@ put 0644 "$fleet/known_hosts" /etc/banpush/known_hosts
 put 0644 "$fleet/banpush_revoked.krl" "$krl"
 
 # The receiving account and its one line: every key the user CA signed for
-# the principal banpush, named after its certificate's key ID.
-sh "$contrib/sshd/setup-receiver.sh" >/dev/null
+# the principal banpush, named after its certificate's key ID. The
+# account's home and ~/.ssh are directories it can change: nothing here
+# touches them by path. setup-receiver.sh makes the account and runs
+# 'banpush setup-account', and 'banpush authorize --install' writes the
+# line, both through descriptors.
+BANPUSH_BIN=$bin sh "$contrib/sshd/setup-receiver.sh" >/dev/null
 home=$(getent passwd banpush | cut -d: -f6)
 [ -n "$home" ] || die "no home directory for the account banpush"
 set -- --cert-authority /etc/banpush/user_ca.pub --log "$log"
 [ $allow_private = no ] || set -- "$@" --allow-private
 [ $allow_unban = no ] || set -- "$@" --allow-unban
 [ -z "$from" ] || set -- "$@" --from "$from"
-ak=$home/.ssh/authorized_keys
-"$bin" authorize "$@" --install "$ak"
-
-# Other user CAs the account trusts: the old CA of a rotation, whose line
-# --install does not replace (it replaces the line with the same mark,
-# banpush-ca=FINGERPRINT). Any key such a CA signed can still push here.
-ca_mark=banpush-ca=$(fingerprint /etc/banpush/user_ca.pub)
-other_cas=$(awk -v mark="$ca_mark" '
-	$0 ~ /^# BEGIN banpush/ { block = 1; next }
-	$0 ~ /^# END banpush/ { block = 0; next }
-	block && $NF ~ /^banpush-ca=/ && $NF != mark { print $NF }
-' "$ak")
-if [ -n "$other_cas" ] && [ $drop_other_cas = yes ]; then
-	# The account owns the directory: refuse links, write beside the file
-	# (mktemp makes it, mode 0600), give it the file's owner, rename.
-	if [ -L "$home/.ssh" ] || [ -L "$ak" ] || [ ! -f "$ak" ]; then
-		die "$ak or its directory is a symbolic link: remove the other CAs' lines by hand"
-	fi
-	new=$(mktemp "$home/.ssh/.authorized_keys.XXXXXX")
-	if ! awk -v mark="$ca_mark" '
-		$0 ~ /^# BEGIN banpush/ { block = 1 }
-		$0 ~ /^# END banpush/ { block = 0 }
-		!(block && $NF ~ /^banpush-ca=/ && $NF != mark)
-	' "$ak" >"$new" || ! chown "$(stat -c %u:%g "$ak")" "$new" || ! chmod 0600 "$new" || ! mv -f "$new" "$ak"; then
-		rm -f "$new"
-		die "could not rewrite $ak"
-	fi
-	for m in $other_cas; do
-		say "removed the line of the user CA ${m#banpush-ca=} from $ak: keys it signed no longer push here"
-	done
-elif [ -n "$other_cas" ]; then
-	for m in $other_cas; do
-		printf '%s: warning: %s still trusts the user CA %s besides user_ca.pub (%s): every key it signed can push here\n' \
-			"$prog" "$ak" "${m#banpush-ca=}" "${ca_mark#banpush-ca=}" >&2
-	done
-	printf '%s: hint: once every host has a user certificate from user_ca.pub, run this again with --drop-other-cas on every host (or delete the lines ending in those banpush-ca= marks between "# BEGIN banpush" and "# END banpush" in %s)\n' \
-		"$prog" "$ak" >&2
-fi
+# Other user CAs the account trusts (the old CA of a rotation, whose line
+# --install does not replace): authorize warns about each, and with
+# --drop-other-cas removes their lines in the same rewrite of the file.
+[ $drop_other_cas = no ] || set -- "$@" --drop-other-cas
+"$bin" authorize "$@" --install "$home/.ssh/authorized_keys"
 
 # sshd: the account's settings (ExposeAuthInfo: the receiver reads the
 # certificate sshd verified), the KRL, and the host certificate.
@@ -417,6 +389,10 @@ commit
 
 [ ! -d /etc/logrotate.d ] || put_contrib logrotate.d/banpush /etc/logrotate.d/banpush
 if [ -d /etc/systemd/system ]; then
+	if [ $packaged = no ]; then
+		install -d -m 0755 /etc/systemd/system/fail2ban.service.d
+		put_contrib systemd/fail2ban.service.d/banpush.conf /etc/systemd/system/fail2ban.service.d/banpush.conf
+	fi
 	put_contrib systemd/banpush-flush.service /etc/systemd/system/banpush-flush.service
 	put_contrib systemd/banpush-flush.timer /etc/systemd/system/banpush-flush.timer
 	for u in path service timer; do
