@@ -163,6 +163,7 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 			case err != nil:
 				return rep, errors.Join(err, save())
 			}
+			before := read
 			read = next
 			ub, err := Parse(line)
 			switch {
@@ -174,6 +175,15 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 				rep.Unbans++
 				if cfg.passOver(ub, now, seen, &rep) {
 					continue
+				}
+				if len(pending) == 0 {
+					// The jails are asked for at the first unban to
+					// apply: a server that does not answer is found
+					// before more is read.
+					if _, err := cfg.jails(ctx); err != nil {
+						done = before // the lines before it are done
+						return rep, errors.Join(err, save())
+					}
 				}
 				seen[ub.Addr] = true
 				pending = append(pending, pendingUnban{ub, next})
