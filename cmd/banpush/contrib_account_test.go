@@ -130,16 +130,14 @@ func TestPreinstLinks(t *testing.T) {
 	privateRoot(t)
 	scripts := filepath.Join(contribDir, "packaging", "scripts")
 	mustRun(t, "sh", filepath.Join(scripts, "preinst.sh"), "install")
-	// postinst runs the package's /usr/bin/banpush: here, the binary under
-	// test where the private root lets the test put it.
+	// postinst runs the package's banpush from PATH (dpkg's): here, the
+	// binary under test where the private root lets the test put it.
 	installBinary(t, "/usr/local/bin/banpush")
-	postinst := filepath.Join(t.TempDir(), "postinst.sh")
-	b, err := os.ReadFile(filepath.Join(scripts, "postinst.sh"))
-	if err != nil {
-		t.Fatal(err)
+	postinst := filepath.Join(scripts, "postinst.sh")
+	path := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, code := run(t, path, "sh", postinst, "configure"); code != 0 {
+		t.Fatalf("postinst configure: exit %d\n%s", code, out)
 	}
-	writeTestFile(t, postinst, strings.ReplaceAll(string(b), "/usr/bin/banpush", "/usr/local/bin/banpush"))
-	mustRun(t, "sh", postinst, "configure")
 	uid, gid := accountIDs(t, "banpush")
 	assertAppendOnlyLog(t, "/var/log/banpush/received.log", uid, gid)
 	if _, err := os.Stat("/var/lib/banpush/.ssh/authorized_keys"); err != nil {
@@ -154,7 +152,7 @@ func TestPreinstLinks(t *testing.T) {
 	out, code := run(t, nil, "sh", filepath.Join(scripts, "preinst.sh"), "upgrade", "1.0.0")
 	t.Logf("preinst upgrade: exit %d\n%s", code, out)
 	assertRootDir(t, target, "authorized_keys")
-	out, code = run(t, nil, "sh", postinst, "configure", "1.0.0")
+	out, code = run(t, path, "sh", postinst, "configure", "1.0.0")
 	t.Logf("postinst configure: exit %d\n%s", code, out)
 	assertRootDir(t, target, "authorized_keys")
 	if !strings.Contains(out, ".ssh: is a symbolic link") {

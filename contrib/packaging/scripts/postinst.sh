@@ -22,7 +22,7 @@ configure | 1 | 2) ;;
 *) exit 0 ;;
 esac
 
-if ! /usr/bin/banpush setup-account; then
+if ! banpush setup-account; then
 	echo "banpush: warning: 'banpush setup-account' did not finish (above): fix what it names, then run it again" >&2
 fi
 
