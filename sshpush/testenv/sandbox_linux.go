@@ -234,12 +234,8 @@ func buildRoot() error {
 		return err
 	}
 	for _, b := range writeThrough() {
-		target := filepath.Join(root, b)
-		if err := os.MkdirAll(target, 0o755); err != nil {
+		if err := bindSame(root, b); err != nil {
 			return err
-		}
-		if err := unix.Mount(b, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", b, err)
 		}
 	}
 	old := filepath.Join(root, ".oldroot")
@@ -296,10 +292,36 @@ func mountFresh(root string) error {
 	return os.Mkdir(filepath.Join(root, "run/sshd"), 0o755)
 }
 
+// bindSame bind-mounts path, a directory or a file of the machine, on the
+// same path under root.
+func bindSame(root, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(root, path)
+	if fi.IsDir() {
+		err = os.MkdirAll(target, 0o755)
+	} else if err = os.MkdirAll(filepath.Dir(target), 0o755); err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			err = f.Close()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(path, target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", path, err)
+	}
+	return nil
+}
+
 // writeThrough lists the directories the sandbox writes to the machine:
 // the go command's build cache (tests build banpush), and the directory of
 // a test binary that go test built (it reads the binary's test log and
-// coverage there).
+// coverage there), or else the test binary itself when the fresh /tmp
+// would hide it (go test -c -o /tmp/x.test): testscript runs it again.
 func writeThrough() []string {
 	var out []string
 	cache := os.Getenv("GOCACHE")
@@ -311,10 +333,13 @@ func writeThrough() []string {
 	if fi, err := os.Stat(cache); err == nil && fi.IsDir() && filepath.IsAbs(cache) {
 		out = append(out, cache)
 	}
-	if exe := os.Args[0]; filepath.IsAbs(exe) {
+	if exe, err := os.Executable(); err == nil {
 		dir := filepath.Dir(exe)
-		if strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "go-build") {
+		switch {
+		case strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "go-build"):
 			out = append(out, dir)
+		case underAny(exe, "/tmp", "/run", "/dev/shm"):
+			out = append(out, exe)
 		}
 	}
 	return out
