@@ -34,7 +34,8 @@ done
 # account can neither rename nor replace an append-only file, so the name
 # is the log (chattr does not follow a link anyway).
 if [ -f /var/log/banpush/received.log ] && [ ! -L /var/log/banpush/received.log ]; then
-	chattr -a /var/log/banpush/received.log 2>/dev/null || true
+	chattr -a /var/log/banpush/received.log 2>/dev/null ||
+		echo "banpush: /var/log/banpush/received.log may stay append-only: lift it with chattr -a (e2fsprogs), then remove /var/log/banpush" >&2
 fi
 rm -rf /var/spool/banpush /var/log/banpush /var/lib/banpush /etc/banpush
 if getent passwd banpush >/dev/null; then
