@@ -209,18 +209,9 @@ func buildRoot() error {
 	}
 	for i, m := range mounts {
 		target := filepath.Join(root, m.dir)
-		upper := filepath.Join(scratch, "layers", strconv.Itoa(i), "upper")
-		work := filepath.Join(scratch, "layers", strconv.Itoa(i), "work")
-		if err := os.MkdirAll(upper, 0o755); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(work, 0o755); err != nil {
-			return err
-		}
-		opts := "lowerdir=" + m.dir + ",upperdir=" + upper + ",workdir=" + work
-		if err := unix.Mount("banpush-sandbox", target, "overlay", 0, opts); err != nil {
+		if err := overlay(m.dir, target, filepath.Join(scratch, "layers", strconv.Itoa(i))); err != nil {
 			if m.dir == "/" {
-				return fmt.Errorf("overlay on /: %w", err)
+				return err
 			}
 			// A file system overlayfs cannot sit on: the tests see it
 			// as it is, read-only.
@@ -232,6 +223,13 @@ func buildRoot() error {
 	}
 	if err := mountFresh(root); err != nil {
 		return err
+	}
+	// A checkout under /tmp (a CI job's, often) would vanish under the
+	// fresh /tmp: it gets an overlay of its own.
+	if mod := moduleRoot(wd); underAny(mod, "/tmp", "/dev/shm") {
+		if err := overlay(mod, filepath.Join(root, mod), filepath.Join(scratch, "layers", "checkout")); err != nil {
+			return err
+		}
 	}
 	for _, b := range writeThrough() {
 		if err := bindSame(root, b); err != nil {
@@ -253,6 +251,35 @@ func buildRoot() error {
 	}
 	os.Remove("/.oldroot")
 	return unix.Chdir(wd)
+}
+
+// overlay mounts on target an overlay of the directory lower, whose upper
+// layer and work directory it makes in layers.
+func overlay(lower, target, layers string) error {
+	upper, work := filepath.Join(layers, "upper"), filepath.Join(layers, "work")
+	for _, d := range []string{upper, work, target} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("banpush-sandbox", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("overlay on %s: %w", lower, err)
+	}
+	return nil
+}
+
+// moduleRoot is the directory of the go.mod above dir (the checkout whose
+// tests run), or dir itself.
+func moduleRoot(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			return dir
+		}
+	}
 }
 
 // mountFresh mounts what the sandbox gets new or shares with the machine,
