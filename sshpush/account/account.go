@@ -71,10 +71,8 @@ func SetupHome(a Account, r *Report) error {
 		return fmt.Errorf("account: %w", err)
 	}
 	defer parent.Close()
-	if st, err := parent.Stat(); err != nil {
-		return fmt.Errorf("account: %w", err)
-	} else if st.Uid != 0 || st.Mode&0o022 != 0 {
-		return fmt.Errorf("account: %s: the directory that holds %s's home is not root's alone", parent.Path(), a.Name)
+	if err := rootsParent(parent, a); err != nil {
+		return err
 	}
 
 	hd, made, err := mkdirOrRootLink(parent, home, sshMode)
@@ -247,10 +245,8 @@ func openLogDir(l Log, r *Report, mk bool) (*fsutil.Dir, error) {
 		return nil, fmt.Errorf("account: %w", err)
 	}
 	defer parent.Close()
-	if st, err := parent.Stat(); err != nil {
-		return nil, fmt.Errorf("account: %w", err)
-	} else if st.Uid != 0 || st.Mode&0o022 != 0 {
-		return nil, fmt.Errorf("account: %s: the directory that holds the log's is not root's alone", parent.Path())
+	if err := rootsParent(parent, l.Account); err != nil {
+		return nil, err
 	}
 	var d *fsutil.Dir
 	made := false
@@ -290,6 +286,21 @@ func openLogDir(l Log, r *Report, mk bool) (*fsutil.Dir, error) {
 		return nil, fmt.Errorf("account: %w", err)
 	}
 	return d, nil
+}
+
+// rootsParent checks that the account cannot replace what is in the
+// directory parent (its home, the log's directory): it must be root's, and
+// neither the account's group nor everyone may write to it. (Ubuntu's
+// /var/log is writable by the group syslog: not the account's.)
+func rootsParent(parent *fsutil.Dir, a Account) error {
+	st, err := parent.Stat()
+	if err != nil {
+		return fmt.Errorf("account: %w", err)
+	}
+	if st.Uid != 0 || st.Mode&0o002 != 0 || (st.Mode&0o020 != 0 && int(st.Gid) == a.GID) {
+		return fmt.Errorf("account: %s is not root's, or %s may change it: root would work where the account can replace things", parent.Path(), a.Name)
+	}
+	return nil
 }
 
 // mkdirOrRootLink opens the directory path, whose parent is root's alone,

@@ -316,6 +316,29 @@ func TestSetupLog(t *testing.T) {
 		want(t, target, os.ModeDir|0o755, 0, 0)
 	})
 
+	t.Run("parent writable by another group", func(t *testing.T) {
+		// Ubuntu's /var/log: root:syslog 0775.
+		dir := root(t)
+		if err := os.Chown(dir, 0, 104); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		l := testLog(dir)
+		if err := SetupLog(l, &Report{}); err != nil {
+			t.Fatal(err)
+		}
+		want(t, l.Path, 0o640, nobody, adm)
+		// The same, writable by the account's group: refused.
+		if err := os.Chown(dir, 0, nobody); err != nil {
+			t.Fatal(err)
+		}
+		if err := SetupLog(l, &Report{}); err == nil {
+			t.Error("SetupLog worked in a directory the account's group may change")
+		}
+	})
+
 	t.Run("log directory is root's link", func(t *testing.T) {
 		dir := root(t)
 		l := testLog(dir)
