@@ -209,6 +209,16 @@ func ReadCounters(logPath string) (map[string]Counters, error) {
 		return nil, fmt.Errorf("receive: reading the state beside the log: %w", err)
 	}
 	defer f.Close()
+	// Root reads this (banpush status) in a directory the receiving
+	// account writes: a second name for another file, made by the
+	// account, must not have root parse that file.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("receive: reading the state beside the log: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		return nil, fmt.Errorf("receive: the state beside the log is not a regular file with one name (%d names): refusing to read it", st.Nlink)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes))
 	if err != nil {
 		return nil, fmt.Errorf("receive: reading the state beside the log: %w", err)

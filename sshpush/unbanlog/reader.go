@@ -148,6 +148,13 @@ func openAt(dfd int, dir, name string) (*segment, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("unbanlog: %s%s: not a regular file", dir, name)
 	}
+	// apply-unbans (root) reads the log in a directory the receiving
+	// account writes: a hard link the account made to a file of root's
+	// would have root parse that file.
+	if st.Nlink != 1 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("unbanlog: %s%s: has %d names (hard links); refusing to read it", dir, name, st.Nlink)
+	}
 	return &segment{f: os.NewFile(uintptr(fd), dir+name), dev: uint64(st.Dev), ino: uint64(st.Ino), size: st.Size}, nil
 }
 
