@@ -317,6 +317,7 @@ func (c *Client) run(ctx context.Context, req wire.Request, stdin []byte) (*resu
 //
 //	not banpush (exit 127, or output that is not banpush's)   not-banpush
 //	retry later (exit 75)                                     busy
+//	cannot write (exit 73)                                    receiver-cannot-write
 //	refused, too old (exit 64, 65, 78)                        rejected
 //	a signal, or any other status                             receiver-error
 func (c *Client) reply(res *result) *Error {
@@ -336,6 +337,8 @@ func (c *Client) reply(res *result) *Error {
 		return c.resultError(res, ClassReceiverError, "receiver %s", res.exit())
 	case v == wire.RetryLater:
 		return c.resultError(res, ClassBusy, "receiver busy, try again later (exit %d)", res.exitStatus)
+	case v == wire.CannotWrite:
+		return c.resultError(res, ClassCannotWrite, "the receiver cannot write its log (exit %d)", res.exitStatus)
 	case v == wire.Refused, v == wire.TooOld:
 		return c.resultError(res, ClassRejected, "receiver refused the request (exit %d)", res.exitStatus)
 	case v != wire.Answered:

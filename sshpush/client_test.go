@@ -93,6 +93,7 @@ func TestRequestFailures(t *testing.T) {
 	}{
 		{"busy", reply{stderr: "banpush: error: log busy\n", status: 75}, ClassBusy, true, 75, "log busy"},
 		{"busy behind the shell's own lines", reply{stderr: "rm: cannot remove '/root/tmp.x'\nbanpush: error: log busy\n", status: 75}, ClassBusy, true, 75, `said: "banpush: error: log busy"`},
+		{"cannot write", reply{stderr: "banpush: error: cannot write the log, nothing written: opening log: permission denied\n", status: 73}, ClassCannotWrite, false, 73, "opening log: permission denied"},
 		{"usage", reply{stderr: "banpush: error: unknown request\n", status: 64}, ClassRejected, false, 64, "unknown request"},
 		{"too large", reply{stderr: "banpush: error: batch too large\n", status: 65}, ClassRejected, false, 65, "exit 65"},
 		{"config", reply{stderr: "banpush: error: bad --log\n", status: 78}, ClassRejected, false, 78, "bad --log"},

@@ -24,21 +24,22 @@ type Class string
 // The classes. Retryable says which ones a sender retries.
 const (
 	ClassOK             Class = "ok"
-	ClassUnreachable    Class = "unreachable"         // TCP failed, or the connection closed or reset (also sshd's MaxStartups drops)
-	ClassTimeout        Class = "timeout"             // a connect, handshake or session deadline passed, or the context ended
-	ClassAuth           Class = "auth"                // the server accepted none of the keys offered
-	ClassHostKeyUnknown Class = "hostkey-unknown"     // known_hosts has no entry for the host
-	ClassHostKeyChanged Class = "hostkey-changed"     // known_hosts has entries for the host and the server's key is not one of them (or is @revoked)
-	ClassHostCertCA     Class = "hostcert-unknown-ca" // the host certificate's CA is not in an @cert-authority line for the host
-	ClassHostCertTime   Class = "hostcert-expired"    // the host certificate has expired, or is not valid yet
-	ClassHostCertHost   Class = "hostcert-wrong-host" // the host certificate does not name the host (its HostKeyAlias, or HostName)
-	ClassNotBanpush     Class = "not-banpush"         // logged in, but no banpush receiver answered (a plain shell account, exit 127)
-	ClassRejected       Class = "rejected"            // the receiver refused the request: exit 64, 65 (batch too large) or 78
-	ClassBusy           Class = "busy"                // the receiver asked to try again later: exit 75
-	ClassTooOld         Class = "receiver-too-old"    // the receiver does not know the request (exit 64 to an unban): upgrade it
-	ClassReceiverError  Class = "receiver-error"      // the receiver failed otherwise (exit 70, a signal, a malformed reply)
-	ClassConfig         Class = "config"              // the Target or a known_hosts file cannot be used
-	ClassOther          Class = "error"               // ClassOf for errors that do not come from this package
+	ClassUnreachable    Class = "unreachable"           // TCP failed, or the connection closed or reset (also sshd's MaxStartups drops)
+	ClassTimeout        Class = "timeout"               // a connect, handshake or session deadline passed, or the context ended
+	ClassAuth           Class = "auth"                  // the server accepted none of the keys offered
+	ClassHostKeyUnknown Class = "hostkey-unknown"       // known_hosts has no entry for the host
+	ClassHostKeyChanged Class = "hostkey-changed"       // known_hosts has entries for the host and the server's key is not one of them (or is @revoked)
+	ClassHostCertCA     Class = "hostcert-unknown-ca"   // the host certificate's CA is not in an @cert-authority line for the host
+	ClassHostCertTime   Class = "hostcert-expired"      // the host certificate has expired, or is not valid yet
+	ClassHostCertHost   Class = "hostcert-wrong-host"   // the host certificate does not name the host (its HostKeyAlias, or HostName)
+	ClassNotBanpush     Class = "not-banpush"           // logged in, but no banpush receiver answered (a plain shell account, exit 127)
+	ClassRejected       Class = "rejected"              // the receiver refused the request: exit 64, 65 (batch too large) or 78
+	ClassBusy           Class = "busy"                  // the receiver asked to try again later: exit 75
+	ClassCannotWrite    Class = "receiver-cannot-write" // the receiver cannot write its log or a file beside it: exit 73; a person must fix the receiving host
+	ClassTooOld         Class = "receiver-too-old"      // the receiver does not know the request (exit 64 to an unban): upgrade it
+	ClassReceiverError  Class = "receiver-error"        // the receiver failed otherwise (exit 70, a signal, a malformed reply)
+	ClassConfig         Class = "config"                // the Target or a known_hosts file cannot be used
+	ClassOther          Class = "error"                 // ClassOf for errors that do not come from this package
 )
 
 // Error is the error returned by Dial, FetchHostKey, Ping and Ban.
@@ -123,8 +124,8 @@ func Reason(err error) string {
 
 // Retryable reports whether the same request may succeed later without
 // anyone changing anything: unreachable, timeout and busy are; auth,
-// host key, not-banpush, rejected, receiver and configuration errors are
-// not. A connection closed or reset during the handshake - what sshd does
+// host key, not-banpush, rejected, cannot-write, receiver and
+// configuration errors are not. A connection closed or reset during the handshake - what sshd does
 // past MaxStartups - is ClassUnreachable, so it is retryable.
 func (e *Error) Retryable() bool {
 	switch e.Class {

@@ -14,10 +14,15 @@ const (
 	exitDoctor  = 4                // doctor: at least one check failed
 	exitRequest = wire.ExitRequest // receive: unknown or missing request (EX_USAGE)
 	exitData    = wire.ExitData    // receive: batch refused whole (too large); push: an address refused (EX_DATAERR)
-	exitTemp    = wire.ExitTemp    // receive: log busy or unwritable, nothing written, try again later (EX_TEMPFAIL)
+	exitTemp    = wire.ExitTemp    // receive: log busy, nothing written, try again later (EX_TEMPFAIL)
 	exitConfig  = wire.ExitConfig  // bad configuration: inventory file, receive arguments (EX_CONFIG)
 	exitUsage   = 80               // command-line usage error (kong's convention)
 )
+
+// exitCannotWrite (EX_CANTCREAT): receive: the log or a file beside it
+// cannot be written; nothing written, a person must fix the receiving
+// host. Part of the wire protocol like the receiver's other codes.
+const exitCannotWrite = wire.ExitCannotWrite
 
 // exitUnavailable (EX_UNAVAILABLE): sync, apply-unbans: the local
 // fail2ban does not answer, or fail2ban-client is missing; nothing was

@@ -597,19 +597,22 @@ func TestFaultsFlood(t *testing.T) {
 }
 
 // TestFaultsLogUnwritable: the receiving peer's log cannot be written
-// (its file system is full; the log file is read-only). push --wait
-// reports the peer busy and exits 3, the bans stay queued, the log has no
-// partial line, and flush delivers them once the problem is fixed.
+// (its file system is full; the log file is read-only). The receiver exits
+// 73, push --wait reports the peer receiver-cannot-write (not busy: waiting
+// does not fix it) and exits 3, the bans stay queued, the log has no
+// partial line, and flush delivers them once the problem is fixed. A
+// read-only log is found by peers check too; a full disk only by a write.
 func TestFaultsLogUnwritable(t *testing.T) {
 	testenv.Slow(t)
 	t.Parallel()
 	testenv.Need(t, testenv.Root("mounts a tmpfs and a read-only bind mount"))
 	tests := []struct {
-		name  string
-		brake func(t *testing.T, dir, log string) (fix func())
+		name      string
+		brake     func(t *testing.T, dir, log string) (fix func())
+		checkSees bool // peers check finds it without writing
 	}{
-		{"tmpfs full", fillFS},
-		{"read-only log file", readOnlyFile},
+		{"tmpfs full", fillFS, false},
+		{"read-only log file", readOnlyFile, true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -638,15 +641,19 @@ func TestFaultsLogUnwritable(t *testing.T) {
 			for _, a := range bans {
 				batch = append(batch, a+"\n"...)
 			}
-			if got := sshExit(t, p, c.key, c.knownHost, wire.Ban.String(), batch); got != exitTemp {
-				t.Errorf("receiver: exit %d, want %d", got, exitTemp)
+			if got := sshExit(t, p, c.key, c.knownHost, wire.Ban.String(), batch); got != exitCannotWrite {
+				t.Errorf("receiver: exit %d, want %d", got, exitCannotWrite)
 			}
 			out := c.run(code(exitPeers), append([]string{"push", "--wait", "--timeout", "3s", "--"}, bans...)...)
-			// The class is busy, unless the deadline cut a retry short.
-			if !regexp.MustCompile(`(?m)^peer1 +(busy .*log unavailable|timeout )`).MatchString(out) {
-				t.Errorf("push --wait report:\n%s\nwant peer1 busy (receiver exit 75, log unavailable)", out)
-			} else if !strings.Contains(out, " busy ") {
-				t.Logf("push --wait's deadline cut a retry short; it reports:\n%s", out)
+			if !regexp.MustCompile(`(?m)^peer1 +receiver-cannot-write .*cannot write the log`).MatchString(out) {
+				t.Errorf("push --wait report:\n%s\nwant peer1 receiver-cannot-write (receiver exit 73)", out)
+			}
+			wantCheck := exitOK
+			if tt.checkSees {
+				wantCheck = exitPeers
+			}
+			if r := c.check(wantCheck)[p.name]; (r.Result == "receiver-cannot-write") != tt.checkSees {
+				t.Errorf("peers check: got %q (%s); want receiver-cannot-write %v", r.Result, r.Error, tt.checkSees)
 			}
 			if q := c.queued()[p.name]; q != len(bans) {
 				t.Errorf("status: %d queued, want %d", q, len(bans))

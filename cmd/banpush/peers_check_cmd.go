@@ -61,6 +61,10 @@ Results, and what to do:
                    with 'banpush authorize ... --install'
   not-banpush      the key logs in to a plain account: its authorized_keys
                    line lacks the command="banpush receive ..." part
+  receiver-cannot-write
+                   the receiving account cannot write its log (permissions,
+                   a full disk): on the peer, 'banpush doctor' finds it and
+                   'banpush setup-account' fixes the log; bans stay queued
   rejected, busy, receiver-error
                    the receiver answered with an error: see its message
   config           the peer's settings cannot be used: fix the inventory
@@ -236,6 +240,8 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		return "the receiver refused the request: see its message; is banpush on the peer as recent as here, and are the arguments in its authorized_keys line right?"
 	case sshpush.ClassBusy:
 		return "the receiver is busy: try again in a moment"
+	case sshpush.ClassCannotWrite:
+		return fmt.Sprintf("the receiving account on %s cannot write its log (the message says which file and why): there, as root, 'banpush doctor' finds it and 'banpush setup-account' gives the account its log; the bans stay queued here until it can", p.Name)
 	case sshpush.ClassTooOld:
 		return fmt.Sprintf("upgrade banpush on %s: its receiver predates unbans; they stay queued here, and its later bans with them, until it is upgraded", p.Name)
 	case sshpush.ClassReceiverError:

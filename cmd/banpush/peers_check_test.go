@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -278,4 +280,40 @@ func TestPeersCheckTimeout(t *testing.T) {
 	if code != exitPeers || !strings.Contains(out, `"result": "timeout"`) {
 		t.Errorf("got exit %d, stdout:\n%s\nstderr:\n%s\nwant 3 and a timeout", code, out, stderr)
 	}
+}
+
+// TestPeersCheckCannotWrite: a receiver whose account cannot write its log
+// (a log of root's, mode 0644) is found by 'peers check', which says so with
+// its own class and the fix, and 'push --wait' reports the same, not
+// "busy": the bans stay queued, and go once the log is the account's again.
+func TestPeersCheckCannotWrite(t *testing.T) {
+	c := newCluster(t, 1)
+	p := c.peers[0]
+	writeFile(t, p.log, "")
+	if err := os.Chmod(p.log, 0o644); err != nil { // root's: the account may only read it
+		t.Fatal(err)
+	}
+
+	r := c.check(exitPeers)[p.name]
+	if r.Result != "receiver-cannot-write" || !strings.Contains(r.Error, "permission denied") || !strings.Contains(r.Hint, "setup-account") {
+		t.Errorf("peers check: got result %q, error %q, hint %q; want receiver-cannot-write, permission denied and the fix", r.Result, r.Error, r.Hint)
+	}
+
+	out, code, stderr := c.runCode("push", "--wait", "--timeout", "5s", "203.0.113.50")
+	if code != exitPeers || !regexp.MustCompile(`(?m)^`+p.name+` +receiver-cannot-write .*cannot write the log`).MatchString(out) {
+		t.Errorf("push --wait: exit %d, want %d and receiver-cannot-write\n%s%s", code, exitPeers, out, stderr)
+	}
+	if strings.Contains(stderr, "busy") || !strings.Contains(stderr, "setup-account") {
+		t.Errorf("push --wait hints:\n%s\nwant the fix for a log the account cannot write, not busy", stderr)
+	}
+	if q := c.queued()[p.name]; q != 1 {
+		t.Errorf("status: %d queued, want 1", q)
+	}
+
+	sshdtest.GiveAccount(t, p.log)
+	if r := c.check(exitOK)[p.name]; r.Result != "ok" {
+		t.Errorf("once the log is the account's: got %q (%s), want ok", r.Result, r.Error)
+	}
+	c.run(nil, "flush", "--timeout", "30s")
+	c.waitLogged(c.peers, []string{"203.0.113.50"}, 5*time.Second)
 }

@@ -56,6 +56,7 @@ and the exit status is 78.
 
 The request comes from SSH_ORIGINAL_COMMAND:
   %-18s answers %q
+                     once it has checked that it could write the log
   %-18s reads records from stdin, one a line:
                        IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
                      appends one log line per accepted address, fsyncs, then
@@ -99,9 +100,11 @@ At most %d receivers of one peer run at once; a stream ends after 60 s of
 silence or 10 minutes, whichever comes first.
 
 Exit status: 0 batch handled; %d unknown request; %d batch refused whole
-(over %d records or 1 MiB, or not sent within 30 s); %d log busy or
-unwritable, or too many sessions of the peer: nothing written, try again;
-%d bad arguments in authorized_keys.
+(over %d records or 1 MiB, or not sent within 30 s); %d the log or a file
+beside it cannot be written (permissions, a full disk, a link or a
+directory in its place), for a ping too: nothing written, a person must fix
+it; %d log busy, or too many sessions of the peer: nothing written, try
+again; %d bad arguments in authorized_keys.
 
 Example (as sshd would run it):
   SSH_ORIGINAL_COMMAND='%s' banpush receive --peer web1 \
@@ -110,7 +113,7 @@ Example (as sshd would run it):
 		wire.Ban, wire.OK+" accepted=N refused=M",
 		wire.Stream, wire.Unban,
 		receive.DefaultMaxSessions,
-		exitRequest, exitData, wire.MaxRecords, exitTemp, exitConfig, wire.Ban)
+		exitRequest, exitData, wire.MaxRecords, exitCannotWrite, exitTemp, exitConfig, wire.Ban)
 }
 
 // Run handles one request.
@@ -131,6 +134,11 @@ func (c *ReceiveCmd) Run(env *Env) error {
 		return errorf(exitRequest, "", "%v", err)
 	}
 	if req == wire.Ping {
+		// A ping tests what a batch would need: a receiver that cannot
+		// write its log says so now, not at the next ban.
+		if err := receive.Writable(cfg.LogPath); err != nil {
+			return receiveError(err)
+		}
 		line, err := wire.PingAnswer{Peer: cfg.Peer, Version: buildVersion()}.Marshal()
 		if err == nil {
 			_, err = env.Stdout.Write(append(line, '\n'))
@@ -199,11 +207,14 @@ func certPeer(env *Env) (string, error) {
 // receiveError maps what the receiver returned to an exit status.
 func receiveError(err error) error {
 	var temp *receive.TempError
+	var unwritable *receive.WriteError
 	switch {
 	case errors.Is(err, wire.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(exitData, "", "%v", err)
 	case errors.Is(err, receive.ErrTooManySessions):
 		return errorf(exitTemp, "", "%v (at most %d): nothing read, try again later", err, receive.DefaultMaxSessions)
+	case errors.As(err, &unwritable):
+		return errorf(exitCannotWrite, "", "%v", err)
 	case errors.As(err, &temp):
 		return errorf(exitTemp, "", "%v", err)
 	case err != nil:

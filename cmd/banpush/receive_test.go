@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -315,15 +316,27 @@ func TestReceiveAccepts(t *testing.T) {
 	}
 }
 
+// TestReceivePing: a ping answers with the peer's name once it has
+// checked that a batch could write the log, which it does not make; with a
+// log it could not write it exits 73, as a batch would.
 func TestReceivePing(t *testing.T) {
-	code, stdout, _ := runReceive(t, ptr("banpush-v1 ping"), "", nil, "--peer", "web1", "--log", "/nonexistent/log")
+	log := filepath.Join(t.TempDir(), "received.log")
+	code, stdout, _ := runReceive(t, ptr("banpush-v1 ping"), "", nil, "--peer", "web1", "--log", log)
 	if code != 0 || !strings.HasPrefix(stdout, "banpush-v1 ok peer=web1 version=") {
 		t.Errorf("exit %d stdout %q, want 0 and the ping answer", code, stdout)
 	}
+	if _, err := os.Lstat(log); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the ping made the log: %v", err)
+	}
+	code, stdout, stderr := runReceive(t, ptr("banpush-v1 ping"), "", nil, "--peer", "web1", "--log", "/nonexistent/log")
+	if code != exitCannotWrite || stdout != "" || !strings.Contains(stderr, "cannot write the log") {
+		t.Errorf("exit %d stdout %q stderr %q, want %d, nothing and why", code, stdout, stderr, exitCannotWrite)
+	}
 }
 
-// TestReceiveLogUnusable: a log that cannot be opened is exit 75 with
-// nothing written.
+// TestReceiveLogUnusable: a log that cannot be opened is exit 73 (the
+// receiver cannot write its log, and waiting does not help) with nothing
+// written.
 func TestReceiveLogUnusable(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
@@ -351,8 +364,8 @@ func TestReceiveLogUnusable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runReceive(t, ptr("banpush-v1 ban"), "", []byte("203.0.113.7\n"), "--peer", "web1", "--log", tt.log)
-			if code != 75 || stdout != "" || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d stdout %q stderr %q, want 75, nothing, %q", code, stdout, stderr, tt.want)
+			if code != exitCannotWrite || stdout != "" || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d stdout %q stderr %q, want %d, nothing, %q", code, stdout, stderr, exitCannotWrite, tt.want)
 			}
 		})
 	}

@@ -57,13 +57,16 @@ func (r *Receiver) Handle(e *Exec) Exit {
 		return Exit{Status: wire.ExitRequest}
 	}
 	if req == wire.Ping {
+		if err := receive.Writable(r.Log); err != nil {
+			return r.exit(e, err)
+		}
 		line, _ := wire.PingAnswer{Peer: r.Peer, Version: "test"}.Marshal()
 		e.Stdout.Write(append(line, '\n'))
 		return Exit{}
 	}
 	if r.Busy.Load() > 0 {
 		r.Busy.Add(-1)
-		fmt.Fprintln(e.Stderr, "banpush: error: log unavailable, nothing written: locking log: lock held by another process")
+		fmt.Fprintln(e.Stderr, "banpush: error: log busy, nothing written: locking rate-limit state: lock held by another process")
 		return Exit{Status: wire.ExitTemp}
 	}
 	cfg := receive.Config{
@@ -95,9 +98,13 @@ func (r *Receiver) Handle(e *Exec) Exit {
 // exit maps the receiver's error to its exit status as banpush receive does.
 func (r *Receiver) exit(e *Exec, err error) Exit {
 	var temp *receive.TempError
+	var unwritable *receive.WriteError
 	switch {
 	case err == nil:
 		return Exit{}
+	case errors.As(err, &unwritable):
+		fmt.Fprintf(e.Stderr, "banpush: error: %v\n", err)
+		return Exit{Status: wire.ExitCannotWrite}
 	case errors.As(err, &temp):
 		fmt.Fprintf(e.Stderr, "banpush: error: %v\n", err)
 		return Exit{Status: wire.ExitTemp}

@@ -69,8 +69,8 @@ func TestHistory(t *testing.T) {
 	}
 	cfg := testConfig(t, &now)
 	cfg.LogPath, cfg.AllowUnban = log, true
-	var temp *TempError
-	if _, err := Unban(context.Background(), cfg, strings.NewReader("203.0.113.1\n")); !errors.As(err, &temp) {
-		t.Errorf("unban with a history that is a link: %v, want a TempError", err)
+	var unwritable *WriteError
+	if _, err := Unban(context.Background(), cfg, strings.NewReader("203.0.113.1\n")); !errors.As(err, &unwritable) {
+		t.Errorf("unban with a history that is a link: %v, want a WriteError", err)
 	}
 }

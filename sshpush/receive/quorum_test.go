@@ -224,9 +224,9 @@ func TestQuorumMemoryDamaged(t *testing.T) {
 	}
 	before := logLines(t, cfg.LogPath, ReportTag)
 	_, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.20\n"))
-	var temp *TempError
-	if !errors.As(err, &temp) {
-		t.Errorf("memory a symbolic link: got %v, want a TempError", err)
+	var unwritable *WriteError
+	if !errors.As(err, &unwritable) {
+		t.Errorf("memory a symbolic link: got %v, want a WriteError", err)
 	}
 	if after := logLines(t, cfg.LogPath, ReportTag); len(after) != len(before) {
 		t.Errorf("a report was written without its memory: %q", after)

@@ -18,9 +18,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
@@ -48,12 +50,34 @@ const LogTag = "banpush: ban"
 // with a numeric zone offset.
 const TimeLayout = "2006-01-02T15:04:05-07:00"
 
-// TempError means nothing was written and the same batch may succeed later:
-// the log or its lock could not be had in time, or a write failed.
+// TempError means nothing was written and the same batch may succeed later
+// as it is: the lock that serializes the log's receivers could not be had
+// in time.
 type TempError struct{ Err error }
 
-func (e *TempError) Error() string { return "log unavailable, nothing written: " + e.Err.Error() }
+func (e *TempError) Error() string { return "log busy, nothing written: " + e.Err.Error() }
 func (e *TempError) Unwrap() error { return e.Err }
+
+// WriteError means nothing was written because the receiver cannot use its
+// log or a file beside it (LOG.state, LOG.sessions, its memories): the
+// account may not write it, the disk is full, a link or a directory stands
+// where the file should be. Unlike a TempError, waiting does not help: a
+// person must fix the receiving host, and the same batch succeeds once
+// they have.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "cannot write the log, nothing written: " + e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// fileError is what a failure on the log or a file beside it means for
+// the batch: a lock not had in time is a *TempError, anything else a
+// *WriteError.
+func fileError(err error) error {
+	if errors.Is(err, fsutil.ErrLockTimeout) {
+		return &TempError{err}
+	}
+	return &WriteError{err}
+}
 
 // Config is what the authorized_keys line says about one pushing peer.
 type Config struct {
@@ -227,13 +251,13 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	var q, before *quorumMemory
 	if cfg.Quorum > 0 {
 		if q, err = loadQuorum(cfg.LogPath, now); err != nil {
-			return Result{}, &TempError{err}
+			return Result{}, fileError(err)
 		}
 		before = q.clone()
 	}
 	unbans, err := loadUnbans(cfg.LogPath, now)
 	if err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	id := PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
@@ -279,14 +303,14 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	// the count, and it must not hold a report the log lacks.
 	if q != nil {
 		if err := q.save(); err != nil {
-			return Result{}, &TempError{err}
+			return Result{}, fileError(err)
 		}
 	}
 	if err := appendLog(cfg.LogPath, buf); err != nil {
 		if q != nil {
 			_ = before.save() // nothing was written: forget it again
 		}
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	_ = appendHistory(cfg.LogPath, events) // best effort (history.go)
 	st.charge(id, b, res)
@@ -295,13 +319,14 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 
 // lockState opens LOG.state and takes the lock that serializes every
 // receiver of the log, waiting at most LockTimeout; failing that, nothing
-// may be written (a *TempError).
+// may be written (a *TempError, or a *WriteError when the file cannot be
+// opened at all).
 func (cfg *Config) lockState(ctx context.Context) (*stateFile, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.LockTimeout)
 	defer cancel()
 	st, err := openState(ctx, cfg.LogPath+".state")
 	if err != nil {
-		return nil, &TempError{err}
+		return nil, fileError(err)
 	}
 	return st, nil
 }
@@ -431,6 +456,42 @@ func openLog(path string) (*os.File, error) {
 		return nil, errors.New("opening log: not a regular file")
 	}
 	return f, nil
+}
+
+// Writable reports, without writing anything, whether a batch could be
+// written to the log at logPath: the log and the state file beside it
+// (LOG.state, whose lock every batch takes) open for writing, or, where
+// one is missing, the directory lets the receiver make it, as a batch
+// would. It returns a *WriteError naming the first that fails. A ping
+// (wire.Ping) answers with it, so that a sender's check finds a receiver
+// that cannot write before a batch does; a full disk shows only when a
+// batch is written.
+func Writable(logPath string) error {
+	for _, f := range []struct{ path, what string }{{logPath, "log"}, {logPath + ".state", "rate-limit state"}} {
+		const flags = unix.O_WRONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK
+		fd, err := unix.Open(f.path, flags|unix.O_APPEND, 0)
+		if errors.Is(err, unix.ENOENT) {
+			if err := unix.Access(filepath.Dir(f.path), unix.W_OK|unix.X_OK); err != nil {
+				return &WriteError{fmt.Errorf("making the %s: its directory: %w", f.what, err)}
+			}
+			continue
+		}
+		switch {
+		case errors.Is(err, unix.ELOOP):
+			return &WriteError{fmt.Errorf("opening the %s: is a symbolic link", f.what)}
+		case errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENXIO):
+			return &WriteError{fmt.Errorf("opening the %s: not a regular file", f.what)}
+		case err != nil:
+			return &WriteError{fmt.Errorf("opening the %s: %w", f.what, err)}
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return &WriteError{fmt.Errorf("opening the %s: not a regular file", f.what)}
+		}
+	}
+	return nil
 }
 
 // WriteAnswer writes the refusal lines and the answer of a batch: refusals

@@ -171,6 +171,71 @@ func TestLockTimeout(t *testing.T) {
 	}
 }
 
+// TestCannotWrite: a log that cannot be written (a directory, a link, a
+// missing directory, a state file that is not a file) is a WriteError, not
+// a TempError: waiting does not fix it. Nothing is written, and Writable,
+// which a ping answers with, finds each case without writing anything.
+func TestCannotWrite(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tests := []struct {
+		name  string
+		brake func(t *testing.T, log string)
+	}{
+		{"log is a directory", func(t *testing.T, log string) { mkdir(t, log) }},
+		{"log is a link", func(t *testing.T, log string) { symlink(t, "/etc/passwd", log) }},
+		{"log's directory is missing", func(t *testing.T, log string) { os.Remove(filepath.Dir(log)) }},
+		{"state is a directory", func(t *testing.T, log string) { mkdir(t, log+".state") }},
+		{"state is a link", func(t *testing.T, log string) { symlink(t, "/etc/passwd", log+".state") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, &now)
+			if err := Writable(cfg.LogPath); err != nil {
+				t.Fatalf("Writable before: %v", err)
+			}
+			tt.brake(t, cfg.LogPath)
+			var unwritable *WriteError
+			if err := Writable(cfg.LogPath); !errors.As(err, &unwritable) {
+				t.Errorf("Writable: got %v, want a WriteError", err)
+			}
+			_, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n"))
+			if !errors.As(err, &unwritable) {
+				t.Errorf("Accept: got %v, want a WriteError", err)
+			}
+			var temp *TempError
+			if errors.As(err, &temp) {
+				t.Errorf("Accept: got a TempError too: %v", err)
+			}
+			if fi, err := os.Lstat(cfg.LogPath); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+				t.Errorf("the log has %d bytes, want none", fi.Size())
+			}
+		})
+	}
+	// A log that exists and one that does not, in a directory the
+	// receiver may write: a batch could write both.
+	cfg := testConfig(t, &now)
+	if _, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.7\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Writable(cfg.LogPath); err != nil {
+		t.Errorf("Writable with the log and its state there: %v", err)
+	}
+}
+
+func mkdir(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func symlink(t *testing.T, target, path string) {
+	t.Helper()
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestConcurrentReceivers: many receivers writing one log at once never
 // interleave or tear lines.
 func TestConcurrentReceivers(t *testing.T) {

@@ -25,7 +25,8 @@ type Session struct{ f *os.File }
 
 // AcquireSession takes one of max slots of the peer for the log at
 // logPath, or fails with ErrTooManySessions when all are taken (a
-// *TempError when the slots cannot be had at all). The slots are
+// *WriteError when the sessions file cannot be used, a *TempError when its
+// slots cannot be locked). The slots are
 // byte-range locks in LOG.sessions (0600, the receiving account's), at an
 // offset derived from the peer's identity (PeerID), so they go when a
 // receiver dies, and nobody but the receiving account can hold them.
@@ -35,18 +36,18 @@ func AcquireSession(logPath, peer string, max int) (*Session, error) {
 	}
 	fd, err := unix.Open(logPath+".sessions", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if err != nil {
-		return nil, &TempError{fmt.Errorf("opening the sessions file beside the log: %w", err)}
+		return nil, &WriteError{fmt.Errorf("opening the sessions file beside the log: %w", err)}
 	}
 	f := os.NewFile(uintptr(fd), logPath+".sessions")
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, &TempError{errors.New("opening the sessions file: not a regular file")}
+		return nil, &WriteError{errors.New("opening the sessions file: not a regular file")}
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := f.Chmod(0o600); err != nil {
 			f.Close()
-			return nil, &TempError{fmt.Errorf("sessions file readable by others: %w", err)}
+			return nil, &WriteError{fmt.Errorf("sessions file readable by others: %w", err)}
 		}
 	}
 	h := fnv.New64a()

@@ -26,7 +26,7 @@ type StreamLimits struct {
 // Serve handles a whole stream request (wire.Stream). It returns nil at the
 // end of the input or after lim.MaxBatches, ErrBatchTooLarge for a batch over
 // the limits (the stream ends: the sender falls back), a *TempError when the
-// log is unavailable, or the error reading r (a deadline, say). Whatever it
+// log is busy, a *WriteError when it cannot be written, or the error reading r (a deadline, say). Whatever it
 // returns, every batch it answered was written and synced.
 func Serve(ctx context.Context, cfg Config, r io.Reader, stdout, stderr io.Writer, lim StreamLimits) error {
 	if err := cfg.Check(); err != nil {

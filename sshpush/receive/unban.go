@@ -106,13 +106,13 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	now := cfg.Now()
 	unbans, err := loadUnbans(cfg.LogPath, now)
 	if err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	unbans.expire(now, cfg.unbanHold())
 	before := unbans.clone()
 	q, err := loadQuorum(cfg.LogPath, now)
 	if err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	addrs := make([]netip.Addr, len(ok))
 	for i, rec := range ok {
@@ -120,7 +120,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	}
 	banned, err := bannedHere(cfg.LogPath, addrs, now)
 	if err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	id := PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
@@ -147,11 +147,11 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	// Remembered before written, as a quorum report is: the window must
 	// hold from the moment the unban line can be applied.
 	if err := unbans.save(); err != nil {
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	if err := appendLog(cfg.LogPath, buf); err != nil {
 		_ = before.save()
-		return Result{}, &TempError{err}
+		return Result{}, fileError(err)
 	}
 	// Best effort: a report left behind counts for its window at most,
 	// and a history without these unbans takes the next unban of one of

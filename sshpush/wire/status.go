@@ -9,12 +9,13 @@ import (
 // The receiver's exit statuses. They follow sysexits.h, so that a sender
 // can tell "fix the request" from "try again later"; see VerdictOf.
 const (
-	ExitOK        = 0   // the request was handled; stdout holds the answer
-	ExitRequest   = 64  // EX_USAGE: unknown or missing request word
-	ExitData      = 65  // EX_DATAERR: the batch was refused whole (too large, too slow to arrive)
-	ExitTemp      = 75  // EX_TEMPFAIL: the log was busy or unwritable; nothing written
-	ExitConfig    = 78  // EX_CONFIG: the receiver's arguments (in authorized_keys) are wrong
-	ExitNoCommand = 127 // not banpush's: the account's shell found no such command
+	ExitOK          = 0   // the request was handled; stdout holds the answer
+	ExitRequest     = 64  // EX_USAGE: unknown or missing request word
+	ExitData        = 65  // EX_DATAERR: the batch was refused whole (too large, too slow to arrive)
+	ExitCannotWrite = 73  // EX_CANTCREAT: the receiver cannot write its log or a file beside it; nothing written
+	ExitTemp        = 75  // EX_TEMPFAIL: the log was busy; nothing written
+	ExitConfig      = 78  // EX_CONFIG: the receiver's arguments (in authorized_keys) are wrong
+	ExitNoCommand   = 127 // not banpush's: the account's shell found no such command
 )
 
 // Verdict is what a receiver's exit status means for the sender.
@@ -22,19 +23,20 @@ type Verdict int
 
 // The verdicts.
 const (
-	Answered   Verdict = iota // exit 0: read the answer on stdout
-	RetryLater                // the same request may succeed later unchanged: keep the records queued
-	Refused                   // the receiver refused the request; only a person can fix it
-	TooOld                    // the receiver does not know this request: it predates it
-	NotBanpush                // no banpush receiver answered
-	Failed                    // the receiver failed in a way it does not describe
+	Answered    Verdict = iota // exit 0: read the answer on stdout
+	RetryLater                 // the same request may succeed later unchanged: keep the records queued
+	Refused                    // the receiver refused the request; only a person can fix it
+	TooOld                     // the receiver does not know this request: it predates it
+	NotBanpush                 // no banpush receiver answered
+	Failed                     // the receiver failed in a way it does not describe
+	CannotWrite                // the receiver cannot write its log: keep the records queued; only a person on the receiving host can fix it
 )
 
 var verdictNames = [...]string{Answered: "answered", RetryLater: "retry later", Refused: "refused",
-	TooOld: "receiver too old", NotBanpush: "not banpush", Failed: "failed"}
+	TooOld: "receiver too old", NotBanpush: "not banpush", Failed: "failed", CannotWrite: "cannot write"}
 
 func (v Verdict) String() string {
-	if v < Answered || v > Failed {
+	if v < Answered || v > CannotWrite {
 		return "verdict " + strconv.Itoa(int(v))
 	}
 	return verdictNames[v]
@@ -43,10 +45,17 @@ func (v Verdict) String() string {
 // VerdictOf says what a receiver's exit status means. Exit 64 answers a
 // request word the receiver does not know: from a banpush receiver, one
 // older than the request (it is never sent for a request it knows).
+//
+// Exit 73 is newer than the other statuses: receivers before it exited 75
+// when they could not write their log, and a sender before it reads 73 as
+// Failed, which keeps the records queued too. A receiver answers a ping
+// with it as well, so that a check finds the log it cannot write.
 func VerdictOf(status int) Verdict {
 	switch status {
 	case ExitOK:
 		return Answered
+	case ExitCannotWrite:
+		return CannotWrite
 	case ExitTemp:
 		return RetryLater
 	case ExitData, ExitConfig:

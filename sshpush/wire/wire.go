@@ -18,7 +18,9 @@
 // addresses; a receiver refuses each of them unless the pushing key is
 // authorized for unbans, and one older than the request exits 64 (TooOld).
 // The receiver's exit status says what to do with a request that got no
-// answer (see Status and Outcome).
+// answer (see VerdictOf). A receiver that cannot write its log answers
+// every request with exit 73 and no answer line, a ping included: a check
+// finds it before a batch does.
 //
 // What it trusts: nothing it parses. ParseRequest accepts only the exact
 // request words; the batch readers are bounded by MaxRecords and

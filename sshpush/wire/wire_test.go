@@ -143,7 +143,7 @@ func TestVerdictOf(t *testing.T) {
 		status int
 		want   Verdict
 	}{
-		{0, Answered}, {64, TooOld}, {65, Refused}, {75, RetryLater}, {78, Refused},
+		{0, Answered}, {64, TooOld}, {65, Refused}, {73, CannotWrite}, {75, RetryLater}, {78, Refused},
 		{127, NotBanpush}, {1, Failed}, {70, Failed}, {255, Failed},
 	}
 	for _, tt := range tests {
