@@ -117,6 +117,9 @@ func (c *StatusCmd) report(env *Env, g *Globals) (statusReport, error) {
 		return statusReport{}, err
 	}
 	s, err := spool.Open(g.Spool, spool.Options{})
+	if notRoot(err) {
+		return statusReport{}, withHint(err, exitFailure, notRootHint)
+	}
 	if err != nil {
 		return statusReport{}, withHint(err, exitFailure, "check --spool (BANPUSH_SPOOL)")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -25,10 +26,23 @@ func loadInventory(g *Globals) (*inventory.Inventory, error) {
 		return nil, errorf(exitConfig, "add a peer with 'banpush peers add NAME --host HOST', or point --inventory (BANPUSH_INVENTORY) at the peers file",
 			"inventory %s does not exist", g.Inventory)
 	}
+	if notRoot(err) {
+		return nil, withHint(err, exitConfig, notRootHint)
+	}
 	if err != nil {
 		return nil, withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
 	}
 	return inv, nil
+}
+
+// notRootHint is the hint for a file of root's that another account cannot
+// read: the inventory (0600), the spool, the pushing key.
+const notRootHint = "run it as root (sudo): the inventory, the spool and the pushing key are root's alone"
+
+// notRoot reports whether err is a permission denied that running as root
+// would not meet.
+func notRoot(err error) bool {
+	return errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0
 }
 
 // localAccount describes the account banpush runs as, from os/user: under
