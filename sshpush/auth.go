@@ -24,6 +24,7 @@ type identities struct {
 	signers []ssh.Signer
 	notes   []string
 	skipped []string
+	certs   []string // the files of the certificates among signers, in order
 	agent   net.Conn
 }
 
@@ -163,12 +164,12 @@ func (l *idLoader) addIdentityFile(path string) {
 		return
 	}
 	if c := readCert(path+"-cert.pub", l.peer, l.warn); c != nil {
-		addCert(c, signer, path+"-cert.pub", l.peer, l.warn, l.add)
+		l.addCert(c, signer, path+"-cert.pub", path+"-cert.pub")
 	}
 	for i, c := range l.certs {
 		if sameKey(c.Key, signer.PublicKey()) {
 			l.certUsed[i] = true
-			addCert(c, signer, l.certPaths[i], l.peer, l.warn, l.add)
+			l.addCert(c, signer, l.certPaths[i], l.certPaths[i])
 		}
 	}
 	l.add(signer, note)
@@ -182,20 +183,37 @@ func (l *idLoader) addAgentCerts() {
 			continue
 		}
 		if s := l.agentKey(c.Key); s != nil {
-			addCert(c, s, l.certPaths[i]+" (agent)", l.peer, l.warn, l.add)
+			l.addCert(c, s, l.certPaths[i], l.certPaths[i]+" (agent)")
 			continue
 		}
 		l.warn(fmt.Sprintf("peer %s: certificate %s: no key for it: skipped", l.peer, l.certPaths[i]))
 	}
 }
 
-func addCert(c *ssh.Certificate, s ssh.Signer, path, peer string, warn func(string), add func(ssh.Signer, string)) {
+// addCert offers the certificate c, from the file path, with the key of
+// s; note names it in messages.
+func (l *idLoader) addCert(c *ssh.Certificate, s ssh.Signer, path, note string) {
 	cs, err := ssh.NewCertSigner(c, s)
 	if err != nil {
-		warn(fmt.Sprintf("peer %s: certificate %s: %v: skipped", peer, path, err))
+		l.warn(fmt.Sprintf("peer %s: certificate %s: %v: skipped", l.peer, note, err))
 		return
 	}
-	add(cs, path)
+	n := len(l.ids.signers)
+	l.add(cs, note)
+	if len(l.ids.signers) > n { // not offered already
+		l.ids.certs = append(l.ids.certs, path)
+	}
+}
+
+// OfferedCertificates lists the files of the user certificates that Dial
+// offers a server for t, in the order it offers them: each IdentityFiles
+// entry's PATH-cert.pub and the CertificateFiles whose key is at hand (in
+// a file, or in the agent). It reads what Dial reads, and warns about what
+// Dial would warn about; it contacts no server.
+func OfferedCertificates(ctx context.Context, t Target, warn func(string)) []string {
+	ids := loadIdentities(ctx, t, warn)
+	defer ids.close()
+	return ids.certs
 }
 
 // readIdentity reads one IdentityFiles entry. A missing file is not an

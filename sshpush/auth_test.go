@@ -188,3 +188,39 @@ func writeCert(t *testing.T, path string, c *ssh.Certificate) {
 	t.Helper()
 	writeFile(t, path, string(ssh.MarshalAuthorizedKey(c)))
 }
+
+// TestOfferedCertificates: the certificates Dial offers, as files, in its
+// order: the one beside a key file, a CertificateFile whose key is at hand;
+// not one whose key is missing, nor a key's own file.
+func TestOfferedCertificates(t *testing.T) {
+	dir := t.TempDir()
+	userCA := newEd25519(t)
+	plain, _, _ := keyFile(t, dir, "plain", "")
+	certified, certifiedSigner, _ := keyFile(t, dir, "certified", "")
+	writeCert(t, certified+"-cert.pub", signCert(t, userCA, certifiedSigner.PublicKey(), ssh.UserCert, "banpush"))
+	other, otherSigner, _ := keyFile(t, dir, "other", "")
+	elsewhere := filepath.Join(dir, "elsewhere-cert.pub")
+	writeCert(t, elsewhere, signCert(t, userCA, otherSigner.PublicKey(), ssh.UserCert, "banpush"))
+	orphan := filepath.Join(dir, "orphan-cert.pub")
+	writeCert(t, orphan, signCert(t, userCA, newEd25519(t).PublicKey(), ssh.UserCert, "banpush"))
+
+	tests := []struct {
+		name         string
+		files, certs []string
+		want         []string
+	}{
+		{"no certificate", []string{plain}, nil, nil},
+		{"beside the key", []string{plain, certified}, nil, []string{certified + "-cert.pub"}},
+		{"CertificateFile", []string{other, certified}, []string{elsewhere, orphan}, []string{elsewhere, certified + "-cert.pub"}},
+		{"missing key", []string{filepath.Join(dir, "missing")}, []string{elsewhere}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w warnings
+			got := OfferedCertificates(t.Context(), Target{Name: "p", IdentityFiles: tt.files, CertificateFiles: tt.certs}, w.warn)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q (warnings %q)", got, tt.want, w.get())
+			}
+		})
+	}
+}

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/banpush/banpush/inventory"
+	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/spool"
 )
 
@@ -69,6 +72,9 @@ func (c *PeersListCmd) Help() string {
 identity files and known_hosts files, after the inventory, ~/.ssh/config,
 /etc/ssh/ssh_config and OpenSSH's defaults. When no IdentityFile is configured,
 OpenSSH's default list is shown (missing files are skipped when connecting).
+The certificates are those the sender offers: the KEY-cert.pub beside each
+identity file, and each CertificateFile whose key it has (a CERTIFICATES
+column appears when a peer has one).
 
     banpush peers list
     banpush peers list --json | jq -r '.[].name'
@@ -123,13 +129,16 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 				IdentityFiles: []string{}, CertificateFiles: []string{}, UserKnownHostsFiles: []string{}, GlobalKnownHostsFiles: []string{}})
 			continue
 		}
+		// What the sender offers: a KEY-cert.pub beside an identity file
+		// counts as much as a CertificateFile.
+		certs := sshpush.OfferedCertificates(context.Background(), r.target(s), func(w string) { r.Warnings = append(r.Warnings, w) })
 		out = append(out, peerJSON{
 			Name:                  s.Name,
 			HostName:              s.HostName,
 			Port:                  s.Port,
 			User:                  s.User,
 			IdentityFiles:         nonNil(s.IdentityFiles),
-			CertificateFiles:      nonNil(s.CertificateFiles),
+			CertificateFiles:      nonNil(certs),
 			IdentitiesOnly:        s.IdentitiesOnly,
 			UserKnownHostsFiles:   nonNil(s.UserKnownHostsFiles),
 			GlobalKnownHostsFiles: nonNil(s.GlobalKnownHostsFiles),
@@ -170,7 +179,13 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 		printNote(env.Stderr, "no peers in %s", g.Inventory)
 	} else {
 		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tHOSTNAME\tPORT\tUSER\tIDENTITY FILES\tKNOWN_HOSTS FILES")
+		// The certificates' column appears in a fleet that has them.
+		certs := slices.ContainsFunc(out, func(p peerJSON) bool { return len(p.CertificateFiles) > 0 })
+		header := "NAME\tHOSTNAME\tPORT\tUSER\tIDENTITY FILES"
+		if certs {
+			header += "\tCERTIFICATES"
+		}
+		fmt.Fprintln(tw, header+"\tKNOWN_HOSTS FILES")
 		for _, p := range out {
 			if p.Error != "" {
 				// Not a row of dashes: say that the error below is this peer's.
@@ -183,6 +198,13 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 			}
 			if p.defaultKnown {
 				known = "(ssh defaults)"
+			}
+			if certs {
+				c := strings.Join(p.CertificateFiles, ",")
+				if c == "" {
+					c = "-"
+				}
+				ids += "\t" + c
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.HostName, p.Port, p.User, ids, known)
 		}
