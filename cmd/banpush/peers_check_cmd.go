@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -48,7 +49,9 @@ Results, and what to do:
   timeout          no answer within --timeout: a firewall dropping packets,
                    or a peer too slow (try a longer --timeout)
   hostkey-unknown  known_hosts has no key for the host: compare its
-                   fingerprint, then run 'banpush peers trust NAME'
+                   fingerprint, then run 'banpush peers trust NAME'; in a
+                   certificate fleet, sign the host's key with the fleet's
+                   host CA instead
   hostkey-changed  the host presents a different key than known_hosts: make
                    sure the host was really reinstalled (it may be an attack),
                    remove the stale line named in the report, then trust again
@@ -58,7 +61,9 @@ Results, and what to do:
                    not name the host (its HostKeyAlias, else HostName):
                    re-sign the host key, or fix known_hosts
   auth             the peer accepted none of the keys: install the key there
-                   with 'banpush authorize ... --install'
+                   with 'banpush authorize ... --install'; in a certificate
+                   fleet (a KEY-cert.pub beside the key, or CertificateFile),
+                   sign the key again with the fleet's user CA
   not-banpush      the key logs in to a plain account: its authorized_keys
                    line lacks the command="banpush receive ..." part
   receiver-cannot-write
@@ -181,6 +186,40 @@ func (c *PeersCheckCmd) check(p deliver.Peer, g *Globals) checkReport {
 	return rep
 }
 
+// usesCertificates reports whether the peer is reached the way a
+// certificate fleet is: with a CertificateFile, or a KEY-cert.pub beside an
+// identity file. Its hints then give the fleet's fix (sign again with the
+// fleet's CA, setup-host.sh) instead of the per-key one (authorize,
+// peers trust).
+func usesCertificates(t sshpush.Target) bool {
+	if len(t.CertificateFiles) > 0 {
+		return true
+	}
+	for _, id := range t.IdentityFiles {
+		if _, err := os.Stat(id + "-cert.pub"); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// home is the peer's receiving account's home, for a hint: ~USER.
+func home(t sshpush.Target) string {
+	if t.User == "" {
+		return "~USER"
+	}
+	return "~" + t.User
+}
+
+// knownHostsFile is the first known_hosts file the peer's host key is
+// looked up in, for a hint.
+func knownHostsFile(t sshpush.Target) string {
+	if len(t.KnownHostsFiles) > 0 {
+		return t.KnownHostsFiles[0]
+	}
+	return "known_hosts"
+}
+
 // certHostName is the principal a peer's host certificate must carry: its
 // HostKeyAlias, or else its HostName.
 func certHostName(t sshpush.Target) string {
@@ -201,6 +240,10 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 	case sshpush.ClassTimeout:
 		return fmt.Sprintf("%s did not answer within %s: a firewall may drop the packets, or the host is down or overloaded; check HostName and Port, or give it longer with --timeout", addr, timeout)
 	case sshpush.ClassHostKeyUnknown:
+		if usesCertificates(t) {
+			return fmt.Sprintf("%s presents a host key without a certificate, and %s trusts no such key: on the CA machine, sign a copy of its /etc/ssh/ssh_host_ed25519_key.pub with the fleet's host CA (ssh-keygen -s host_ca -h -I %s -n %s -V +52w ssh_host_ed25519_key.pub) and install it there with 'setup-host.sh --certs', which reloads sshd (README, Fleet setup); %s must hold the fleet's '@cert-authority * HOST_CA_KEY' line, which contrib/fleet/setup-host.sh installs",
+				p.Name, knownHostsFile(t), p.Name, certHostName(t), knownHostsFile(t))
+		}
 		return fmt.Sprintf("run 'banpush peers trust %s': it shows the key's fingerprint, to compare with the peer's own ('ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' there), before adding it", p.Name)
 	case sshpush.ClassHostKeyChanged:
 		var e *sshpush.Error
@@ -213,6 +256,9 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 				k := st.Stale[0]
 				where = fmt.Sprintf("the stale line %d from %s ('ssh-keygen -R %s -f %s')", k.Line, k.Filename, shellQuote(knownHostsName(t)), shellQuote(k.Filename))
 			}
+		}
+		if usesCertificates(t) {
+			return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s, and sign its new host key with the fleet's host CA and install it there with 'setup-host.sh --certs' (README, Fleet setup) rather than trusting the key itself", where)
 		}
 		return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s and run 'banpush peers trust %s'", where, p.Name)
 	case sshpush.ClassHostCertCA:
@@ -228,12 +274,16 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		if len(t.IdentityFiles) > 0 {
 			pub = t.IdentityFiles[0] + ".pub"
 		}
-		home := "~" + t.User
-		if t.User == "" {
-			home = "~USER"
+		if usesCertificates(t) {
+			cert := strings.TrimSuffix(pub, ".pub") + "-cert.pub"
+			if len(t.CertificateFiles) > 0 {
+				cert = t.CertificateFiles[0]
+			}
+			return fmt.Sprintf("%s accepted neither this host's key nor its certificate: 'ssh-keygen -Lf %s' shows whether the certificate is valid now and names the principal banpush; if not, sign %s again on the CA machine with the fleet's user CA (ssh-keygen -s user_ca -I %s -n banpush -V +52w %s) and install the certificate here with 'setup-host.sh --certs' (README, Fleet setup). If it is, %s's authorized_keys lacks the fleet's cert-authority line, or its KRL revokes this key: run contrib/fleet/setup-host.sh there again",
+				p.Name, cert, filepath.Base(pub), thisHostName(), filepath.Base(pub), home(t)+" on "+p.Name)
 		}
-		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --from ADDRESS_OF_THIS_HOST --install %s/.ssh/authorized_keys %s' (with a copy of %s); in a fleet with a user CA, check that %s-cert.pub is signed for principal banpush and still valid ('ssh-keygen -Lf %s-cert.pub'), and not revoked",
-			t.User, thisHostName(), home, filepath.Base(pub), pub, strings.TrimSuffix(pub, ".pub"), strings.TrimSuffix(pub, ".pub"))
+		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --from ADDRESS_OF_THIS_HOST --install %s/.ssh/authorized_keys %s' (with a copy of %s); in a certificate fleet, install this host's certificate as %s-cert.pub instead ('setup-host.sh --certs', README, Fleet setup)",
+			t.User, thisHostName(), home(t), filepath.Base(pub), pub, strings.TrimSuffix(pub, ".pub"))
 	case sshpush.ClassNotBanpush:
 		return fmt.Sprintf("the key logs in to a plain account on %s: its authorized_keys line lacks the forced command; replace it with the line 'banpush authorize' prints there", t.HostName)
 	case sshpush.ClassRejected:

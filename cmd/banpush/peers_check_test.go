@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/deliver"
 	"github.com/banpush/banpush/sshpush/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
@@ -316,4 +318,58 @@ func TestPeersCheckCannotWrite(t *testing.T) {
 	}
 	c.run(nil, "flush", "--timeout", "30s")
 	c.waitLogged(c.peers, []string{"203.0.113.50"}, 5*time.Second)
+}
+
+// TestCheckHintCertificateFleet: where the peer is reached with a
+// certificate (a KEY-cert.pub beside the key, or a CertificateFile), the
+// hints for auth, hostkey-unknown and hostkey-changed give the certificate
+// fleet's fix (sign again with the fleet's CA, setup-host.sh), not the
+// per-key one (authorize --peer, peers trust); without one, the per-key
+// fix.
+func TestCheckHintCertificateFleet(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id_ed25519")
+	writeFile(t, key, "")
+	writeFile(t, key+"-cert.pub", "")
+	plain := filepath.Join(dir, "plain")
+	writeFile(t, plain, "")
+	g := &Globals{Inventory: "/etc/banpush/peers"}
+	target := func(files, certs []string) sshpush.Target {
+		return sshpush.Target{Name: "h1", HostName: "h1.example.com", User: "banpush", IdentityFiles: files, CertificateFiles: certs,
+			KnownHostsFiles: []string{"/etc/banpush/known_hosts"}}
+	}
+	tests := []struct {
+		name      string
+		target    sshpush.Target
+		class     sshpush.Class
+		want, not []string
+	}{
+		{"auth, certificate beside the key", target([]string{key}, nil), sshpush.ClassAuth,
+			[]string{"ssh-keygen -Lf " + key + "-cert.pub", "user CA", "setup-host.sh --certs", "cert-authority line"}, []string{"authorize --peer", "--from"}},
+		{"auth, CertificateFile", target([]string{plain}, []string{"/etc/banpush/fleet-cert.pub"}), sshpush.ClassAuth,
+			[]string{"ssh-keygen -Lf /etc/banpush/fleet-cert.pub", "user CA"}, []string{"authorize --peer"}},
+		{"auth, per key", target([]string{plain}, nil), sshpush.ClassAuth,
+			[]string{"banpush authorize --peer", "--from"}, []string{"ssh-keygen -Lf"}},
+		{"hostkey-unknown, certificate", target([]string{key}, nil), sshpush.ClassHostKeyUnknown,
+			[]string{"host CA", "ssh-keygen -s host_ca -h -I h1 -n h1.example.com", "@cert-authority", "/etc/banpush/known_hosts", "setup-host.sh"}, []string{"peers trust"}},
+		{"hostkey-unknown, per key", target([]string{plain}, nil), sshpush.ClassHostKeyUnknown,
+			[]string{"banpush peers trust h1"}, []string{"host CA"}},
+		{"hostkey-changed, certificate", target([]string{key}, nil), sshpush.ClassHostKeyChanged,
+			[]string{"host CA", "setup-host.sh --certs"}, []string{"peers trust"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hint := checkHint(tt.class, deliver.Peer{Name: "h1", Target: tt.target}, errors.New("x"), 10*time.Second, g)
+			for _, w := range tt.want {
+				if !strings.Contains(hint, w) {
+					t.Errorf("hint %q lacks %q", hint, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(hint, n) {
+					t.Errorf("hint %q has %q", hint, n)
+				}
+			}
+		})
+	}
 }
