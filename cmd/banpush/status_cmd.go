@@ -8,7 +8,8 @@ import (
 	"io"
 	"os"
 	"slices"
-	"text/tabwriter"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
@@ -32,8 +33,10 @@ func (c *StatusCmd) Help() string {
 are queued for it and how old the oldest is, when a batch last succeeded, the
 last failure (its class and message), and how many bans it delivered, refused
 and dropped (expired before delivery). It also says whether a sender is
-running. It contacts no peer: 'banpush peers check' does. The table cuts long
-failure messages; --json has them whole.
+running. It contacts no peer: 'banpush peers check' does. The table fits 100
+columns: the counts that are zero for every peer are left out, and the last
+failure comes last, its message cut to fit; --json has every field, and the
+messages whole.
 
 --prometheus prints the same as metrics (banpush_peer_queued,
 banpush_peer_oldest_queued_age_seconds,
@@ -182,9 +185,17 @@ func (c *StatusCmd) writeMetrics(env *Env, w io.Writer, rep *statusReport) error
 	return writeMetrics(w, append(ms, receiverMetrics(logs)...))
 }
 
-// maxDetail is how much of a failure message the table shows.
-const maxDetail = 60
+// tableWidth is the width the status table fits in: the failure message,
+// its last column, is cut to fit; --json has it whole.
+const tableWidth = 100
 
+// minDetail is the least of a failure the table shows, however wide the
+// columns before it (long peer names).
+const minDetail = 24
+
+// printStatus prints the table: the counts that are zero for every peer
+// are left out (refused, dropped, unbanned, cancelled), times are short,
+// and the last failure comes last, cut to fit tableWidth.
 func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 	running := "not running"
 	if rep.SenderRunning {
@@ -194,47 +205,118 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 	for _, sp := range rep.Self {
 		fmt.Fprintf(w, "self %s (%s): nothing is sent to it\n", sp.Name, sp.Reason)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	// The unban columns appear once this host has sent unbans.
-	unbans := slices.ContainsFunc(rep.Peers, func(p statusPeer) bool { return p.Unbanned > 0 || p.Cancelled > 0 })
-	header := "PEER\tQUEUED\tOLDEST\tLAST SUCCESS\tLAST FAILURE\tDELIVERED\tREFUSED\tDROPPED"
-	if unbans {
-		header += "\tUNBANNED\tCANCELLED"
+	type column struct {
+		head     string
+		cell     func(p statusPeer) string
+		optional bool // left out when zero for every peer
+		zero     func(p statusPeer) bool
 	}
-	fmt.Fprintln(tw, header)
-	for _, p := range rep.Peers {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d", p.Peer, p.Queued, age(p.OldestAgeSeconds, p.Queued),
-			ago(now, p.LastSuccess), failure(now, p), p.Delivered, p.Refused, p.Dropped)
-		if unbans {
-			fmt.Fprintf(tw, "\t%d\t%d", p.Unbanned, p.Cancelled)
+	count := func(head string, n func(p statusPeer) int64) column {
+		return column{head: head, cell: func(p statusPeer) string { return strconv.FormatInt(n(p), 10) },
+			optional: true, zero: func(p statusPeer) bool { return n(p) == 0 }}
+	}
+	all := []column{
+		{head: "PEER", cell: func(p statusPeer) string { return p.Peer }},
+		{head: "QUEUED", cell: func(p statusPeer) string { return strconv.Itoa(p.Queued) }},
+		{head: "OLDEST", cell: func(p statusPeer) string { return age(p.OldestAgeSeconds, p.Queued) }},
+		{head: "LAST OK", cell: func(p statusPeer) string { return ago(now, p.LastSuccess) }},
+		{head: "DELIVERED", cell: func(p statusPeer) string { return strconv.FormatInt(p.Delivered, 10) }},
+		count("REFUSED", func(p statusPeer) int64 { return p.Refused }),
+		count("DROPPED", func(p statusPeer) int64 { return p.Dropped }),
+		count("UNBANNED", func(p statusPeer) int64 { return p.Unbanned }),
+		count("CANCELLED", func(p statusPeer) int64 { return p.Cancelled }),
+	}
+	var cols []column
+	for _, c := range all {
+		if !c.optional || slices.ContainsFunc(rep.Peers, func(p statusPeer) bool { return !c.zero(p) }) {
+			cols = append(cols, c)
 		}
-		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	rows := [][]string{make([]string, len(cols))}
+	for i, c := range cols {
+		rows[0][i] = c.head
+	}
+	for _, p := range rep.Peers {
+		row := make([]string, len(cols))
+		for i, c := range cols {
+			row[i] = c.cell(p)
+		}
+		rows = append(rows, row)
+	}
+	widths := make([]int, len(cols))
+	for _, row := range rows {
+		for i, cell := range row {
+			widths[i] = max(widths[i], len(cell))
+		}
+	}
+	before := 0 // the width of the columns before the failure's
+	for _, wd := range widths {
+		before += wd + 2
+	}
+	room := max(tableWidth-before, minDetail)
+	for r, row := range rows {
+		var b strings.Builder
+		for i, cell := range row {
+			b.WriteString(cell)
+			b.WriteString(strings.Repeat(" ", widths[i]-len(cell)+2))
+		}
+		last := "LAST FAILURE"
+		if r > 0 {
+			last = failure(now, rep.Peers[r-1], room)
+		}
+		b.WriteString(last)
+		if _, err := fmt.Fprintln(w, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func age(sec float64, n int) string {
 	if n == 0 {
 		return "-"
 	}
-	return (time.Duration(sec) * time.Second).String()
+	return short(time.Duration(sec) * time.Second)
 }
 
 func ago(now time.Time, t *time.Time) string {
 	if t == nil {
 		return "never"
 	}
-	return now.Sub(*t).Round(time.Second).String() + " ago"
+	return short(now.Sub(*t)) + " ago"
 }
 
-func failure(now time.Time, p statusPeer) string {
+// short writes a duration in its two largest units, rounded down: 42s,
+// 5m3s, 2h7m, 3d4h.
+func short(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Second)
+	units := []struct {
+		n    time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}}
+	i := 0
+	for i < len(units)-1 && d < units[i].n {
+		i++
+	}
+	s := strconv.FormatInt(int64(d/units[i].n), 10) + units[i].name
+	if i+1 < len(units) {
+		if r := d % units[i].n / units[i+1].n; r > 0 {
+			s += strconv.FormatInt(int64(r), 10) + units[i+1].name
+		}
+	}
+	return s
+}
+
+// failure is a peer's last failure in at most n bytes: its class, when,
+// and its message (cut), or whether it has recovered since.
+func failure(now time.Time, p statusPeer, n int) string {
 	if p.LastFailure == nil {
 		return "-"
 	}
 	if p.LastSuccess != nil && p.LastSuccess.After(*p.LastFailure) {
-		return p.LastFailureClass + " (" + ago(now, p.LastFailure) + ", since recovered)"
+		return cut(p.LastFailureClass+" "+ago(now, p.LastFailure)+", since recovered", n)
 	}
-	return p.LastFailureClass + " " + ago(now, p.LastFailure) + ": " + cut(p.LastFailureMessage, maxDetail)
+	return cut(p.LastFailureClass+" "+ago(now, p.LastFailure)+": "+p.LastFailureMessage, n)
 }
 
 // cut shortens s to n bytes, marking the cut.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -201,6 +202,53 @@ func TestStatusCutsLongFailures(t *testing.T) {
 	out, _, _ = runStatus(t, now, append(args, "status", "--json")...)
 	if !strings.Contains(out, "a very long reason END") {
 		t.Errorf("--json cut the message:\n%s", out)
+	}
+}
+
+// TestStatusFits100: the table fits 100 columns, with a long failure
+// message and every count in use; the counts that are zero for every peer
+// are left out, and --json keeps every field.
+func TestStatusFits100(t *testing.T) {
+	args, now, _ := statusFixture(t)
+	out, stderr, code := runStatus(t, now, append(args, "status")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Logf("status:\n%s", out)
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if len(l) > 100 {
+			t.Errorf("a line of %d columns, want at most 100: %q", len(l), l)
+		}
+	}
+	header := regexp.MustCompile(`(?m)^PEER +QUEUED +OLDEST +LAST OK +DELIVERED +REFUSED +DROPPED +LAST FAILURE$`)
+	if !header.MatchString(out) {
+		t.Errorf("no header with the counts in use (refused, dropped) and none of the others (unbanned, cancelled):\n%s", out)
+	}
+	for _, want := range []string{`(?m)^web1 +0 +- +1m ago +40 +2 +1 +-$`, `(?m)^web2 +2 +20m +1h ago +7 +0 +0 +unreachable 10s ago: cannot connect .*\.\.\.$`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("no line matching %s:\n%s", want, out)
+		}
+	}
+	out, _, _ = runStatus(t, now, append(args, "status", "--json")...)
+	for _, key := range []string{`"refused": 2`, `"dropped": 1`, `"unbanned": 0`, `"cancelled": 0`, `"last_failure_message"`} {
+		if !strings.Contains(out, key) {
+			t.Errorf("--json lacks %s:\n%s", key, out)
+		}
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {-time.Second, "0s"}, {42*time.Second + 600*time.Millisecond, "42s"}, {5*time.Minute + 3*time.Second, "5m3s"},
+		{time.Hour, "1h"}, {2*time.Hour + 7*time.Minute + 59*time.Second, "2h7m"}, {76 * time.Hour, "3d4h"}, {48 * time.Hour, "2d"},
+	}
+	for _, tt := range tests {
+		if got := short(tt.d); got != tt.want {
+			t.Errorf("short(%v) = %q, want %q", tt.d, got, tt.want)
+		}
 	}
 }
 
