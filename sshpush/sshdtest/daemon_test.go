@@ -285,7 +285,10 @@ func TestDescendants(t *testing.T) {
 func TestStopProcs(t *testing.T) {
 	marker := "sshdtest-stopprocs-" + strconv.Itoa(os.Getpid())
 	start := func() *exec.Cmd {
-		cmd := exec.Command("sh", "-c", "sleep 60; : "+marker)
+		// One process, named by the marker: a shell running sleep would
+		// fork a second one that bears the marker until it execs.
+		cmd := exec.Command("sleep", "60")
+		cmd.Args[0] = marker
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
