@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 type UnbanCmd struct {
 	DeliveryFlags
 	Jail         string        `help:"Unban here in this jail only (default: every jail)." placeholder:"NAME"`
-	AllowPrivate bool          `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses, as push --allow-private does."`
+	AllowPrivate bool          `help:"Accept private (RFC 1918, RFC 4193) and CGNAT addresses. Without it they are accepted where push accepts them: when a banpush action of the running fail2ban gives push --allow-private."`
 	Wait         bool          `help:"Deliver the unbans now, in the foreground, and report per peer (exit 3 if any peer failed, 65 if any refused an unban)."`
 	Timeout      time.Duration `help:"With --wait: how long to keep trying." default:"30s"`
 	JSON         bool          `name:"json" help:"With --wait: print the report as JSON."`
@@ -34,6 +35,12 @@ For each address it:
   2. cancels the bans of it still queued for peers: they are not delivered;
   3. queues an unban for every peer (but this host), delivered like bans: in
      order after the bans queued before it, retried, at least once.
+
+Addresses are checked as push checks them: a private (or CGNAT) address is
+taken only with --allow-private, or when a banpush action of the running
+fail2ban gives push --allow-private (banpush[pushargs="--allow-private"] in
+the jail), which unban reads there as push gets it; otherwise it is refused
+(exit 65) with a hint.
 
 A peer applies an unban only if its authorized_keys line for this host's key
 has --allow-unban ('banpush authorize --allow-unban'); it writes it to its
@@ -60,9 +67,13 @@ func (c *UnbanCmd) Run(env *Env, g *Globals) error {
 	}
 	var items []spool.Item
 	now := env.Now()
-	addrs, refused := checkAddrs(env, c.IPs, c.AllowPrivate)
+	allowPrivate, hint := c.allowPrivate(env, g)
+	addrs, refused := checkAddrs(env, c.IPs, allowPrivate)
 	for _, a := range addrs {
 		items = append(items, spool.Item{Kind: spool.Unban, Record: record.Record{Addr: a, Jail: c.Jail, Time: now.Unix()}})
+	}
+	if refused > 0 && hint != "" {
+		printHint(env.Stderr, hint)
 	}
 	if len(items) == 0 {
 		return silentExit(exitData)
@@ -98,6 +109,39 @@ func (c *UnbanCmd) Run(env *Env, g *Globals) error {
 		return silentExit(exitData)
 	}
 	return nil
+}
+
+// allowPrivate says whether unban takes private addresses, as push does:
+// with --allow-private, or when a push action of the running fail2ban
+// gives push --allow-private (push learns it from those arguments). The
+// running fail2ban is asked only for an address that is refused for being
+// private alone. hint is what to say if such an address is refused.
+func (c *UnbanCmd) allowPrivate(env *Env, g *Globals) (allow bool, hint string) {
+	if c.AllowPrivate || !slices.ContainsFunc(c.IPs, privateOnly) {
+		return c.AllowPrivate, ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+	defer cancel()
+	p, err := runningPushPolicy(ctx, &f2b.Client{Socket: g.Fail2banSocket})
+	switch {
+	case err != nil:
+		return false, "whether push takes private addresses is not known here: the running fail2ban could not be asked for its banpush action (" +
+			oneLine(err.Error()) + "); if the fleet allows them, give --allow-private"
+	case p.AllowPrivate:
+		printNote(env.Stderr, "private addresses taken, as push takes them: the banpush action of jail %s gives it --allow-private", p.Jail)
+		return true, ""
+	case p.Actions == 0:
+		return false, "no running jail has the banpush action, whose arguments say whether push takes private addresses; if the fleet allows them, give --allow-private"
+	}
+	return false, "push refuses private addresses too: no banpush action of the running jails gives it --allow-private (banpush[pushargs=\"--allow-private\"] in the jail, where the fleet allows them; the peers' lines need it too); to unban one all the same, give --allow-private"
+}
+
+// privateOnly reports whether arg is an address refused for being private
+// (or CGNAT) alone.
+func privateOnly(arg string) bool {
+	a, err := record.ParseAddr(arg)
+	strict, private := record.Policy{}, record.Policy{AllowPrivate: true}
+	return err == nil && strict.Check(a) != nil && private.Check(a) == nil
 }
 
 // unbanHere lifts the bans in the local fail2ban and says what it did. A

@@ -131,6 +131,46 @@ func (c *Client) PushingJails(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// PushAction is a banpush push action of a running jail (Action.Pushes):
+// the jail, and the action's name and actionban command as the server has
+// it, the action's arguments in place (<pushargs> of contrib's action).
+type PushAction struct {
+	Jail string
+	Action
+}
+
+// PushActions lists the push actions of the running jails, in the order
+// of the jails and of their actions. An action whose actionban cannot be
+// read (not a command action) is passed over; a server that does not
+// answer is an error.
+func (c *Client) PushActions(ctx context.Context) ([]PushAction, error) {
+	jails, err := c.Jails(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []PushAction
+	for _, j := range jails {
+		acts, err := c.Actions(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range acts {
+			ban, err := c.ActionBan(ctx, j, a)
+			var fe *Error
+			switch {
+			case errors.As(err, &fe) || errors.Is(err, ErrNoJail):
+				continue // no actionban: not banpush's
+			case err != nil:
+				return nil, err
+			}
+			if act := (Action{Name: a, Ban: strings.TrimSpace(ban)}); act.Pushes() {
+				out = append(out, PushAction{Jail: j, Action: act})
+			}
+		}
+	}
+	return out, nil
+}
+
 // banTimeLayout is how fail2ban writes times in a ban list (MyTime.time2str).
 const banTimeLayout = "2006-01-02 15:04:05"
 

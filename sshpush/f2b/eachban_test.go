@@ -63,3 +63,39 @@ func TestEachBan(t *testing.T) {
 		t.Error("a bad jail name reached fail2ban-client")
 	}
 }
+
+// TestPushActions: the push actions of the running jails, with their
+// actionban as the server has it (the action's arguments in place): the
+// one named banpush, and another whose actionban runs 'banpush push'; not
+// a firewall action, nor one whose actionban cannot be read.
+func TestPushActions(t *testing.T) {
+	c := fakeClient(t, `case "$*" in
+status) printf 'Status\n|- Number of jail:\t2\n`+"`"+`- Jail list:\tsshd, recidive\n' ;;
+"get sshd actions") printf 'The jail sshd has the following actions:\niptables, banpush\n' ;;
+"get recidive actions") printf 'The jail recidive has the following actions:\npy, share\n' ;;
+"get sshd action iptables actionban") echo '<iptables> -I f2b-<name> 1 -s <ip> -j <blocktype>' ;;
+"get sshd action banpush actionban") echo '/usr/local/bin/banpush push --allow-private --jail "sshd" -- "<ip>"' ;;
+"get recidive action py actionban") echo "ERROR  NOK: ('actionban',)" >&2; exit 255 ;;
+"get recidive action share actionban") echo '/usr/bin/banpush push --jail "recidive" -- "<ip>"' ;;
+*) echo "unexpected: $*" >&2; exit 1 ;;
+esac`)
+	got, err := c.PushActions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PushAction{
+		{Jail: "sshd", Action: Action{Name: "banpush", Ban: `/usr/local/bin/banpush push --allow-private --jail "sshd" -- "<ip>"`}},
+		{Jail: "recidive", Action: Action{Name: "share", Ban: `/usr/bin/banpush push --jail "recidive" -- "<ip>"`}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("action %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if _, err := fakeClient(t, `echo "ERROR  Failed to access socket path: /x. Is fail2ban running?" >&2; exit 255`).PushActions(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("no server: got %v, want ErrNotRunning", err)
+	}
+}
