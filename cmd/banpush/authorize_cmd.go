@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ type AuthorizeCmd struct {
 	Binary        string   `help:"Absolute path of banpush on this host (default: this executable)." placeholder:"PATH"`
 	Install       string   `help:"Write the line into the banpush block of this authorized_keys file instead of printing it." placeholder:"FILE"`
 	DropOtherCAs  bool     `name:"drop-other-cas" help:"With --cert-authority and --install: remove from the banpush block the lines of every other user CA (the old CA, at the end of a rotation), in the same rewrite of the file."`
+	DryRun        bool     `name:"dry-run" help:"With --install: read the file and check everything --install would, say what it would change, and write nothing."`
 	KeyFile       string   `arg:"" optional:"" help:"The pushing peer's public key file (one key, e.g. id_ed25519.pub); not with --cert-authority." placeholder:"PUBKEY_FILE"`
 }
 
@@ -123,7 +125,7 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	if c.CertAuthority != "" {
 		whose = "the user CA " + strings.TrimPrefix(mark, "banpush-ca=")
 	}
-	return installLine(env, c.Install, mark, whose, line, c.DropOtherCAs)
+	return installLine(env, c.Install, mark, whose, line, c.DropOtherCAs, c.DryRun)
 }
 
 // form checks that the flags say one kind of line: one peer's key, or a
@@ -136,6 +138,8 @@ func (c *AuthorizeCmd) form() error {
 		return errorf(exitUsage, "a cert-authority line trusts the CA, not one key: leave out "+c.KeyFile, "give either a key file or --cert-authority, not both")
 	case c.CertAuthority != "" && c.Peer != "":
 		return errorf(exitUsage, "with --cert-authority each peer is named after its certificate's key ID (ssh-keygen -I NAME): leave out --peer", "--peer and --cert-authority do not go together")
+	case c.DryRun && c.Install == "":
+		return errorf(exitUsage, "give the file: --install FILE --dry-run (without --install, authorize only prints the line)", "--dry-run goes with --install")
 	case c.DropOtherCAs && (c.CertAuthority == "" || c.Install == ""):
 		return errorf(exitUsage, "give the CA to keep and the file: --cert-authority CA.pub --install FILE --drop-other-cas", "--drop-other-cas goes with --cert-authority and --install")
 	case c.CertAuthority == "" && len(c.Principal) > 0:
@@ -169,27 +173,36 @@ func argError(err error) error {
 // authkeys.EditFile (no link of the account's is followed, nothing is
 // done by path). For a user CA's line, it names the other user CAs the
 // file still trusts, or with dropOthers removes their lines in the same
-// rewrite.
-func installLine(env *Env, path, mark, whose, line string, dropOthers bool) error {
+// rewrite. With dryRun it reads the file the same way, says what it would
+// change, and writes nothing.
+func installLine(env *Env, path, mark, whose, line string, dropOthers, dryRun bool) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	var replaced bool
+	var replaced, unchanged bool
 	var dropped, others []string
-	err = authkeys.EditFile(abs, func(old []byte) ([]byte, error) {
+	edit := func(old []byte) ([]byte, error) {
 		replaced = strings.Contains(string(old), " "+mark+"\n")
 		data, err := authkeys.Install(old, mark, line)
-		if err != nil || !strings.HasPrefix(mark, "banpush-ca=") {
-			return data, err
+		if err == nil && strings.HasPrefix(mark, "banpush-ca=") {
+			if dropOthers {
+				data, dropped, err = authkeys.DropOtherCAs(data, mark)
+			} else {
+				others = authkeys.OtherCAs(data, mark)
+			}
 		}
-		if dropOthers {
-			data, dropped, err = authkeys.DropOtherCAs(data, mark)
-			return data, err
+		unchanged = err == nil && bytes.Equal(old, data)
+		return data, err
+	}
+	if dryRun {
+		var old []byte
+		if old, err = authkeys.ReadFile(abs); err == nil {
+			_, err = edit(old)
 		}
-		others = authkeys.OtherCAs(data, mark)
-		return data, nil
-	})
+	} else {
+		err = authkeys.EditFile(abs, edit)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return errorf(exitFailure, "create it first, owned by the receiving account: banpush setup-account (or install -m 600 -o banpush -g banpush /dev/null "+path+")",
@@ -199,19 +212,31 @@ func installLine(env *Env, path, mark, whose, line string, dropOthers bool) erro
 	case err != nil:
 		return withHint(err, exitFailure, "give the real path of the file, a plain file of the receiving account; banpush follows no link that another account could change")
 	}
-	verb := "added"
-	if replaced {
-		verb = "replaced"
+	verb, drop := "added", "removed"
+	switch {
+	case unchanged && dryRun:
+		fmt.Fprintf(env.Stderr, "banpush: the line for %s in %s is already as given: --install would change nothing\n", whose, path)
+	case unchanged:
+		fmt.Fprintf(env.Stderr, "banpush: the line for %s in %s is already as given: nothing changed\n", whose, path)
+	default:
+		switch {
+		case dryRun && replaced:
+			verb, drop = "would replace", "would remove"
+		case dryRun:
+			verb, drop = "would add", "would remove"
+		case replaced:
+			verb = "replaced"
+		}
+		fmt.Fprintf(env.Stderr, "banpush: %s the line for %s in %s\n", verb, whose, path)
 	}
-	fmt.Fprintf(env.Stderr, "banpush: %s the line for %s in %s\n", verb, whose, path)
 	keep := strings.TrimPrefix(mark, "banpush-ca=")
 	for _, m := range dropped {
-		printNote(env.Stderr, "removed the line of the user CA %s from %s: keys it signed no longer push here", strings.TrimPrefix(m, "banpush-ca="), path)
+		printNote(env.Stderr, "%s the line of the user CA %s from %s: keys it signed no longer push here", drop, strings.TrimPrefix(m, "banpush-ca="), path)
 	}
 	for _, m := range others {
 		printWarning(env.Stderr, "%s still trusts the user CA %s besides %s: every key it signed can push here", path, strings.TrimPrefix(m, "banpush-ca="), keep)
 	}
-	if len(others) > 0 {
+	if len(others) > 0 && !dryRun {
 		printHint(env.Stderr, "once every host has a user certificate from "+keep+", run this again with --drop-other-cas on every host (contrib/fleet/setup-host.sh --drop-other-cas), or delete the lines ending in those banpush-ca= marks between \"# BEGIN banpush\" and \"# END banpush\" in "+path)
 	}
 	return nil
