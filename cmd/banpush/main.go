@@ -125,6 +125,9 @@ type CLI struct {
 	Send      SendCmd      `cmd:"" hidden:"" help:"The background sender that push starts."`
 	Version   VersionCmd   `cmd:"" help:"Print banpush's version."`
 
+	Completion CompletionCmd `cmd:"" help:"Print a completion script for bash, zsh or fish."`
+	Man        ManCmd        `cmd:"" hidden:"" help:"Print the manual page, banpush(1), in the man(7) macros."`
+
 	ApplyUnbans  ApplyUnbansCmd  `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
 	SetupAccount SetupAccountCmd `cmd:"" name:"setup-account" help:"Make and mend, as root, the receiving account's ~/.ssh and its append-only received log."`
 }

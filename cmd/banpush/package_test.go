@@ -159,8 +159,14 @@ func packageWants(t *testing.T, unitDir string, deb bool) []string {
 		"/usr/share/doc/banpush/copyright",
 		"/usr/share/doc/banpush/examples/authorized_keys.example",
 	}
+	// banpush(1) and the completions, which build.sh has the binary print.
+	want = append(want, "/usr/share/man/man1/banpush.1.gz", "/usr/share/bash-completion/completions/banpush",
+		"/usr/share/fish/vendor_completions.d/banpush.fish")
 	if deb {
-		want = append(want, "/usr/share/doc/banpush/changelog.Debian.gz", "/usr/share/lintian/overrides/banpush")
+		want = append(want, "/usr/share/doc/banpush/changelog.Debian.gz", "/usr/share/lintian/overrides/banpush",
+			"/usr/share/zsh/vendor-completions/_banpush")
+	} else {
+		want = append(want, "/usr/share/zsh/site-functions/_banpush")
 	}
 	for _, g := range []struct{ glob, dir string }{
 		{"contrib/fail2ban/filter.d/*.conf", "/etc/fail2ban/filter.d/"},
@@ -212,7 +218,6 @@ func checkContents(t *testing.T, what string, got []string, want []string) {
 var lintianWarnings = map[string]string{
 	"initial-upload-closes-no-bugs":     "the changelog's one entry closes no Debian bug (an ITP): the package is built from the Go module, not uploaded to Debian",
 	"maintainer-script-calls-systemctl": "prerm stops the timers on removal with systemctl: the scripts are shared with the .rpm, which has no deb-systemd-invoke",
-	"no-manual-page":                    "banpush has no man page; 'banpush --help' and each command's --help are its manual",
 }
 
 // TestPackages builds the .deb and .rpm with contrib/packaging/build.sh,
@@ -410,6 +415,22 @@ func TestPackages(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+
+	t.Run("manual and completion", func(t *testing.T) {
+		// man finds the page by name and renders it without a warning;
+		// bash, as bash-completion loads the file, completes with it.
+		if _, err := exec.LookPath("man"); err == nil {
+			out, err := exec.Command("man", "--warnings", "-P", "cat", "banpush").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "banpush push") || strings.Contains(string(out), "warning") {
+				t.Errorf("man --warnings banpush: %v\n%.2000s", err, out)
+			}
+		}
+		prog := `source /usr/share/bash-completion/completions/banpush
+COMP_WORDS=(banpush pe); COMP_CWORD=1; _banpush; echo "${COMPREPLY[*]}"`
+		if out, err := exec.Command("bash", "-c", prog).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "peers" {
+			t.Errorf("bash completion of 'banpush pe': %v %q, want peers", err, out)
+		}
+	})
 
 	t.Run("fail2ban", func(t *testing.T) {
 		// fail2ban-client -t on a copy of /etc/fail2ban as installed, with

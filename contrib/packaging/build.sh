@@ -145,6 +145,18 @@ cat >"$stage/changelog.yaml" <<CHANGELOG
     - note: "Built from commit ${commit:0:12}${commit#${commit%.dirty}}."
 CHANGELOG
 
+# The manual page and the completions, from the command line's own model:
+# a build for this machine prints them (the packages' binaries may be for
+# another architecture), the same for every package.
+mkdir -p "$stage/man" "$stage/completion"
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-X main.version=$version" -o "$stage/banpush-doc" ./cmd/banpush
+SOURCE_DATE_EPOCH=$(git show -s --format=%ct HEAD 2>/dev/null || date +%s) \
+	"$stage/banpush-doc" man | gzip -9n >"$stage/man/banpush.1.gz"
+for shell in bash zsh fish; do
+	"$stage/banpush-doc" completion "$shell" >"$stage/completion/$shell"
+done
+rm "$stage/banpush-doc"
+
 for arch in $arches; do
 	echo "== banpush $version for $arch"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
