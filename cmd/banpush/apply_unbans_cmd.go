@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/unbanlog"
 )
@@ -26,14 +29,16 @@ var receivingJails = []string{"banpush", "banpush-quorum"}
 
 // ApplyUnbansCmd applies the unbans the receiver wrote to its log.
 type ApplyUnbansCmd struct {
-	Log          string        `help:"The received log that 'banpush receive' writes; LOG.1, its last rotation, is read too." default:"/var/log/banpush/received.log" type:"path" placeholder:"PATH"`
-	Jail         []string      `help:"Lift the bans in this jail; repeat for more (default: banpush, and banpush-quorum if fail2ban runs it)." placeholder:"NAME"`
-	State        string        `help:"The cursor: where the last run stopped. Its directory must be root's alone (made 0700 if missing)." default:"/var/lib/banpush-apply-unbans/cursor" type:"path" placeholder:"PATH"`
-	AllowPrivate bool          `help:"Apply unbans of private (RFC 1918, RFC 4193) and CGNAT addresses too."`
-	MaxAge       time.Duration `help:"Pass over unban lines written longer ago than this: an old unban could lift a newer ban (0: no bound)." default:"1h" placeholder:"DURATION"`
-	Follow       bool          `help:"Keep running, reading the log again every --interval, until SIGTERM or SIGINT (for hosts without systemd)."`
-	Interval     time.Duration `help:"With --follow, how often to read the log." default:"1s" placeholder:"DURATION"`
-	JSON         bool          `name:"json" help:"Print what was applied as JSON (with --follow, one object a line for each run that read something)."`
+	Log            string        `help:"The received log that 'banpush receive' writes; LOG.1, its last rotation, is read too." default:"/var/log/banpush/received.log" type:"path" placeholder:"PATH"`
+	Jail           []string      `help:"Lift the bans in this jail; repeat for more (default: banpush, and banpush-quorum if fail2ban runs it)." placeholder:"NAME"`
+	State          string        `help:"The cursor: where the last run stopped. Its directory must be root's alone (made 0700 if missing)." default:"/var/lib/banpush-apply-unbans/cursor" type:"path" placeholder:"PATH"`
+	AllowPrivate   bool          `help:"Apply unbans of private (RFC 1918, RFC 4193) and CGNAT addresses from any peer. Without it, a peer's are applied where its receiver line in the account's authorized_keys has --allow-private, as the receiver took them."`
+	Account        string        `help:"The receiving account, whose authorized_keys lines say which peers' unbans of private addresses to apply." default:"banpush" placeholder:"NAME"`
+	AuthorizedKeys string        `name:"authorized-keys" help:"The receiving account's authorized_keys (default: ~ACCOUNT/.ssh/authorized_keys)." type:"path" placeholder:"FILE"`
+	MaxAge         time.Duration `help:"Pass over unban lines written longer ago than this: an old unban could lift a newer ban (0: no bound)." default:"1h" placeholder:"DURATION"`
+	Follow         bool          `help:"Keep running, reading the log again every --interval, until SIGTERM or SIGINT (for hosts without systemd)."`
+	Interval       time.Duration `help:"With --follow, how often to read the log." default:"1s" placeholder:"DURATION"`
+	JSON           bool          `name:"json" help:"Print what was applied as JSON (with --follow, one object a line for each run that read something)."`
 }
 
 // Help explains what apply-unbans applies, and from where.
@@ -46,9 +51,15 @@ apply-unbans, run as root, reads the lines written since its cursor and runs
 
 Only unban lines of the exact shape the receiver writes are read; an address
 is applied only if it is a plain, canonical IP address that this host would
-accept a ban of (private addresses with --allow-private), and lines written
-longer ago than --max-age are passed over. Nothing else from the log reaches
-fail2ban. A ban is lifted only if it started before the unban line was
+accept a ban of, and lines written longer ago than --max-age are passed
+over. Nothing else from the log reaches fail2ban. A private (or CGNAT)
+address is applied with the policy the receiver had: where the line of its
+peer in the account's authorized_keys (read as root reads the account's
+files: through descriptors, never through a link) writes this log with
+--allow-unban and --allow-private, or with --allow-private here. One that
+neither takes is not passed over for good: it is held beside the cursor
+(STATE.held) and tried again at every run until a setting takes it or it
+is older than --max-age. A ban is lifted only if it started before the unban line was
 written ('get JAIL banip --with-time'): a ban made since, a fresh detection
 after the unban window, is not the one taken back and stays. Applying the
 same line twice is harmless.
@@ -93,11 +104,26 @@ func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 	client := &f2b.Client{Socket: g.Fail2banSocket}
 	cfg := unbanlog.Config{Log: log, State: state, Policy: record.Policy{AllowPrivate: c.AllowPrivate}, MaxAge: c.MaxAge, Now: env.Now}
 
+	var lastKeysErr string
 	once := func(ctx context.Context) (unbanlog.Report, error) {
 		// fail2ban is asked for its jails only when there is an unban to
-		// apply: the path unit runs at every write to the log.
+		// apply: the path unit runs at every write to the log. The
+		// receiver lines are read only for an address --allow-private
+		// would take, again at every run.
 		run := cfg
 		run.JailsFunc = func(ctx context.Context) ([]string, error) { return c.jails(ctx, client) }
+		run.Receivers = func() []unbanlog.Receiver {
+			recv, err := c.receivers(log)
+			if err != nil && err.Error() != lastKeysErr {
+				printWarning(env.Stderr, "%v: unbans of private addresses are held until its lines can be read", err)
+			}
+			if err != nil {
+				lastKeysErr = err.Error()
+			} else {
+				lastKeysErr = ""
+			}
+			return recv
+		}
 		return unbanlog.Apply(ctx, run, client)
 	}
 	if !c.Follow {
@@ -149,6 +175,47 @@ func (c *ApplyUnbansCmd) jails(ctx context.Context, client *f2b.Client) ([]strin
 		return nil, errorf(exitConfig, "install contrib/fail2ban/jail.d/banpush.conf and reload fail2ban (README, Setup step 4), or name the jails with --jail", "the running fail2ban has no receiving jail (banpush or banpush-quorum)")
 	}
 	return jails, nil
+}
+
+// receivers reads the receiving account's authorized_keys for the
+// receiver lines that write log and let peers unban: whose unbans, and
+// with which policy. Root reads the file through descriptors, as it reads
+// everything of the account's (authkeys.ReadFile), and parses it as
+// 'banpush receive' would: nothing in it is trusted beyond what a line
+// could make the receiver accept anyway.
+func (c *ApplyUnbansCmd) receivers(log string) ([]unbanlog.Receiver, error) {
+	path := c.AuthorizedKeys
+	if path == "" {
+		u, err := user.Lookup(c.Account)
+		if err != nil {
+			return nil, fmt.Errorf("the receiving account %s: %w", c.Account, err)
+		}
+		path = filepath.Join(u.HomeDir, ".ssh", "authorized_keys")
+	}
+	keys, err := authkeys.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return unbanReceivers(keys, log), nil
+}
+
+// unbanReceivers are the receiver lines of authorized_keys (keys) that
+// write the log at log with --allow-unban, as apply-unbans weighs them.
+func unbanReceivers(keys []byte, log string) []unbanlog.Receiver {
+	lines, _ := receiveLines(keys)
+	log = filepath.Clean(log)
+	var out []unbanlog.Receiver
+	for _, a := range lines {
+		if filepath.Clean(a.Log) != log || !a.AllowUnban {
+			continue
+		}
+		_, cfg, err := a.check(time.Now)
+		if err != nil {
+			continue
+		}
+		out = append(out, unbanlog.Receiver{Peer: receive.PeerID(a.Peer), AnyPeer: a.PeerFromCert, Policy: cfg.Policy})
+	}
+	return out
 }
 
 // applyError gives Apply's errors their exit code and hint.
@@ -210,7 +277,23 @@ func (c *ApplyUnbansCmd) print(env *Env, rep unbanlog.Report, always bool) error
 	if n := rep.Calls - len(rep.Applied); n > 0 {
 		fmt.Fprintf(env.Stdout, "... and %d more\n", n)
 	}
-	_, err := fmt.Fprintf(env.Stdout, "%d unban lines: %d bans lifted; passed over: %d malformed, %d older than --max-age, %d refused addresses, %d repeated; %d not banned, %d banned again since\n",
-		rep.Unbans, rep.Lifted, sk.Bad, sk.Old, sk.Refused, sk.Duplicate, sk.NotBanned, sk.Newer)
+	held := ""
+	if rep.Held > 0 || sk.Held > 0 {
+		held = fmt.Sprintf("; %d held for this host's settings (%d new)", rep.Held, sk.Held)
+	}
+	_, err := fmt.Fprintf(env.Stdout, "%d unban lines: %d bans lifted; passed over: %d malformed, %d older than --max-age, %d refused addresses, %d repeated; %d not banned, %d banned again since%s\n",
+		rep.Unbans, rep.Lifted, sk.Bad, sk.Old, sk.Refused, sk.Duplicate, sk.NotBanned, sk.Newer, held)
+	if err == nil && sk.Held > 0 {
+		printWarning(env.Stderr, "%d unbans of private addresses held: neither --allow-private here nor the receiver line of their peer takes them", sk.Held)
+		printHint(env.Stderr, "give the peers' lines in "+c.keysName()+" --allow-private where the fleet allows private addresses ('banpush authorize ... --allow-private --allow-unban --install', or setup-host.sh --allow-private); the held unbans are applied at the next run, within --max-age")
+	}
 	return err
+}
+
+// keysName names the account's authorized_keys in a message.
+func (c *ApplyUnbansCmd) keysName() string {
+	if c.AuthorizedKeys != "" {
+		return c.AuthorizedKeys
+	}
+	return "~" + c.Account + "/.ssh/authorized_keys"
 }

@@ -21,11 +21,29 @@ const maxHoldLines = 10000
 // line, or has a 'receive' line whose arguments cannot be read (its
 // window is not known).
 func unbanHold(keys []byte, log string) time.Duration {
-	if len(keys) > authkeys.MaxFileSize {
-		keys = keys[:authkeys.MaxFileSize]
+	lines, unknown := receiveLines(keys)
+	if unknown {
+		return 0
 	}
 	log = filepath.Clean(log)
 	var hold time.Duration
+	for _, a := range lines {
+		if filepath.Clean(a.Log) == log {
+			hold = max(hold, a.UnbanWindow)
+		}
+	}
+	return hold
+}
+
+// receiveLines reads the 'banpush receive' lines of authorized_keys
+// (keys), at most maxHoldLines of them: the arguments of each, as 'banpush
+// receive' reads them. unknown is set when a line's forced command cannot
+// be read (its words, or the arguments of a receive line): what it runs
+// is not known, and it may be a receiver.
+func receiveLines(keys []byte) (lines []ReceiveArgs, unknown bool) {
+	if len(keys) > authkeys.MaxFileSize {
+		keys = keys[:authkeys.MaxFileSize]
+	}
 	rest := keys
 	for i := 0; i < maxHoldLines && len(rest) > 0; i++ {
 		_, _, opts, next, err := ssh.ParseAuthorizedKey(rest)
@@ -39,20 +57,20 @@ func unbanHold(keys []byte, log string) time.Duration {
 		}
 		argv, err := doctor.SplitCommand(cmd)
 		if err != nil {
-			return 0 // what it runs is not known: it may be a receiver
+			unknown = true
+			continue
 		}
 		if len(argv) < 2 || argv[1] != "receive" {
 			continue
 		}
 		args, ok := receiveArgs(argv[1:])
 		if !ok {
-			return 0
+			unknown = true
+			continue
 		}
-		if filepath.Clean(args.Log) == log {
-			hold = max(hold, args.UnbanWindow)
-		}
+		lines = append(lines, args)
 	}
-	return hold
+	return lines, unknown
 }
 
 // commandOption is the value of an authorized_keys command="..." option,

@@ -107,3 +107,34 @@ func TestReceiveUnbanHold(t *testing.T) {
 		}
 	}
 }
+
+// TestUnbanReceiversFromKeys: apply-unbans weighs a private address with the
+// policy of the receiver lines that write its log with --allow-unban: each
+// line's peer (as the receiver names it: lower case, up to the first dot)
+// or any peer for a cert-authority line, its --allow-private and --ignore.
+// Lines of another log, lines without --allow-unban and lines whose
+// arguments do not parse grant nothing.
+func TestUnbanReceiversFromKeys(t *testing.T) {
+	const log = "/var/log/banpush/received.log"
+	keys := keyLine(t, "/usr/bin/banpush receive --peer Web1.example --log "+log+" --allow-unban --allow-private --ignore 10.0.0.0/24") +
+		keyLine(t, "/usr/bin/banpush receive --peer db --log /var/log/banpush/./received.log --allow-unban") +
+		keyLine(t, "/usr/bin/banpush receive --peer-from-cert --log "+log+" --allow-unban --allow-private") +
+		keyLine(t, "/usr/bin/banpush receive --peer web3 --log /var/log/other.log --allow-unban --allow-private") +
+		keyLine(t, "/usr/bin/banpush receive --peer web4 --log "+log+" --allow-private") +
+		keyLine(t, "/usr/bin/banpush receive --peer web5 --log "+log+" --allow-unban --allow-private --unban-window soon") +
+		keyLine(t, "/usr/local/bin/backup --now")
+	got := unbanReceivers([]byte(keys), log)
+	if len(got) != 3 {
+		t.Fatalf("got %d receivers, want web1's, db's and the cert-authority line's: %+v", len(got), got)
+	}
+	web1, db, ca := got[0], got[1], got[2]
+	if web1.Peer != "web1" || web1.AnyPeer || !web1.Policy.AllowPrivate || len(web1.Policy.Ignore) != 1 {
+		t.Errorf("web1's line: got %+v", web1)
+	}
+	if db.Peer != "db" || db.Policy.AllowPrivate {
+		t.Errorf("db's line: got %+v", db)
+	}
+	if !ca.AnyPeer || !ca.Policy.AllowPrivate {
+		t.Errorf("the cert-authority line: got %+v", ca)
+	}
+}

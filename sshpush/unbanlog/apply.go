@@ -8,11 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/sys/unix"
 )
@@ -59,12 +61,33 @@ type Config struct {
 	// apply asks fail2ban nothing (the path unit runs at every write to
 	// the log, ban lines included). Its errors are returned as they are.
 	JailsFunc func(context.Context) ([]string, error)
-	Policy    record.Policy // which addresses may be unbanned at all
+	// Policy says which addresses may be unbanned, whatever peer's: the
+	// private ones only with AllowPrivate (apply-unbans --allow-private).
+	Policy record.Policy
+	// Receivers, when set, gives the receiver lines of the log that let
+	// peers unban (see Receiver): an unban whose address Policy refuses is
+	// applied if the policy of a line of its peer takes it, as the
+	// receiver did when it wrote it. It is called at most once a run, at
+	// the first unban Policy refuses.
+	Receivers func() []Receiver
 	// MaxAge: lines whose timestamp is further than this from now are
 	// passed over (an unban issued long ago could lift a newer ban of
 	// the same address). Zero or less: no bound.
 	MaxAge time.Duration
 	Now    func() time.Time
+
+	receivers []Receiver // what Receivers gave
+}
+
+// Receiver is what one receiver line of the log (an authorized_keys
+// line of the receiving account, whose forced command writes the log and
+// has --allow-unban) says of the unbans it lets through: whose (Peer, a
+// receive.PeerID, or any peer's with AnyPeer: a cert-authority line) and
+// which addresses (Policy: --allow-private, --ignore).
+type Receiver struct {
+	Peer    string
+	AnyPeer bool
+	Policy  record.Policy
 }
 
 // Applied is one unban applied.
@@ -85,6 +108,7 @@ type Report struct {
 	Lifted  int       `json:"lifted"`  // of them, bans that were lifted
 	Skipped Skipped   `json:"skipped"`
 	Other   int       `json:"other"` // lines of other kinds (ban, report, quorum)
+	Held    int       `json:"held"`  // unbans held for this host's settings after the run, to be tried again (see Held)
 }
 
 // Skipped counts lines passed over, by reason.
@@ -93,15 +117,18 @@ type Skipped struct {
 	Old       int `json:"old"`        // timestamp beyond MaxAge
 	NotBanned int `json:"not_banned"` // (address, jail) pairs with no ban to lift
 	Newer     int `json:"newer"`      // (address, jail) pairs banned again after the unban: that ban stays
-	Refused   int `json:"refused"`    // address refused by the policy
+	Refused   int `json:"refused"`    // address that no setting lets through (loopback, reserved, ...), or past MaxHeld
 	Duplicate int `json:"duplicate"`  // address already applied in this run
+	Held      int `json:"held"`       // private address this host's settings refuse: held, and tried again (see Held)
 }
 
 // Apply reads the unban lines written since the cursor and lifts each
 // address's ban in every jail of cfg.Jails, then moves the cursor past
 // them. The cursor moves only past lines whose unbans succeeded: on an
 // error (fail2ban not running, say), it is saved before the line that
-// failed, and the error returned with the report so far.
+// failed, and the error returned with the report so far. The unbans held
+// for this host's settings (see Held) are tried first; those the settings
+// still refuse, and the new ones, are held again.
 //
 // Lines are read in batches of at most maxPending unbans to apply; for
 // each batch, every jail's ban list is read once (Unbanner.EachBan), as
@@ -131,9 +158,24 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	defer r.Close()
 	rep.Start = r.Start
 
+	held, err := loadHeld(cfg.State)
+	if err != nil {
+		return rep, err
+	}
+	heldBefore := slices.Clone(held)
+
 	done := r.Cursor() // where the lines applied so far end
 	start := done
 	save := func() error {
+		rep.Held = len(held)
+		// Held before the cursor moves past the lines they come from: a
+		// crash between the two reads those lines again, and holds
+		// them once.
+		if !slices.Equal(held, heldBefore) {
+			if err := saveHeld(cfg.State, held); err != nil {
+				return err
+			}
+		}
 		if done == start || cur != nil && *cur == done {
 			return nil // no progress: nothing to write
 		}
@@ -141,6 +183,9 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	}
 	now := cfg.Now()
 	seen := map[netip.Addr]bool{}
+	if held, err = cfg.retryHeld(ctx, u, held, now, seen, &rep); err != nil {
+		return rep, errors.Join(err, save())
+	}
 	for {
 		// Read up to maxPending unbans to apply; read is where the lines
 		// read end.
@@ -173,7 +218,15 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 				rep.Skipped.Bad++
 			default:
 				rep.Unbans++
-				if cfg.passOver(ub, now, seen, &rep) {
+				v := cfg.decide(ub, now, seen, &rep)
+				if v == verdictHold {
+					rep.Skipped.Held++
+					var dropped bool
+					if held, dropped = hold(held, Held{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp}); dropped {
+						rep.Skipped.Refused++ // past MaxHeld: the oldest goes for good
+					}
+				}
+				if v != verdictApply {
 					continue
 				}
 				if len(pending) == 0 {
@@ -190,7 +243,11 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 			}
 		}
 		if len(pending) > 0 {
-			if err := applyBatch(ctx, &cfg, u, pending, &done, &rep); err != nil {
+			n, err := applyBatch(ctx, &cfg, u, pending, &rep)
+			if n > 0 {
+				done = pending[n-1].next
+			}
+			if err != nil {
 				return rep, errors.Join(err, save())
 			}
 		}
@@ -235,32 +292,89 @@ func (cfg *Config) jails(ctx context.Context) ([]string, error) {
 	return js, nil
 }
 
-// passOver reports whether an unban line is passed over, and counts why:
-// too old (or from the future), an address the policy refuses, or one
-// applied already in this run.
-func (cfg *Config) passOver(ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) bool {
+// verdict is what becomes of an unban.
+type verdict int
+
+const (
+	verdictApply  verdict = iota
+	verdictPassed         // passed over for good, and counted
+	verdictHold           // held for this host's settings (see Held)
+)
+
+// decide says what becomes of an unban, and counts why it is passed over:
+// too old (or from the future); an address this host's settings refuse,
+// held instead if it is private alone (holdable); or one applied already
+// in this run.
+func (cfg *Config) decide(ub Unban, now time.Time, seen map[netip.Addr]bool, rep *Report) verdict {
 	age := now.Sub(ub.Stamp)
 	switch {
 	case cfg.MaxAge > 0 && (age > cfg.MaxAge || -age > cfg.MaxAge):
 		rep.Skipped.Old++
-	case cfg.Policy.Check(ub.Addr) != nil:
+	case !cfg.allowed(ub) && holdable(ub.Addr):
+		return verdictHold
+	case !cfg.allowed(ub):
 		rep.Skipped.Refused++
 	case seen[ub.Addr]:
 		rep.Skipped.Duplicate++
 	default:
-		return false
+		return verdictApply
 	}
-	return true
+	return verdictPassed
+}
+
+// allowed reports whether this host's settings take the unban's address:
+// Policy, or the policy of a receiver line of its peer.
+func (cfg *Config) allowed(ub Unban) bool {
+	if cfg.Policy.Check(ub.Addr) == nil {
+		return true
+	}
+	if cfg.Receivers != nil {
+		cfg.receivers, cfg.Receivers = cfg.Receivers(), nil
+	}
+	id := receive.PeerID(ub.Peer)
+	for i := range cfg.receivers {
+		r := &cfg.receivers[i]
+		if (r.AnyPeer || r.Peer == id) && r.Policy.Check(ub.Addr) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// retryHeld tries the held unbans again: those the settings now take are
+// applied (in one batch), those past MaxAge are dropped, the others are
+// held again; so are those not applied when an error stops the batch.
+func (cfg *Config) retryHeld(ctx context.Context, u Unbanner, held []Held, now time.Time, seen map[netip.Addr]bool, rep *Report) ([]Held, error) {
+	var keep []Held
+	var pending []pendingUnban
+	for _, h := range held {
+		ub := Unban{Stamp: h.Stamp, Addr: h.Addr, Peer: h.Peer}
+		switch cfg.decide(ub, now, seen, rep) {
+		case verdictApply:
+			seen[ub.Addr] = true
+			pending = append(pending, pendingUnban{ub: ub})
+		case verdictHold:
+			keep = append(keep, h)
+		}
+	}
+	if len(pending) == 0 {
+		return keep, nil
+	}
+	n, err := applyBatch(ctx, cfg, u, pending, rep)
+	for _, p := range pending[n:] {
+		keep = append(keep, Held{Addr: p.ub.Addr, Peer: p.ub.Peer, Stamp: p.ub.Stamp})
+	}
+	return keep, err
 }
 
 // applyBatch lifts the addresses of pending in every jail where they are
 // banned, unless that ban started after the unban was written: a ban made
 // since (a fresh detection after the unban window) is not the one taken
-// back. done moves past each line applied.
-func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingUnban, done *Cursor, rep *Report) error {
+// back. It returns how many of pending, from the first, were applied.
+func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingUnban, rep *Report) (int, error) {
 	jails, err := cfg.jails(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	want := make(map[netip.Addr]bool, len(pending))
 	for _, p := range pending {
@@ -276,11 +390,11 @@ func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingU
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("unbanlog: bans of jail %s: %w", jail, err)
+			return 0, fmt.Errorf("unbanlog: bans of jail %s: %w", jail, err)
 		}
 		starts[jail] = m
 	}
-	for _, p := range pending {
+	for i, p := range pending {
 		ub := p.ub
 		for _, jail := range jails {
 			start, banned := starts[jail][ub.Addr]
@@ -294,7 +408,7 @@ func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingU
 			}
 			lifted, err := u.Unban(ctx, jail, ub.Addr)
 			if err != nil {
-				return fmt.Errorf("unbanlog: unban in jail %s: %w", jail, err)
+				return i, fmt.Errorf("unbanlog: unban in jail %s: %w", jail, err)
 			}
 			rep.Calls++
 			if lifted {
@@ -304,9 +418,8 @@ func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingU
 				rep.Applied = append(rep.Applied, Applied{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp, Jail: jail, Lifted: lifted})
 			}
 		}
-		*done = p.next
 	}
-	return nil
+	return len(pending), nil
 }
 
 // lockState takes the lock beside the cursor file, so that two runs (the

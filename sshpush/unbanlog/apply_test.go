@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 // fakeF2B records the unbans it is asked for; err, when set, fails them.
@@ -98,8 +99,8 @@ func TestApply(t *testing.T) {
 	if got := strings.Join(f.calls, "|"); got != want {
 		t.Errorf("calls: got %s, want %s", got, want)
 	}
-	wantSkipped := Skipped{Bad: 2, Old: 2, NotBanned: 1, Newer: 1, Refused: 2, Duplicate: 1}
-	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 2 || rep.Lifted != 2 || len(rep.Applied) != 2 || rep.Start != StartFirst {
+	wantSkipped := Skipped{Bad: 2, Old: 2, NotBanned: 1, Newer: 1, Refused: 1, Duplicate: 1, Held: 1}
+	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 2 || rep.Lifted != 2 || len(rep.Applied) != 2 || rep.Start != StartFirst || rep.Held != 1 {
 		t.Errorf("report: got %+v", rep)
 	}
 	if !f.banned["banpush-quorum 2001:db8::1"] {
@@ -116,12 +117,128 @@ func TestApply(t *testing.T) {
 		t.Fatalf("third run: %v, calls %q", err, f.calls)
 	}
 
-	// The private address is applied with AllowPrivate.
+	// The private address was held, not passed over: it is applied once
+	// the settings take it (AllowPrivate), without reading the log again;
+	// the loopback address never is.
 	cfg.Policy.AllowPrivate = true
-	os.Remove(cfg.State)
 	f.calls = nil
-	if _, err = Apply(context.Background(), cfg, f); err != nil || !strings.Contains(strings.Join(f.calls, "|"), "banpush 10.0.0.1") || strings.Contains(strings.Join(f.calls, "|"), "127.0.0.1") {
-		t.Fatalf("AllowPrivate: %v, calls %q", err, f.calls)
+	if rep, err = Apply(context.Background(), cfg, f); err != nil || strings.Join(f.calls, "|") != "banpush 10.0.0.1" || rep.Held != 0 {
+		t.Fatalf("AllowPrivate: %v, calls %q, %+v", err, f.calls, rep)
+	}
+	if _, err := os.Stat(cfg.State + ".held"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("nothing held, and %s.held is there: %v", cfg.State, err)
+	}
+}
+
+// TestApplyHeld: an unban of a private address is applied where the
+// receiver line of its peer has --allow-private (Config.Receivers), for
+// that peer only, or for any peer through a cert-authority line; elsewhere
+// it is held, not passed over, and applied once a line takes it, within
+// MaxAge. A held unban survives a fail2ban that does not answer.
+func TestApplyHeld(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Jails = []string{"banpush"}
+	os.Mkdir(filepath.Dir(cfg.State), 0o700)
+	line := func(addr, peer string, ago time.Duration) string {
+		return now.Add(-ago).Format(timeLayout) + " banpush: unban " + addr + " peer=" + peer + "\n"
+	}
+	appendFile(t, cfg.Log, line("10.0.0.1", "Web1.example", time.Minute)+line("10.0.0.2", "db", time.Minute)+
+		line("100.64.0.3", "db", 50*time.Minute)+line("127.0.0.1", "web1", 0))
+	f := &fakeF2B{banned: map[string]bool{"banpush 10.0.0.1": true, "banpush 10.0.0.2": true, "banpush 100.64.0.3": true}}
+	asked := 0
+	receivers := []Receiver{{Peer: "web1", Policy: record.Policy{AllowPrivate: true}}, {Peer: "db"}}
+	cfg.Receivers = func() []Receiver { asked++; return receivers }
+	rep, err := Apply(context.Background(), cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.calls, "|"); got != "banpush 10.0.0.1" || asked != 1 {
+		t.Errorf("calls %q, receivers asked %d times; want web1's private address only, asked once", got, asked)
+	}
+	if rep.Skipped.Held != 2 || rep.Held != 2 || rep.Skipped.Refused != 1 {
+		t.Errorf("report %+v, want db's two unbans held and the loopback address refused", rep)
+	}
+
+	// fail2ban does not answer: what was held stays held.
+	receivers = []Receiver{{AnyPeer: true, Policy: record.Policy{AllowPrivate: true}}}
+	f.err = f2b.ErrNotRunning
+	if rep, err = Apply(context.Background(), cfg, f); !errors.Is(err, f2b.ErrNotRunning) || rep.Held != 2 {
+		t.Fatalf("fail2ban down: %v, %+v; want ErrNotRunning and both still held", err, rep)
+	}
+
+	// A cert-authority line with --allow-private takes any peer's: the
+	// held unbans are applied, the log not read again.
+	f.err, f.calls = nil, nil
+	if rep, err = Apply(context.Background(), cfg, f); err != nil || strings.Join(f.calls, "|") != "banpush 10.0.0.2|banpush 100.64.0.3" || rep.Held != 0 || rep.Unbans != 0 {
+		t.Fatalf("once a line takes them: %v, calls %q, %+v", err, f.calls, rep)
+	}
+
+	// Held past MaxAge: dropped, never applied.
+	receivers = nil
+	appendFile(t, cfg.Log, line("10.0.0.9", "db", 0))
+	if rep, err = Apply(context.Background(), cfg, f); err != nil || rep.Held != 1 {
+		t.Fatalf("held again: %v, %+v", err, rep)
+	}
+	cfg.Now = func() time.Time { return now.Add(2 * time.Hour) }
+	receivers = []Receiver{{AnyPeer: true, Policy: record.Policy{AllowPrivate: true}}}
+	f.calls = nil
+	if rep, err = Apply(context.Background(), cfg, f); err != nil || len(f.calls) != 0 || rep.Held != 0 || rep.Skipped.Old != 1 {
+		t.Fatalf("past MaxAge: %v, calls %q, %+v; want it dropped as old", err, f.calls, rep)
+	}
+}
+
+// TestHold: an address held twice by one peer is held once, with the later
+// time; past MaxHeld the oldest goes.
+func TestHold(t *testing.T) {
+	a := netip.MustParseAddr("10.0.0.1")
+	held, dropped := hold(nil, Held{Addr: a, Peer: "Web1", Stamp: now})
+	held, _ = hold(held, Held{Addr: a, Peer: "web1.example", Stamp: now.Add(time.Minute)})
+	held, _ = hold(held, Held{Addr: a, Peer: "db", Stamp: now})
+	if dropped || len(held) != 2 || !held[0].Stamp.Equal(now.Add(time.Minute)) {
+		t.Fatalf("got %+v", held)
+	}
+	held = nil
+	for i := range MaxHeld + 1 {
+		held, dropped = hold(held, Held{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Peer: "db", Stamp: now.Add(time.Duration(i) * time.Second)})
+	}
+	if !dropped || len(held) != MaxHeld || held[0].Addr != netip.MustParseAddr("10.0.0.1") {
+		t.Errorf("past MaxHeld: dropped %v, %d held, first %v; want the oldest (10.0.0.0) gone", dropped, len(held), held[0].Addr)
+	}
+}
+
+// TestLoadHeld: STATE.held is read only as a plain file of well-formed
+// entries.
+func TestLoadHeld(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "cursor")
+	want := []Held{{Addr: netip.MustParseAddr("10.0.0.1"), Peer: "db", Stamp: now}}
+	if err := saveHeld(state, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadHeld(state)
+	if err != nil || len(got) != 1 || got[0].Addr != want[0].Addr || got[0].Peer != "db" || !got[0].Stamp.Equal(now) {
+		t.Fatalf("got %+v, %v; want %+v", got, err, want)
+	}
+	for name, content := range map[string]string{
+		"not JSON":       "oops",
+		"a bad peer":     `[{"addr":"10.0.0.1","peer":"x$(id)","stamp":"2026-11-30T09:30:00Z"}]`,
+		"a mapped form":  `[{"addr":"::ffff:10.0.0.1","peer":"db","stamp":"2026-11-30T09:30:00Z"}]`,
+		"an unknown key": `[{"addr":"10.0.0.1","peer":"db","stamp":"2026-11-30T09:30:00Z","jail":"sshd"}]`,
+		"no time":        `[{"addr":"10.0.0.1","peer":"db"}]`,
+	} {
+		os.WriteFile(state+".held", []byte(content), 0o600)
+		if _, err := loadHeld(state); err == nil {
+			t.Errorf("%s: read", name)
+		}
+	}
+	os.Remove(state + ".held")
+	os.Symlink("/etc/passwd", state+".held")
+	if _, err := loadHeld(state); err == nil {
+		t.Error("a link: read")
+	}
+	os.Remove(state + ".held")
+	if err := saveHeld(state, nil); err != nil {
+		t.Errorf("nothing to hold, no file: %v", err)
 	}
 }
 
