@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,6 +24,14 @@ import (
 //   - fail2ban-client -t refuses banpush's fail2ban files: every sshd and
 //     fail2ban file of the run is back as it was, even those that passed;
 //   - an ignoreip set in jail.local stays in force next to the peers';
+//   - a broken inventory, a broken jail file or a bad sshd option, each
+//     pushed with a fleet directory that changes other files too, leaves
+//     every file of the host as it was and fail2ban's ignoreip unchanged;
+//   - a run with no options, or with --certs only, keeps the settings of
+//     the earlier runs (authorized_keys, the action's arguments, ignoreip),
+//     and a host set up without a settings file is not guessed at;
+//   - a peer new in the inventory gets the hint to sync it, and a host
+//     without systemd is told what to run instead of the timers;
 //   - a new user CA: the old one's line stays, with a warning, until
 //     --drop-other-cas removes it; only then is h1's old certificate
 //     refused.
@@ -32,7 +41,7 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 	h := e2eUp(t, "--fleet")
 	fleet := filepath.Join(h.dir, "h2", "fleet") // h2's copy (scp -r fleet root@h2:)
 	script := filepath.Join(fleet, "contrib", "fleet", "setup-host.sh")
-	opts := []string{"--allow-private", "--from", "10.77.0.0/28", "--ignoreip", "198.51.100.9"}
+	opts := []string{"--allow-private", "--allow-unban", "--from", "10.77.0.0/28", "--ignoreip", "198.51.100.9"}
 
 	// setup runs the script on h2 and returns what it printed, stdout and
 	// stderr together, and its exit status.
@@ -46,6 +55,36 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 			t.Fatal(err)
 		}
 		return out, 0
+	}
+	// setupOnly runs the script on h2 with args alone (none of opts),
+	// certificates from certs on stdin when it is not "".
+	setupOnly := func(t *testing.T, certs string, args ...string) (string, int) {
+		t.Helper()
+		cmd := `sh "$0" "$@" 2>&1`
+		if certs != "" {
+			cmd = `cat "$CERTS"/*-cert.pub | sh "$0" "$@" 2>&1`
+		}
+		out, err := h.on("h2", append([]string{"env", "CERTS=" + certs, "sh", "-c", cmd, script}, args...)...)
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return out, exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out, 0
+	}
+	// snapshot describes every file of h2 that setup-host.sh may touch:
+	// path, mode, owner and content.
+	snapshot := func(t *testing.T) []string {
+		t.Helper()
+		out := h.mustOn("h2", "sh", "-c", `find /etc/banpush /etc/ssh /etc/fail2ban /etc/logrotate.d /etc/systemd /var/lib/banpush \( -type f -o -type l \) -exec stat -c '%n %F %a %U:%G' {} + -exec sha256sum {} + | sort`)
+		return strings.Split(strings.TrimSpace(out), "\n")
+	}
+	// liveIgnoreip is what h2's running fail2ban ignores, in the banpush
+	// and sshd jails.
+	liveIgnoreip := func(t *testing.T) string {
+		t.Helper()
+		return h.mustOn("h2", "fail2ban-client", "get", "banpush", "ignoreip") + h.mustOn("h2", "fail2ban-client", "get", "sshd", "ignoreip")
 	}
 	// file returns a file of h2, and whether it exists.
 	file := func(t *testing.T, path string) (string, bool) {
@@ -197,6 +236,199 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 		}
 	})
 
+	// Each broken fleet directory also brings a valid change (a revoked
+	// key in the KRL, a new host in the inventory): a run that installed
+	// any of the fleet's files before it failed would show.
+	inventory, err := os.ReadFile(filepath.Join(fleet, "peers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withH4 := strings.Replace(string(inventory), "\nHost *\n", "\nHost h4\n    HostName 10.77.0.14\n\nHost *\n", 1)
+	if withH4 == string(inventory) {
+		t.Fatal("the demo's inventory has no Host * block to add h4 before")
+	}
+	revoked := func(t *testing.T) string {
+		t.Helper()
+		dir := t.TempDir()
+		keygen(t, "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "key"))
+		krl := filepath.Join(dir, "krl")
+		if out, err := exec.Command("cp", filepath.Join(fleet, "banpush_revoked.krl"), krl).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+		if out, err := exec.Command("ssh-keygen", "-k", "-u", "-s", filepath.Join(fleet, "user_ca.pub"), "-f", krl, filepath.Join(dir, "key.pub")).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -k -u: %v: %s", err, out)
+		}
+		data, err := os.ReadFile(krl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+
+	t.Run("broken files change nothing", func(t *testing.T) {
+		jailOrig, err := os.ReadFile(filepath.Join(fleet, "contrib", "fail2ban", "jail.d", "banpush.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sshdOrig, err := os.ReadFile(filepath.Join(fleet, "contrib", "sshd", "banpush.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name  string
+			edits map[string]string // fleet file -> content
+			want  string            // in the output
+		}{
+			{name: "inventory typo", want: "does not load", edits: map[string]string{
+				"peers": strings.Replace(withH4, "HostName 10.77.0.13", "HostNmae 10.77.0.13", 1)}},
+			{name: "jail without its log", want: "fail2ban-client -t refused", edits: map[string]string{
+				"peers": withH4,
+				"contrib/fail2ban/jail.d/banpush.conf": strings.Replace(string(jailOrig),
+					"logpath  = /var/log/banpush/received.log", "logpath  = /var/log/banpush/missing.log", 1)}},
+			{name: "bad sshd option", want: "sshd -t refused", edits: map[string]string{
+				"peers":                     withH4,
+				"contrib/sshd/banpush.conf": string(sshdOrig) + "\tNoSuchKeyword yes\n"}},
+		}
+		if out, code := setup(t); code != 0 {
+			t.Fatalf("setup-host.sh before the broken runs: exit %d\n%s", code, out)
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				for rel, content := range tt.edits {
+					if content == "" || !strings.Contains(content, "\n") {
+						t.Fatalf("%s: the edit changed nothing", rel)
+					}
+					edit(t, rel, content)
+				}
+				edit(t, "banpush_revoked.krl", revoked(t))
+				before, ignoreBefore := snapshot(t), liveIgnoreip(t)
+				out, code := setup(t)
+				t.Logf("setup-host.sh:\n%s", out)
+				if code != 1 {
+					t.Errorf("setup-host.sh: got exit %d, want 1", code)
+				}
+				if !strings.Contains(out, tt.want) {
+					t.Errorf("setup-host.sh: got no %q in its output", tt.want)
+				}
+				if after := snapshot(t); !slices.Equal(after, before) {
+					t.Errorf("h2: files changed by the refused run:\n%s", lineDiff(before, after))
+				}
+				if got := liveIgnoreip(t); got != ignoreBefore {
+					t.Errorf("h2: fail2ban's ignoreip: got\n%s\nwant it unchanged\n%s", got, ignoreBefore)
+				}
+			})
+		}
+	})
+
+	t.Run("a re-run keeps the settings", func(t *testing.T) {
+		if out, code := setup(t); code != 0 {
+			t.Fatalf("setup-host.sh with the options: exit %d\n%s", code, out)
+		}
+		files := []string{e2eAuthorizedKeys, pushLocal, ignoreConf}
+		want := map[string]string{}
+		for _, f := range files {
+			want[f] = mustFile(t, f)
+		}
+		ignoreBefore := liveIgnoreip(t)
+		for _, w := range []string{"--allow-unban", "--allow-private", `from="10.77.0.0/28"`} {
+			if !strings.Contains(want[e2eAuthorizedKeys], w) {
+				t.Fatalf("%s after a run with the options: no %s in\n%s", e2eAuthorizedKeys, w, want[e2eAuthorizedKeys])
+			}
+		}
+		certs := filepath.Join(h.dir, "ca", "h2")
+		for _, run := range []struct {
+			name  string
+			certs string
+		}{{"no options", ""}, {"--certs only", certs}} {
+			var args []string
+			if run.certs != "" {
+				args = []string{"--certs"}
+			}
+			out, code := setupOnly(t, run.certs, args...)
+			t.Logf("setup-host.sh %s:\n%s", run.name, out)
+			if code != 0 {
+				t.Fatalf("setup-host.sh, %s: exit %d", run.name, code)
+			}
+			for _, f := range files {
+				if got := mustFile(t, f); got != want[f] {
+					t.Errorf("h2: %s after a run with %s: got\n%s\nwant it unchanged\n%s", f, run.name, got, want[f])
+				}
+			}
+			if got := liveIgnoreip(t); got != ignoreBefore {
+				t.Errorf("h2: fail2ban's ignoreip after a run with %s: got\n%s\nwant\n%s", run.name, got, ignoreBefore)
+			}
+			for _, w := range []string{"allow-unban yes", "allow-private yes", "from 10.77.0.0/28", "ignoreip 198.51.100.9"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("setup-host.sh, %s: does not show the setting %q", run.name, w)
+				}
+			}
+			// Debian 12's fail2ban-client warns about allowipv6 at every
+			// start; the script leaves it out.
+			if strings.Contains(out, "allowipv6") {
+				t.Errorf("setup-host.sh, %s: fail2ban's allowipv6 warning in its output", run.name)
+			}
+			// The demo's hosts have no systemd.
+			if !strings.Contains(out, "systemd is not running here") || !strings.Contains(out, "apply-unbans --follow") || !strings.Contains(out, " flush") {
+				t.Errorf("setup-host.sh, %s: does not say that systemd does not run and what to run instead", run.name)
+			}
+		}
+
+		// An option changes its setting, and the run shows how.
+		out, code := setupOnly(t, "", "--no-allow-unban")
+		t.Logf("setup-host.sh --no-allow-unban:\n%s", out)
+		if code != 0 {
+			t.Fatalf("setup-host.sh --no-allow-unban: exit %d", code)
+		}
+		if !strings.Contains(out, "- allow-unban yes") || !strings.Contains(out, "+ allow-unban no") {
+			t.Errorf("setup-host.sh --no-allow-unban: does not show the change of allow-unban")
+		}
+		if got := mustFile(t, e2eAuthorizedKeys); strings.Contains(got, "--allow-unban") {
+			t.Errorf("h2: %s after --no-allow-unban: still --allow-unban", e2eAuthorizedKeys)
+		}
+		if out, code := setupOnly(t, "", "--allow-unban"); code != 0 {
+			t.Fatalf("setup-host.sh --allow-unban: exit %d\n%s", code, out)
+		}
+		if got := mustFile(t, e2eAuthorizedKeys); got != want[e2eAuthorizedKeys] {
+			t.Errorf("h2: %s after --allow-unban again: got\n%s\nwant\n%s", e2eAuthorizedKeys, got, want[e2eAuthorizedKeys])
+		}
+
+		// A host set up by a script that kept no settings: a run without
+		// options does not guess them, and changes nothing.
+		const settings = "/etc/banpush/setup-host.conf"
+		kept := mustFile(t, settings)
+		h.mustOn("h2", "rm", settings)
+		t.Cleanup(func() { put(t, settings, kept); h.mustOn("h2", "chmod", "0600", settings) })
+		before := snapshot(t)
+		out, code = setupOnly(t, "")
+		t.Logf("setup-host.sh without a settings file:\n%s", out)
+		if code != 1 || !strings.Contains(out, "kept no settings") {
+			t.Errorf("setup-host.sh without a settings file and no options: got exit %d, want 1 and why", code)
+		}
+		if after := snapshot(t); !slices.Equal(after, before) {
+			t.Errorf("h2: files changed by the refused run:\n%s", lineDiff(before, after))
+		}
+	})
+
+	t.Run("new peer", func(t *testing.T) {
+		edit(t, "peers", withH4)
+		out, code := setup(t)
+		t.Logf("setup-host.sh:\n%s", out)
+		if code != 0 {
+			t.Fatalf("setup-host.sh with h4 added: exit %d", code)
+		}
+		if !strings.Contains(out, "h4 is new in the inventory") || !strings.Contains(out, "banpush sync h4") {
+			t.Errorf("setup-host.sh: no hint to sync h4")
+		}
+		if strings.Contains(out, "h3 is new") {
+			t.Errorf("setup-host.sh: h3 named as new")
+		}
+		t.Cleanup(func() {
+			if out, code := setup(t); code != 0 {
+				t.Errorf("setup-host.sh without h4: exit %d\n%s", code, out)
+			}
+		})
+	})
+
 	t.Run("user CA rotation", func(t *testing.T) {
 		oldCA := fingerprintFile(t, filepath.Join(h.dir, "ca", "user_ca.pub"))
 		dir := t.TempDir()
@@ -242,6 +474,22 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 			t.Errorf("h1 -> h2 with the old CA's certificate, after --drop-other-cas: got %q, want auth", got)
 		}
 	})
+}
+
+// lineDiff lists the lines only in before (-) and only in after (+).
+func lineDiff(before, after []string) string {
+	var b strings.Builder
+	for _, l := range before {
+		if !slices.Contains(after, l) {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	for _, l := range after {
+		if !slices.Contains(before, l) {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // pushResults pushes addr from h1 with push --wait and returns each
