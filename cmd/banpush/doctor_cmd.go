@@ -42,24 +42,26 @@ As a pusher (the inventory exists):
                    (fail2ban's reload trap): 'fail2ban-client reload
                    --restart JAIL' loads it
   flush-timer      banpush-flush.timer is enabled and active (where systemd runs)
-As a receiver (the account's authorized_keys has banpush lines):
+As a receiver (the account's authorized_keys has banpush lines, or the
+inventory names this host, so that its peers push to it):
   account          a login shell, not locked
   authorized-keys  each banpush line is restricted, names an executable and
                    valid 'receive' arguments, and a log the account can append to
                    (the file is read through descriptors: no link the account
-                   made is followed)
+                   made is followed); a host the inventory names has a line
   received-log     each log is append-only in a directory of root's, so that
                    the account can only append to it ('banpush setup-account')
   receiving-jail   the banpush jail (and banpush-quorum, for --trust quorum
                    lines) runs and watches the log the lines write
   sshd             'sshd -T -C user=ACCOUNT' forbids forwarding and ttys
-                   (and exposes auth info for cert-authority lines)
+                   (and exposes auth info for cert-authority lines), and the
+                   RevokedKeys file it names is a KRL sshd can read
   apply-unbans     where a line has --allow-unban, banpush-apply-unbans.path
                    is enabled and active (where systemd runs)
 
-fail2ban is asked through --fail2ban-socket. Run doctor as root, as the last
-step of setup and after every change. Exit status 0 when no check failed, 4
-when one did.`
+fail2ban is asked through --fail2ban-socket. Run doctor as root (as another
+user it says so first), as the last step of setup and after every change.
+Exit status 0 when no check failed, 4 when one did.`
 }
 
 // Run runs the checks and prints them.
@@ -74,26 +76,35 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	}
 	pusher := invErr == nil || !errors.Is(invErr, os.ErrNotExist)
 	var peers []doctor.Peer
+	// expected says why this host must receive: its peers' inventory (the
+	// same file on every host of a fleet) names it, so they push to it.
+	var expected string
 	if invErr == nil {
 		r, err := newResolver(inv, env.Getenv)
 		if err != nil {
 			return err
 		}
+		hostNames := map[string]string{}
 		for _, p := range inv.Peers() {
 			s, err := r.settings(p.Name)
 			dp := doctor.Peer{Name: p.Name, Err: err}
 			if err == nil {
 				dp.HostName = s.HostName
+				hostNames[p.Name] = s.HostName
 			}
 			peers = append(peers, dp)
 		}
+		if self := findSelf(g, inv, hostNames, localAddrs); len(self) > 0 {
+			expected = fmt.Sprintf("this host is %s in the inventory %s (%s), so its peers push to it", self[0].Name, g.Inventory, self[0].Reason)
+		}
 	}
+	rs = append(rs, doctor.CheckPrivileges(os.Geteuid())...)
 	rs = append(rs, doctor.CheckInventory(ctx, g.Inventory, invErr, peers, lookupHost)...)
 	rs = append(rs, doctor.CheckSpool(g.Spool, os.Geteuid(), pusher))
 
 	// Receiver.
 	acct, acctErr := doctor.LookupAccount(c.Account, "/etc/passwd", "/etc/shadow")
-	rs = append(rs, doctor.CheckAccount(c.Account, acct, acctErr))
+	rs = append(rs, doctor.CheckAccount(c.Account, acct, acctErr, expected))
 	var recv []doctor.Receiver
 	keys := c.AuthorizedKeys
 	if keys == "" && acctErr == nil {
@@ -101,7 +112,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	}
 	if keys != "" {
 		var krs []doctor.Result
-		krs, recv = doctor.CheckAuthorizedKeys(doctor.Keys{Path: keys, Account: acct, Parse: receiver})
+		krs, recv = doctor.CheckAuthorizedKeys(doctor.Keys{Path: keys, Account: acct, Parse: receiver, Expected: expected})
 		rs = append(rs, krs...)
 	}
 
@@ -112,7 +123,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 		Pusher: pusher, Receiving: doctor.ReceivingJails(recv),
 	})...)
 
-	if len(recv) > 0 {
+	if len(recv) > 0 || expected != "" {
 		authInfo := false
 		for _, r := range recv {
 			authInfo = authInfo || r.FromCert

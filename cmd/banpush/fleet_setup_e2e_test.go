@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/banpush/banpush/sshpush/doctor"
 	"github.com/banpush/banpush/sshpush/testenv"
 )
 
@@ -410,6 +411,13 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 	})
 
 	t.Run("new peer", func(t *testing.T) {
+		// Cleanups run last first: h4 leaves the fleet's inventory, then
+		// the script runs again without it.
+		t.Cleanup(func() {
+			if out, code := setup(t); code != 0 {
+				t.Errorf("setup-host.sh without h4: exit %d\n%s", code, out)
+			}
+		})
 		edit(t, "peers", withH4)
 		out, code := setup(t)
 		t.Logf("setup-host.sh:\n%s", out)
@@ -422,11 +430,82 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 		if strings.Contains(out, "h3 is new") {
 			t.Errorf("setup-host.sh: h3 named as new")
 		}
-		t.Cleanup(func() {
-			if out, code := setup(t); code != 0 {
-				t.Errorf("setup-host.sh without h4: exit %d\n%s", code, out)
+	})
+
+	// doctor on h2, a host of the fleet's inventory, with real sshd -T:
+	// what makes every push to it fail must fail doctor.
+	t.Run("doctor", func(t *testing.T) {
+		doctorOn := func(t *testing.T) (map[string][]doctor.Result, int) {
+			t.Helper()
+			out, err := h.on("h2", "banpush", "doctor", "--json")
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
 			}
-		})
+			var rs []doctor.Result
+			if err := json.Unmarshal([]byte(out), &rs); err != nil {
+				t.Fatalf("h2: doctor --json: %v\n%s", err, out)
+			}
+			byCheck := map[string][]doctor.Result{}
+			for _, r := range rs {
+				byCheck[r.Check] = append(byCheck[r.Check], r)
+			}
+			t.Logf("h2: doctor: exit %d\n%s", code, out)
+			return byCheck, code
+		}
+		status := func(rs []doctor.Result, st doctor.Status) bool {
+			return slices.ContainsFunc(rs, func(r doctor.Result) bool { return r.Status == st })
+		}
+		rs, _ := doctorOn(t)
+		for _, c := range []string{"authorized-keys", "sshd", "receiving-jail"} {
+			if len(rs[c]) == 0 || status(rs[c], doctor.Fail) || status(rs[c], doctor.Skip) {
+				t.Errorf("h2 as set up: doctor %s: got %+v, want it checked and not failed", c, rs[c])
+			}
+		}
+
+		// The KRL gone: sshd refuses every key of the account.
+		h.mustOn("h2", "mv", e2eKRL, e2eKRL+".aside")
+		rs, code := doctorOn(t)
+		h.mustOn("h2", "mv", e2eKRL+".aside", e2eKRL)
+		if code != exitDoctor || !status(rs["sshd"], doctor.Fail) {
+			t.Errorf("h2 without its KRL: doctor exit %d, sshd %+v; want exit %d and sshd failed", code, rs["sshd"], exitDoctor)
+		}
+
+		// The cert-authority line gone: nobody can push to h2.
+		keys := mustFile(t, e2eAuthorizedKeys)
+		h.mustOn("h2", "sed", "-i", "/^cert-authority,/d", e2eAuthorizedKeys)
+		rs, code = doctorOn(t)
+		if out, code := setup(t); code != 0 {
+			t.Fatalf("setup-host.sh to put the line back: exit %d\n%s", code, out)
+		}
+		if got := mustFile(t, e2eAuthorizedKeys); got != keys {
+			t.Fatalf("h2: %s: got\n%s\nwant the line back\n%s", e2eAuthorizedKeys, got, keys)
+		}
+		if code != exitDoctor || !status(rs["authorized-keys"], doctor.Fail) {
+			t.Errorf("h2 without its cert-authority line: doctor exit %d, authorized-keys %+v; want exit %d and a failure", code, rs["authorized-keys"], exitDoctor)
+		}
+
+		// The log's directory left closed (a rotation that did not
+		// finish): the line fails, and its jail and --allow-unban are
+		// still checked.
+		mode := strings.TrimSpace(h.mustOn("h2", "stat", "-c", "%a", "/var/log/banpush"))
+		h.mustOn("h2", "chmod", "1700", "/var/log/banpush")
+		rs, code = doctorOn(t)
+		h.mustOn("h2", "chmod", mode, "/var/log/banpush")
+		if code != exitDoctor || !status(rs["authorized-keys"], doctor.Fail) {
+			t.Errorf("h2 with its log's directory closed: doctor exit %d, authorized-keys %+v; want exit %d and a failure", code, rs["authorized-keys"], exitDoctor)
+		}
+		if len(rs["receiving-jail"]) == 0 || status(rs["receiving-jail"], doctor.Skip) {
+			t.Errorf("h2 with its log's directory closed: receiving-jail %+v, want it checked", rs["receiving-jail"])
+		}
+		for _, r := range rs["apply-unbans"] {
+			if strings.Contains(r.Found, "no authorized_keys line") {
+				t.Errorf("h2 with its log's directory closed: apply-unbans %+v, want the --allow-unban line counted", r)
+			}
+		}
 	})
 
 	t.Run("user CA rotation", func(t *testing.T) {

@@ -16,14 +16,17 @@ import (
 )
 
 func TestCheckAccount(t *testing.T) {
+	const expected = "this host is h2 in the inventory /etc/banpush/peers, so its peers push to it"
 	tests := []struct {
-		name string
-		acct Account
-		err  error
-		want Status
+		name     string
+		acct     Account
+		err      error
+		expected string
+		want     Status
 	}{
 		{name: "ready", acct: Account{Name: "banpush", Shell: "/bin/sh"}, want: OK},
 		{name: "no such account", err: user.UnknownUserError("banpush"), want: Skip},
+		{name: "no such account, the inventory names this host", err: user.UnknownUserError("banpush"), expected: expected, want: Fail},
 		{name: "nologin", acct: Account{Name: "banpush", Shell: "/usr/sbin/nologin"}, want: Fail},
 		{name: "false", acct: Account{Name: "banpush", Shell: "/bin/false"}, want: Fail},
 		{name: "locked", acct: Account{Name: "banpush", Shell: "/bin/sh", Locked: true}, want: Fail},
@@ -31,11 +34,11 @@ func TestCheckAccount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := CheckAccount("banpush", tt.acct, tt.err)
+			r := CheckAccount("banpush", tt.acct, tt.err, tt.expected)
 			if r.Status != tt.want {
 				t.Errorf("got %s (%s), want %s", r.Status, r.Found, tt.want)
 			}
-			if r.Status == Fail && r.Hint == "" && tt.err == nil {
+			if r.Status == Fail && r.Hint == "" && (tt.err == nil || tt.expected != "") {
 				t.Errorf("a failure without a hint: %+v", r)
 			}
 		})
@@ -59,27 +62,57 @@ func TestCheckSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	euid := os.Geteuid()
+	// A spool of another account's: as root, the test gives it away; as
+	// another account, it looks as that account's to a third.
+	other, otherEuid := mk("other", 0o700), euid+1
+	if euid == 0 {
+		if err := os.Chown(other, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		otherEuid = 0
+	}
 	tests := []struct {
 		name   string
 		path   string
 		euid   int
 		pusher bool
 		want   Status
+		hint   string // in the hint
 	}{
 		{name: "private", path: mk("ok", 0o700), euid: euid, pusher: true, want: OK},
 		{name: "group-writable", path: mk("gw", 0o770), euid: euid, pusher: true, want: Fail},
 		{name: "readable", path: mk("r", 0o755), euid: euid, pusher: true, want: Warn},
-		{name: "another owner", path: mk("other", 0o700), euid: euid + 1, pusher: true, want: Fail},
+		{name: "another owner", path: other, euid: otherEuid, pusher: true, want: Fail, hint: "chown"},
+		// fail2ban runs banpush as root: doctor run by another account is
+		// told to run as root, not to give root's spool away (/ stands in
+		// for a directory of root's).
+		{name: "root's, doctor not root", path: "/", euid: 1001, pusher: true, want: Warn, hint: "run doctor as root"},
 		{name: "missing on a pusher", path: filepath.Join(dir, "none"), euid: euid, pusher: true, want: Warn},
 		{name: "missing elsewhere", path: filepath.Join(dir, "none"), euid: euid, want: Skip},
 		{name: "a file", path: file, euid: euid, pusher: true, want: Fail},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if r := CheckSpool(tt.path, tt.euid, tt.pusher); r.Status != tt.want {
-				t.Errorf("got %s (%s), want %s", r.Status, r.Found, tt.want)
+			r := CheckSpool(tt.path, tt.euid, tt.pusher)
+			if r.Status != tt.want || !strings.Contains(r.Hint, tt.hint) {
+				t.Errorf("got %s (%s; hint %q), want %s with %q in the hint", r.Status, r.Found, r.Hint, tt.want, tt.hint)
+			}
+			if strings.Contains(r.Hint, "chown") && tt.euid != 0 && strings.Contains(r.Found, "root") {
+				t.Errorf("tells a user that is not root to chown root's spool: %+v", r)
 			}
 		})
+	}
+}
+
+// TestCheckPrivileges: doctor run by another account than root says so
+// first, and how to run it.
+func TestCheckPrivileges(t *testing.T) {
+	if rs := CheckPrivileges(0); len(rs) != 0 {
+		t.Errorf("as root: got %+v, want nothing", rs)
+	}
+	rs := CheckPrivileges(1001)
+	if len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Hint, "as root") || !strings.Contains(rs[0].Found, "uid 1001") {
+		t.Errorf("as uid 1001: got %+v, want one warning that says to run as root", rs)
 	}
 }
 

@@ -139,7 +139,7 @@ func pushActions(ctx context.Context, cfg Fail2ban, running []string, configured
 // logs its authorized_keys lines write.
 func receivingJails(ctx context.Context, cfg Fail2ban, running []string) []Result {
 	if len(cfg.Receiving) == 0 {
-		return []Result{result("receiving-jail", "", Skip, "", "no banpush line in the receiving account's authorized_keys: this host does not receive")}
+		return []Result{result("receiving-jail", "", Skip, "", "no banpush line of the receiving account's authorized_keys names a log: no receiving jail to check")}
 	}
 	jails := make([]string, 0, len(cfg.Receiving))
 	for j := range cfg.Receiving {

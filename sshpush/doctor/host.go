@@ -75,6 +75,11 @@ func CheckSpool(dir string, euid int, pusher bool) Result {
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	switch {
+	case st != nil && st.Uid == 0 && euid != 0:
+		// fail2ban runs banpush as root: the spool is root's, and doctor
+		// run by another account cannot judge it.
+		return result("spool", "", Warn, asRoot,
+			"%s belongs to root, as banpush under fail2ban makes it; doctor runs as uid %d and cannot check it", dir, euid)
 	case st != nil && int(st.Uid) != euid:
 		return result("spool", "", Fail, fmt.Sprintf("chown -R %d %s (banpush runs as uid %d under fail2ban)", euid, dir, euid),
 			"%s belongs to uid %d, not to uid %d that runs banpush", dir, st.Uid, euid)
@@ -84,6 +89,20 @@ func CheckSpool(dir string, euid int, pusher bool) Result {
 		return result("spool", "", Warn, "chmod 700 "+dir, "%s is readable by group or others (mode %04o)", dir, fi.Mode().Perm())
 	}
 	return result("spool", "", OK, "", "%s: owner uid %d, mode %04o", dir, euid, fi.Mode().Perm())
+}
+
+// asRoot is the hint for what only root can check.
+const asRoot = "run doctor as root (sudo banpush doctor): banpush runs as root under fail2ban, and only root can read what it checks"
+
+// CheckPrivileges warns when doctor does not run as root (euid): it then
+// cannot read the spool, sshd's settings or the receiving account's files,
+// and the checks of those fail or are skipped for that reason alone.
+func CheckPrivileges(euid int) []Result {
+	if euid == 0 {
+		return nil
+	}
+	return []Result{result("privileges", "", Warn, asRoot,
+		"doctor runs as uid %d, not root: what only root can read (the spool, sshd's settings, the receiving account's authorized_keys) cannot be checked, and those checks may fail for that alone", euid)}
 }
 
 // FlushTimer is the systemd unit that runs 'banpush flush'.

@@ -80,10 +80,15 @@ func field(path, name string, i int) string {
 }
 
 // CheckAccount checks that the receiving account can run forced commands:
-// a real login shell (sshd runs them through it) and not locked.
-func CheckAccount(name string, a Account, err error) Result {
+// a real login shell (sshd runs them through it) and not locked. expected
+// says why this host must receive ("" if nothing says it must): then a
+// missing account fails instead of being skipped.
+func CheckAccount(name string, a Account, err error, expected string) Result {
 	var unknown user.UnknownUserError
 	switch {
+	case errors.As(err, &unknown) && expected != "":
+		return result("account", name, Fail, "contrib/sshd/setup-receiver.sh makes it ("+fleetScript+" runs it); "+notReceiving,
+			"no account %s, but %s: every push to this host is refused", name, expected)
 	case errors.As(err, &unknown):
 		return result("account", name, Skip, "", "no account %s: this host does not receive (contrib/sshd/setup-receiver.sh makes one; --account names another)", name)
 	case err != nil:
@@ -97,6 +102,14 @@ func CheckAccount(name string, a Account, err error) Result {
 	}
 	return result("account", name, OK, "", "account %s: uid %d, shell %s, home %s", name, a.UID, a.Shell, a.Home)
 }
+
+// What to do on a host that must receive and cannot.
+const (
+	fleetScript  = "contrib/fleet/setup-host.sh"
+	notReceiving = "if this host should not receive, take it out of the inventory its peers use"
+	receiveHint  = "on a certificate fleet, run " + fleetScript + " on this host again (README, Fleet setup): it writes the cert-authority line; " +
+		"with a key per peer, 'banpush authorize --peer NAME ... --install FILE' for each pushing peer; " + notReceiving
+)
 
 // Receiver is what one banpush line's arguments say, as the command's
 // parser of 'banpush receive' read them.
@@ -116,6 +129,10 @@ type Receiver struct {
 type Keys struct {
 	Path    string // the account's authorized_keys
 	Account Account
+	// Expected says why this host must receive ("this host is h2 in the
+	// inventory ..."), or "" if nothing says it must: then a file without
+	// a banpush line fails instead of being skipped.
+	Expected string
 	// Parse checks the arguments of a line's forced command after the
 	// program ("receive", ...), as 'banpush receive' would.
 	Parse func(args []string) (Receiver, error)
@@ -124,13 +141,19 @@ type Keys struct {
 // CheckAuthorizedKeys checks every banpush line of the receiving
 // account's authorized_keys: restricted, a forced command naming an
 // executable the account can run, valid arguments, and a log the account
-// can append to. It returns the receivers the valid lines configure.
+// can append to. It returns the receivers that the lines whose arguments
+// parse configure, whatever else is wrong with them: the checks of their
+// jails, logs and units still apply.
 func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 	// Doctor runs as root and the file is the account's: read it as
 	// 'authorize --install' does, never through a link the account made,
 	// never another account's file under a second name.
 	data, err := authkeys.ReadFile(cfg.Path)
-	if errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist) && cfg.Expected != "":
+		return []Result{result("authorized-keys", "", Fail, receiveHint,
+			"%s does not exist, but %s: every push to this host is refused", cfg.Path, cfg.Expected)}, nil
+	case errors.Is(err, os.ErrNotExist):
 		return []Result{result("authorized-keys", "", Skip, "", "%s does not exist: this host does not receive", cfg.Path)}, nil
 	}
 	if err != nil {
@@ -164,9 +187,9 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 			continue // some other forced command
 		}
 		banpush++
-		r, res := checkLine(cfg, subject, opts, argv)
+		r, parsed, res := checkLine(cfg, subject, opts, argv)
 		out = append(out, res)
-		if res.Status != Fail {
+		if parsed {
 			recv = append(recv, r)
 		}
 	}
@@ -175,7 +198,11 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 	}
 	out = append(out, checkQuorums(recv)...)
 	out = append(out, checkLogs(recv, cfg.Account)...)
-	if banpush == 0 {
+	switch {
+	case banpush == 0 && cfg.Expected != "":
+		out = append(out, result("authorized-keys", "", Fail, receiveHint,
+			"%s has no banpush line, but %s: every push to this host is refused", cfg.Path, cfg.Expected))
+	case banpush == 0:
 		out = append(out, result("authorized-keys", "", Skip, "", "%s has no banpush line: this host does not receive", cfg.Path))
 	}
 	return out, recv
@@ -212,9 +239,13 @@ func checkQuorums(recv []Receiver) []Result {
 
 const regen = "write the line again with 'banpush authorize ... --install' (see 'banpush authorize --help')"
 
-func checkLine(cfg Keys, subject string, opts, argv []string) (Receiver, Result) {
-	fail := func(hint, format string, args ...any) (Receiver, Result) {
-		return Receiver{}, result("authorized-keys", subject, Fail, hint, format, args...)
+// checkLine checks one banpush line. It returns what its arguments say
+// whenever they parse (parsed), even if something else is wrong with it.
+func checkLine(cfg Keys, subject string, opts, argv []string) (r Receiver, parsed bool, res Result) {
+	r, perr := cfg.Parse(argv[1:])
+	parsed = perr == nil
+	fail := func(hint, format string, args ...any) (Receiver, bool, Result) {
+		return r, parsed, result("authorized-keys", subject, Fail, hint, format, args...)
 	}
 	if !slices.Contains(opts, "restrict") && !(slices.Contains(opts, "no-pty") && slices.Contains(opts, "no-port-forwarding") &&
 		slices.Contains(opts, "no-agent-forwarding") && slices.Contains(opts, "no-X11-forwarding")) {
@@ -231,9 +262,8 @@ func checkLine(cfg Keys, subject string, opts, argv []string) (Receiver, Result)
 	if !fi.Mode().IsRegular() || !may(fi, cfg.Account, 0o1) {
 		return fail("chmod 755 "+bin, "%s is not a file account %s can execute (mode %04o)", bin, cfg.Account.Name, fi.Mode().Perm())
 	}
-	r, err := cfg.Parse(argv[1:])
-	if err != nil {
-		return fail(regen, "the arguments of %s: %v", bin, err)
+	if perr != nil {
+		return fail(regen, "the arguments of %s: %v", bin, perr)
 	}
 	if why := appendable(r.Log, cfg.Account); why != "" {
 		return fail("banpush setup-account --account "+cfg.Account.Name+" --log "+r.Log+" makes it",
@@ -246,13 +276,13 @@ func checkLine(cfg Keys, subject string, opts, argv []string) (Receiver, Result)
 	if r.Quorum {
 		what += ", --trust quorum"
 	}
-	res := result("authorized-keys", subject, OK, "", "%s receiver (%s), log %s", what, bin, r.Log)
+	res = result("authorized-keys", subject, OK, "", "%s receiver (%s), log %s", what, bin, r.Log)
 	if _, ok := option(opts, "from"); !ok && !r.FromCert {
 		res.Status = Warn
 		res.Found += "; no from= option: the key works from any address"
 		res.Hint = "pin the key to the pushing host's addresses with 'banpush authorize --from CIDR ...'"
 	}
-	return r, res
+	return r, parsed, res
 }
 
 // option returns the value of the option name="..." in opts, unquoted.
@@ -458,8 +488,10 @@ type SSHD struct {
 }
 
 // CheckSSHD asks sshd which settings apply to the account (sshd -T -C
-// user=NAME) and checks that forwarding and ttys are off for it, and that
-// it exposes auth info when a cert-authority line needs it.
+// user=NAME) and checks that forwarding and ttys are off for it, that it
+// exposes auth info when a cert-authority line needs it, and that the
+// RevokedKeys file it names can be read: sshd refuses every key of the
+// account while that file is missing or damaged.
 func CheckSSHD(ctx context.Context, run Runner, cfg SSHD) Result {
 	prog := cfg.Program
 	if prog == "" {
@@ -474,9 +506,11 @@ func CheckSSHD(ctx context.Context, run Runner, cfg SSHD) Result {
 		return result("sshd", cfg.Account, Fail, "'sshd -t' says what is wrong; doctor needs root to run 'sshd -T'", "cannot read sshd's settings for %s: %v", cfg.Account, err)
 	}
 	set := map[string]string{}
+	raw := map[string]string{} // values as sshd printed them: paths keep their case
 	for _, l := range strings.Split(string(out), "\n") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(l), " "); ok {
 			set[strings.ToLower(k)] = strings.ToLower(v)
+			raw[strings.ToLower(k)] = v
 		}
 	}
 	if len(set) == 0 {
@@ -493,6 +527,12 @@ func CheckSSHD(ctx context.Context, run Runner, cfg SSHD) Result {
 	if v := set["permittty"]; v != "no" {
 		open = append(open, "permittty "+v)
 	}
+	if krl := raw["revokedkeys"]; krl != "" && set["revokedkeys"] != "none" {
+		if why := revokedKeys(krl); why != "" {
+			return result("sshd", cfg.Account, Fail, "install the fleet's KRL as "+krl+" ("+fleetScript+" does), or an empty one: ssh-keygen -k -f "+krl,
+				"sshd's RevokedKeys for %s is %s, which %s: sshd refuses every key of the account, and every push to this host", cfg.Account, krl, why)
+		}
+	}
 	if cfg.AuthInfo && set["exposeauthinfo"] != "yes" {
 		return result("sshd", cfg.Account, Fail, "add 'ExposeAuthInfo yes' to the account's Match block (contrib/sshd/banpush.conf), then sshd -t && systemctl reload ssh",
 			"a cert-authority line names its peer after the certificate, but sshd does not expose auth info for %s: every such push is refused (exit 78)", cfg.Account)
@@ -503,6 +543,43 @@ func CheckSSHD(ctx context.Context, run Runner, cfg SSHD) Result {
 			"sshd allows %s for %s: only each line's restrict option stops them", strings.Join(open, ", "), cfg.Account)
 	}
 	return result("sshd", cfg.Account, OK, "", "sshd forbids forwarding and ttys for %s", cfg.Account)
+}
+
+// krlMagic begins a KRL (OpenSSH's PROTOCOL.krl).
+const krlMagic = "SSHKRL\n\x00"
+
+// revokedKeys says why sshd cannot use path as its RevokedKeys file, or
+// "" if it can: a KRL, or a list of public keys one a line (what sshd
+// accepts). The file is root's, in /etc.
+func revokedKeys(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "does not exist"
+		}
+		return "cannot be read: " + errors.Unwrap(err).Error()
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "is not a regular file"
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	switch {
+	case err != nil:
+		return "cannot be read: " + err.Error()
+	case bytes.HasPrefix(data, []byte(krlMagic)):
+		return ""
+	}
+	for n, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		if _, _, _, _, err := ssh.ParseAuthorizedKey(line); err != nil {
+			return fmt.Sprintf("is neither a KRL (ssh-keygen -k) nor a list of public keys (line %d)", n+1)
+		}
+	}
+	return ""
 }
 
 // ReceivingJails maps each receiving jail to the logs the receivers feed
