@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,7 +123,7 @@ func (b *bench) coldBan(s *setup, timeout time.Duration) (cost, int, error) {
 	if err := b.stopSender(s); err != nil {
 		return cost{}, 0, err
 	}
-	srv := treeCPU(listeners(s.peers)...)
+	srv := b.peersCPU(s.peers)
 	ip := b.addr.next()
 	start := time.Now()
 	pushCPU, err := b.push(s, ip)
@@ -147,7 +148,7 @@ func (b *bench) coldBan(s *setup, timeout time.Duration) (cost, int, error) {
 	if err := b.stopSender(s); err != nil {
 		return cost{}, 0, err
 	}
-	c.server = treeCPU(listeners(s.peers)...) - srv
+	c.server = b.peersCPU(s.peers) - srv
 	return c, hwm, nil
 }
 
@@ -156,7 +157,7 @@ func (b *bench) coldBan(s *setup, timeout time.Duration) (cost, int, error) {
 // timeout after the script (and every ssh it ran) ended, instead of
 // failing: ssh gives up after ConnectTimeout, and the recipe loses the ban.
 func (b *bench) scriptBan(s *setup, script string, timeout time.Duration, lossy bool) (cost, error) {
-	srv := treeCPU(listeners(s.peers)...)
+	srv := b.peersCPU(s.peers)
 	masters := treeCPU(s.masters...)
 	ip := b.addr.next()
 	start := time.Now()
@@ -184,7 +185,7 @@ func (b *bench) scriptBan(s *setup, script string, timeout time.Duration, lossy 
 	return cost{
 		wall:   at.Sub(start),
 		client: cpu + treeCPU(s.masters...) - masters,
-		server: treeCPU(listeners(s.peers)...) - srv,
+		server: b.peersCPU(s.peers) - srv,
 		lost:   lost,
 	}, nil
 }
@@ -239,7 +240,47 @@ func (b *bench) s2OneBan(s *setup) error {
 			ratio:    ratio(bm.client+bm.server, pm.client+pm.server), target: "-", met: "-"},
 		row{scenario: "2. cold ban: banpush's own CPU (push and sender), share of all CPU", banpush: share(bm.client, bm.client+bm.server),
 			baseline: "parallel ssh: ssh's share " + share(pm.client, pm.client+pm.server), ratio: "-", target: "(report)", met: "-"},
+		row{scenario: "2. peers' CPU per connection (every process under their sshd)", banpush: fmtDur(bm.server / time.Duration(len(s.peers))),
+			baseline: "parallel ssh " + fmtDur(pm.server/time.Duration(len(s.peers))),
+			ratio:    ratio(bm.server, pm.server), target: "<= parallel ssh", met: metIf(bm.server <= pm.server)},
 	)
+	return b.s2ByProgram(s)
+}
+
+// s2ByProgram splits the peers' CPU per connection of a cold ban by
+// program, for banpush and for parallel ssh, when perf(1) is installed.
+func (b *bench) s2ByProgram(s *setup) error {
+	reps := max(3, b.o.coldReps)
+	before := b.peersCPU(s.peers)
+	bp, err := b.cpuByProgram(listeners(s.peers), func() error {
+		for range reps {
+			if _, _, err := b.coldBan(s, 30*time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || bp == nil {
+		return err
+	}
+	var perfTotal time.Duration
+	for _, d := range bp {
+		perfTotal += d
+	}
+	b.notes = append(b.notes, fmt.Sprintf("Scenario 2 by program: perf counted %s of the peers' CPU, their cgroups %s.", fmtDur(perfTotal), fmtDur(b.peersCPU(s.peers)-before)))
+	ps, err := b.cpuByProgram(listeners(s.peers), func() error {
+		_, err := b.scriptBans(s, s.scripts.parallel, reps, 30*time.Second)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	conns := time.Duration(reps * len(s.peers))
+	split := func(by map[string]time.Duration) string {
+		return fmt.Sprintf("sshd %s, sh %s, receiver %s", fmtDur(by["sshd"]/conns), fmtDur(by["sh"]/conns), fmtDur(by["banpush"]/conns))
+	}
+	b.rows = append(b.rows, row{scenario: "2. the same, by program (perf, n=" + strconv.Itoa(reps) + " bans each)", banpush: split(bp),
+		baseline: "parallel ssh " + split(ps), ratio: ratio(bp["sshd"], ps["sshd"]) + " (sshd)", target: "(report)", met: "-"})
 	return nil
 }
 
@@ -356,7 +397,7 @@ func (b *bench) s4Warm(s *setup) error {
 	spaced := func(f func(ip string) (time.Duration, error), clientPIDs []int) ([]time.Duration, cost, error) {
 		var ds []time.Duration
 		after = nil
-		srv, cli := treeCPU(listeners(s.peers)...), treeCPU(clientPIDs...)
+		srv, cli := b.peersCPU(s.peers), treeCPU(clientPIDs...)
 		var c cost
 		for range b.o.reps {
 			ip := b.addr.next()
@@ -377,7 +418,7 @@ func (b *bench) s4Warm(s *setup) error {
 		}
 		n := time.Duration(b.o.reps)
 		c.client = (c.client + treeCPU(clientPIDs...) - cli) / n
-		c.server = (treeCPU(listeners(s.peers)...) - srv) / n
+		c.server = (b.peersCPU(s.peers) - srv) / n
 		return ds, c, nil
 	}
 	ds, bc, err := spaced(func(ip string) (time.Duration, error) { return b.push(s, ip) }, senders)
