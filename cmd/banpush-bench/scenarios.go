@@ -475,90 +475,123 @@ func (b *bench) s5FanOut() error {
 	}
 	b.notes = append(b.notes, fmt.Sprintf("Scenario 5: %d peers on %d sshd listeners (the first %d with an sshd each, the others %d ports to an sshd, each port with its own authorized_keys through Match LocalPort, and %q), all on 127.0.0.1; brought up in %s, %.1f MiB RSS in all.",
 		b.o.fanout, len(ds), b.o.peers, portsPerSSHD, sharedMaxStartups, fmtDur(started), float64(rss)/1024))
-	type size struct {
-		n        int
-		s        *setup
-		cs       []cost
-		hwm      int
-		bm, pm   cost
-		baseline string
-	}
-	var sizes []*size
+	var sizes []*fanSize
 	for _, n := range []int{b.o.fanoutSmall, b.o.fanout} {
 		if len(sizes) > 0 && sizes[len(sizes)-1].n == n {
 			continue
 		}
-		s, err := b.newSetup(fmt.Sprintf("s5-%d", n), b.peers[:n])
+		z, err := b.fanOutBanpush(n)
 		if err != nil {
 			return err
 		}
-		z := &size{n: n, s: s}
-		for range b.o.fanoutReps {
-			c, h, err := b.coldBan(s, 2*time.Minute)
-			if err != nil {
-				return fmt.Errorf("%d peers: %w", n, err)
-			}
-			z.cs = append(z.cs, c)
-			z.hwm = max(z.hwm, h)
-		}
-		z.bm = medianCost(z.cs)
 		sizes = append(sizes, z)
 	}
 	for _, z := range sizes {
-		script, reps := z.s.scripts.parallel, b.o.baselineReps
-		z.baseline = "parallel ssh"
-		if z.n > waveSize {
-			script, reps = z.s.scripts.waves, 1
-			z.baseline = fmt.Sprintf("parallel ssh, %d at a time", waveSize)
-		}
-		par, err := b.scriptBansLossy(z.s, script, reps, 20*time.Second, true)
-		if err != nil {
-			return fmt.Errorf("%d peers, %s: %w", z.n, z.baseline, err)
-		}
-		z.pm = medianCost(par)
-		z.baseline += " " + fmtN(z.pm.wall, len(par))
-		lost := 0
-		for _, c := range par {
-			lost += c.lost
-		}
-		if lost > 0 {
-			z.baseline += fmt.Sprintf("; the ban never reached %d of %d peers", lost, z.n*len(par))
+		if err := b.fanOutBaseline(z); err != nil {
+			return err
 		}
 	}
 	for _, z := range sizes {
-		name := fmt.Sprintf("5. fan-out: one ban to %d peers", z.n)
-		target, met := "-", "-"
-		if z.n == b.o.fanout {
-			target, met = "<= 0.25 x parallel ssh", metIf(z.bm.wall <= z.pm.wall/4)
-		}
-		b.rows = append(b.rows,
-			row{scenario: name, banpush: fmtN(z.bm.wall, len(z.cs)), baseline: z.baseline,
-				ratio: ratio(z.bm.wall, z.pm.wall), target: target, met: met},
-			row{scenario: name + ": CPU, pusher (push and sender) + all peers' sshd", banpush: z.bm.cpu(), baseline: "parallel ssh " + z.pm.cpu(),
-				ratio: ratio(z.bm.client+z.bm.server, z.pm.client+z.pm.server), target: "-", met: "-"},
-			row{scenario: name + ": sender peak RSS (VmHWM)", banpush: fmt.Sprintf("%.1f MiB", float64(z.hwm)/1024),
-				baseline: "-", ratio: "-", target: "<= 64 MiB", met: metIf(z.hwm > 0 && z.hwm <= 64*1024)},
-		)
+		b.fanOutRows(z)
 	}
 	if len(sizes) == 2 {
-		lo, hi := sizes[0], sizes[1]
-		k := float64(hi.n) / float64(lo.n)
-		g := float64(hi.bm.wall) / float64(lo.bm.wall)
-		b.rows = append(b.rows, row{
-			scenario: fmt.Sprintf("5. fan-out growth, %d -> %d peers (x%.0f): time", lo.n, hi.n, k),
-			banpush:  fmt.Sprintf("x%.2f", g),
-			baseline: fmt.Sprintf("parallel ssh x%.2f", float64(hi.pm.wall)/float64(lo.pm.wall)),
-			ratio:    "-", target: fmt.Sprintf("<= x%.0f (linear)", k), met: metIf(g <= k),
-		}, row{
-			scenario: fmt.Sprintf("5. fan-out growth, %d -> %d peers: sender peak RSS", lo.n, hi.n),
-			banpush:  fmt.Sprintf("x%.2f (%.1f -> %.1f MiB)", float64(hi.hwm)/float64(max(lo.hwm, 1)), float64(lo.hwm)/1024, float64(hi.hwm)/1024),
-			baseline: "-", ratio: "-", target: "(report)", met: "-",
-		})
+		b.fanOutGrowth(sizes[0], sizes[1])
 	}
 	if b.o.fanout > waveSize {
 		b.notes = append(b.notes, fmt.Sprintf("Scenario 5: the baseline for more than %d peers runs ssh %d at a time (wait between waves), once: all %d at once would measure memory and sshd's start-up limits rather than ssh, and take minutes.", waveSize, waveSize, b.o.fanout))
 	}
 	return nil
+}
+
+// fanSize is one size of scenario 5: its setup, and what each side cost.
+type fanSize struct {
+	n        int
+	s        *setup
+	cs       []cost
+	hwm      int
+	bm, pm   cost
+	baseline string
+}
+
+// fanOutBanpush measures banpush's cold bans to the first n peers.
+func (b *bench) fanOutBanpush(n int) (*fanSize, error) {
+	s, err := b.newSetup(fmt.Sprintf("s5-%d", n), b.peers[:n])
+	if err != nil {
+		return nil, err
+	}
+	z := &fanSize{n: n, s: s}
+	for range b.o.fanoutReps {
+		c, h, err := b.coldBan(s, 2*time.Minute)
+		if err != nil {
+			return nil, fmt.Errorf("%d peers: %w", n, err)
+		}
+		z.cs = append(z.cs, c)
+		z.hwm = max(z.hwm, h)
+	}
+	z.bm = medianCost(z.cs)
+	return z, nil
+}
+
+// fanOutBaseline measures parallel ssh on the same peers: all at once up
+// to waveSize peers, in waves beyond.
+func (b *bench) fanOutBaseline(z *fanSize) error {
+	script, reps := z.s.scripts.parallel, b.o.baselineReps
+	z.baseline = "parallel ssh"
+	if z.n > waveSize {
+		script, reps = z.s.scripts.waves, 1
+		z.baseline = fmt.Sprintf("parallel ssh, %d at a time", waveSize)
+	}
+	par, err := b.scriptBansLossy(z.s, script, reps, 20*time.Second, true)
+	if err != nil {
+		return fmt.Errorf("%d peers, %s: %w", z.n, z.baseline, err)
+	}
+	z.pm = medianCost(par)
+	z.baseline += " " + fmtN(z.pm.wall, len(par))
+	lost := 0
+	for _, c := range par {
+		lost += c.lost
+	}
+	if lost > 0 {
+		z.baseline += fmt.Sprintf("; the ban never reached %d of %d peers", lost, z.n*len(par))
+	}
+	return nil
+}
+
+// fanOutRows adds the rows of one size.
+func (b *bench) fanOutRows(z *fanSize) {
+	name := fmt.Sprintf("5. fan-out: one ban to %d peers", z.n)
+	target, met := "-", "-"
+	if z.n == b.o.fanout {
+		target, met = "<= 0.25 x parallel ssh", metIf(z.bm.wall <= z.pm.wall/4)
+	}
+	b.rows = append(b.rows,
+		row{scenario: name, banpush: fmtN(z.bm.wall, len(z.cs)), baseline: z.baseline,
+			ratio: ratio(z.bm.wall, z.pm.wall), target: target, met: met},
+		row{scenario: name + ": CPU, pusher (push and sender) + all peers' sshd", banpush: z.bm.cpu(), baseline: "parallel ssh " + z.pm.cpu(),
+			ratio: ratio(z.bm.client+z.bm.server, z.pm.client+z.pm.server), target: "-", met: "-"},
+		row{scenario: name + ": peers' CPU per connection", banpush: fmtDur(z.bm.server / time.Duration(z.n)),
+			baseline: "parallel ssh " + fmtDur(z.pm.server/time.Duration(z.n)),
+			ratio:    ratio(z.bm.server, z.pm.server), target: "<= parallel ssh", met: metIf(z.bm.server <= z.pm.server)},
+		row{scenario: name + ": sender peak RSS (VmHWM)", banpush: fmt.Sprintf("%.1f MiB", float64(z.hwm)/1024),
+			baseline: "-", ratio: "-", target: "<= 64 MiB", met: metIf(z.hwm > 0 && z.hwm <= 64*1024)},
+	)
+}
+
+// fanOutGrowth adds the rows of the growth from the small size to the
+// large one.
+func (b *bench) fanOutGrowth(lo, hi *fanSize) {
+	k := float64(hi.n) / float64(lo.n)
+	g := float64(hi.bm.wall) / float64(lo.bm.wall)
+	b.rows = append(b.rows, row{
+		scenario: fmt.Sprintf("5. fan-out growth, %d -> %d peers (x%.0f): time", lo.n, hi.n, k),
+		banpush:  fmt.Sprintf("x%.2f", g),
+		baseline: fmt.Sprintf("parallel ssh x%.2f", float64(hi.pm.wall)/float64(lo.pm.wall)),
+		ratio:    "-", target: fmt.Sprintf("<= x%.0f (linear)", k), met: metIf(g <= k),
+	}, row{
+		scenario: fmt.Sprintf("5. fan-out growth, %d -> %d peers: sender peak RSS", lo.n, hi.n),
+		banpush:  fmt.Sprintf("x%.2f (%.1f -> %.1f MiB)", float64(hi.hwm)/float64(max(lo.hwm, 1)), float64(lo.hwm)/1024, float64(hi.hwm)/1024),
+		baseline: "-", ratio: "-", target: "(report)", met: "-",
+	})
 }
 
 // s6Receiver is scenario 6: the CPU time of one receiver run per batch,
