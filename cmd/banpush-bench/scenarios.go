@@ -390,38 +390,7 @@ func (b *bench) s4Warm(s *setup) error {
 	if len(senders) != 1 {
 		return fmt.Errorf("%d senders running after the first push, want 1", len(senders))
 	}
-	// spaced runs f for reps new bans, 100 ms apart, and returns how long
-	// each took to be in every log, and the CPU of all of them.
-	// after is, for each, the time from f's return to the last log.
-	var after []time.Duration
-	spaced := func(f func(ip string) (time.Duration, error), clientPIDs []int) ([]time.Duration, cost, error) {
-		var ds []time.Duration
-		after = nil
-		srv, cli := b.peersCPU(s.peers), treeCPU(clientPIDs...)
-		var c cost
-		for range b.o.reps {
-			ip := b.addr.next()
-			start := time.Now()
-			cpu, err := f(ip)
-			if err != nil {
-				return nil, c, err
-			}
-			returned := time.Now()
-			c.client += cpu
-			at, err := b.waitLogged(s.peers, []string{ip}, 30*time.Second)
-			if err != nil {
-				return nil, c, err
-			}
-			ds = append(ds, at.Sub(start))
-			after = append(after, at.Sub(returned))
-			sleep(b.ctx, time.Until(start.Add(100*time.Millisecond)))
-		}
-		n := time.Duration(b.o.reps)
-		c.client = (c.client + treeCPU(clientPIDs...) - cli) / n
-		c.server = (b.peersCPU(s.peers) - srv) / n
-		return ds, c, nil
-	}
-	ds, bc, err := spaced(func(ip string) (time.Duration, error) { return b.push(s, ip) }, senders)
+	ds, after, bc, err := b.spacedBans(s, func(ip string) (time.Duration, error) { return b.push(s, ip) }, senders)
 	if err != nil {
 		return err
 	}
@@ -435,7 +404,7 @@ func (b *bench) s4Warm(s *setup) error {
 	if err := b.openMasters(s); err != nil {
 		return err
 	}
-	cm, cc, err := spaced(func(ip string) (time.Duration, error) {
+	cm, _, cc, err := b.spacedBans(s, func(ip string) (time.Duration, error) {
 		_, cpu, err := b.runScript(s.scripts.master, ip)
 		return cpu, err
 	}, s.masters)
@@ -458,6 +427,34 @@ func (b *bench) s4Warm(s *setup) error {
 			ratio: ratio(bc.client+bc.server, cc.client+cc.server), target: "-", met: "-"},
 	)
 	return nil
+}
+
+// spacedBans runs f for reps new bans, 100 ms apart, and returns how long
+// each took to be in every log, from f's start and from its return, and
+// the CPU of all of them: clientPIDs' (and f's own) and the peers'.
+func (b *bench) spacedBans(s *setup, f func(ip string) (time.Duration, error), clientPIDs []int) (ds, after []time.Duration, c cost, err error) {
+	srv, cli := b.peersCPU(s.peers), treeCPU(clientPIDs...)
+	for range b.o.reps {
+		ip := b.addr.next()
+		start := time.Now()
+		cpu, err := f(ip)
+		if err != nil {
+			return nil, nil, c, err
+		}
+		returned := time.Now()
+		c.client += cpu
+		at, err := b.waitLogged(s.peers, []string{ip}, 30*time.Second)
+		if err != nil {
+			return nil, nil, c, err
+		}
+		ds = append(ds, at.Sub(start))
+		after = append(after, at.Sub(returned))
+		sleep(b.ctx, time.Until(start.Add(100*time.Millisecond)))
+	}
+	n := time.Duration(b.o.reps)
+	c.client = (c.client + treeCPU(clientPIDs...) - cli) / n
+	c.server = (b.peersCPU(s.peers) - srv) / n
+	return ds, after, c, nil
 }
 
 // s5FanOut is scenario 5: one ban to many peers, at two sizes, for the

@@ -23,16 +23,8 @@ import (
 // over. moved reports whether the cursor moved: records were acknowledged
 // or passed over.
 func (w *worker) drain(ctx context.Context) (moved bool, err error) {
-	if !w.posKnown {
-		pos, err := w.cfg.Spool.Cursor(w.peer.Name)
-		if err != nil {
-			var ce *spool.CorruptFileError
-			if !errors.As(err, &ce) {
-				return false, err
-			}
-			w.cfg.Logf("peer %s: %v", w.peer.Name, err)
-		}
-		w.pos, w.diskPos, w.posKnown = pos, pos, true
+	if err := w.loadCursor(); err != nil {
+		return false, err
 	}
 	for !stopped(w.cfg.Stop) {
 		// In a burst, what comes in the next moments joins the next
@@ -55,31 +47,9 @@ func (w *worker) drain(ctx context.Context) (moved bool, err error) {
 		if w.cancels, err = w.cfg.Spool.LoadCancels(w.cancels); err != nil {
 			return moved, err
 		}
-		enc := w.encode(b.Entries)
-		upto := enc.end // entries acknowledged by this round
-		limited := false
-		if len(enc.batch) > 0 {
-			ack, err := w.send(ctx, enc.kind, enc.batch)
-			if err != nil {
-				return moved, err
-			}
-			if ack.Limited > 0 { // sshpush checked LimitedFrom against the lines sent
-				upto, limited = enc.lineEntry[ack.LimitedFrom-1], true
-			}
-		}
-		for _, i := range enc.cancelled {
-			if i < upto {
-				w.res.Cancelled++
-				w.state.Cancelled++
-			}
-		}
-		for _, i := range enc.expired {
-			if i < upto {
-				e := b.Entries[i]
-				w.res.Dropped++
-				w.state.Dropped++
-				w.cfg.Logf("peer %s: dropped %s of %s: expired (queued %s)", w.peer.Name, e.Kind, e.Record.Addr, e.Queued.Format(time.RFC3339))
-			}
+		upto, limited, err := w.deliverRead(ctx, b.Entries)
+		if err != nil {
+			return moved, err
 		}
 		next := b.Next
 		if upto < len(b.Entries) {
@@ -104,6 +74,55 @@ func (w *worker) drain(ctx context.Context) (moved bool, err error) {
 		}
 	}
 	return moved, nil
+}
+
+// loadCursor reads the peer's cursor from the spool the first time.
+func (w *worker) loadCursor() error {
+	if w.posKnown {
+		return nil
+	}
+	pos, err := w.cfg.Spool.Cursor(w.peer.Name)
+	if err != nil {
+		var ce *spool.CorruptFileError
+		if !errors.As(err, &ce) {
+			return err
+		}
+		w.cfg.Logf("peer %s: %v", w.peer.Name, err)
+	}
+	w.pos, w.diskPos, w.posKnown = pos, pos, true
+	return nil
+}
+
+// deliverRead sends one batch made of entries (encode) and counts what it
+// passed over. upto is how many entries the peer has acknowledged (all of
+// them, unless it was rate-limited: then limited is set).
+func (w *worker) deliverRead(ctx context.Context, entries []spool.Entry) (upto int, limited bool, err error) {
+	enc := w.encode(entries)
+	upto = enc.end // entries acknowledged by this round
+	if len(enc.batch) > 0 {
+		ack, err := w.send(ctx, enc.kind, enc.batch)
+		if err != nil {
+			return 0, false, err
+		}
+		if ack.Limited > 0 { // sshpush checked LimitedFrom against the lines sent
+			upto, limited = enc.lineEntry[ack.LimitedFrom-1], true
+		}
+	}
+	for _, i := range enc.cancelled {
+		if i < upto {
+			w.res.Cancelled++
+			w.state.Cancelled++
+		}
+	}
+	for _, i := range enc.expired {
+		if i < upto {
+			e := entries[i]
+			w.res.Dropped++
+			w.state.Dropped++
+			w.cfg.Logf("peer %s: dropped %s of %s: expired (queued %s)", w.peer.Name, e.Kind, e.Record.Addr, e.Queued.Format(time.RFC3339))
+		}
+	}
+	return upto, limited, nil
 }
 
 // encoded is one batch built from the entries of a Read.

@@ -40,8 +40,13 @@ func Zsh(w io.Writer, app *kong.Application) error {
 
 // bashBody writes the completion function fn and its tables.
 func bashBody(b *bufio.Writer, fn string, cmds []command) {
-	// The tables: subcommands and flags per command path, the flags
-	// that take a value, and what their values are.
+	bashTables(b, fn, cmds)
+	bashFunc(b, fn)
+}
+
+// bashTables writes the functions that hold the model: subcommands and
+// flags per command path, the flags that take a value, and their values.
+func bashTables(b *bufio.Writer, fn string, cmds []command) {
 	fmt.Fprintf(b, "%s_subs() {\n\tcase $1 in\n", fn)
 	for _, c := range cmds {
 		if len(c.subs) > 0 {
@@ -86,9 +91,11 @@ func bashBody(b *bufio.Writer, fn string, cmds []command) {
 		fmt.Fprintf(b, "\t%s) COMPREPLY=($(compgen -f -- \"$2\")) ;;\n", strings.Join(uniq(paths), " | "))
 	}
 	b.WriteString("\t*) COMPREPLY=() ;;\n\tesac\n}\n\n")
+}
 
-	// The function: find the command typed so far, skipping flags and
-	// their values, then offer what may come next.
+// bashFunc writes the completion function: it finds the command typed so
+// far, skipping flags and their values, then offers what may come next.
+func bashFunc(b *bufio.Writer, fn string) {
 	fmt.Fprintf(b, `%[1]s() {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
 	local path= w i skip=0 sub
