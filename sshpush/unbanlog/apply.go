@@ -162,100 +162,126 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	heldBefore := slices.Clone(held)
-
-	done := r.Cursor() // where the lines applied so far end
-	start := done
-	save := func() error {
-		rep.Held = len(held)
-		// Held before the cursor moves past the lines they come from: a
-		// crash between the two reads those lines again, and holds
-		// them once.
-		if !slices.Equal(held, heldBefore) {
-			if err := saveHeld(cfg.State, held); err != nil {
-				return err
-			}
-		}
-		if done == start || cur != nil && *cur == done {
-			return nil // no progress: nothing to write
-		}
-		return SaveCursor(cfg.State, done)
-	}
-	now := cfg.Now()
-	seen := map[netip.Addr]bool{}
-	if held, err = cfg.retryHeld(ctx, u, held, now, seen, &rep); err != nil {
-		return rep, errors.Join(err, save())
+	a := &applier{cfg: &cfg, u: u, r: r, rep: &rep, cur: cur, held: held, heldBefore: slices.Clone(held),
+		now: cfg.Now(), seen: map[netip.Addr]bool{}}
+	a.done = r.Cursor()
+	a.start = a.done
+	if a.held, err = cfg.retryHeld(ctx, u, a.held, a.now, a.seen, &rep); err != nil {
+		return rep, errors.Join(err, a.save())
 	}
 	for {
-		// Read up to maxPending unbans to apply; read is where the lines
-		// read end.
-		var pending []pendingUnban
-		read, eof := done, false
-		for len(pending) < maxPending && !eof {
-			line, next, err := r.Next()
-			switch {
-			case err == io.EOF:
-				eof = true
-				if next.Skip {
-					// Inside an unfinished long line: read once.
-					read = next
-				}
-				continue
-			case errors.Is(err, ErrBadLine):
-				rep.Skipped.Bad++
-				read = next
-				continue
-			case err != nil:
-				return rep, errors.Join(err, save())
-			}
-			before := read
-			read = next
-			ub, err := Parse(line)
-			switch {
-			case errors.Is(err, ErrOtherKind):
-				rep.Other++
-			case err != nil:
-				rep.Skipped.Bad++
-			default:
-				rep.Unbans++
-				v := cfg.decide(ub, now, seen, &rep)
-				if v == verdictHold {
-					rep.Skipped.Held++
-					var dropped bool
-					if held, dropped = hold(held, Held{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp}); dropped {
-						rep.Skipped.Refused++ // past MaxHeld: the oldest goes for good
-					}
-				}
-				if v != verdictApply {
-					continue
-				}
-				if len(pending) == 0 {
-					// The jails are asked for at the first unban to
-					// apply: a server that does not answer is found
-					// before more is read.
-					if _, err := cfg.jails(ctx); err != nil {
-						done = before // the lines before it are done
-						return rep, errors.Join(err, save())
-					}
-				}
-				seen[ub.Addr] = true
-				pending = append(pending, pendingUnban{ub, next})
-			}
+		pending, read, eof, err := a.readBatch(ctx)
+		if err != nil {
+			return rep, errors.Join(err, a.save())
 		}
 		if len(pending) > 0 {
 			n, err := applyBatch(ctx, &cfg, u, pending, &rep)
 			if n > 0 {
-				done = pending[n-1].next
+				a.done = pending[n-1].next
 			}
 			if err != nil {
-				return rep, errors.Join(err, save())
+				return rep, errors.Join(err, a.save())
 			}
 		}
-		done = read
+		a.done = read
 		if eof {
-			return rep, save()
+			return rep, a.save()
 		}
 	}
+}
+
+// applier is one run of Apply.
+type applier struct {
+	cfg              *Config
+	u                Unbanner
+	r                *Reader
+	rep              *Report
+	cur              *Cursor // as loaded: nil for a first run
+	held, heldBefore []Held
+	done, start      Cursor // where the lines applied so far end; where the run began
+	now              time.Time
+	seen             map[netip.Addr]bool
+}
+
+// save writes what the run did: the held unbans, then the cursor.
+func (a *applier) save() error {
+	a.rep.Held = len(a.held)
+	// Held before the cursor moves past the lines they come from: a crash
+	// between the two reads those lines again, and holds them once.
+	if !slices.Equal(a.held, a.heldBefore) {
+		if err := saveHeld(a.cfg.State, a.held); err != nil {
+			return err
+		}
+	}
+	if a.done == a.start || a.cur != nil && *a.cur == a.done {
+		return nil // no progress: nothing to write
+	}
+	return SaveCursor(a.cfg.State, a.done)
+}
+
+// readBatch reads up to maxPending unbans to apply, holding or passing
+// over the others; read is where the lines read end, eof whether the log
+// has no more.
+func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read Cursor, eof bool, err error) {
+	read = a.done
+	for len(pending) < maxPending && !eof {
+		line, next, err := a.r.Next()
+		switch {
+		case err == io.EOF:
+			eof = true
+			if next.Skip {
+				// Inside an unfinished long line: read once.
+				read = next
+			}
+			continue
+		case errors.Is(err, ErrBadLine):
+			a.rep.Skipped.Bad++
+			read = next
+			continue
+		case err != nil:
+			return nil, read, eof, err
+		}
+		before := read
+		read = next
+		ub, err := Parse(line)
+		switch {
+		case errors.Is(err, ErrOtherKind):
+			a.rep.Other++
+		case err != nil:
+			a.rep.Skipped.Bad++
+		default:
+			a.rep.Unbans++
+			if !a.take(ub) {
+				continue
+			}
+			if len(pending) == 0 {
+				// The jails are asked for at the first unban to apply:
+				// a server that does not answer is found before more
+				// is read.
+				if _, err := a.cfg.jails(ctx); err != nil {
+					a.done = before // the lines before it are done
+					return nil, read, eof, err
+				}
+			}
+			a.seen[ub.Addr] = true
+			pending = append(pending, pendingUnban{ub, next})
+		}
+	}
+	return pending, read, eof, nil
+}
+
+// take decides an unban line: true to apply it now; an unban this host's
+// settings refuse for now is held for the next runs.
+func (a *applier) take(ub Unban) bool {
+	v := a.cfg.decide(ub, a.now, a.seen, a.rep)
+	if v == verdictHold {
+		a.rep.Skipped.Held++
+		var dropped bool
+		if a.held, dropped = hold(a.held, Held{Addr: ub.Addr, Peer: ub.Peer, Stamp: ub.Stamp}); dropped {
+			a.rep.Skipped.Refused++ // past MaxHeld: the oldest goes for good
+		}
+	}
+	return v == verdictApply
 }
 
 // pendingUnban is an unban line to apply, and where its line ends.
