@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -122,31 +123,11 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 	var out []peerJSON
 	var failed []error
 	for _, p := range inv.Peers() {
-		s, err := r.settings(p.Name)
+		pj, err := listPeer(r, p.Name)
 		if err != nil {
 			failed = append(failed, err)
-			out = append(out, peerJSON{Name: p.Name, Error: err.Error(),
-				IdentityFiles: []string{}, CertificateFiles: []string{}, UserKnownHostsFiles: []string{}, GlobalKnownHostsFiles: []string{}})
-			continue
 		}
-		// What the sender offers: a KEY-cert.pub beside an identity file
-		// counts as much as a CertificateFile.
-		certs := sshpush.OfferedCertificates(context.Background(), r.target(s), func(w string) { r.Warnings = append(r.Warnings, w) })
-		out = append(out, peerJSON{
-			Name:                  s.Name,
-			HostName:              s.HostName,
-			Port:                  s.Port,
-			User:                  s.User,
-			IdentityFiles:         nonNil(s.IdentityFiles),
-			CertificateFiles:      nonNil(certs),
-			IdentitiesOnly:        s.IdentitiesOnly,
-			UserKnownHostsFiles:   nonNil(s.UserKnownHostsFiles),
-			GlobalKnownHostsFiles: nonNil(s.GlobalKnownHostsFiles),
-			HostKeyAlias:          s.HostKeyAlias,
-			ConnectTimeout:        s.ConnectTimeout.Seconds(),
-			defaultIDs:            s.Source["IdentityFile"] == "",
-			defaultKnown:          s.Source["UserKnownHostsFile"] == "" && s.Source["GlobalKnownHostsFile"] == "",
-		})
+		out = append(out, pj)
 	}
 	hostNames := map[string]string{}
 	for _, p := range out {
@@ -166,7 +147,8 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 	if note := selfNote(g, self); note != "" && !c.JSON {
 		defer printNote(env.Stderr, "%s", note)
 	}
-	if c.JSON {
+	switch {
+	case c.JSON:
 		if out == nil {
 			out = []peerJSON{}
 		}
@@ -175,40 +157,10 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
-	} else if len(out) == 0 {
+	case len(out) == 0:
 		printNote(env.Stderr, "no peers in %s", g.Inventory)
-	} else {
-		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-		// The certificates' column appears in a fleet that has them.
-		certs := slices.ContainsFunc(out, func(p peerJSON) bool { return len(p.CertificateFiles) > 0 })
-		header := "NAME\tHOSTNAME\tPORT\tUSER\tIDENTITY FILES"
-		if certs {
-			header += "\tCERTIFICATES"
-		}
-		fmt.Fprintln(tw, header+"\tKNOWN_HOSTS FILES")
-		for _, p := range out {
-			if p.Error != "" {
-				// Not a row of dashes: say that the error below is this peer's.
-				fmt.Fprintf(tw, "%s\t(cannot be used: see the error below)\n", p.Name)
-				continue
-			}
-			ids, known := strings.Join(p.IdentityFiles, ","), strings.Join(append(p.UserKnownHostsFiles, p.GlobalKnownHostsFiles...), ",")
-			if p.defaultIDs {
-				ids = "(ssh defaults)"
-			}
-			if p.defaultKnown {
-				known = "(ssh defaults)"
-			}
-			if certs {
-				c := strings.Join(p.CertificateFiles, ",")
-				if c == "" {
-					c = "-"
-				}
-				ids += "\t" + c
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.HostName, p.Port, p.User, ids, known)
-		}
-		if err := tw.Flush(); err != nil {
+	default:
+		if err := printPeers(env.Stdout, out); err != nil {
 			return err
 		}
 	}
@@ -219,6 +171,69 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 		return withHint(failed[len(failed)-1], exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
 	}
 	return nil
+}
+
+// listPeer is what peers list shows of one peer: its settings as the
+// sender uses them, or the error that keeps it from being used.
+func listPeer(r *resolver, name string) (peerJSON, error) {
+	s, err := r.settings(name)
+	if err != nil {
+		return peerJSON{Name: name, Error: err.Error(),
+			IdentityFiles: []string{}, CertificateFiles: []string{}, UserKnownHostsFiles: []string{}, GlobalKnownHostsFiles: []string{}}, err
+	}
+	// What the sender offers: a KEY-cert.pub beside an identity file
+	// counts as much as a CertificateFile.
+	certs := sshpush.OfferedCertificates(context.Background(), r.target(s), func(w string) { r.Warnings = append(r.Warnings, w) })
+	return peerJSON{
+		Name:                  s.Name,
+		HostName:              s.HostName,
+		Port:                  s.Port,
+		User:                  s.User,
+		IdentityFiles:         nonNil(s.IdentityFiles),
+		CertificateFiles:      nonNil(certs),
+		IdentitiesOnly:        s.IdentitiesOnly,
+		UserKnownHostsFiles:   nonNil(s.UserKnownHostsFiles),
+		GlobalKnownHostsFiles: nonNil(s.GlobalKnownHostsFiles),
+		HostKeyAlias:          s.HostKeyAlias,
+		ConnectTimeout:        s.ConnectTimeout.Seconds(),
+		defaultIDs:            s.Source["IdentityFile"] == "",
+		defaultKnown:          s.Source["UserKnownHostsFile"] == "" && s.Source["GlobalKnownHostsFile"] == "",
+	}, nil
+}
+
+// printPeers writes the peers list's table.
+func printPeers(w io.Writer, out []peerJSON) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// The certificates' column appears in a fleet that has them.
+	certs := slices.ContainsFunc(out, func(p peerJSON) bool { return len(p.CertificateFiles) > 0 })
+	header := "NAME\tHOSTNAME\tPORT\tUSER\tIDENTITY FILES"
+	if certs {
+		header += "\tCERTIFICATES"
+	}
+	fmt.Fprintln(tw, header+"\tKNOWN_HOSTS FILES")
+	for _, p := range out {
+		if p.Error != "" {
+			// Not a row of dashes: say that the error below is this peer's.
+			fmt.Fprintf(tw, "%s\t(cannot be used: see the error below)\n", p.Name)
+			continue
+		}
+		ids, known := strings.Join(p.IdentityFiles, ","), strings.Join(append(p.UserKnownHostsFiles, p.GlobalKnownHostsFiles...), ",")
+		if p.defaultIDs {
+			ids = "(ssh defaults)"
+		}
+		if p.defaultKnown {
+			known = "(ssh defaults)"
+		}
+		if certs {
+			c := strings.Join(p.CertificateFiles, ",")
+			if c == "" {
+				c = "-"
+			}
+			ids += "\t" + c
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.HostName, p.Port, p.User, ids, known)
+	}
+	return tw.Flush()
 }
 
 // PeersAddCmd appends a Host block.
