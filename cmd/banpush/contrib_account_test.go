@@ -160,6 +160,37 @@ func TestPreinstLinks(t *testing.T) {
 	}
 }
 
+// TestPreinstModes (issue 26, item 14): a spool or /etc/banpush made
+// before the package (by a source install, or by hand with mkdir's 0755)
+// is made 0700 by the package's preinst, on install and on upgrade: its
+// mode stayed 0755, and doctor warned.
+func TestPreinstModes(t *testing.T) {
+	testenv.Need(t, testenv.Command("useradd", "passwd"))
+	privateRoot(t)
+	preinst := filepath.Join(contribDir, "packaging", "scripts", "preinst.sh")
+	dirs := []string{"/var/spool/banpush", "/etc/banpush"}
+	for _, args := range [][]string{{"install"}, {"upgrade", "1.0.0"}} {
+		for _, d := range dirs {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustRun(t, "sh", append([]string{preinst}, args...)...)
+		for _, d := range dirs {
+			fi, err := os.Stat(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().Perm(); got != 0o700 {
+				t.Errorf("preinst %s: %s: got mode %04o, want 0700", args[0], d, got)
+			}
+		}
+	}
+}
+
 // TestReceivedLogAppendOnly (issue 25, finding 4): on a host set up by
 // setup-receiver.sh, the account can append to its received log, as the
 // receiver does, and nothing else: no truncate -s +1G (a sparse file whose

@@ -19,7 +19,10 @@
 #     until the log in it is append-only, as 'banpush setup-account' makes
 #     it;
 #   - /var/spool/banpush and /etc/banpush, 0700 root: the queue, the
-#     inventory and the pushing key.
+#     inventory and the pushing key. Where they exist already (a source
+#     install's, or made by hand with mkdir: 0755), their mode is made
+#     0700 on every install and upgrade: group and others have no business
+#     reading the queue or the key, nor writing either.
 # Nothing here works in a directory the account can change: the account's
 # home, ~/.ssh and authorized_keys, and an existing log directory, are left
 # to 'banpush setup-account', which postinst runs with the new binary and
@@ -55,6 +58,13 @@ if [ ! -e "$logdir" ] && [ ! -L "$logdir" ]; then
 	chown "root:$user" "$logdir"
 	chmod 1771 "$logdir"
 fi
-[ -d /var/spool/banpush ] || install -d -m 0700 /var/spool/banpush
-[ -d /etc/banpush ] || install -d -m 0700 /etc/banpush
+for d in /var/spool/banpush /etc/banpush; do
+	if [ -L "$d" ]; then
+		echo "banpush: warning: $d is a symbolic link: its mode was left as it is; make it a directory of root's, mode 0700" >&2
+	elif [ -d "$d" ]; then
+		chmod 0700 "$d"
+	else
+		install -d -m 0700 "$d"
+	fi
+done
 exit 0
