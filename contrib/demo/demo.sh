@@ -350,14 +350,15 @@ fleet_setup() {
 }
 
 # fleet_sign HOST: the CA machine fetches the host's two public keys, signs
-# them, and the host installs the certificates (setup-host.sh --certs).
+# them, and the host installs the certificates (setup-host.sh --certs, with
+# no other option: the host keeps those of its first run).
 fleet_sign() {
 	local h=$1 ca=$dir/ca
 	cp -r "$dir/$h/fleet/keys" "$ca/$h" # scp -r root@HOST:fleet/keys HOST
 	ssh-keygen -q -s "$ca/user_ca" -I "$h" -n banpush -V +52w "$ca/$h/id_ed25519.pub"
 	ssh-keygen -q -s "$ca/host_ca" -h -I "$h" -n "$h,${addr[$h]}" -V +52w "$ca/$h/ssh_host_ed25519_key.pub"
 	cat "$ca/$h/id_ed25519-cert.pub" "$ca/$h/ssh_host_ed25519_key-cert.pub" |
-		quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" --certs "${fleet_opts[@]}"
+		quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" --certs
 }
 
 # wait_hostcert HOST: until the host's sshd, reloaded by setup-host.sh,
