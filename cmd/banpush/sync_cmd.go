@@ -27,7 +27,7 @@ type SyncCmd struct {
 	Jails        []string `name:"jail" help:"Read this running jail (repeatable; default: every running jail that carries the banpush action)." placeholder:"NAME"`
 	DryRun       bool     `name:"dry-run" help:"List the bans that would be queued; queue nothing."`
 	JSON         bool     `name:"json" help:"Print the report as JSON."`
-	AllowPrivate bool     `help:"Queue private (RFC 1918, RFC 4193) and CGNAT addresses too; peers refuse them unless they allow them."`
+	AllowPrivate bool     `help:"Queue private (RFC 1918, RFC 4193) and CGNAT addresses too; peers refuse them unless they allow them. Without it, a jail's private addresses are queued where its banpush action gives push --allow-private, as push queued them."`
 	Peers        []string `arg:"" optional:"" name:"PEER" help:"Only for these peers (default: every peer but this host)."`
 }
 
@@ -90,13 +90,49 @@ func (c *SyncCmd) Run(env *Env, g *Globals) error {
 			return errorf(exitUsage, "'fail2ban-client status' lists the running jails", "--jail: not a jail name")
 		}
 	}
-	d, err := resolveDelivery(g, env, c.Peers)
+	peers, err := c.peers(env, g)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	client := &f2b.Client{Socket: g.Fail2banSocket}
+	jails, private, err := c.jails(ctx, client, g)
+	if err != nil {
+		return err
+	}
+	var all []f2b.Ban
+	for _, j := range jails {
+		// Streamed: a jail may hold more bans than a reply is read whole.
+		err := client.EachBan(ctx, j, func(b f2b.Ban) error {
+			all = append(all, b)
+			return nil
+		})
+		if errors.Is(err, f2b.ErrNoJail) {
+			return errorf(exitConfig, "'fail2ban-client status' lists the running jails", "fail2ban runs no jail named %s: nothing queued", j)
+		}
+		if err != nil {
+			return fail2banError(err, g)
+		}
+	}
+	rep, recs := c.report(env, all, jails, private, peers)
+	if !c.DryRun && len(recs) > 0 {
+		if err := c.queue(env, g, recs); err != nil {
+			return err
+		}
+	}
+	return c.print(env, rep)
+}
+
+// peers are the peers to sync: those named, or every peer but this host.
+func (c *SyncCmd) peers(env *Env, g *Globals) ([]string, error) {
+	d, err := resolveDelivery(g, env, c.Peers)
+	if err != nil {
+		return nil, err
+	}
 	for _, sp := range d.self {
 		if slices.Contains(c.Peers, sp.Name) {
-			return errorf(exitUsage, "name the other peers, or give the right --self (BANPUSH_SELF)", "peer %s is this host (%s): banpush sends nothing to itself", sp.Name, sp.Reason)
+			return nil, errorf(exitUsage, "name the other peers, or give the right --self (BANPUSH_SELF)", "peer %s is this host (%s): banpush sends nothing to itself", sp.Name, sp.Reason)
 		}
 	}
 	for _, w := range d.warnings {
@@ -107,46 +143,56 @@ func (c *SyncCmd) Run(env *Env, g *Globals) error {
 		peers = d.live
 	}
 	if len(peers) == 0 {
-		return errorf(exitConfig, "add a peer with 'banpush peers add NAME --host HOST'", "no peer to sync: %s names no peer but this host", g.Inventory)
+		return nil, errorf(exitConfig, "add a peer with 'banpush peers add NAME --host HOST'", "no peer to sync: %s names no peer but this host", g.Inventory)
 	}
 	for _, p := range peers {
 		if err := d.bad[p]; err != nil {
 			printWarning(env.Stderr, "peer %s cannot be used yet (%v); its bans are queued all the same", p, err)
 		}
 	}
+	return peers, nil
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
-	defer cancel()
-	client := &f2b.Client{Socket: g.Fail2banSocket}
-	jails := c.Jails
+// jails are the jails whose bans sync queues (--jail, or every running
+// jail with the banpush action), and, for each, whether its push takes
+// private addresses (its action gives push --allow-private): sync queues
+// what push would have.
+func (c *SyncCmd) jails(ctx context.Context, client *f2b.Client, g *Globals) (jails []string, private map[string]bool, err error) {
+	jails = c.Jails
 	if len(jails) == 0 {
 		if jails, err = client.PushingJails(ctx); err != nil {
-			return fail2banError(err, g)
+			return nil, nil, fail2banError(err, g)
 		}
 		if len(jails) == 0 {
-			return errorf(exitConfig, "add the banpush action to the jails you share (README, Setup step 10), or name jails with --jail",
+			return nil, nil, errorf(exitConfig, "add the banpush action to the jails you share, or name jails with --jail",
 				"no running jail carries the banpush action")
 		}
 	}
-	var all []f2b.Ban
-	for _, j := range jails {
-		bans, err := client.Bans(ctx, j)
-		if errors.Is(err, f2b.ErrNoJail) {
-			return errorf(exitConfig, "'fail2ban-client status' lists the running jails", "fail2ban runs no jail named %s: nothing queued", j)
-		}
-		if err != nil {
-			return fail2banError(err, g)
-		}
-		all = append(all, bans...)
+	private = map[string]bool{}
+	if c.AllowPrivate {
+		return jails, private, nil
 	}
+	// Which push takes private addresses, from the actions' actionban;
+	// without an answer, none does (--allow-private still can).
+	acts, _ := client.PushActions(ctx)
+	for _, a := range acts {
+		if pc, ok := parsePushArgs(a.Ban); ok && pc.AllowPrivate {
+			private[a.Jail] = true
+		}
+	}
+	return jails, private, nil
+}
+
+// report makes the records to queue from fail2ban's bans, and the report
+// of what sync does.
+func (c *SyncCmd) report(env *Env, all []f2b.Ban, jails []string, private map[string]bool, peers []string) (syncReport, []record.Record) {
 	now := env.Now()
 	active, expired, dups := f2b.Active(all, now.Unix())
-
 	rep := syncReport{DryRun: c.DryRun, Jails: jails, Peers: []syncPeer{}, Bans: []syncBan{}, Expired: expired, Duplicates: dups}
 	var recs []record.Record
-	pol := record.Policy{AllowPrivate: c.AllowPrivate}
 	var firstRefusal error
 	for _, b := range active {
+		pol := record.Policy{AllowPrivate: c.AllowPrivate || private[b.Jail]}
 		if err := pol.Check(b.Addr); err != nil {
 			if firstRefusal == nil {
 				firstRefusal = fmt.Errorf("%s: %w", b.Addr, err)
@@ -166,15 +212,9 @@ func (c *SyncCmd) Run(env *Env, g *Globals) error {
 		rep.Peers = append(rep.Peers, syncPeer{Peer: p, Queued: len(recs)})
 	}
 	if rep.Refused > 0 {
-		printWarning(env.Stderr, "%s not queued: the first, %v (--allow-private queues private addresses)", plural(rep.Refused, "ban"), firstRefusal)
+		printWarning(env.Stderr, "%s not queued: the first, %v (--allow-private queues private addresses; push takes them where a jail's banpush action gives it --allow-private)", plural(rep.Refused, "ban"), firstRefusal)
 	}
-
-	if !c.DryRun && len(recs) > 0 {
-		if err := c.queue(env, g, recs); err != nil {
-			return err
-		}
-	}
-	return c.print(env, rep)
+	return rep, recs
 }
 
 // banRecord is the record queued for a ban: its start and bantime as
