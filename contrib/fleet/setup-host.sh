@@ -43,11 +43,12 @@
 #
 # Second run, with the two certificates the CA machine made, on stdin:
 #
-#   cat h01/*-cert.pub | ssh root@h01 sh fleet/contrib/fleet/setup-host.sh --certs [options]
+#   cat h01/*-cert.pub | ssh root@h01 sh fleet/contrib/fleet/setup-host.sh --certs
 #
 # checks each certificate (user or host certificate, for this host's key,
 # signed by the fleet's CA), installs them as /etc/banpush/id_ed25519-cert.pub
-# and /etc/ssh/ssh_host_ed25519_key-cert.pub, and does everything above again.
+# and /etc/ssh/ssh_host_ed25519_key-cert.pub, and does everything above again,
+# with the options of the first run.
 # Run it again whenever the fleet directory changes (a new inventory, KRL or
 # CA), with no options: it is idempotent, and keeps the settings of earlier
 # runs. It overwrites every file it installs (the inventory and known_hosts
