@@ -261,7 +261,38 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	}
 	id := PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
-	var buf, events []byte
+	buf, events := cfg.admit(&res, ok, okLine, &b, q, unbans, now)
+	sortRefused(res.Refused)
+	if len(buf) == 0 {
+		st.charge(id, b, res)
+		return res, nil
+	}
+	// A quorum peer's reports are remembered before they are written,
+	// and forgotten again if the log cannot be written: the memory is
+	// the count, and it must not hold a report the log lacks.
+	if q != nil {
+		if err := q.save(); err != nil {
+			return Result{}, fileError(err)
+		}
+	}
+	if err := appendLog(cfg.LogPath, buf); err != nil {
+		if q != nil {
+			_ = before.save() // nothing was written: forget it again
+		}
+		return Result{}, fileError(err)
+	}
+	_ = appendHistory(cfg.LogPath, events) // best effort (history.go)
+	st.charge(id, b, res)
+	return res, nil
+}
+
+// admit decides each record the policy let through, in order: refused as
+// stale where an unban of its address holds it back, limited when the
+// bucket (or this peer's share of the quorum memory) is empty, and
+// otherwise taken. It returns the log lines to write and the history's
+// events, and counts in res.
+func (cfg *Config) admit(res *Result, ok []record.Record, okLine []int, b *bucket, q *quorumMemory, unbans *unbanMemory, now time.Time) (buf, events []byte) {
+	id := PeerID(cfg.Peer)
 	stamp := now.Format(TimeLayout)
 	for i, rec := range ok {
 		if unbans.stale(id, rec.Addr, now, cfg.UnbanWindow) {
@@ -293,28 +324,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 			}
 		}
 	}
-	sortRefused(res.Refused)
-	if len(buf) == 0 {
-		st.charge(id, b, res)
-		return res, nil
-	}
-	// A quorum peer's reports are remembered before they are written,
-	// and forgotten again if the log cannot be written: the memory is
-	// the count, and it must not hold a report the log lacks.
-	if q != nil {
-		if err := q.save(); err != nil {
-			return Result{}, fileError(err)
-		}
-	}
-	if err := appendLog(cfg.LogPath, buf); err != nil {
-		if q != nil {
-			_ = before.save() // nothing was written: forget it again
-		}
-		return Result{}, fileError(err)
-	}
-	_ = appendHistory(cfg.LogPath, events) // best effort (history.go)
-	st.charge(id, b, res)
-	return res, nil
+	return buf, events
 }
 
 // lockState opens LOG.state and takes the lock that serializes every
