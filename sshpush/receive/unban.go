@@ -84,12 +84,7 @@ func Unban(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 
 func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error) {
 	if !cfg.AllowUnban {
-		var res Result
-		for i := range lines {
-			res.Refused = append(res.Refused, Refused{Line: i + 1, Reason: record.ErrUnbanDenied})
-		}
-		cfg.count(ctx, res)
-		return res, nil
+		return cfg.refuseUnbans(ctx, lines), nil
 	}
 	res, ok, okLine := cfg.decide(lines)
 	if len(ok) == 0 {
@@ -114,11 +109,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	if err != nil {
 		return Result{}, fileError(err)
 	}
-	addrs := make([]netip.Addr, len(ok))
-	for i, rec := range ok {
-		addrs[i] = rec.Addr
-	}
-	banned, err := bannedHere(cfg.LogPath, addrs, now)
+	banned, err := bannedHere(cfg.LogPath, addrsOf(ok), now)
 	if err != nil {
 		return Result{}, fileError(err)
 	}
@@ -162,6 +153,25 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	_ = appendHistory(cfg.LogPath, events)
 	st.charge(id, b, res)
 	return res, nil
+}
+
+// refuseUnbans refuses every unban of a peer not allowed to unban here.
+func (cfg *Config) refuseUnbans(ctx context.Context, lines []wire.Line) Result {
+	var res Result
+	for i := range lines {
+		res.Refused = append(res.Refused, Refused{Line: i + 1, Reason: record.ErrUnbanDenied})
+	}
+	cfg.count(ctx, res)
+	return res
+}
+
+// addrsOf lists the records' addresses.
+func addrsOf(recs []record.Record) []netip.Addr {
+	addrs := make([]netip.Addr, len(recs))
+	for i, rec := range recs {
+		addrs[i] = rec.Addr
+	}
+	return addrs
 }
 
 // unbanHold is how long an unban is remembered: the largest
