@@ -62,46 +62,78 @@ const (
 // authorized_keys should be, anything but a directory or a regular file
 // there, and a home or ~/.ssh of another account.
 func SetupHome(a Account, r *Report) error {
+	hd, err := setupHomeDir(a, r)
+	if err != nil {
+		return err
+	}
+	defer hd.Close()
+	sd, err := setupSSHDir(hd, a, r)
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	return setupKeys(sd, a, r)
+}
+
+// setupHomeDir opens the account's home, making it if it is missing, and
+// checks that it is root's or the account's.
+func setupHomeDir(a Account, r *Report) (*fsutil.Dir, error) {
 	home := filepath.Clean(a.Home)
 	if !filepath.IsAbs(home) || home == "/" {
-		return fmt.Errorf("account: %s's home %q: not an absolute path below /", a.Name, a.Home)
+		return nil, fmt.Errorf("account: %s's home %q: not an absolute path below /", a.Name, a.Home)
 	}
 	parent, err := fsutil.OpenDir(filepath.Dir(home))
 	if err != nil {
-		return fmt.Errorf("account: %w", err)
+		return nil, fmt.Errorf("account: %w", err)
 	}
 	defer parent.Close()
 	if err := rootsParent(parent, a); err != nil {
-		return err
+		return nil, err
 	}
-
 	hd, made, err := mkdirOrRootLink(parent, home, sshMode)
 	if err != nil {
-		return linkError(err)
+		return nil, linkError(err)
 	}
-	defer hd.Close()
 	st, err := hd.Stat()
 	if err != nil {
-		return fmt.Errorf("account: %w", err)
+		hd.Close()
+		return nil, fmt.Errorf("account: %w", err)
 	}
-	if made && st.Uid == 0 {
+	switch {
+	case made && st.Uid == 0:
 		if err := hd.Chown(a.UID, a.GID); err != nil {
-			return fmt.Errorf("account: %w", err)
+			hd.Close()
+			return nil, fmt.Errorf("account: %w", err)
 		}
 		if err := hd.Chmod(homeMode); err != nil {
-			return fmt.Errorf("account: %w", err)
+			hd.Close()
+			return nil, fmt.Errorf("account: %w", err)
 		}
 		r.note("made %s, %s's home", home, a.Name)
-	} else if st.Uid != 0 && int(st.Uid) != a.UID {
-		return fmt.Errorf("account: %s belongs to uid %d, neither root nor %s", home, st.Uid, a.Name)
+	case st.Uid != 0 && int(st.Uid) != a.UID:
+		hd.Close()
+		return nil, fmt.Errorf("account: %s belongs to uid %d, neither root nor %s", home, st.Uid, a.Name)
 	}
+	return hd, nil
+}
 
+// setupSSHDir opens ~/.ssh in the home hd, making it if it is missing,
+// and gives it to the account with mode 0700.
+func setupSSHDir(hd *fsutil.Dir, a Account, r *Report) (*fsutil.Dir, error) {
 	sd, made, err := hd.MkdirSub(".ssh", sshMode)
 	if err != nil {
-		return linkError(err)
+		return nil, linkError(err)
 	}
-	defer sd.Close()
-	if st, err = sd.Stat(); err != nil {
+	if err := ownSSHDir(sd, made, a, r); err != nil {
+		sd.Close()
+		return nil, err
+	}
+	return sd, nil
+}
+
+func ownSSHDir(sd *fsutil.Dir, made bool, a Account, r *Report) error {
+	st, err := sd.Stat()
+	if err != nil {
 		return fmt.Errorf("account: %w", err)
 	}
 	switch {
@@ -123,7 +155,12 @@ func SetupHome(a Account, r *Report) error {
 		}
 		r.note("set the mode of %s to %04o", sd.Path(), sshMode)
 	}
+	return nil
+}
 
+// setupKeys makes an empty authorized_keys in ~/.ssh (sd) where there is
+// none, and checks the one there is.
+func setupKeys(sd *fsutil.Dir, a Account, r *Report) error {
 	const keys = "authorized_keys"
 	f, kst, err := sd.Open(keys, unix.O_RDONLY)
 	switch {
