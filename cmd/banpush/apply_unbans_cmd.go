@@ -172,7 +172,7 @@ func (c *ApplyUnbansCmd) jails(ctx context.Context, client *f2b.Client) ([]strin
 		}
 	}
 	if len(jails) == 0 {
-		return nil, errorf(exitConfig, "install contrib/fail2ban/jail.d/banpush.conf and reload fail2ban (README, Setup step 4), or name the jails with --jail", "the running fail2ban has no receiving jail (banpush or banpush-quorum)")
+		return nil, errorf(exitConfig, "install contrib/fail2ban/jail.d/banpush.conf and reload fail2ban (docs/setup.md#step-4), or name the jails with --jail", "the running fail2ban has no receiving jail (banpush or banpush-quorum)")
 	}
 	return jails, nil
 }
@@ -237,7 +237,7 @@ func applyError(err error, socket string) error {
 	case errors.Is(err, unbanlog.ErrUnsafeState):
 		return withHint(err, exitConfig, "give --state a file in a directory of root's that nobody else can write, such as the default's")
 	case errors.Is(err, unbanlog.ErrNoLog):
-		return withHint(err, exitFailure, "check --log: the receiving account's log (README, Setup step 1)")
+		return withHint(err, exitFailure, "check --log: the receiving account's log (docs/setup.md#step-1)")
 	case errors.As(err, &fe):
 		return withHint(err, exitTemp, "the next run tries these unbans again")
 	}

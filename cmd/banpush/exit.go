@@ -2,7 +2,7 @@ package main
 
 import "github.com/banpush/banpush/sshpush/wire"
 
-// Exit codes. This is the only place they are decided; the README lists
+// Exit codes. This is the only place they are decided; docs/reference.md lists
 // them under "Exit codes". The receiver's codes are part of the wire
 // protocol (package wire): they follow sysexits.h so that a pushing peer
 // can tell "fix the request" from "try again later", and the other

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // The binary's paths, as contrib/packaging/build.sh defines them: contrib/
@@ -173,6 +173,7 @@ func packageWants(t *testing.T, unitDir string, deb bool) []string {
 		{"contrib/fail2ban/jail.d/*.conf", "/etc/fail2ban/jail.d/"},
 		{"contrib/systemd/banpush-*", unitDir},
 		{"contrib/systemd/fail2ban.service.d/*.conf", unitDir + "fail2ban.service.d/"},
+		{"docs/*.md", "/usr/share/doc/banpush/docs/"},
 	} {
 		m, _ := filepath.Glob(filepath.Join(repo, g.glob))
 		if len(m) == 0 {

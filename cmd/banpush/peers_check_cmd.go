@@ -241,7 +241,7 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 		return fmt.Sprintf("%s did not answer within %s: a firewall may drop the packets, or the host is down or overloaded; check HostName and Port, or give it longer with --timeout", addr, timeout)
 	case sshpush.ClassHostKeyUnknown:
 		if usesCertificates(t) {
-			return fmt.Sprintf("%s presents a host key without a certificate, and %s trusts no such key: on the CA machine, sign a copy of its /etc/ssh/ssh_host_ed25519_key.pub with the fleet's host CA (ssh-keygen -s host_ca -h -I %s -n %s -V +52w ssh_host_ed25519_key.pub) and install it there with 'setup-host.sh --certs', which reloads sshd (README, Fleet setup); %s must hold the fleet's '@cert-authority * HOST_CA_KEY' line, which contrib/fleet/setup-host.sh installs",
+			return fmt.Sprintf("%s presents a host key without a certificate, and %s trusts no such key: on the CA machine, sign a copy of its /etc/ssh/ssh_host_ed25519_key.pub with the fleet's host CA (ssh-keygen -s host_ca -h -I %s -n %s -V +52w ssh_host_ed25519_key.pub) and install it there with 'setup-host.sh --certs', which reloads sshd (docs/fleet.md); %s must hold the fleet's '@cert-authority * HOST_CA_KEY' line, which contrib/fleet/setup-host.sh installs",
 				p.Name, knownHostsFile(t), p.Name, certHostName(t), knownHostsFile(t))
 		}
 		return fmt.Sprintf("run 'banpush peers trust %s': it shows the key's fingerprint, to compare with the peer's own ('ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' there), before adding it", p.Name)
@@ -258,7 +258,7 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 			}
 		}
 		if usesCertificates(t) {
-			return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s, and sign its new host key with the fleet's host CA and install it there with 'setup-host.sh --certs' (README, Fleet setup) rather than trusting the key itself", where)
+			return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s, and sign its new host key with the fleet's host CA and install it there with 'setup-host.sh --certs' (docs/fleet.md) rather than trusting the key itself", where)
 		}
 		return fmt.Sprintf("the host presents a different key: make sure it was really reinstalled or rekeyed (otherwise someone may be in between), then remove %s and run 'banpush peers trust %s'", where, p.Name)
 	case sshpush.ClassHostCertCA:
@@ -279,10 +279,10 @@ func checkHint(class sshpush.Class, p deliver.Peer, err error, timeout time.Dura
 			if len(t.CertificateFiles) > 0 {
 				cert = t.CertificateFiles[0]
 			}
-			return fmt.Sprintf("%s accepted neither this host's key nor its certificate: 'ssh-keygen -Lf %s' shows whether the certificate is valid now and names the principal banpush; if not, sign %s again on the CA machine with the fleet's user CA (ssh-keygen -s user_ca -I %s -n banpush -V +52w %s) and install the certificate here with 'setup-host.sh --certs' (README, Fleet setup). If it is, %s's authorized_keys lacks the fleet's cert-authority line, or its KRL revokes this key: run contrib/fleet/setup-host.sh there again",
+			return fmt.Sprintf("%s accepted neither this host's key nor its certificate: 'ssh-keygen -Lf %s' shows whether the certificate is valid now and names the principal banpush; if not, sign %s again on the CA machine with the fleet's user CA (ssh-keygen -s user_ca -I %s -n banpush -V +52w %s) and install the certificate here with 'setup-host.sh --certs' (docs/fleet.md). If it is, %s's authorized_keys lacks the fleet's cert-authority line, or its KRL revokes this key: run contrib/fleet/setup-host.sh there again",
 				p.Name, cert, filepath.Base(pub), thisHostName(), filepath.Base(pub), home(t)+" on "+p.Name)
 		}
-		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --from ADDRESS_OF_THIS_HOST --install %s/.ssh/authorized_keys %s' (with a copy of %s); in a certificate fleet, install this host's certificate as %s-cert.pub instead ('setup-host.sh --certs', README, Fleet setup)",
+		return fmt.Sprintf("install this host's key for %s on the peer: there, run 'banpush authorize --peer %s --log /var/log/banpush/received.log --from ADDRESS_OF_THIS_HOST --install %s/.ssh/authorized_keys %s' (with a copy of %s); in a certificate fleet, install this host's certificate as %s-cert.pub instead ('setup-host.sh --certs', docs/fleet.md)",
 			t.User, thisHostName(), home(t), filepath.Base(pub), pub, strings.TrimSuffix(pub, ".pub"))
 	case sshpush.ClassNotBanpush:
 		return fmt.Sprintf("the key logs in to a plain account on %s: its authorized_keys line lacks the forced command; replace it with the line 'banpush authorize' prints there", t.HostName)
@@ -379,7 +379,7 @@ of the account it runs as when there is none. The file is created with mode
 
 A fleet whose hosts have certificates from one host CA needs none of this:
 one line '@cert-authority * CA_KEY' in known_hosts trusts every host key the
-CA signed (see "Fleet setup" in the README).
+CA signed (docs/fleet.md).
 
 If known_hosts already holds a different key for the host, nothing is written:
 the key has changed, which needs a person to find out why. Remove the stale

@@ -49,7 +49,7 @@ files. Each ban keeps its original start time and bantime, so a peer sees
 how long it has left; bans whose time has run out are not sent, permanent
 ones are. An address banned in several jails is sent once, with the ban
 that ends last. The receiving peer's own jail bans for its own bantime
-(README, "Catching up a new or returning host").
+(docs/operations.md#catching-up-a-new-or-returning-host-banpush-sync).
 
 Prints one line per peer with the number of bans queued for it (--json: an
 object with the bans, the peers and the counts). Exit status 69 if fail2ban

@@ -23,17 +23,17 @@
 # without touching the real ones. All traffic stays on 10.77.0.0/24 inside
 # the namespaces.
 #
-# With --fleet, the hosts are set up the certificate way (README, "Fleet
-# setup"): a user CA and a host CA made in the demo's directory, each host's
+# With --fleet, the hosts are set up the certificate way (docs/fleet.md):
+# a user CA and a host CA made in the demo's directory, each host's
 # pushing key and sshd host key signed, one authorized_keys line, one
 # inventory and one known_hosts line, the same on every host, all installed
 # by contrib/fleet/setup-host.sh; nobody confirms a host key.
 #
 # With --installed, the hosts run the banpush package installed on this
-# machine (apt install ./dist/banpush_*.deb; README, Install) instead of
+# machine (apt install ./dist/banpush_*.deb; docs/install.md) instead of
 # the checkout: /usr/bin/banpush, and the package's fail2ban action, filter
 # and jail, sshd settings and account, as its own preinst makes them on
-# each host. Nothing is built, and only what the README's Setup asks of a
+# each host. Nothing is built, and only what docs/setup.md asks of a
 # package's user is done by hand; with --fleet, contrib/fleet/setup-host.sh
 # finds the package and leaves its files as they are.
 #
@@ -251,7 +251,7 @@ start_sshd() {
 	' sshd "$h" </dev/null >/dev/null 2>&1 &
 }
 
-# setup HOST: banpush on one host, the way the README tells an administrator.
+# setup HOST: banpush on one host, the way docs/setup.md tells an administrator.
 # With --installed, the package has put the binary, the account, the sshd
 # settings, the filter, the jail and the action in place.
 setup_host() {
@@ -310,7 +310,7 @@ trust() {
 		--install /var/lib/banpush/.ssh/authorized_keys "$dir/$from.pub"
 }
 
-# The fleet (--fleet): what the CA machine of the README holds, in $dir/ca.
+# The fleet (--fleet): what the CA machine of docs/fleet.md holds, in $dir/ca.
 # The demo is that machine; the hosts get copies of $dir/ca/fleet as an
 # administrator would copy them with scp.
 fleet_from=10.77.0.0/28 # the three hosts, not the attacker
@@ -596,13 +596,13 @@ cmd_run() {
 	step "Creating hosts h1 ${addr[h1]}, h2 ${addr[h2]}, h3 ${addr[h3]} and an attacker ${attacker}"
 	say "each host: its own network namespace, sshd, fail2ban, iptables and banpush;"
 	if [[ $fleet == yes ]]; then
-		say "banpush set up the certificate way (README, Fleet setup): a user CA and a"
+		say "banpush set up the certificate way (docs/fleet.md): a user CA and a"
 		say "host CA, each host's keys signed, and contrib/fleet/setup-host.sh run twice"
 		say "on each host (before and after signing); every host pushes to the two others"
 	else
 		if [[ " ${args[*]} " == *" --installed "* ]]; then
 			say "banpush from the installed package (its account, sshd settings, fail2ban"
-			say "filter, receiving jail and action), set up as the README says: keys, the"
+			say "filter, receiving jail and action), set up as docs/setup.md says: keys, the"
 			say "inventory, ignoreip, the push action on the sshd jail; every host pushes"
 			say "to the two others"
 		else

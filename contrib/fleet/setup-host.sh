@@ -1,6 +1,6 @@
 #!/bin/sh
-# Set up banpush on one host of a fleet that uses SSH certificates (README,
-# "Fleet setup"). Run as root on the host, from a copy of the fleet
+# Set up banpush on one host of a fleet that uses SSH certificates
+# (docs/fleet.md). Run as root on the host, from a copy of the fleet
 # directory made on the CA machine:
 #
 #   FLEET/user_ca.pub            the user CA's public key
@@ -153,7 +153,7 @@ export PATH
 umask 022
 
 # The binary and the files of contrib/: a source install's, or else the
-# banpush package's (README, Install), whose own copies of the sshd,
+# banpush package's (docs/install.md), whose own copies of the sshd,
 # fail2ban, logrotate and systemd files are left as it installed them, so
 # that its upgrades keep working; the rest is done the same way.
 bin=/usr/local/bin/banpush
@@ -163,7 +163,7 @@ if [ ! -x "$bin" ] && { dpkg-query -W -f='${Status}' banpush 2>/dev/null | grep 
 	packaged=yes
 	bin=$(command -v banpush) || die "the banpush package is installed, but banpush is not on PATH"
 fi
-[ -x "$bin" ] || die "$bin not found: install banpush first (README, Install)"
+[ -x "$bin" ] || die "$bin not found: install banpush first (docs/install.md)"
 for f in user_ca.pub host_ca.pub peers known_hosts banpush_revoked.krl; do
 	[ -f "$fleet/$f" ] || die "$fleet/$f not found: is $fleet the fleet directory? (--fleet DIR)"
 done
@@ -594,10 +594,10 @@ install -m 0644 "$host_key.pub" "$fleet/keys/ssh_host_ed25519_key.pub"
 
 "$bin" peers list
 for p in $new_peers; do
-	hint "$p is new in the inventory: once it has its certificates ('banpush peers check $p' says ok), run 'banpush sync $p' here, and on every other host that was in the fleet before it: each host sends the bans its own jails hold (README, Catching up a new or returning host)"
+	hint "$p is new in the inventory: once it has its certificates ('banpush peers check $p' says ok), run 'banpush sync $p' here, and on every other host that was in the fleet before it: each host sends the bans its own jails hold (docs/operations.md#catching-up-a-new-or-returning-host-banpush-sync)"
 done
 if [ -f "$user_key-cert.pub" ] && [ -f "$host_key-cert.pub" ]; then
 	say "done; once the other hosts are set up, 'banpush peers check' should say ok for each"
 else
-	say "done; now sign $fleet/keys/*.pub on the CA machine and run this again with --certs (README, Fleet setup)"
+	say "done; now sign $fleet/keys/*.pub on the CA machine and run this again with --certs (docs/fleet.md)"
 fi

@@ -16,7 +16,7 @@
 # main.commit).
 #
 # The binary's path: contrib/ names /usr/local/bin/banpush, where the
-# README's source install puts it. The packages install /usr/bin/banpush
+# source install (docs/install.md) puts it. The packages install /usr/bin/banpush
 # (a package never writes to /usr/local), so the staged copies of the
 # files that name the binary have exactly that string replaced; the build
 # fails if one of them no longer holds it, or if any staged file still
@@ -132,6 +132,8 @@ if left=$(grep -rlF -- "$src_bin" "$stage"); then
 fi
 mv "$stage/sshd/authorized_keys.example" "$stage/doc/"
 cp README.md "$stage/doc/"
+mkdir -p "$stage/doc/docs"
+cp docs/*.md "$stage/doc/docs/"
 copyright >"$stage/doc/copyright"
 cp contrib/packaging/lintian-overrides "$stage/"
 cat >"$stage/changelog.yaml" <<CHANGELOG

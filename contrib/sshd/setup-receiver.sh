@@ -24,7 +24,7 @@ logdir=${BANPUSH_LOGDIR:-/var/log/banpush}
 bin=${BANPUSH_BIN:-/usr/local/bin/banpush}
 if [ ! -x "$bin" ]; then
 	bin=$(command -v banpush) || {
-		echo "setup-receiver.sh: error: banpush not found: install it first (README, Install)" >&2
+		echo "setup-receiver.sh: error: banpush not found: install it first (docs/install.md)" >&2
 		exit 1
 	}
 fi

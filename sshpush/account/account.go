@@ -399,7 +399,7 @@ func makeLog(d *fsutil.Dir, base string, l Log, r *Report) error {
 				return fmt.Errorf("account: %w", err)
 			}
 		}
-		r.warn("%s: the file system has no append-only attribute: %s can truncate the log, and fail2ban reads a line of any length (see the README, Security model)", path, l.Account.Name)
+		r.warn("%s: the file system has no append-only attribute: %s can truncate the log, and fail2ban reads a line of any length (docs/security.md)", path, l.Account.Name)
 		return nil
 	}
 	// The account could have rewritten this file, and may still hold a
@@ -435,7 +435,7 @@ func createLog(d *fsutil.Dir, base string, l Log, r *Report) error {
 	defer f.Close()
 	switch err := fsutil.SetAppendOnly(f, true); {
 	case errors.Is(err, fsutil.ErrNoAttributes):
-		r.warn("%s: the file system has no append-only attribute: %s can truncate the log, and fail2ban reads a line of any length (see the README, Security model)", f.Name(), l.Account.Name)
+		r.warn("%s: the file system has no append-only attribute: %s can truncate the log, and fail2ban reads a line of any length (docs/security.md)", f.Name(), l.Account.Name)
 	case err != nil:
 		d.Remove(base)
 		return fmt.Errorf("account: %w", err)

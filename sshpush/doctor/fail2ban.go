@@ -126,7 +126,7 @@ func pushActions(ctx context.Context, cfg Fail2ban, running []string, configured
 	}
 	if pushing == 0 {
 		if cfg.Pusher {
-			out = append(out, result("push-action", "", Warn, "add the action to the jails whose bans you share (README, Setup step 10)",
+			out = append(out, result("push-action", "", Warn, "add the action to the jails whose bans you share (docs/setup.md#step-10)",
 				"no jail has the banpush action: this host shares none of its bans"))
 		} else {
 			out = append(out, result("push-action", "", Skip, "", "no jail has the banpush action and there is no inventory: this host does not push"))

@@ -107,7 +107,7 @@ func CheckAccount(name string, a Account, err error, expected string) Result {
 const (
 	fleetScript  = "contrib/fleet/setup-host.sh"
 	notReceiving = "if this host should not receive, take it out of the inventory its peers use"
-	receiveHint  = "on a certificate fleet, run " + fleetScript + " on this host again (README, Fleet setup): it writes the cert-authority line; " +
+	receiveHint  = "on a certificate fleet, run " + fleetScript + " on this host again (docs/fleet.md): it writes the cert-authority line; " +
 		"with a key per peer, 'banpush authorize --peer NAME ... --install FILE' for each pushing peer; " + notReceiving
 )
 

@@ -12,7 +12,7 @@
 # package still installs, with a warning that says what to fix.
 #
 # Enables and starts nothing: the flush timer is for a host that pushes,
-# once /etc/banpush/peers exists (README, Setup step 11), and the
+# once /etc/banpush/peers exists (docs/setup.md#step-11), and the
 # receiving jail and the sshd settings take effect when the administrator
 # reloads fail2ban and sshd. systemd only rereads the unit files.
 set -e
