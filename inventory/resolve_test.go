@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 var testLocal = Local{Home: "/home/ban", User: "ban", UID: "1001", HostName: "fw1.example.net"}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/fakepeer"
+	"github.com/banpush/banpush/sshpush/testkit/fakepeer"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )

@@ -14,7 +14,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // rateLimit is given to every receiver: the bench sends thousands of bans

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // cpuGroups counts the CPU of each peer sshd's whole tree in a cgroup of

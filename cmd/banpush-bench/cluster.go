@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
 

@@ -44,7 +44,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/wire"
 )
 

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // s7Partial is scenario 7: how long a ban takes to reach every live peer

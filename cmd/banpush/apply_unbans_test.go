@@ -14,7 +14,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/receive"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/banpush/banpush/sshpush/unbanlog"
 )
 

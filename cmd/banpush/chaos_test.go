@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestChaosSoak (long tier only: -banpush.long): 20 peers for 10 minutes.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/sender"
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // cluster is one pushing host and n receiving peers, each a real OpenSSH
@@ -202,31 +201,21 @@ func docAddrs(from, n int) []string {
 }
 
 // blackhole accepts TCP connections and never answers, like a peer whose
-// sshd hangs; it returns its port.
+// sshd hangs (sshdtest's tarpit, on a held port); it returns its port.
 func blackhole(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := sshdtest.ReservePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
+	h, err := p.Tarpit(false)
+	if err != nil {
+		p.Close()
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		l.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
+		h.Close()
+		p.Close()
 	})
-	return l.Addr().(*net.TCPAddr).Port
+	return p.Number
 }

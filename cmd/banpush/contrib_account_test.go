@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // The contrib scripts that root runs on a receiving host, run as root in a

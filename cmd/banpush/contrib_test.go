@@ -11,7 +11,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // f2bConfDir makes a private fail2ban configuration: the packaged *.conf

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // runDoc runs banpush with args in-process and returns its stdout.

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/doctor"
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // runDoctor runs 'banpush doctor --json' in this process and returns its

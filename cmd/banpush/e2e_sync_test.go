@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestEndToEndSync: 'banpush sync' on the demo's hosts (real sshd,

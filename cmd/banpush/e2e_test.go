@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/receive"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // The end-to-end test drives contrib/demo/demo.sh, the demo the README

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/receive"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // Addresses of the unban test, inside the demo's namespaces.

@@ -38,8 +38,8 @@ import (
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sender"
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
 )

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/banpush/banpush/sshpush/doctor"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestEndToEndFleetSetupHost runs contrib/fleet/setup-host.sh again on h2

@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"golang.org/x/crypto/ssh"
 )
 

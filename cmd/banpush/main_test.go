@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestNotRoot: status and peers check, run by an account that cannot read

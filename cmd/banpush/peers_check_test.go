@@ -18,7 +18,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/deliver"
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
 

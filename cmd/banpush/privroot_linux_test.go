@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"golang.org/x/sys/unix"
 )
 

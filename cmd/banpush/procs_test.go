@@ -11,7 +11,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // proc is a process as /proc shows it.

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 func code(n int) *int { return &n }

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/receive"
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestQuorumTrust: a receiver whose real fail2ban runs the banpush and

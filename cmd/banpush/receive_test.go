@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/fakepeer"
 	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/testkit/fakepeer"
 	"golang.org/x/crypto/ssh"
 )
 

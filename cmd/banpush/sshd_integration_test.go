@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // This file runs the receiver the way it runs in production: the real

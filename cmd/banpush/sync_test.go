@@ -13,8 +13,8 @@ import (
 
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
-	"github.com/banpush/banpush/sshpush/sshdtest"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // syncBanWant is a ban as fail2ban holds it, as sync must send it.

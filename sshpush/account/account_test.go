@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // The account in these tests is nobody (65534), its group nogroup

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // The receiving account owns its home and ~/.ssh, and root runs

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
-	"github.com/banpush/banpush/sshpush/fakepeer"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/testkit/fakepeer"
 )
 
 type fixture struct {
@@ -157,6 +157,13 @@ func TestRunRateLimitKeepsQueue(t *testing.T) {
 		t.Errorf("%d queued, want the 3 limited bans", n)
 	}
 	// A fresh bucket (the state file is the receiver's): the rest goes out.
+	// First, the stream the first run gave up on at its deadline must
+	// have ended on the peer's side: with a fresh bucket it would take
+	// the rest itself.
+	cancel()
+	if !f.servers[0].WaitIdle(10 * time.Second) {
+		t.Fatal("the peer still serves the first run's request after 10 s")
+	}
 	f.servers[0].Burst.Store(100)
 	os.Remove(f.servers[0].Log + ".state")
 	r = Run(context.Background(), f.config())[0]

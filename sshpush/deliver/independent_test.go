@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/spool"
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // TestRunSlowPeerLendsItsSlot: with one slot, a peer whose address drops

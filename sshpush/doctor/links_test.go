@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestAuthorizedKeysLinks (issue 25, finding 8): doctor runs as root and

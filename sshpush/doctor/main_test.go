@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestMain runs the tests in testenv's sandbox when it can (as root), so

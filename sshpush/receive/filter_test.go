@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 const filterPath = "../../contrib/fail2ban/filter.d/banpush.conf"

@@ -15,10 +15,10 @@ import (
 
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/deliver"
-	"github.com/banpush/banpush/sshpush/fakepeer"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/spool"
-	"github.com/banpush/banpush/sshpush/sshdtest"
+	"github.com/banpush/banpush/sshpush/testkit/fakepeer"
+	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 )
 
 // fixture is a spool and n in-process peers running the real receiver.

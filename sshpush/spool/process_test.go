@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // The test binary doubles as a helper process: with SPOOL_TEST_HELPER set

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // bigJailClient is an f2b.Client whose fail2ban-client is a script: the

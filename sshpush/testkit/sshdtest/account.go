@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // TestUser is the account that sshd logs tests in as, when they run as

@@ -48,7 +48,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"golang.org/x/crypto/ssh"
 )
 

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/crypto/ssh"
@@ -78,6 +79,8 @@ type Server struct {
 	Conns        atomic.Int64 // TCP connections accepted
 	Sessions     atomic.Int64 // session channels opened
 
+	running atomic.Int64 // handlers running now
+
 	handler   Handler
 	lastStdin atomic.Value // []byte, set by Replies
 	ln        net.Listener
@@ -85,6 +88,20 @@ type Server struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     []net.Conn
+}
+
+// WaitIdle waits until no request is being handled, for at most timeout,
+// and reports whether none is: a client that gave up on a request (its
+// context ended) leaves it running on the server, as on a real peer.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for s.running.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 // Start starts a peer on a free 127.0.0.1 port. It stops when the test
@@ -207,7 +224,9 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		}
 		req.Reply(true, nil)
 		go ssh.DiscardRequests(reqs)
+		s.running.Add(1)
 		exit := s.handler(&Exec{Command: exec.Command, Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Stop: s.done, srv: s})
+		s.running.Add(-1)
 		if exit.Hang {
 			<-s.done
 			return

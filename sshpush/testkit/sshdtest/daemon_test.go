@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // authorizedKey makes a key in a new directory and returns its private

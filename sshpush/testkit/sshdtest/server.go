@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/testenv"
+	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
 // maxLogShown is how much of the end of sshd's log a failed test shows.
