@@ -202,14 +202,14 @@ func (c *ApplyUnbansCmd) receivers(log string) ([]unbanlog.Receiver, error) {
 // unbanReceivers are the receiver lines of authorized_keys (keys) that
 // write the log at log with --allow-unban, as apply-unbans weighs them.
 func unbanReceivers(keys []byte, log string) []unbanlog.Receiver {
-	lines, _ := receiveLines(keys)
+	lines, _ := receive.ArgsFromKeys(keys)
 	log = filepath.Clean(log)
 	var out []unbanlog.Receiver
 	for _, a := range lines {
 		if filepath.Clean(a.Log) != log || !a.AllowUnban {
 			continue
 		}
-		_, cfg, err := a.check(time.Now)
+		_, cfg, err := a.Check(time.Now)
 		if err != nil {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/receive"
 )
 
 // parseArgs parses args with banpush's own command line and returns what
@@ -25,37 +26,23 @@ func parseArgs(t *testing.T, args []string) (*CLI, string) {
 	return &cli, kctx.Command()
 }
 
-// TestReceiveArgsRoundTrip: what authorize renders into authorized_keys
-// parses back, through kong, to the same arguments. A flag renamed on one
-// side only fails here.
-func TestReceiveArgsRoundTrip(t *testing.T) {
-	tests := []ReceiveArgs{
-		{Peer: "web1", Log: "/var/log/banpush/received.log", MaxBurst: 2000, MaxPerMinute: 120, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
-		{Peer: "db-2.example", Log: "/var/log/ban push/it's.log", Ignore: []string{"198.51.100.0/24", "2001:db8::1"},
-			MaxBurst: 1, MaxPerMinute: 0, AllowPrivate: true, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
-		{PeerFromCert: true, Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24"}, MaxBurst: 50, MaxPerMinute: 10, Trust: "full", Quorum: 2, QuorumWindow: time.Hour},
-		{Peer: "web2", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", Quorum: 3, QuorumWindow: 90 * time.Minute},
-		{PeerFromCert: true, Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "quorum", Quorum: 2, QuorumWindow: time.Hour},
-		{Peer: "admin", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
-			AllowUnban: true, UnbanWindow: 10 * time.Minute},
-		{Peer: "web3", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
-			UnbanWindow: 90 * time.Second},
+// TestReceiveFlagsRoundTrip: authorize's flags, parsed by kong, are the
+// receiver's arguments (receive.Args) they name, flag for flag: a flag
+// added to one side only fails here.
+func TestReceiveFlagsRoundTrip(t *testing.T) {
+	want := receive.Args{Peer: "web1", Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24", "2001:db8::1"},
+		MaxBurst: 7, MaxPerMinute: 9, AllowPrivate: true, Trust: "quorum", Quorum: 3, QuorumWindow: 2 * time.Hour,
+		AllowUnban: true, UnbanWindow: 30 * time.Minute}
+	args := append([]string{"authorize", "--cert-authority", "ca.pub"}, want.Argv()[1:]...)
+	cli, cmd := parseArgs(t, args)
+	if cmd != "authorize <key>" && cmd != "authorize" {
+		t.Fatalf("%q selects %q", args, cmd)
 	}
-	for _, want := range tests {
-		canon, _, err := want.check(time.Now)
-		if err != nil {
-			t.Fatalf("%+v: %v", want, err)
-		}
-		if !reflect.DeepEqual(canon, want) {
-			t.Fatalf("check changed canonical arguments: %+v, want %+v", canon, want)
-		}
-		cli, cmd := parseArgs(t, want.argv())
-		if cmd != "receive" {
-			t.Errorf("%q selects %q, want receive", want.argv(), cmd)
-		}
-		if got := cli.Receive.ReceiveArgs; !reflect.DeepEqual(got, want) {
-			t.Errorf("%q parses to %+v, want %+v", want.argv(), got, want)
-		}
+	if got := cli.Authorize.args(); !reflect.DeepEqual(got, want) {
+		t.Errorf("authorize %q: flags %+v, want %+v", want.Argv()[1:], got, want)
+	}
+	if n := reflect.TypeOf(ReceiveFlags{}).NumField(); n != reflect.TypeOf(receive.Args{}).NumField() {
+		t.Errorf("ReceiveFlags has %d fields, receive.Args %d: one side gained a flag", n, reflect.TypeOf(receive.Args{}).NumField())
 	}
 }
 
@@ -82,12 +69,12 @@ func TestAuthorizeLineParses(t *testing.T) {
 	if argv[0] != "/usr/bin/banpush" {
 		t.Fatalf("command %q", argv)
 	}
-	cli, cmd := parseArgs(t, argv[1:])
-	want := ReceiveArgs{Peer: "web1", Log: "/var/log/banpush/r.log", Ignore: []string{"198.51.100.0/24", "203.0.113.9"},
+	got, err := receive.ParseArgs(argv[1:])
+	want := receive.Args{Peer: "web1", Log: "/var/log/banpush/r.log", Ignore: []string{"198.51.100.0/24", "203.0.113.9"},
 		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true, Trust: "quorum", Quorum: 2, QuorumWindow: 2 * time.Hour,
 		AllowUnban: true, UnbanWindow: 30 * time.Minute}
-	if got := cli.Receive.ReceiveArgs; cmd != "receive" || !reflect.DeepEqual(got, want) {
-		t.Errorf("%s parses to %s %+v, want receive %+v", m[1], cmd, got, want)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("%s parses to %+v (%v), want %+v", m[1], got, err, want)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // AuthorizeCmd prints, or installs, the authorized_keys line for a peer,
 // or for every peer a user CA signed.
 type AuthorizeCmd struct {
-	ReceiveArgs
+	ReceiveFlags
 	CertAuthority string   `help:"Write a cert-authority line instead: it lets in every pushing host whose key this user CA (its public key file) signed for --principal, and names each after its certificate's key ID. No --peer and no key file with it." placeholder:"CA_PUBKEY_FILE"`
 	Principal     []string `help:"With --cert-authority: the principal a pushing host's certificate must carry (default: banpush; repeat for several)." placeholder:"NAME"`
 	From          []string `help:"Accept the key only from these addresses (CIDR or address; repeat or separate with commas): sshd's from= option." placeholder:"CIDR"`
@@ -83,7 +83,7 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	if err := c.form(); err != nil {
 		return err
 	}
-	args, _, err := c.check(env.Now)
+	args, _, err := c.args().Check(env.Now)
 	if err != nil {
 		return argError(err)
 	}
@@ -93,7 +93,7 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 		if err != nil {
 			return errorf(exitUsage, "--from takes addresses or CIDR prefixes, e.g. 192.0.2.10 or 2001:db8::/64", "--from %q: %v", f, err)
 		}
-		from = append(from, prefixString(p))
+		from = append(from, record.FormatPrefix(p))
 	}
 	bin := c.Binary
 	if bin == "" {
@@ -112,7 +112,7 @@ func (c *AuthorizeCmd) Run(env *Env) error {
 	if err != nil {
 		return errorf(exitFailure, "give "+what, "%v", err)
 	}
-	line, mark, err := authkeys.Line(authkeys.Spec{Binary: filepath.Clean(bin), Args: args.argv(), Peer: args.Peer, From: from, KeyFile: key,
+	line, mark, err := authkeys.Line(authkeys.Spec{Binary: filepath.Clean(bin), Args: args.Argv(), Peer: args.Peer, From: from, KeyFile: key,
 		CertAuthority: c.CertAuthority != "", Principals: c.Principal})
 	if err != nil {
 		return errorf(exitFailure, "the key file must hold exactly one OpenSSH public key; paths must be plain (no quotes or backslashes)", "%s: %v", keyFile, err)

@@ -112,7 +112,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	}
 	if keys != "" {
 		var krs []doctor.Result
-		krs, recv = doctor.CheckAuthorizedKeys(doctor.Keys{Path: keys, Account: acct, Parse: receiver, Expected: expected})
+		krs, recv = doctor.CheckAuthorizedKeys(doctor.Keys{Path: keys, Account: acct, Expected: expected})
 		rs = append(rs, krs...)
 	}
 
@@ -143,16 +143,6 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 		return silentExit(exitDoctor)
 	}
 	return nil
-}
-
-// receiver reads a banpush line's arguments for doctor.
-func receiver(args []string) (doctor.Receiver, error) {
-	a, err := parseReceiveArgs(args)
-	if err != nil {
-		return doctor.Receiver{}, err
-	}
-	return doctor.Receiver{Log: filepath.Clean(a.Log), Quorum: a.Trust == trustQuorum, FromCert: a.PeerFromCert,
-		Unban: a.AllowUnban, QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow}, nil
 }
 
 func lookupHost(ctx context.Context, host string) error {

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/banpush/banpush/sshpush/doctor"
+	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/f2b"
 )
 
@@ -44,7 +44,7 @@ func runningPushPolicy(ctx context.Context, client *f2b.Client) (pushPolicy, err
 // push would parse them. ok is false when the command is not banpush's
 // push or its arguments do not parse.
 func parsePushArgs(actionban string) (c PushCmd, ok bool) {
-	argv, err := doctor.SplitCommand(actionban)
+	argv, err := authkeys.SplitCommand(actionban)
 	if err != nil {
 		argv = strings.Fields(actionban) // a tag outside quotes: <ip>
 	}

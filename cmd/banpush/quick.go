@@ -9,12 +9,11 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/banpush/banpush/sshpush/f2b"
-	"github.com/banpush/banpush/sshpush/receive"
 )
 
 // The commands that run once per ban (push under fail2ban's global action
-// lock, receive on every peer, send once per burst) are parsed with a
-// grammar of their own command alone. kong builds the model of its grammar
+// lock, send once per burst) are parsed with a grammar of their own
+// command alone; receive reads its own arguments (receive.ParseArgs). kong builds the model of its grammar
 // at every start, reflecting over every struct and interpolating every help
 // text: for the whole CLI that was about 2 ms, more than a push's own work.
 // A one-command grammar holds the same Globals and the same command struct
@@ -30,11 +29,6 @@ type pushGrammar struct {
 	Push PushCmd `cmd:""`
 }
 
-type receiveGrammar struct {
-	Globals
-	Receive ReceiveCmd `cmd:""`
-}
-
 type sendGrammar struct {
 	Globals
 	Send SendCmd `cmd:""`
@@ -46,9 +40,6 @@ func quickGrammar(args []string) (grammar any, g *Globals) {
 	switch {
 	case slices.Contains(args, "push"):
 		var q pushGrammar
-		return &q, &q.Globals
-	case slices.Contains(args, "receive"):
-		var q receiveGrammar
 		return &q, &q.Globals
 	case slices.Contains(args, "send"):
 		var q sendGrammar
@@ -87,8 +78,12 @@ func runQuick(args []string, env *Env) (code int, ok bool) {
 	if g, c, ok := fastPush(args, os.LookupEnv); ok {
 		return report(env.Stderr, c.Run(env, &g)), true
 	}
-	if c, ok := fastReceive(args, os.LookupEnv); ok {
-		return report(env.Stderr, c.Run(env)), true
+	// receive's arguments are the receiver's (receive.ParseArgs), which
+	// kong does not read: sshd runs it for every session of every peer,
+	// and building kong's model was a third of its CPU time. Only --help
+	// goes through kong.
+	if len(args) > 0 && args[0] == "receive" && !slices.Contains(args, "--help") && !slices.Contains(args, "-h") {
+		return report(env.Stderr, receiveWith(env, args)), true
 	}
 	kctx, g, ok := quickParse(args, env)
 	if !ok {
@@ -160,117 +155,6 @@ func fastPush(args []string, lookupEnv func(string) (string, bool)) (g Globals, 
 	}
 	c.MaxAge = d
 	return g, c, true
-}
-
-// fastReceive reads the arguments of receive in the form authorize writes
-// them into authorized_keys (ReceiveArgs.argv),
-//
-//	receive (--peer V | --peer-from-cert) --log V [--ignore V]... [--max-burst N]
-//	        [--max-per-minute N] [--allow-private] [--trust V] [--quorum N]
-//	        [--quorum-window D] [--allow-unban] [--unban-window D]
-//
-// in any order, each flag but --ignore at most once, a value as the next
-// argument or after "=", without kong: sshd runs it for every session of
-// every peer, and building kong's model was a third of its CPU time and
-// most of its memory. ok is false for anything else (another flag, a global,
-// a value that is empty or starts with "-", a number that is not plain
-// decimal, an --ignore value with a backslash or an empty item, a bad --trust or duration, no
-// --log, an environment envGlobals refuses): kong parses those, and
-// reports what is wrong. TestFastReceive holds it to kong.
-func fastReceive(args []string, lookupEnv func(string) (string, bool)) (c ReceiveCmd, ok bool) {
-	if len(args) < 2 || args[0] != "receive" {
-		return c, false
-	}
-	if _, ok := envGlobals(lookupEnv); !ok {
-		return c, false
-	}
-	a := &c.ReceiveArgs
-	a.MaxBurst, a.MaxPerMinute = receive.DefaultMaxBurst, receive.DefaultMaxPerMinute
-	a.Trust, a.Quorum, a.QuorumWindow = "full", receive.DefaultQuorumPeers, receive.DefaultQuorumWindow
-	a.UnbanWindow = receive.DefaultUnbanWindow
-	flags := map[string]bool{"--peer-from-cert": true, "--allow-private": true, "--allow-unban": true}
-	seen := map[string]bool{}
-	for rest := args[1:]; len(rest) > 0; {
-		name, v, inline := strings.Cut(rest[0], "=")
-		rest = rest[1:]
-		if seen[name] && name != "--ignore" {
-			return c, false
-		}
-		seen[name] = true
-		if flags[name] {
-			if inline {
-				return c, false
-			}
-		} else {
-			if !inline {
-				if len(rest) == 0 {
-					return c, false
-				}
-				v, rest = rest[0], rest[1:]
-			}
-			if v == "" || strings.HasPrefix(v, "-") {
-				return c, false
-			}
-		}
-		ok = true
-		var err error
-		switch name {
-		case "--peer":
-			a.Peer = v
-		case "--peer-from-cert":
-			a.PeerFromCert = true
-		case "--log":
-			a.Log = v
-		case "--ignore":
-			if strings.Contains(v, `\`) {
-				return c, false
-			}
-			for _, p := range strings.Split(v, ",") {
-				if p == "" {
-					return c, false
-				}
-				a.Ignore = append(a.Ignore, p)
-			}
-		case "--max-burst":
-			a.MaxBurst, ok = plainDecimal(v)
-		case "--max-per-minute":
-			a.MaxPerMinute, ok = plainDecimal(v)
-		case "--quorum":
-			a.Quorum, ok = plainDecimal(v)
-		case "--allow-private":
-			a.AllowPrivate = true
-		case "--allow-unban":
-			a.AllowUnban = true
-		case "--trust":
-			a.Trust, ok = v, v == "full" || v == trustQuorum
-		case "--quorum-window":
-			a.QuorumWindow, err = time.ParseDuration(v)
-		case "--unban-window":
-			a.UnbanWindow, err = time.ParseDuration(v)
-		default:
-			return c, false
-		}
-		if !ok || err != nil {
-			return c, false
-		}
-	}
-	return c, a.Log != ""
-}
-
-// plainDecimal parses a non-negative decimal number without a sign or
-// leading zeros, which every integer parser reads the same way.
-func plainDecimal(s string) (int, bool) {
-	if s == "" || len(s) > 9 || len(s) > 1 && s[0] == '0' {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int(s[i]-'0')
-	}
-	return n, true
 }
 
 // envGlobals reads the globals from their environment variables and

@@ -28,10 +28,7 @@ func TestQuickGrammars(t *testing.T) {
 		{"push with an unknown flag", []string{"push", "--bogus", "203.0.113.7"}, false},
 		{"push without an address", []string{"push"}, false},
 		{"another command naming push", []string{"peers", "add", "push", "--host", "h"}, false},
-		{"receive as authorize writes it", []string{"receive", "--peer", "web1", "--log", "/var/log/banpush/received.log", "--ignore", "198.51.100.0/24", "--max-burst", "7"}, true},
-		{"receive with quorum", []string{"receive", "--peer-from-cert", "--log", "/l", "--trust", "quorum", "--quorum-window", "2h"}, true},
-		{"receive without --log", []string{"receive", "--peer", "web1"}, false},
-		{"receive with a bad --trust", []string{"receive", "--peer", "web1", "--log", "/l", "--trust", "some"}, false},
+		{"receive, which reads its own arguments", []string{"receive", "--peer", "web1", "--log", "/var/log/banpush/received.log"}, false},
 		{"send as push starts it", (&Globals{Inventory: "/etc/banpush/peers", Spool: "/var/spool/banpush", Self: "web1"}).senderArgs(DeliveryFlags{MaxAge: time.Hour}), true},
 		{"send with its own flags", []string{"send", "--linger", "1s", "--max-run", "1m", "--concurrency", "4"}, true},
 		{"status", []string{"status"}, false},
@@ -124,69 +121,6 @@ func TestFastPush(t *testing.T) {
 			})
 		}
 	}
-}
-
-// TestFastReceive: what fastReceive reads, kong reads the same way from the
-// same arguments; every line authorize writes is read without kong.
-func TestFastReceive(t *testing.T) {
-	written := []ReceiveArgs{
-		{Peer: "web1", Log: "/var/log/banpush/received.log", MaxBurst: 200, MaxPerMinute: 60, UnbanWindow: 10 * time.Minute},
-		{PeerFromCert: true, Log: "/l", Ignore: []string{"198.51.100.0/24", "2001:db8::1"}, MaxBurst: 1, MaxPerMinute: 1000000,
-			AllowPrivate: true, Trust: trustQuorum, Quorum: 3, QuorumWindow: 90 * time.Minute, AllowUnban: true, UnbanWindow: 0},
-	}
-	tests := []struct {
-		name string
-		args []string
-		fast bool
-	}{
-		{"as authorize writes it", written[0].argv(), true},
-		{"as authorize writes it, every flag", written[1].argv(), true},
-		{"the least", []string{"receive", "--peer", "web1", "--log", "/l"}, true},
-		{"values after =, another order", []string{"receive", "--log=/l", "--max-burst=7", "--peer=web1", "--trust=full", "--unban-window=1h30m"}, true},
-		{"--ignore repeated and with commas", []string{"receive", "--peer", "a", "--log", "/l", "--ignore", "10.0.0.0/8,192.0.2.1", "--ignore", "2001:db8::/32"}, true},
-		{"--ignore with an empty item", []string{"receive", "--peer", "a", "--log", "/l", "--ignore", "10.0.0.0/8,"}, false},
-		{"a bad --ignore (checked after parsing)", []string{"receive", "--peer", "a", "--log", "/l", "--ignore", "nonsense"}, true},
-		{"zero limits (checked after parsing)", []string{"receive", "--peer", "a", "--log", "/l", "--max-burst", "0"}, true},
-		{"no --log", []string{"receive", "--peer", "web1"}, false},
-		{"a flag given twice", []string{"receive", "--peer", "a", "--peer", "b", "--log", "/l"}, false},
-		{"an unknown flag", []string{"receive", "--peer", "a", "--log", "/l", "--bogus"}, false},
-		{"a positional argument", []string{"receive", "--peer", "a", "--log", "/l", "extra"}, false},
-		{"a global", []string{"receive", "--spool", "/s", "--peer", "a", "--log", "/l"}, false},
-		{"a global first", []string{"--spool", "/s", "receive", "--peer", "a", "--log", "/l"}, false},
-		{"a negative number", []string{"receive", "--peer", "a", "--log", "/l", "--max-burst", "-1"}, false},
-		{"a number with a leading zero", []string{"receive", "--peer", "a", "--log", "/l", "--max-burst", "010"}, false},
-		{"a hexadecimal number", []string{"receive", "--peer", "a", "--log", "/l", "--quorum", "0x10"}, false},
-		{"a bad --trust", []string{"receive", "--peer", "a", "--log", "/l", "--trust", "some"}, false},
-		{"a bad duration", []string{"receive", "--peer", "a", "--log", "/l", "--quorum-window", "10"}, false},
-		{"a value that starts with -", []string{"receive", "--peer", "-a", "--log", "/l"}, false},
-		{"an empty value", []string{"receive", "--peer=", "--log", "/l"}, false},
-		{"a bool with a value", []string{"receive", "--peer", "a", "--log", "/l", "--allow-unban=true"}, false},
-		{"an escaped comma", []string{"receive", "--peer", "a", "--log", "/l", "--ignore", `10.0.0.1\,x`}, false},
-		{"a missing value", []string{"receive", "--log", "/l", "--peer"}, false},
-		{"--help", []string{"receive", "--help"}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			unsetBanpushEnv(t)
-			c, ok := fastReceive(tt.args, os.LookupEnv)
-			if ok != tt.fast {
-				t.Fatalf("fastReceive reads %q: %v, want %v", tt.args, ok, tt.fast)
-			}
-			if !ok {
-				return
-			}
-			q := kongParse(t, tt.args).(*receiveGrammar)
-			if !reflect.DeepEqual(c, q.Receive) {
-				t.Errorf("receive: fastReceive %+v, kong %+v", c, q.Receive)
-			}
-		})
-	}
-	t.Run("an environment kong reads otherwise", func(t *testing.T) {
-		t.Setenv("BANPUSH_SPOOL", "")
-		if _, ok := fastReceive(written[0].argv(), os.LookupEnv); ok {
-			t.Error("fastReceive reads the arguments with BANPUSH_SPOOL empty")
-		}
-	})
 }
 
 // unsetBanpushEnv unsets every BANPUSH_ variable for the test.

@@ -37,16 +37,37 @@ var (
 
 const maxStreamBatches = 100000
 
-// ReceiveCmd is the receiving end, run by sshd as a forced command.
+// ReceiveCmd is the receiving end, run by sshd as a forced command. Its
+// arguments are the receiver's (receive.Args): read by receive.ParseArgs,
+// the one parser of what 'banpush authorize' writes, not by kong.
 type ReceiveCmd struct {
-	ReceiveArgs
+	Args []string `arg:"" optional:"" passthrough:"all" name:"FLAGS" help:"The receiver's flags, as 'banpush authorize' writes them (below)."`
 }
 
 // Help explains where receive runs and what it answers.
 func (c *ReceiveCmd) Help() string {
+	var flags strings.Builder
+	for _, f := range receive.ArgFlags {
+		name := f.Name
+		if f.Value != "" {
+			name += " " + f.Value
+		}
+		fmt.Fprintf(&flags, "  %s\n", name)
+		line := "     "
+		for _, w := range strings.Fields(f.Help) {
+			if len(line)+1+len(w) > 78 {
+				flags.WriteString(line + "\n")
+				line = "     "
+			}
+			line += " " + w
+		}
+		flags.WriteString(line + "\n")
+	}
 	return fmt.Sprintf(`receive is not run by hand: sshd runs it as the forced command of a pushing
 peer's key in authorized_keys (write that line with 'banpush authorize').
 
+Its flags, in any order, each but --ignore at most once:
+%s
 The peer is named by --peer NAME in a line for one key, or, with
 --peer-from-cert in a cert-authority line ('banpush authorize --cert-authority'),
 after the key ID of the user certificate sshd verified, which it exposes in
@@ -109,7 +130,7 @@ again; %d bad arguments in authorized_keys.
 Example (as sshd would run it):
   SSH_ORIGINAL_COMMAND='%s' banpush receive --peer web1 \
       --log /var/log/banpush/received.log < batch`,
-		wire.Ping, wire.OK+" peer=NAME version=VERSION",
+		flags.String(), wire.Ping, wire.OK+" peer=NAME version=VERSION",
 		wire.Ban, wire.OK+" accepted=N refused=M",
 		wire.Stream, wire.Unban,
 		receive.DefaultMaxSessions,
@@ -118,13 +139,23 @@ Example (as sshd would run it):
 
 // Run handles one request.
 func (c *ReceiveCmd) Run(env *Env) error {
-	_, cfg, err := c.check(env.Now)
+	return receiveWith(env, append([]string{"receive"}, c.Args...))
+}
+
+// receiveWith handles one request with the forced command's arguments
+// argv, from "receive" on.
+func receiveWith(env *Env, argv []string) error {
+	a, err := receive.ParseArgs(argv)
+	var cfg receive.Config
+	if err == nil {
+		_, cfg, err = a.Check(env.Now)
+	}
 	if err != nil {
 		// The argv comes from authorized_keys: this is the local admin's
 		// mistake, and the peer only learns that the receiver is misconfigured.
 		return errorf(exitConfig, "fix the command= option in authorized_keys ('banpush authorize' writes it)", "%v", err)
 	}
-	if c.PeerFromCert {
+	if a.PeerFromCert {
 		if cfg.Peer, err = certPeer(env); err != nil {
 			return err
 		}
@@ -160,7 +191,7 @@ func (c *ReceiveCmd) Run(env *Env) error {
 	keys := authorizedKeys(env)
 	cfg.Policy.Peers = authkeys.FromPrefixes(keys)
 	if req == wire.Unban {
-		cfg.UnbanHold = unbanHold(keys, cfg.LogPath)
+		cfg.UnbanHold = receive.UnbanHoldFromKeys(keys, cfg.LogPath)
 	}
 	if req == wire.Stream {
 		w := bufio.NewWriter(env.Stdout)

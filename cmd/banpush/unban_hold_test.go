@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/receive"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -50,7 +51,7 @@ func TestUnbanHoldFromKeys(t *testing.T) {
 		{"a command whose words are not known", web2 + keyLine(t, "/usr/bin/banpush receive --peer $(id) --log "+log), 0},
 	}
 	for _, tt := range tests {
-		if got := unbanHold([]byte(tt.keys), log); got != tt.want {
+		if got := receive.UnbanHoldFromKeys([]byte(tt.keys), log); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}

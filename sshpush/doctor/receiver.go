@@ -19,6 +19,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/receive"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 )
@@ -134,8 +135,20 @@ type Keys struct {
 	// a banpush line fails instead of being skipped.
 	Expected string
 	// Parse checks the arguments of a line's forced command after the
-	// program ("receive", ...), as 'banpush receive' would.
+	// program ("receive", ...); nil means ParseReceiver, as 'banpush
+	// receive' reads them.
 	Parse func(args []string) (Receiver, error)
+}
+
+// ParseReceiver reads a receive line's arguments (after the program:
+// "receive", ...) as 'banpush receive' does (receive.ParseArgs).
+func ParseReceiver(args []string) (Receiver, error) {
+	a, err := receive.ParseArgs(args)
+	if err != nil {
+		return Receiver{}, err
+	}
+	return Receiver{Log: a.Log, Quorum: a.Trust == receive.TrustQuorum, FromCert: a.PeerFromCert,
+		Unban: a.AllowUnban, QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow}, nil
 }
 
 // CheckAuthorizedKeys checks every banpush line of the receiving
@@ -175,14 +188,14 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 			out = append(out, result("authorized-keys", subject, Warn, "sshd ignores this line; fix or remove it", "not a key line sshd can use"))
 			continue
 		}
-		cmd, hasCmd := option(opts, "command")
+		cmd, hasCmd := authkeys.Option(opts, "command")
 		if !hasCmd {
 			unforced = append(unforced, result("authorized-keys", subject, Fail,
 				"give this key a forced command or remove it from the receiving account",
 				"a key without a forced command: it logs in with a shell and can rewrite this file"))
 			continue
 		}
-		argv, err := SplitCommand(cmd)
+		argv, err := authkeys.SplitCommand(cmd)
 		if err != nil || len(argv) < 2 || (filepath.Base(argv[0]) != "banpush" && argv[1] != "receive") {
 			continue // some other forced command
 		}
@@ -242,7 +255,11 @@ const regen = "write the line again with 'banpush authorize ... --install' (see 
 // checkLine checks one banpush line. It returns what its arguments say
 // whenever they parse (parsed), even if something else is wrong with it.
 func checkLine(cfg Keys, subject string, opts, argv []string) (r Receiver, parsed bool, res Result) {
-	r, perr := cfg.Parse(argv[1:])
+	parse := cfg.Parse
+	if parse == nil {
+		parse = ParseReceiver
+	}
+	r, perr := parse(argv[1:])
 	parsed = perr == nil
 	fail := func(hint, format string, args ...any) (Receiver, bool, Result) {
 		return r, parsed, result("authorized-keys", subject, Fail, hint, format, args...)
@@ -277,88 +294,12 @@ func checkLine(cfg Keys, subject string, opts, argv []string) (r Receiver, parse
 		what += ", --trust quorum"
 	}
 	res = result("authorized-keys", subject, OK, "", "%s receiver (%s), log %s", what, bin, r.Log)
-	if _, ok := option(opts, "from"); !ok && !r.FromCert {
+	if _, ok := authkeys.Option(opts, "from"); !ok && !r.FromCert {
 		res.Status = Warn
 		res.Found += "; no from= option: the key works from any address"
 		res.Hint = "pin the key to the pushing host's addresses with 'banpush authorize --from CIDR ...'"
 	}
 	return r, parsed, res
-}
-
-// option returns the value of the option name="..." in opts, unquoted.
-func option(opts []string, name string) (string, bool) {
-	for _, o := range opts {
-		v, ok := strings.CutPrefix(o, name+"=")
-		if ok && len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			return strings.ReplaceAll(v[1:len(v)-1], `\"`, `"`), true
-		}
-	}
-	return "", false
-}
-
-// SplitCommand splits a forced command into words as the account's shell
-// would, for the subset of shell syntax 'banpush authorize' writes: plain
-// words, single quotes, double quotes and backslashes. Anything the shell
-// would expand or treat as an operator is an error: such a line is not one
-// banpush wrote, and what it runs cannot be known without running it.
-func SplitCommand(s string) ([]string, error) {
-	var words []string
-	var w strings.Builder
-	in := false // inside a word
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t':
-			if in {
-				words = append(words, w.String())
-				w.Reset()
-				in = false
-			}
-		case c == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("unterminated single quote")
-			}
-			w.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			in = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				switch s[i] {
-				case '$', '`':
-					return nil, errors.New("shell expansion inside double quotes")
-				case '\\':
-					if i+1 < len(s) && strings.IndexByte("\\\"$`", s[i+1]) >= 0 {
-						i++
-					}
-				}
-				w.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, errors.New("unterminated double quote")
-			}
-			in = true
-		case c == '\\':
-			if i+1 >= len(s) {
-				return nil, errors.New("trailing backslash")
-			}
-			i++
-			w.WriteByte(s[i])
-			in = true
-		case strings.IndexByte("$`;|&<>()*?[]{}~#!\n\r", c) >= 0:
-			return nil, fmt.Errorf("shell syntax %q banpush does not write", c)
-		case c < 0x20 || c > 0x7e:
-			return nil, errors.New("a byte that is not printable ASCII")
-		default:
-			w.WriteByte(c)
-			in = true
-		}
-	}
-	if in {
-		words = append(words, w.String())
-	}
-	return words, nil
 }
 
 // may reports whether the account has permission bit (1 execute, 2 write,

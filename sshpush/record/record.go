@@ -397,6 +397,15 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// FormatPrefix writes a prefix as ParsePrefix reads it, a single address
+// bare.
+func FormatPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
 // ParsePrefix parses an --ignore value: a CIDR prefix or a single address.
 // IPv4-mapped prefixes are unmapped so that they match unmapped addresses.
 func ParsePrefix(s string) (netip.Prefix, error) {
