@@ -213,7 +213,7 @@ func unbanReceivers(keys []byte, log string) []unbanlog.Receiver {
 		if err != nil {
 			continue
 		}
-		out = append(out, unbanlog.Receiver{Peer: receive.PeerID(a.Peer), AnyPeer: a.PeerFromCert, Policy: cfg.Policy})
+		out = append(out, unbanlog.Receiver{Peer: record.PeerID(a.Peer), AnyPeer: a.PeerFromCert, Policy: cfg.Policy})
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/receive"
-
+	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/banpush/banpush/sshpush/unbanlog"
 )
@@ -208,7 +209,7 @@ func TestApplyUnbansNoClient(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PATH", filepath.Join(dir, "empty"))
 	log := filepath.Join(dir, "received.log")
-	line := time.Now().Format(receive.TimeLayout) + " " + receive.UnbanTag + " 203.0.113.7 peer=web1\n"
+	line := logline.Line{Kind: logline.Unban, Time: time.Now(), Peer: "web1", Record: record.Record{Addr: netip.MustParseAddr("203.0.113.7")}}.Append(nil)
 	if err := os.WriteFile(log, []byte(line), 0o640); err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/banpush/banpush/sshpush/receive"
-	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
@@ -154,65 +151,6 @@ logpath = $TMP/received.log
 	} {
 		if !strings.Contains(string(dump), want) {
 			t.Errorf("receiving jail: got no %s in the dump", want)
-		}
-	}
-}
-
-// TestFiltersLineKinds: every kind of line the receiver writes, with every
-// optional field, is matched by its own filter in contrib/fail2ban/filter.d
-// and by no other, as the real fail2ban-regex reads them. A new filter or
-// a new kind of line must be added here.
-func TestFiltersLineKinds(t *testing.T) {
-	testenv.Need(t, testenv.Command("fail2ban-regex", "fail2ban"))
-	prog, _ := exec.LookPath("fail2ban-regex")
-	stamp := time.Now().Format(receive.TimeLayout)
-	var recs []record.Record
-	for _, l := range []string{"203.0.113.7", "2001:db8::7 jail=sshd", "198.51.100.7 jail=nginx-http-auth time=1700000000 bantime=600", "203.0.113.8 bantime=-1"} {
-		r, err := record.Parse([]byte(l))
-		if err != nil {
-			t.Fatalf("%s: %v", l, err)
-		}
-		recs = append(recs, r)
-	}
-	kinds := map[string]func([]byte, string, string, record.Record) []byte{
-		"ban":    receive.AppendLogLine,
-		"report": receive.AppendReportLine,
-		"quorum": func(b []byte, stamp, peer string, r record.Record) []byte {
-			return receive.AppendQuorumLine(b, stamp, peer, r, 3)
-		},
-		"unban": receive.AppendUnbanLine,
-	}
-	// Which kind each filter bans on; reports are for people and unbans
-	// for apply-unbans, no filter's.
-	want := map[string]string{"banpush.conf": "ban", "banpush-quorum.conf": "quorum"}
-	logs := map[string]string{}
-	for kind, appendLine := range kinds {
-		var buf []byte
-		for _, r := range recs {
-			buf = appendLine(buf, stamp, "web-1.example", r)
-		}
-		logs[kind] = filepath.Join(t.TempDir(), kind+".log")
-		writeTestFile(t, logs[kind], string(buf))
-	}
-	filters, _ := filepath.Glob(filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "*.conf"))
-	if len(filters) != len(want) {
-		t.Errorf("contrib has filters %q; the table here knows %d", filters, len(want))
-	}
-	for _, f := range filters {
-		own, ok := want[filepath.Base(f)]
-		if !ok {
-			t.Errorf("%s: add it to the table of this test", f)
-			continue
-		}
-		for kind, log := range logs {
-			matched, missed := runFilter(t, prog, log, f)
-			wantMatched := 0
-			if kind == own {
-				wantMatched = len(recs)
-			}
-			if matched != wantMatched || matched+missed != len(recs) {
-				t.Errorf("%s on %s lines: %d matched, %d missed; want %d matched", filepath.Base(f), kind, matched, missed, wantMatched)
-			}
 		}
 	}
 }

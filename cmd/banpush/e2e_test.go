@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
@@ -190,7 +190,7 @@ func (h *e2eHosts) received(host, addr string) int {
 // receivedLines returns the lines of a host's receiving log that ban addr.
 func (h *e2eHosts) receivedLines(host, addr string) []string {
 	h.t.Helper()
-	return h.logLines(host, receive.LogTag, addr)
+	return h.logLines(host, logline.Ban.Tag(), addr)
 }
 
 // logLines returns the lines of a host's receiving log with tag for addr.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
@@ -45,7 +45,7 @@ func (h *e2eHosts) gone(host, addr string) (bool, error) {
 // unbanLines returns the unban lines for addr in a host's receiving log.
 func (h *e2eHosts) unbanLines(host, addr string) []string {
 	h.t.Helper()
-	return h.logLines(host, receive.UnbanTag, addr)
+	return h.logLines(host, logline.Unban.Tag(), addr)
 }
 
 // authorize rewrites the line of from's key in to's authorized_keys, as

@@ -384,10 +384,6 @@ func TestFaultsContention(t *testing.T) {
 	testenv.Slow(t)
 	t.Parallel()
 	testenv.Need(t, testenv.Command("fail2ban-regex", "fail2ban"))
-	f2bRegex, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const hosts, each = 20, 50
 	recv, fleet := newFleet(t, hosts, "host")
 	owner := map[string]string{} // address -> host
@@ -457,36 +453,12 @@ func TestFaultsContention(t *testing.T) {
 	if len(lines) != len(all) {
 		t.Errorf("%d lines in the log, want %d", len(lines), len(all))
 	}
-	matched, missed := runFail2banRegex(t, f2bRegex, recv.log)
+	matched, missed, _ := testenv.Fail2banRegex(t, recv.log, filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "banpush.conf"))
 	if matched != len(all) || missed != 0 {
 		t.Errorf("fail2ban-regex: %d matched, %d missed; want %d matched, 0 missed", matched, missed, len(all))
 	}
 	t.Logf("%d hosts x %d pushes: %d lines delivered by the background senders within 60 s, flush run on %d hosts; %d sshd connections, %d dropped past MaxStartups; fail2ban-regex matched %d, missed %d",
 		hosts, each, fromSenders, flushed, recv.sshd.Connections(), strings.Count(recv.sshd.Log(), "past MaxStartups"), matched, missed)
-}
-
-// runFail2banRegex runs the real fail2ban-regex on log with the contrib
-// filter and returns its matched and missed counts.
-func runFail2banRegex(t *testing.T, prog, log string) (matched, missed int) {
-	t.Helper()
-	return runFilter(t, prog, log, filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "banpush.conf"))
-}
-
-// runFilter runs the real fail2ban-regex on log with filter and returns its
-// matched and missed counts.
-func runFilter(t *testing.T, prog, log, filter string) (matched, missed int) {
-	t.Helper()
-	out, err := exec.Command(prog, log, filter).CombinedOutput()
-	if err != nil {
-		t.Fatalf("fail2ban-regex: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`Lines: \d+ lines, \d+ ignored, (\d+) matched, (\d+) missed`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("fail2ban-regex: no counts in its output:\n%s", out)
-	}
-	matched, _ = strconv.Atoi(string(m[1]))
-	missed, _ = strconv.Atoi(string(m[2]))
-	return matched, missed
 }
 
 // TestFaultsFlood: a compromised host offers its peer a flood of addresses

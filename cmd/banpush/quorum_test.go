@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/receive"
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
@@ -107,7 +107,7 @@ action = dummy[target="$TMP/dummy-quorum"]
 	if n := strings.Count(readFile(t, recv.log), " banpush: ban "); n != 1 {
 		t.Errorf("%d ban lines in the log, want 1 (host03's)", n)
 	}
-	if n := strings.Count(readFile(t, recv.log), " "+receive.QuorumTag+" "+x+" "); n != 1 {
+	if n := strings.Count(readFile(t, recv.log), " "+logline.Quorum.Tag()+" "+x+" "); n != 1 {
 		t.Errorf("%d quorum lines for %s, want 1 (host02's report)", n, x)
 	}
 	t.Logf("50 pushes of one address from one quorum peer: %d report line; banned once a second peer agreed", reportLines(t, recv.log, "host01", x))
@@ -116,7 +116,7 @@ action = dummy[target="$TMP/dummy-quorum"]
 // reportLines counts peer's report lines for addr in log.
 func reportLines(t *testing.T, log, peer, addr string) int {
 	t.Helper()
-	return strings.Count(readFile(t, log), " "+receive.ReportTag+" "+addr+" peer="+peer+"\n")
+	return strings.Count(readFile(t, log), " "+logline.Report.Tag()+" "+addr+" peer="+peer+"\n")
 }
 
 // TestQuorumConcurrentReceivers: 20 receiver processes of one quorum peer

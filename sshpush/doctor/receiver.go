@@ -138,6 +138,9 @@ type Keys struct {
 	// program ("receive", ...); nil means ParseReceiver, as 'banpush
 	// receive' reads them.
 	Parse func(args []string) (Receiver, error)
+	// Now is the time the received logs' last lines are measured from;
+	// nil means time.Now.
+	Now func() time.Time
 }
 
 // ParseReceiver reads a receive line's arguments (after the program:
@@ -210,7 +213,11 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 		out = append(out, unforced...)
 	}
 	out = append(out, checkQuorums(recv)...)
-	out = append(out, checkLogs(recv, cfg.Account)...)
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	out = append(out, checkLogs(recv, cfg.Account, now())...)
 	switch {
 	case banpush == 0 && cfg.Expected != "":
 		out = append(out, result("authorized-keys", "", Fail, receiveHint,
@@ -323,8 +330,8 @@ func may(fi os.FileInfo, a Account, bit os.FileMode) bool {
 }
 
 // checkLogs checks that the account can only append to each log the
-// valid lines write.
-func checkLogs(recv []Receiver, a Account) []Result {
+// valid lines write, and reads the end of each (CheckReceivedLines).
+func checkLogs(recv []Receiver, a Account, now time.Time) []Result {
 	var out []Result
 	var seen []string
 	for _, r := range recv {
@@ -336,9 +343,10 @@ func checkLogs(recv []Receiver, a Account) []Result {
 			out = append(out, result("received-log", r.Log, Warn,
 				"banpush setup-account --account "+a.Name+" --log "+r.Log+" makes it append-only, in a directory of root's",
 				"%s: account %s can rewrite the log (fail2ban reads a line of any length: a sparse file exhausts its memory)", why, a.Name))
-			continue
+		} else {
+			out = append(out, result("received-log", r.Log, OK, "", "append-only, in a directory of root's: account %s can only append to it", a.Name))
 		}
-		out = append(out, result("received-log", r.Log, OK, "", "append-only, in a directory of root's: account %s can only append to it", a.Name))
+		out = append(out, CheckReceivedLines(r.Log, now))
 	}
 	return out
 }

@@ -21,10 +21,10 @@ import (
 )
 
 // A quorum peer's addresses do not ban on their own. Each is written as a
-// report line (ReportTag), at most one per (peer, address) per quorum
+// report line (logline.Report), at most one per (peer, address) per quorum
 // window, and the receiver itself counts: when a report makes N distinct
 // peers (--quorum N) with a live report of the address, it also writes a
-// quorum line (QuorumTag), which the banpush-quorum jail bans on at once
+// quorum line (logline.Quorum), which the banpush-quorum jail bans on at once
 // (maxretry 1). fail2ban does not count, because its count is not exact
 // across findtime: fail2ban 1.0.2 rescales a ticket older than findtime
 // instead of forgetting it, so one peer reporting again just after the
@@ -48,13 +48,6 @@ import (
 // is an error (nothing is written), never an empty memory.
 
 const (
-	// ReportTag marks a quorum peer's report in the log: a record of who
-	// said what, which no filter matches.
-	ReportTag = "banpush: report"
-	// QuorumTag marks the line written when a report completes a quorum:
-	// the banpush-quorum filter matches it, and nothing else does.
-	QuorumTag = "banpush: quorum"
-
 	// DefaultQuorumWindow is the default --quorum-window.
 	DefaultQuorumWindow = time.Hour
 	// MaxQuorumWindow bounds --quorum-window.
@@ -299,20 +292,4 @@ func (m *quorumMemory) clone() *quorumMemory {
 	c.n = m.n
 	c.count = maps.Clone(m.count)
 	return c
-}
-
-// AppendReportLine appends the report line of a quorum peer for rec, as
-// AppendLogLine does for a ban.
-func AppendReportLine(b []byte, stamp, peer string, rec record.Record) []byte {
-	return append(appendLine(b, stamp, ReportTag, peer, rec), '\n')
-}
-
-// AppendQuorumLine appends the line written when peer's report of rec
-// completes a quorum of reports distinct peers: the line the banpush-quorum
-// filter bans on.
-func AppendQuorumLine(b []byte, stamp, peer string, rec record.Record, reports int) []byte {
-	b = appendLine(b, stamp, QuorumTag, peer, rec)
-	b = append(b, " reports="...)
-	b = strconv.AppendInt(b, int64(reports), 10)
-	return append(b, '\n')
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
@@ -23,15 +24,25 @@ func quorumConfig(t *testing.T, now *time.Time, peer string) Config {
 }
 
 // logLines returns the lines of the log that carry tag.
-func logLines(t *testing.T, path, tag string) []string {
+// logLines returns the log's lines of the kind. Every line of the log must
+// parse (logline.Parse): the receiver writes nothing else.
+func logLines(t *testing.T, path string, kind logline.Kind) []string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, " "+tag+" ") {
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if l == "" && len(b) == 0 {
+			break
+		}
+		p, err := logline.Parse([]byte(l))
+		if err != nil {
+			t.Errorf("%s: the receiver wrote %q: %v", path, l, err)
+			continue
+		}
+		if p.Kind == kind {
 			out = append(out, l)
 		}
 	}
@@ -61,30 +72,30 @@ func TestQuorumOneReportPerWindow(t *testing.T) {
 			t.Fatalf("push %d: %+v", i, res)
 		}
 	}
-	if got := logLines(t, a.LogPath, ReportTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: report 203.0.113.7 peer=a") {
+	if got := logLines(t, a.LogPath, logline.Report); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: report 203.0.113.7 peer=a") {
 		t.Fatalf("report lines after 50 pushes: %q", got)
 	}
-	if got := logLines(t, a.LogPath, QuorumTag); len(got) != 0 {
+	if got := logLines(t, a.LogPath, logline.Quorum); len(got) != 0 {
 		t.Fatalf("quorum lines from one peer: %q", got)
 	}
 	b := a
 	b.Peer = "b"
 	accept(t, b, "203.0.113.7 jail=sshd\n")
-	if got := logLines(t, a.LogPath, QuorumTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: quorum 203.0.113.7 peer=b jail=sshd reports=2") {
+	if got := logLines(t, a.LogPath, logline.Quorum); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: quorum 203.0.113.7 peer=b jail=sshd reports=2") {
 		t.Fatalf("quorum lines after a second peer: %q", got)
 	}
 	now = time.Unix(1_800_000_000, 0).Add(time.Hour + 30*time.Second)
 	accept(t, a, "203.0.113.7\n203.0.113.8\n")
-	if got := logLines(t, a.LogPath, ReportTag); len(got) != 4 {
+	if got := logLines(t, a.LogPath, logline.Report); len(got) != 4 {
 		t.Errorf("report lines: %q, want a's first, b's, a's after the window, a's other address", got)
 	}
-	if got := logLines(t, a.LogPath, LogTag); len(got) != 0 {
+	if got := logLines(t, a.LogPath, logline.Ban); len(got) != 0 {
 		t.Errorf("ban lines from quorum peers: %q", got)
 	}
 	full := a
 	full.Peer, full.Quorum = "c", 0
 	accept(t, full, "203.0.113.9\n203.0.113.9\n")
-	if got := logLines(t, a.LogPath, LogTag); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: ban 203.0.113.9 peer=c") {
+	if got := logLines(t, a.LogPath, logline.Ban); len(got) != 1 || !strings.HasSuffix(got[0], " banpush: ban 203.0.113.9 peer=c") {
 		t.Errorf("a full-trust peer's ban lines: %q", got)
 	}
 }
@@ -103,10 +114,10 @@ func TestQuorumOnePeerNeverBans(t *testing.T) {
 		now = start.Add(time.Duration(s) * time.Second)
 		accept(t, a, "203.0.113.7\n")
 	}
-	if got := logLines(t, a.LogPath, QuorumTag); len(got) != 0 {
+	if got := logLines(t, a.LogPath, logline.Quorum); len(got) != 0 {
 		t.Errorf("quorum lines from one peer: %q", got)
 	}
-	if got := logLines(t, a.LogPath, ReportTag); len(got) != 4 {
+	if got := logLines(t, a.LogPath, logline.Report); len(got) != 4 {
 		t.Errorf("%d report lines, want 4 (at 0, 60, 120 and 180 s)", len(got))
 	}
 }
@@ -129,12 +140,12 @@ func TestQuorumThree(t *testing.T) {
 	c := cfg
 	c.Peer = "c"
 	accept(t, c, "203.0.113.7\n")
-	if got := logLines(t, cfg.LogPath, QuorumTag); len(got) != 0 {
+	if got := logLines(t, cfg.LogPath, logline.Quorum); len(got) != 0 {
 		t.Fatalf("quorum of 3 from b, c and an expired report of a: %q", got)
 	}
 	c.Peer = "d"
 	accept(t, c, "203.0.113.7\n")
-	if got := logLines(t, cfg.LogPath, QuorumTag); len(got) != 1 || !strings.HasSuffix(got[0], " peer=d reports=3") {
+	if got := logLines(t, cfg.LogPath, logline.Quorum); len(got) != 1 || !strings.HasSuffix(got[0], " peer=d reports=3") {
 		t.Errorf("quorum lines: %q, want one from d with 3 reports", got)
 	}
 }
@@ -154,7 +165,7 @@ func TestQuorumMixedWindows(t *testing.T) {
 	if res := accept(t, a, "203.0.113.7\n"); res.Repeated != 1 {
 		t.Errorf("a's report 3 min later, after b's 1-minute line read the memory: %+v, want it repeated", res)
 	}
-	if got := logLines(t, a.LogPath, ReportTag); len(got) != 2 {
+	if got := logLines(t, a.LogPath, logline.Report); len(got) != 2 {
 		t.Errorf("report lines %q, want a's and b's", got)
 	}
 }
@@ -185,7 +196,7 @@ func TestQuorumConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	lines := logLines(t, base.LogPath, ReportTag)
+	lines := logLines(t, base.LogPath, logline.Report)
 	if n := len(lines); n != 21 {
 		t.Fatalf("%d report lines, want 21 (one of a, one each of 20 others)", n)
 	}
@@ -210,7 +221,7 @@ func TestQuorumMemoryDamaged(t *testing.T) {
 	if res.Accepted != 3 || res.Repeated != 1 {
 		t.Errorf("%+v, want 3 accepted, 1 of them (203.0.113.9) repeated", res)
 	}
-	if got := logLines(t, cfg.LogPath, ReportTag); len(got) != 2 {
+	if got := logLines(t, cfg.LogPath, logline.Report); len(got) != 2 {
 		t.Errorf("report lines %q, want 203.0.113.7 and .8", got)
 	}
 	mem, _ := os.ReadFile(cfg.LogPath + ".quorum")
@@ -222,13 +233,13 @@ func TestQuorumMemoryDamaged(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", cfg.LogPath+".quorum"); err != nil {
 		t.Fatal(err)
 	}
-	before := logLines(t, cfg.LogPath, ReportTag)
+	before := logLines(t, cfg.LogPath, logline.Report)
 	_, err := Accept(context.Background(), cfg, strings.NewReader("203.0.113.20\n"))
 	var unwritable *WriteError
 	if !errors.As(err, &unwritable) {
 		t.Errorf("memory a symbolic link: got %v, want a WriteError", err)
 	}
-	if after := logLines(t, cfg.LogPath, ReportTag); len(after) != len(before) {
+	if after := logLines(t, cfg.LogPath, logline.Report); len(after) != len(before) {
 		t.Errorf("a report was written without its memory: %q", after)
 	}
 }
@@ -248,7 +259,7 @@ func TestQuorumForgetsUnwritten(t *testing.T) {
 	if res := accept(t, cfg, "203.0.113.7\n"); res.Repeated != 0 {
 		t.Errorf("retry: %+v, want the report written", res)
 	}
-	if got := logLines(t, cfg.LogPath, ReportTag); len(got) != 1 {
+	if got := logLines(t, cfg.LogPath, logline.Report); len(got) != 1 {
 		t.Errorf("report lines %q, want 1", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 	"golang.org/x/sys/unix"
@@ -41,14 +42,6 @@ const (
 	MaxMaxBurst     = 1 << 30
 	MaxMaxPerMinute = 1 << 30
 )
-
-// LogTag is the fixed text between the timestamp and the address in every
-// log line. The fail2ban filter anchors on it.
-const LogTag = "banpush: ban"
-
-// TimeLayout is the timestamp of a log line: the time of receipt, ISO 8601
-// with a numeric zone offset.
-const TimeLayout = "2006-01-02T15:04:05-07:00"
 
 // TempError means nothing was written and the same batch may succeed later
 // as it is: the lock that serializes the log's receivers could not be had
@@ -90,11 +83,11 @@ type Config struct {
 	Now          func() time.Time
 
 	// Quorum, when positive, makes the peer a quorum peer: its addresses
-	// are written as report lines (ReportTag), each live for this window,
-	// and a report that makes QuorumPeers distinct peers with a live
-	// report of the address adds a quorum line (QuorumTag), which the
-	// banpush-quorum jail bans on (see quorum.go). Zero is full trust:
-	// ban lines (LogTag).
+	// are written as report lines (logline.Report), each live for this
+	// window, and a report that makes QuorumPeers distinct peers with a
+	// live report of the address adds a quorum line (logline.Quorum),
+	// which the banpush-quorum jail bans on (see quorum.go). Zero is full
+	// trust: ban lines (logline.Ban).
 	Quorum      time.Duration
 	QuorumPeers int
 
@@ -259,7 +252,7 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 	if err != nil {
 		return Result{}, fileError(err)
 	}
-	id := PeerID(cfg.Peer)
+	id := record.PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	buf, events := cfg.admit(&res, ok, okLine, &b, q, unbans, now)
 	sortRefused(res.Refused)
@@ -292,8 +285,8 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 // otherwise taken. It returns the log lines to write and the history's
 // events, and counts in res.
 func (cfg *Config) admit(res *Result, ok []record.Record, okLine []int, b *bucket, q *quorumMemory, unbans *unbanMemory, now time.Time) (buf, events []byte) {
-	id := PeerID(cfg.Peer)
-	stamp := now.Format(TimeLayout)
+	id := record.PeerID(cfg.Peer)
+	stamp := now.Format(logline.TimeLayout)
 	for i, rec := range ok {
 		if unbans.stale(id, rec.Addr, now, cfg.UnbanWindow) {
 			res.Refused = append(res.Refused, Refused{Line: okLine[i], Reason: record.ErrStale})
@@ -310,16 +303,16 @@ func (cfg *Config) admit(res *Result, ok []record.Record, okLine []int, b *bucke
 		res.Accepted++
 		switch {
 		case q == nil:
-			buf = AppendLogLine(buf, stamp, cfg.Peer, rec)
+			buf = logline.Line{Kind: logline.Ban, Peer: cfg.Peer, Record: rec}.AppendStamped(buf, stamp)
 			events = appendEvent(events, rec.Addr, now.Unix(), historyBan)
 		case repeated:
 			// Reported already within the window: counted once.
 			res.Repeated++
 		default:
 			q.add(id, rec.Addr, now, cfg.Quorum)
-			buf = AppendReportLine(buf, stamp, cfg.Peer, rec)
+			buf = logline.Line{Kind: logline.Report, Peer: cfg.Peer, Record: rec}.AppendStamped(buf, stamp)
 			if n := q.peers(rec.Addr, now); n >= cfg.QuorumPeers {
-				buf = AppendQuorumLine(buf, stamp, cfg.Peer, rec, n)
+				buf = logline.Line{Kind: logline.Quorum, Peer: cfg.Peer, Record: rec, Reports: n}.AppendStamped(buf, stamp)
 				events = appendEvent(events, rec.Addr, now.Unix(), historyBan)
 			}
 		}
@@ -364,27 +357,8 @@ func (cfg *Config) count(ctx context.Context, res Result) {
 		return
 	}
 	defer st.close()
-	id := PeerID(cfg.Peer)
+	id := record.PeerID(cfg.Peer)
 	st.charge(id, st.bucket(id, cfg.Now(), cfg.MaxBurst, cfg.MaxPerMinute), res)
-}
-
-// AppendLogLine appends the log line for rec, received from peer at the time
-// stamp, to b. It is built only from validated values.
-func AppendLogLine(b []byte, stamp, peer string, rec record.Record) []byte {
-	return append(appendLine(b, stamp, LogTag, peer, rec), '\n')
-}
-
-// appendLine appends one line of the log, without its newline: time, tag,
-// address, peer and the record's fields.
-func appendLine(b []byte, stamp, tag, peer string, rec record.Record) []byte {
-	b = append(b, stamp...)
-	b = append(b, ' ')
-	b = append(b, tag...)
-	b = append(b, ' ')
-	b = rec.Addr.AppendTo(b)
-	b = append(b, " peer="...)
-	b = append(b, peer...)
-	return rec.AppendFields(b)
 }
 
 func reason(err error) record.Refusal {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/sys/unix"
 )
@@ -268,8 +269,8 @@ func TestConcurrentReceivers(t *testing.T) {
 		t.Fatalf("%d lines, want %d", len(lines), workers*each)
 	}
 	for i, l := range lines {
-		f := strings.Fields(l)
-		if len(f) != 5 || f[1]+" "+f[2] != LogTag || !strings.HasPrefix(f[4], "peer=peer") {
+		p, err := logline.Parse([]byte(l))
+		if err != nil || p.Kind != logline.Ban || !strings.HasPrefix(p.Peer, "peer") {
 			t.Fatalf("line %d torn: %q", i+1, l)
 		}
 	}
@@ -327,18 +328,6 @@ func TestCounters(t *testing.T) {
 	}
 	if got, err := ReadCounters(filepath.Join(t.TempDir(), "none.log")); err != nil || len(got) != 0 {
 		t.Errorf("no state file: got %v, %v; want none", got, err)
-	}
-}
-
-func TestAppendLogLine(t *testing.T) {
-	rec, err := record.Parse([]byte("2001:DB8::0:1 jail=sshd time=1700000000 bantime=-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := string(AppendLogLine(nil, "2026-01-02T03:04:05-05:00", "web1", rec))
-	want := "2026-01-02T03:04:05-05:00 banpush: ban 2001:db8::1 peer=web1 jail=sshd time=1700000000 bantime=-1\n"
-	if got != want {
-		t.Errorf("got %q, want %q", got, want)
 	}
 }
 

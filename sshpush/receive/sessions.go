@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,7 +52,7 @@ func AcquireSession(logPath, peer string, max int) (*Session, error) {
 		}
 	}
 	h := fnv.New64a()
-	h.Write([]byte(PeerID(peer)))
+	h.Write([]byte(record.PeerID(peer)))
 	base := int64(h.Sum64()%(1<<40)) * 64
 	for k := range int64(max) {
 		ok, err := lockRange(f, base+k)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
@@ -44,7 +45,7 @@ func TestQuorumShare(t *testing.T) {
 			t.Errorf("%s's report into the memory the hog filled: %+v, want it written", p, res)
 		}
 	}
-	if got := logLines(t, hog.LogPath, QuorumTag); len(got) != 1 || !strings.HasSuffix(got[0], " peer=b reports=2") {
+	if got := logLines(t, hog.LogPath, logline.Quorum); len(got) != 1 || !strings.HasSuffix(got[0], " peer=b reports=2") {
 		t.Errorf("quorum lines %q, want b's with 2 reports", got)
 	}
 	if res := accept(t, hog, addrs(20000, 1)); res.Limited != 1 {

@@ -11,13 +11,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 )
 
 // An unban request (wire.Unban) asks this host to lift the bans of its
 // records' addresses. The receiving account cannot do that itself: the
-// receiver writes one unban line per address (UnbanTag), which no filter
+// receiver writes one unban line per address (logline.Unban), which no filter
 // matches, and 'banpush apply-unbans', run by root, reads those lines and
 // unbans through fail2ban-client.
 //
@@ -51,10 +52,6 @@ import (
 // a peer unknown (unknownPeer) that lifted something.
 
 const (
-	// UnbanTag marks an unban in the log: a line that no filter matches,
-	// which 'banpush apply-unbans' reads.
-	UnbanTag = "banpush: unban"
-
 	// DefaultUnbanWindow is the default --unban-window; MaxUnbanWindow
 	// bounds it.
 	DefaultUnbanWindow = 10 * time.Minute
@@ -113,10 +110,10 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	if err != nil {
 		return Result{}, fileError(err)
 	}
-	id := PeerID(cfg.Peer)
+	id := record.PeerID(cfg.Peer)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	var buf, events []byte
-	stamp := now.Format(TimeLayout)
+	stamp := now.Format(logline.TimeLayout)
 	forgot := false
 	for i, rec := range ok {
 		if !b.ready() || (!unbans.has(id, rec.Addr) && !unbans.room(id)) {
@@ -127,7 +124,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 		res.Accepted++
 		unbans.add(id, rec.Addr, now, banned[rec.Addr])
 		forgot = q.forget(rec.Addr) || forgot
-		buf = AppendUnbanLine(buf, stamp, cfg.Peer, rec)
+		buf = logline.Line{Kind: logline.Unban, Peer: cfg.Peer, Record: rec}.AppendStamped(buf, stamp)
 		events = appendEvent(events, rec.Addr, now.Unix(), historyUnban)
 	}
 	sortRefused(res.Refused)
@@ -183,14 +180,6 @@ func (cfg *Config) unbanHold() time.Duration {
 		h = MaxUnbanWindow
 	}
 	return max(h, cfg.UnbanWindow)
-}
-
-// AppendUnbanLine appends the unban line for rec, received from peer at
-// the time stamp, as AppendLogLine does for a ban. The record's bantime,
-// meaningless for an unban, is left out.
-func AppendUnbanLine(b []byte, stamp, peer string, rec record.Record) []byte {
-	rec.BanTime = 0
-	return append(appendLine(b, stamp, UnbanTag, peer, rec), '\n')
 }
 
 // unbanMemory is the content of LOG.unbans: for each address, the peers

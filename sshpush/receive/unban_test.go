@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
@@ -67,7 +68,7 @@ func TestUnbanWindow(t *testing.T) {
 	if res.Accepted != 1 || !reflect.DeepEqual(reasons(res), []record.Refusal{record.ErrPrivate, record.ErrDuplicateAddr}) {
 		t.Fatalf("got %+v", res)
 	}
-	lines := logLines(t, cfg.LogPath, UnbanTag)
+	lines := logLines(t, cfg.LogPath, logline.Unban)
 	want := "2027-01-15T08:00:00+00:00 banpush: unban 203.0.113.7 peer=web1 jail=sshd time=1799999990"
 	if len(lines) != 1 || !strings.HasSuffix(lines[0], want[len("2027-01-15T08:00:00+00:00"):]) {
 		t.Fatalf("unban lines %q, want one like %q", lines, want)
@@ -126,11 +127,11 @@ func TestUnbanForgetsReports(t *testing.T) {
 	unban(t, u, "203.0.113.7\n")
 	now = now.Add(DefaultUnbanWindow)
 	accept(t, b, "203.0.113.7\n")
-	if q := logLines(t, a.LogPath, QuorumTag); len(q) != 0 {
+	if q := logLines(t, a.LogPath, logline.Quorum); len(q) != 0 {
 		t.Errorf("one report after the unban made a quorum: %q", q)
 	}
 	accept(t, a, "203.0.113.7\n")
-	if q := logLines(t, a.LogPath, QuorumTag); len(q) != 1 {
+	if q := logLines(t, a.LogPath, logline.Quorum); len(q) != 1 {
 		t.Errorf("two fresh reports: quorum lines %q, want one", q)
 	}
 }
@@ -145,7 +146,7 @@ func TestUnbanRateLimited(t *testing.T) {
 	if res.Accepted != 3 || res.Limited != 2 || res.LimitedFrom != 4 {
 		t.Fatalf("got %+v, want 3 accepted and 2 limited from line 4", res)
 	}
-	if n := len(logLines(t, cfg.LogPath, UnbanTag)); n != 3 {
+	if n := len(logLines(t, cfg.LogPath, logline.Unban)); n != 3 {
 		t.Errorf("%d unban lines, want 3", n)
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/banpush/banpush/sshpush/f2b"
 	"github.com/banpush/banpush/sshpush/fsutil"
-	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/sys/unix"
 )
@@ -82,7 +81,7 @@ type Config struct {
 // Receiver is what one receiver line of the log (an authorized_keys
 // line of the receiving account, whose forced command writes the log and
 // has --allow-unban) says of the unbans it lets through: whose (Peer, a
-// receive.PeerID, or any peer's with AnyPeer: a cert-authority line) and
+// record.PeerID, or any peer's with AnyPeer: a cert-authority line) and
 // which addresses (Policy: --allow-private, --ignore).
 type Receiver struct {
 	Peer    string
@@ -357,7 +356,7 @@ func (cfg *Config) allowed(ub Unban) bool {
 	if cfg.Receivers != nil {
 		cfg.receivers, cfg.Receivers = cfg.Receivers(), nil
 	}
-	id := receive.PeerID(ub.Peer)
+	id := record.PeerID(ub.Peer)
 	for i := range cfg.receivers {
 		r := &cfg.receivers[i]
 		if (r.AnyPeer || r.Peer == id) && r.Policy.Check(ub.Addr) == nil {

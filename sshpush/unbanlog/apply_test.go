@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
@@ -54,7 +55,7 @@ func (f *fakeF2B) Unban(_ context.Context, jail string, addr netip.Addr) (bool, 
 var now = time.Date(2026, 11, 30, 9, 30, 0, 0, time.UTC)
 
 func unbanLine(addr string, ago time.Duration) string {
-	return now.Add(-ago).Format(timeLayout) + " banpush: unban " + addr + " peer=web1 jail=sshd\n"
+	return now.Add(-ago).Format(logline.TimeLayout) + " banpush: unban " + addr + " peer=web1 jail=sshd\n"
 }
 
 func testConfig(t *testing.T) Config {
@@ -73,7 +74,7 @@ func TestApply(t *testing.T) {
 	os.Mkdir(filepath.Dir(cfg.State), 0o700)
 	appendFile(t, cfg.Log, strings.Join([]string{
 		unbanLine("203.0.113.7", time.Minute),
-		now.Format(timeLayout) + " banpush: ban 203.0.113.8 peer=web1\n",
+		now.Format(logline.TimeLayout) + " banpush: ban 203.0.113.8 peer=web1\n",
 		unbanLine("203.0.113.9", 2*time.Hour),   // too old
 		unbanLine("203.0.113.10", -2*time.Hour), // from the future
 		unbanLine("10.0.0.1", time.Minute),      // private
@@ -140,7 +141,7 @@ func TestApplyHeld(t *testing.T) {
 	cfg.Jails = []string{"banpush"}
 	os.Mkdir(filepath.Dir(cfg.State), 0o700)
 	line := func(addr, peer string, ago time.Duration) string {
-		return now.Add(-ago).Format(timeLayout) + " banpush: unban " + addr + " peer=" + peer + "\n"
+		return now.Add(-ago).Format(logline.TimeLayout) + " banpush: unban " + addr + " peer=" + peer + "\n"
 	}
 	appendFile(t, cfg.Log, line("10.0.0.1", "Web1.example", time.Minute)+line("10.0.0.2", "db", time.Minute)+
 		line("100.64.0.3", "db", 50*time.Minute)+line("127.0.0.1", "web1", 0))

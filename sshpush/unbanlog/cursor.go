@@ -32,7 +32,7 @@ type Cursor struct {
 	Offset int64  `json:"offset"`
 	Tail   string `json:"tail"` // hex SHA-256 of the up to tailLen bytes before Offset
 
-	// Skip: Offset is inside a line longer than MaxLineLen that had no
+	// Skip: Offset is inside a line longer than logline.MaxLen that had no
 	// newline yet, passed over up to Offset; the next read passes over
 	// the rest of it, to its newline, before it reads a line. So the
 	// bytes of an unfinished long line are read once, not at every run.

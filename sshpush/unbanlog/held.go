@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/fsutil"
-	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/sys/unix"
 )
@@ -109,7 +108,7 @@ func saveHeld(state string, held []Held) error {
 // MaxHeld the oldest goes, and hold reports it.
 func hold(held []Held, h Held) (_ []Held, dropped bool) {
 	for i, o := range held {
-		if o.Addr == h.Addr && receive.PeerID(o.Peer) == receive.PeerID(h.Peer) {
+		if o.Addr == h.Addr && record.PeerID(o.Peer) == record.PeerID(h.Peer) {
 			if h.Stamp.After(o.Stamp) {
 				held[i] = h
 			}

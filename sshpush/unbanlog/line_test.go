@@ -6,10 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/logline"
 )
 
 func TestParse(t *testing.T) {
-	long := "2026-11-30T09:12:01+00:00 banpush: unban 203.0.113.7 peer=" + strings.Repeat("a", MaxLineLen)
+	long := "2026-11-30T09:12:01+00:00 banpush: unban 203.0.113.7 peer=" + strings.Repeat("a", logline.MaxLen)
 	tests := []struct {
 		name, line string
 		want       error
@@ -90,7 +92,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(line) > MaxLineLen {
+		if len(line) > logline.MaxLen {
 			t.Fatalf("accepted %d bytes", len(line))
 		}
 		if !u.Addr.IsValid() || u.Addr.Zone() != "" || u.Addr.Is4In6() {

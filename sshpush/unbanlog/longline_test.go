@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banpush/banpush/sshpush/logline"
 )
 
-// TestApplyLongUnfinishedLine: an unfinished line longer than MaxLineLen
+// TestApplyLongUnfinishedLine: an unfinished line longer than logline.MaxLen
 // at the end of the log (1 MiB written and a 256 MiB hole, as
 // 'truncate -s +256M' makes) is read once: the cursor moves past it and
 // remembers to pass over the rest of it, so the next run reads on from
@@ -74,12 +76,12 @@ func TestApplyLongUnfinishedLine(t *testing.T) {
 // and the new log is read from its start.
 func TestReaderLongLineRotated(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "received.log")
-	appendFile(t, log, "a\n"+strings.Repeat("x", 3*MaxLineLen))
+	appendFile(t, log, "a\n"+strings.Repeat("x", 3*logline.MaxLen))
 	lines, end, bad, _ := readAll(t, log, nil)
 	if strings.Join(lines, "|") != "a" || bad != 0 || end.Offset != fileSize(t, log) {
 		t.Fatalf("first read: %q, %d bad, cursor %+v; want a, and the cursor past the long line's bytes", lines, bad, end)
 	}
-	appendFile(t, log, strings.Repeat("y", MaxLineLen))
+	appendFile(t, log, strings.Repeat("y", logline.MaxLen))
 	rotate(t, log)
 	appendFile(t, log, "b\n")
 	lines, end, bad, start := readAll(t, log, &end)

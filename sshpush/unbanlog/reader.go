@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"golang.org/x/sys/unix"
 )
 
@@ -164,7 +165,7 @@ func (r *Reader) begin() error {
 	if _, err := s.f.Seek(s.from, io.SeekStart); err != nil {
 		return fmt.Errorf("unbanlog: %s: %w", s.f.Name(), err)
 	}
-	r.br = bufio.NewReaderSize(s.f, MaxLineLen+1)
+	r.br = bufio.NewReaderSize(s.f, logline.MaxLen+1)
 	r.pos = Cursor{Dev: s.dev, Ino: s.ino, Offset: s.from}
 	n := min(s.from, tailLen)
 	r.tail = make([]byte, n, tailLen)
@@ -175,12 +176,12 @@ func (r *Reader) begin() error {
 }
 
 // Next returns the next whole line, without its newline, and the cursor
-// just after it; io.EOF at the end. A line longer than MaxLineLen is
+// just after it; io.EOF at the end. A line longer than logline.MaxLen is
 // returned as nil with ErrBadLine once its newline is found (its bytes are
 // passed over, never buffered whole, and holes of a sparse file are not
 // read). A last line without its newline is not returned in the live log
 // (it is being written, or was cut: it is read again next time, once
-// whole), unless it is longer than MaxLineLen: then the cursor at io.EOF
+// whole), unless it is longer than logline.MaxLen: then the cursor at io.EOF
 // is past what was read of it, with Skip set, and the next read goes on
 // from there. In LOG.1, which nothing writes any more, such a line is
 // passed over as ErrBadLine. The line is valid until the next call.

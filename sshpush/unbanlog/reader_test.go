@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,12 +175,12 @@ func TestReaderRotation(t *testing.T) {
 			}, want: "a|b", wantStart: StartFirst},
 		}},
 		{name: "overlong lines", steps: []step{
-			{do: write("a\n" + strings.Repeat("x", 5*MaxLineLen) + "\nb\n"), want: "a|b", wantBad: 1, wantStart: StartFirst},
-			{do: write(strings.Repeat("y", 3*MaxLineLen)), want: "", wantStart: StartContinued},
+			{do: write("a\n" + strings.Repeat("x", 5*logline.MaxLen) + "\nb\n"), want: "a|b", wantBad: 1, wantStart: StartFirst},
+			{do: write(strings.Repeat("y", 3*logline.MaxLen)), want: "", wantStart: StartContinued},
 			{do: write("\nc\n"), want: "c", wantBad: 1, wantStart: StartContinued},
 		}},
 		{name: "line of exactly the bound", steps: []step{
-			{do: write(strings.Repeat("z", MaxLineLen) + "\n" + strings.Repeat("w", MaxLineLen+1) + "\n"), want: strings.Repeat("z", MaxLineLen), wantBad: 1, wantStart: StartFirst},
+			{do: write(strings.Repeat("z", logline.MaxLen) + "\n" + strings.Repeat("w", logline.MaxLen+1) + "\n"), want: strings.Repeat("z", logline.MaxLen), wantBad: 1, wantStart: StartFirst},
 		}},
 	}
 	for _, tt := range tests {
