@@ -15,6 +15,7 @@ import (
 	"github.com/banpush/banpush/inventory"
 	"github.com/banpush/banpush/sshpush/doctor"
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/roster"
 )
 
 // DoctorCmd checks this host's setup.
@@ -80,13 +81,13 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	// same file on every host of a fleet) names it, so they push to it.
 	var expected string
 	if invErr == nil {
-		r, err := newResolver(inv, env.Getenv)
+		r, err := roster.NewResolver(inv, env.Getenv)
 		if err != nil {
 			return err
 		}
 		hostNames := map[string]string{}
 		for _, p := range inv.Peers() {
-			s, err := r.settings(p.Name)
+			s, err := r.Settings(p.Name)
 			dp := doctor.Peer{Name: p.Name, Err: err}
 			if err == nil {
 				dp.HostName = s.HostName
@@ -94,7 +95,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 			}
 			peers = append(peers, dp)
 		}
-		if self := findSelf(g, inv, hostNames, localAddrs); len(self) > 0 {
+		if self := roster.FindSelf(inv, g.Self, hostNames, roster.LocalAddrs); len(self) > 0 {
 			expected = fmt.Sprintf("this host is %s in the inventory %s (%s), so its peers push to it", self[0].Name, g.Inventory, self[0].Reason)
 		}
 	}

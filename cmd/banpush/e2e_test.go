@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/status"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
 
@@ -206,14 +207,14 @@ func (h *e2eHosts) logLines(host, tag, addr string) []string {
 }
 
 // status is 'banpush status --json' on a host, by peer.
-func (h *e2eHosts) status(host string) map[string]statusPeer {
+func (h *e2eHosts) status(host string) map[string]status.Peer {
 	h.t.Helper()
-	var rep statusReport
+	var rep status.Report
 	out := h.mustOn(host, "banpush", "status", "--json")
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		h.t.Fatalf("%s: banpush status --json: %v\n%s", host, err, out)
 	}
-	peers := map[string]statusPeer{}
+	peers := map[string]status.Peer{}
 	for _, p := range rep.Peers {
 		peers[p.Peer] = p
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sender"
+	"github.com/banpush/banpush/sshpush/status"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/banpush/banpush/sshpush/wire"
@@ -143,7 +144,7 @@ func logLines(t *testing.T, p *peer) []string {
 // queued returns the queue length status --json shows for each peer.
 func (c *cluster) queued() map[string]int {
 	c.t.Helper()
-	var st statusReport
+	var st status.Report
 	out := c.run(nil, "status", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		c.t.Fatalf("status --json: %v\n%s", err, out)

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/status"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"golang.org/x/crypto/ssh"
@@ -351,7 +352,7 @@ func TestFleetCertificates(t *testing.T) {
 	// status on each host that pushed names it as itself, and counts the
 	// others' deliveries only.
 	for _, h := range origins {
-		st := decodeJSON[statusReport](t, h.name+": status --json", f.run(h, "status", "--json"))
+		st := decodeJSON[status.Report](t, h.name+": status --json", f.run(h, "status", "--json"))
 		if len(st.Self) != 1 || st.Self[0].Name != h.name || !strings.Contains(st.Self[0].Reason, "hostname") {
 			t.Errorf("%s: status --json: self is %+v, want %s, by its hostname", h.name, st.Self, h.name)
 		}
@@ -864,7 +865,7 @@ func TestFleetHostCertErrors(t *testing.T) {
 	}
 
 	// status says it too, from the spool alone.
-	var st statusReport
+	var st status.Report
 	out = c.run(nil, "status", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
@@ -960,7 +961,7 @@ func TestFleetSelfByAddress(t *testing.T) {
 		t.Errorf("push --wait: exit %d, peers %v, want %d, [web2]\n%s", code, peers, exitPeers, stderr)
 	}
 	out, _, stderr = run("status", "--json")
-	st := decodeJSON[statusReport](t, "status --json\nstderr:\n"+stderr, out)
+	st := decodeJSON[status.Report](t, "status --json\nstderr:\n"+stderr, out)
 	if len(st.Self) != 1 || st.Self[0].Name != "web1" || len(st.Peers) != 1 || st.Peers[0].Peer != "web2" || st.Peers[0].Queued != 1 {
 		t.Errorf("status --json: self %+v, peers %+v, want web1 as self, web2 with one ban queued", st.Self, st.Peers)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/deliver"
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/roster"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
 )
@@ -67,16 +68,14 @@ func (r peerReport) detail() string {
 // lingering background sender is asked to let go first) and prints the
 // per-peer report.
 func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
-	d, err := resolveDelivery(g, env, o.peers)
+	d, err := loadRoster(env, g, o.peers...)
 	if err != nil {
 		return err
 	}
-	for _, sp := range d.self {
-		if slices.Contains(o.peers, sp.Name) {
-			return errorf(exitUsage, "name the other peers, or give the right --self (BANPUSH_SELF)", "peer %s is this host (%s): banpush sends nothing to itself", sp.Name, sp.Reason)
-		}
+	if err := d.NotSelf(o.peers); err != nil {
+		return rosterError(err)
 	}
-	for _, w := range d.warnings {
+	for _, w := range d.Warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
 	results, err := runForeground(env, g, s, o, d)
@@ -101,7 +100,7 @@ func deliverNow(env *Env, g *Globals, s *spool.Spool, o deliverOpts) error {
 
 // runForeground delivers d's queues now (sender.Foreground), within
 // o.timeout.
-func runForeground(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d delivery) ([]deliver.Result, error) {
+func runForeground(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d roster.Roster) ([]deliver.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	// Diagnostics (expired bans, refusals, damaged spool lines) go where
@@ -110,7 +109,7 @@ func runForeground(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d delive
 	defer log.Close()
 	cfg := senderConfig(env, g, o.flags, s, log)
 	cfg.Options.Warn = func(m string) { printWarning(env.Stderr, "%s", m) }
-	cfg.Roster = func() (sender.Roster, error) { return d.roster(), nil }
+	cfg.Roster = func() (sender.Roster, error) { return senderRoster(d), nil }
 	if env.StderrTerminal {
 		// A person is watching: say what is being retried, or the wait
 		// for an unreachable peer looks like a hang.
@@ -127,9 +126,9 @@ func runForeground(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d delive
 
 // peerReports are the report's lines, one per peer, sorted, with how many
 // peers failed and how many records peers refused.
-func peerReports(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d delivery, results []deliver.Result) (reports []peerReport, failed, refusedByPeers int) {
-	peers := map[string]deliver.Peer{}
-	for _, p := range d.peers {
+func peerReports(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d roster.Roster, results []deliver.Result) (reports []peerReport, failed, refusedByPeers int) {
+	peers := map[string]roster.Peer{}
+	for _, p := range d.Peers {
 		peers[p.Name] = p
 	}
 	for _, r := range results {
@@ -152,7 +151,7 @@ func peerReports(env *Env, g *Globals, s *spool.Spool, o deliverOpts, d delivery
 		}
 		reports = append(reports, rep)
 	}
-	for name, err := range d.bad {
+	for name, err := range d.Bad {
 		failed++
 		q, _, _ := s.Pending(name)
 		reports = append(reports, peerReport{Peer: name, Result: string(sshpush.ClassConfig), Queued: q, Error: err.Error()})

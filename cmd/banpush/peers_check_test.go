@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush"
-	"github.com/banpush/banpush/sshpush/deliver"
+	"github.com/banpush/banpush/sshpush/roster"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
@@ -359,7 +359,7 @@ func TestCheckHintCertificateFleet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hint := checkHint(tt.class, deliver.Peer{Name: "h1", Target: tt.target}, errors.New("x"), 10*time.Second, g)
+			hint := checkHint(tt.class, roster.Peer{Name: "h1", Target: tt.target}, errors.New("x"), 10*time.Second, g)
 			for _, w := range tt.want {
 				if !strings.Contains(hint, w) {
 					t.Errorf("hint %q lacks %q", hint, w)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/banpush/banpush/inventory"
 	"github.com/banpush/banpush/sshpush"
+	"github.com/banpush/banpush/sshpush/roster"
 	"github.com/banpush/banpush/sshpush/spool"
 )
 
@@ -116,13 +117,13 @@ func nonNil(s []string) []string {
 
 // Run lists the peers.
 func (c *PeersListCmd) Run(env *Env, g *Globals) error {
-	inv, r, err := loadResolver(g, env)
+	r, err := loadResolver(env, g)
 	if err != nil {
 		return err
 	}
 	var out []peerJSON
 	var failed []error
-	for _, p := range inv.Peers() {
+	for _, p := range r.Inv.Peers() {
 		pj, err := listPeer(r, p.Name)
 		if err != nil {
 			failed = append(failed, err)
@@ -133,7 +134,7 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 	for _, p := range out {
 		hostNames[p.Name] = p.HostName
 	}
-	self := findSelf(g, inv, hostNames, localAddrs)
+	self := roster.FindSelf(r.Inv, g.Self, hostNames, roster.LocalAddrs)
 	for i := range out {
 		for _, sp := range self {
 			if sp.Name == out[i].Name {
@@ -144,7 +145,7 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 	for _, w := range r.Warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
-	if note := selfNote(g, self); note != "" && !c.JSON {
+	if note := roster.SelfNote(self, g.Self, g.Inventory); note != "" && !c.JSON {
 		defer printNote(env.Stderr, "%s", note)
 	}
 	switch {
@@ -168,22 +169,22 @@ func (c *PeersListCmd) Run(env *Env, g *Globals) error {
 		for _, err := range failed[:len(failed)-1] {
 			printError(env.Stderr, err)
 		}
-		return withHint(failed[len(failed)-1], exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" NAME' shows how ssh reads it")
+		return withHint(failed[len(failed)-1], exitConfig, peerHint(g.Inventory, "NAME"))
 	}
 	return nil
 }
 
 // listPeer is what peers list shows of one peer: its settings as the
 // sender uses them, or the error that keeps it from being used.
-func listPeer(r *resolver, name string) (peerJSON, error) {
-	s, err := r.settings(name)
+func listPeer(r *roster.Resolver, name string) (peerJSON, error) {
+	s, err := r.Settings(name)
 	if err != nil {
 		return peerJSON{Name: name, Error: err.Error(),
 			IdentityFiles: []string{}, CertificateFiles: []string{}, UserKnownHostsFiles: []string{}, GlobalKnownHostsFiles: []string{}}, err
 	}
 	// What the sender offers: a KEY-cert.pub beside an identity file
 	// counts as much as a CertificateFile.
-	certs := sshpush.OfferedCertificates(context.Background(), r.target(s), func(w string) { r.Warnings = append(r.Warnings, w) })
+	certs := sshpush.OfferedCertificates(context.Background(), r.Target(s), func(w string) { r.Warnings = append(r.Warnings, w) })
 	return peerJSON{
 		Name:                  s.Name,
 		HostName:              s.HostName,
@@ -304,11 +305,11 @@ func (c *PeersAddCmd) Run(env *Env, g *Globals) error {
 	p, _ := inv.Peer(c.Name)
 	printNote(env.Stderr, "added peer %s at line %d of %s", c.Name, p.Line, g.Inventory)
 	// Say at once if the new lines have no effect or the peer cannot be used.
-	r, err := newResolver(inv, env.Getenv)
+	r, err := roster.NewResolver(inv, env.Getenv)
 	if err != nil {
 		return err
 	}
-	if _, err := r.settings(c.Name); err != nil {
+	if _, err := r.Settings(c.Name); err != nil {
 		printWarning(env.Stderr, "peer %s cannot be used yet: %v", c.Name, err)
 	}
 	for _, w := range r.Warnings {
@@ -375,11 +376,4 @@ func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
 	}
 	printWarning(env.Stderr, "bans still queued for peer %s will not be sent to it, but the spool could not forget its place: %v", c.Name, err)
 	return nil
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return strconv.Itoa(n) + " " + word + "s"
 }

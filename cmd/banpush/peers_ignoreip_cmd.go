@@ -60,15 +60,15 @@ func (c *PeersIgnoreipCmd) Run(env *Env, g *Globals) error {
 	if c.Timeout <= 0 {
 		return errorf(exitUsage, "give a positive duration, e.g. --timeout 10s", "--timeout must be positive")
 	}
-	inv, r, err := loadResolver(g, env)
+	r, err := loadResolver(env, g)
 	if err != nil {
 		return err
 	}
 	var peers []ignoreipPeer
-	for _, name := range peerNames(inv) {
-		s, err := r.settings(name)
+	for _, name := range r.Names() {
+		s, err := r.Settings(name)
 		if err != nil {
-			return withHint(err, exitConfig, "fix the peers file; 'ssh -G -F "+g.Inventory+" "+name+"' shows how ssh reads it")
+			return withHint(err, exitConfig, peerHint(g.Inventory, name))
 		}
 		peers = append(peers, ignoreipPeer{Peer: name, HostName: s.HostName})
 	}

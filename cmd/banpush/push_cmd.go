@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -119,27 +118,6 @@ func (c *PushCmd) records(env *Env) (recs []record.Record, refused int) {
 	return recs, refused
 }
 
-// checkAddrs parses the address arguments of push and unban and checks
-// them as receivers would (private ones with allowPrivate); each refused
-// one is reported on stderr, never echoed unless it is short and
-// printable, and counted.
-func checkAddrs(env *Env, ips []string, allowPrivate bool) (addrs []netip.Addr, refused int) {
-	pol := record.Policy{AllowPrivate: allowPrivate}
-	for _, ip := range ips {
-		a, err := record.ParseAddr(ip)
-		if err == nil {
-			err = pol.Check(a)
-		}
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "banpush: %s: refused: %v\n", safeArg(ip), err)
-			refused++
-			continue
-		}
-		addrs = append(addrs, a)
-	}
-	return addrs, refused
-}
-
 // parseSeconds parses a whole or fractional number of seconds as fail2ban
 // writes its tags; "" and 0 mean "not given". The fraction is dropped, and a
 // negative bantime is Permanent.
@@ -159,18 +137,4 @@ func parseSeconds(s string, lo, hi int64) (int64, error) {
 		n = record.Permanent
 	}
 	return n, nil
-}
-
-// safeArg shows an argument in a message only if it is short printable
-// ASCII; fail2ban tags can carry anything.
-func safeArg(s string) string {
-	if len(s) > 64 {
-		return "(argument)"
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return "(argument)"
-		}
-	}
-	return s
 }

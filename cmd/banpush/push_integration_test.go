@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/status"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
@@ -38,7 +39,7 @@ func TestPushWait(t *testing.T) {
 		}
 	}
 	// Nothing is left queued, and status says so.
-	var st statusReport
+	var st status.Report
 	if err := json.Unmarshal([]byte(c.run(nil, "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestPushHostKeyMismatch(t *testing.T) {
 	if n := len(bad.logged(t)); n != 0 {
 		t.Errorf("%s received %d bans through a wrong host key", bad.name, n)
 	}
-	var st statusReport
+	var st status.Report
 	if err := json.Unmarshal([]byte(c.run(nil, "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}

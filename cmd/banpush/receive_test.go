@@ -479,9 +479,9 @@ func TestReceiveBadArgv(t *testing.T) {
 // cut off after the read deadline with exit 65, nothing written, even
 // though stdin is a blocking pipe, as it is under sshd.
 func TestReceiveSlowBatch(t *testing.T) {
-	old := batchReadTimeout
-	batchReadTimeout = 200 * time.Millisecond
-	t.Cleanup(func() { batchReadTimeout = old })
+	old := receiveLimits
+	receiveLimits.BatchTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { receiveLimits = old })
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -575,9 +575,9 @@ func TestReceiveTooManySessions(t *testing.T) {
 // sender keeps it alive (here, a byte every 50 ms, well within the idle
 // timeout), after answering the batches it completed.
 func TestReceiveStreamLifetime(t *testing.T) {
-	old := streamLifetime
-	streamLifetime = 300 * time.Millisecond
-	t.Cleanup(func() { streamLifetime = old })
+	old := receiveLimits
+	receiveLimits.StreamLifetime = 300 * time.Millisecond
+	t.Cleanup(func() { receiveLimits = old })
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

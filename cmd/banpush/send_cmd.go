@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"os/signal"
 	"slices"
 	"syscall"
 	"time"
 
-	"github.com/banpush/banpush/sshpush"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
 )
@@ -63,16 +61,16 @@ func (c *SendCmd) Run(env *Env, g *Globals) error {
 	cfg.BatchGap = c.BatchGap
 	cfg.RetryMax = c.RetryMax
 	cfg.Roster = func() (sender.Roster, error) {
-		d, err := resolveDelivery(g, env, nil)
+		d, err := loadRoster(env, g)
 		if err != nil {
 			return sender.Roster{}, err
 		}
-		r := d.roster()
-		for _, w := range d.warnings {
+		r := senderRoster(d)
+		for _, w := range d.Warnings {
 			r.Notes = append(r.Notes, "warning: "+w)
 		}
-		for _, name := range slices.Sorted(maps.Keys(d.bad)) {
-			r.Notes = append(r.Notes, fmt.Sprintf("peer %s: not delivered: %v", name, d.bad[name]))
+		for _, name := range slices.Sorted(maps.Keys(d.Bad)) {
+			r.Notes = append(r.Notes, fmt.Sprintf("peer %s: not delivered: %v", name, d.Bad[name]))
 		}
 		return r, nil
 	}
@@ -81,27 +79,4 @@ func (c *SendCmd) Run(env *Env, g *Globals) error {
 		return err
 	}
 	return nil
-}
-
-// senderConfig is what every run of the sender shares: the spool, the log,
-// and how to start a background sender.
-func senderConfig(env *Env, g *Globals, d DeliveryFlags, s *spool.Spool, log *sender.Log) sender.Config {
-	return sender.Config{
-		Spool:   s,
-		Options: sshpush.Options{Warn: func(m string) { log.Printf("warning: %s", m) }},
-		MaxAge:  d.MaxAge,
-		Kick:    senderCommand(g, d),
-		Now:     env.Now,
-		Logf:    log.Printf,
-	}
-}
-
-// senderCommand starts a background sender: this binary, with the globals
-// it was given (Globals.senderArgs).
-func senderCommand(g *Globals, d DeliveryFlags) sender.Command {
-	self, err := os.Executable()
-	if err != nil {
-		self = os.Args[0]
-	}
-	return sender.Command{Path: self, Args: g.senderArgs(d), Environ: os.Environ()}
 }

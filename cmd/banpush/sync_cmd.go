@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -126,27 +125,25 @@ func (c *SyncCmd) Run(env *Env, g *Globals) error {
 
 // peers are the peers to sync: those named, or every peer but this host.
 func (c *SyncCmd) peers(env *Env, g *Globals) ([]string, error) {
-	d, err := resolveDelivery(g, env, c.Peers)
+	d, err := loadRoster(env, g, c.Peers...)
 	if err != nil {
 		return nil, err
 	}
-	for _, sp := range d.self {
-		if slices.Contains(c.Peers, sp.Name) {
-			return nil, errorf(exitUsage, "name the other peers, or give the right --self (BANPUSH_SELF)", "peer %s is this host (%s): banpush sends nothing to itself", sp.Name, sp.Reason)
-		}
+	if err := d.NotSelf(c.Peers); err != nil {
+		return nil, rosterError(err)
 	}
-	for _, w := range d.warnings {
+	for _, w := range d.Warnings {
 		printWarning(env.Stderr, "%s", w)
 	}
 	peers := c.Peers
 	if len(peers) == 0 {
-		peers = d.live
+		peers = d.Live
 	}
 	if len(peers) == 0 {
 		return nil, errorf(exitConfig, "add a peer with 'banpush peers add NAME --host HOST'", "no peer to sync: %s names no peer but this host", g.Inventory)
 	}
 	for _, p := range peers {
-		if err := d.bad[p]; err != nil {
+		if err := d.Bad[p]; err != nil {
 			printWarning(env.Stderr, "peer %s cannot be used yet (%v); its bans are queued all the same", p, err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -98,4 +99,12 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// plural is "1 ban", "2 bans".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }

@@ -1,4 +1,4 @@
-package main
+package roster
 
 import (
 	"net/netip"
@@ -23,11 +23,11 @@ func TestFindSelf(t *testing.T) {
 		name  string
 		self  string
 		local []netip.Addr
-		want  []selfPeer
+		want  []Self
 	}{
-		{"named by --self", "h1", local, []selfPeer{{"h1", "named by --self (BANPUSH_SELF)"}}},
-		{"the name wins over an address", "h3", local, []selfPeer{{"h3", "named by --self (BANPUSH_SELF)"}}},
-		{"by address, --self naming no peer", "nosuch", local, []selfPeer{{"h2", "its HostName 192.0.2.2 is an address of this host"}}},
+		{"named by --self", "h1", local, []Self{{"h1", "named by --self (BANPUSH_SELF)"}}},
+		{"the name wins over an address", "h3", local, []Self{{"h3", "named by --self (BANPUSH_SELF)"}}},
+		{"by address, --self naming no peer", "nosuch", local, []Self{{"h2", "its HostName 192.0.2.2 is an address of this host"}}},
 		{"loopback is never this host", "nosuch", []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil},
 		{"no match", "nosuch", []netip.Addr{netip.MustParseAddr("198.51.100.1")}, nil},
 	}
@@ -36,12 +36,11 @@ func TestFindSelf(t *testing.T) {
 			name  string
 			self  string
 			local []netip.Addr
-			want  []selfPeer
-		}{"short hostname names no peer: by address", "", local, []selfPeer{{"h2", "its HostName 192.0.2.2 is an address of this host"}}})
+			want  []Self
+		}{"short hostname names no peer: by address", "", local, []Self{{"h2", "its HostName 192.0.2.2 is an address of this host"}}})
 	}
 	for _, tt := range tests {
-		g := &Globals{Self: tt.self, Inventory: "peers"}
-		if got := findSelf(g, inv, hostNames, func() []netip.Addr { return tt.local }); !reflect.DeepEqual(got, tt.want) {
+		if got := FindSelf(inv, tt.self, hostNames, func() []netip.Addr { return tt.local }); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
 		}
 	}
@@ -50,10 +49,10 @@ func TestFindSelf(t *testing.T) {
 	if err != nil {
 		t.Skipf("this host's short hostname %q is not a peer name", short)
 	}
-	want := []selfPeer{{short, "this host's short hostname"}}
+	want := []Self{{short, "this host's short hostname"}}
 	asked := false
 	noAddrs := func() []netip.Addr { asked = true; return nil }
-	if got := findSelf(&Globals{}, named, nil, noAddrs); !reflect.DeepEqual(got, want) || asked {
+	if got := FindSelf(named, "", nil, noAddrs); !reflect.DeepEqual(got, want) || asked {
 		t.Errorf("short hostname: got %+v (addresses asked: %v), want %+v without asking for addresses", got, asked, want)
 	}
 }

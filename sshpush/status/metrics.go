@@ -1,8 +1,10 @@
-package main
+package status
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,7 +72,7 @@ func escapeLabel(s string) string {
 }
 
 // senderMetrics are the pushing side's families, from status's report.
-func senderMetrics(rep statusReport) []*metric {
+func senderMetrics(rep Report) []*metric {
 	running := &metric{name: "banpush_sender_running", typ: "gauge", help: "1 if a banpush sender is running for the spool."}
 	queued := &metric{name: "banpush_peer_queued", typ: "gauge", help: "Bans queued for the peer and not acknowledged yet."}
 	oldest := &metric{name: "banpush_peer_oldest_queued_age_seconds", typ: "gauge", help: "Age of the oldest ban queued for the peer; 0 when none is."}
@@ -129,4 +131,34 @@ func receiverMetrics(logs map[string]map[string]receive.Counters) []*metric {
 		}
 	}
 	return []*metric{accepted, refused, limited}
+}
+
+// WriteMetrics writes the pushing side's metrics from rep (nil: this host
+// does not push) and the receiving side's from received (ReadReceived).
+func WriteMetrics(w io.Writer, rep *Report, received map[string]map[string]receive.Counters) error {
+	var ms []*metric
+	if rep != nil {
+		ms = senderMetrics(*rep)
+	}
+	return writeMetrics(w, append(ms, receiverMetrics(received)...))
+}
+
+// ReadReceived reads each pushing peer's counters from the state file
+// beside each received log: log -> peer -> counters. A log that does not
+// exist is skipped; one whose state cannot be read is left out, and the
+// error joins warnings.
+func ReadReceived(logs []string) (received map[string]map[string]receive.Counters, warnings []error) {
+	received = map[string]map[string]receive.Counters{}
+	for _, log := range logs {
+		if _, err := os.Stat(log); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		counters, err := receive.ReadCounters(log)
+		if err != nil {
+			warnings = append(warnings, err)
+			continue
+		}
+		received[log] = counters
+	}
+	return received, warnings
 }
