@@ -68,7 +68,7 @@ func (c *PushCmd) Run(env *Env, g *Globals) error {
 		err = s.Append(ctx, env.Now(), recs...)
 		cancel()
 		if err != nil {
-			return withHint(err, exitFailure, "the ban was not queued; check the spool directory "+g.Spool)
+			return withHint(err, exitFailure, "the ban was not queued; check the spool directory (--spool, BANPUSH_SPOOL)")
 		}
 		if c.Wait {
 			return deliverNow(env, g, s, deliverOpts{flags: c.DeliveryFlags, timeout: c.Timeout, json: c.JSON, refused: refused, peerRefusals: true})
@@ -77,7 +77,8 @@ func (c *PushCmd) Run(env *Env, g *Globals) error {
 			printWarning(env.Stderr, "queued, but the inventory %s cannot be read: nothing is delivered until it can", g.Inventory)
 			printHint(env.Stderr, "add peers with 'banpush peers add NAME --host HOST', or set --inventory (BANPUSH_INVENTORY)")
 		}
-		if err := sender.Kick(s, senderCommand(g, c.DeliveryFlags)); err != nil {
+		kick := senderCommand(g, c.DeliveryFlags)
+		if err := sender.Kick(s, kick); err != nil {
 			printWarning(env.Stderr, "queued, but could not start a sender: %v", err)
 			printHint(env.Stderr, "'banpush flush' (or the banpush-flush.timer) delivers the queue")
 		}
