@@ -44,21 +44,9 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 	script := filepath.Join(fleet, "contrib", "fleet", "setup-host.sh")
 	opts := []string{"--allow-private", "--allow-unban", "--from", "10.77.0.0/28", "--ignoreip", "198.51.100.9"}
 
-	// setup runs the script on h2 and returns what it printed, stdout and
-	// stderr together, and its exit status.
-	setup := func(t *testing.T, args ...string) (string, int) {
-		t.Helper()
-		out, err := h.on("h2", append([]string{"sh", "-c", `sh "$0" "$@" 2>&1`, script}, append(opts, args...)...)...)
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return out, exit.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out, 0
-	}
-	// setupOnly runs the script on h2 with args alone (none of opts),
-	// certificates from certs on stdin when it is not "".
+	// setupOnly runs the script on h2 with args alone, certificates from
+	// certs on stdin when it is not "", and returns what it printed,
+	// stdout and stderr together, and its exit status.
 	setupOnly := func(t *testing.T, certs string, args ...string) (string, int) {
 		t.Helper()
 		cmd := `sh "$0" "$@" 2>&1`
@@ -73,6 +61,11 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 			t.Fatal(err)
 		}
 		return out, 0
+	}
+	// setup runs the script on h2 with opts, then args.
+	setup := func(t *testing.T, args ...string) (string, int) {
+		t.Helper()
+		return setupOnly(t, "", append(append([]string(nil), opts...), args...)...)
 	}
 	// snapshot describes every file of h2 that setup-host.sh may touch:
 	// path, mode, owner and content.

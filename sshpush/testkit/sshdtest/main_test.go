@@ -1,7 +1,6 @@
 package sshdtest
 
 import (
-	"os"
 	"testing"
 
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
@@ -9,9 +8,4 @@ import (
 
 // TestMain runs the tests in testenv's sandbox when it can (as root), so
 // that nothing they start or write outlives the test binary.
-func TestMain(m *testing.M) {
-	if code, ran := testenv.Sandbox(); ran {
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testenv.Main(m) }

@@ -129,3 +129,14 @@ func Slow(t testing.TB) {
 		t.Skipf("%s: full tier only (runs without -short)", t.Name())
 	}
 }
+
+// Main is the TestMain of a package whose tests need nothing else: they
+// run in the sandbox when the binary can make one (Sandbox), else here.
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	if code, ran := Sandbox(); ran {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
