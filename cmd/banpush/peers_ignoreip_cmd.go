@@ -4,17 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/netip"
-	"slices"
 	"strings"
-	"sync"
 	"time"
-)
 
-// fail2banLoopback is fail2ban's own default ignoreip: a jail that sets
-// ignoreip replaces it, so the value printed starts with it.
-var fail2banLoopback = []string{"127.0.0.1/8", "::1"}
+	"github.com/banpush/banpush/sshpush/roster"
+)
 
 // PeersIgnoreipCmd prints the fleet's addresses for fail2ban's ignoreip.
 type PeersIgnoreipCmd struct {
@@ -49,12 +43,6 @@ for a missing inventory or a peer banpush cannot use.
 JSON: {"ignoreip": "...", "peers": [{"peer", "hostname", "addresses"}]}.`
 }
 
-type ignoreipPeer struct {
-	Peer      string   `json:"peer"`
-	HostName  string   `json:"hostname"`
-	Addresses []string `json:"addresses"`
-}
-
 // Run resolves and prints.
 func (c *PeersIgnoreipCmd) Run(env *Env, g *Globals) error {
 	if c.Timeout <= 0 {
@@ -64,23 +52,23 @@ func (c *PeersIgnoreipCmd) Run(env *Env, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	var peers []ignoreipPeer
+	var peers []roster.HostAddrs
 	for _, name := range r.Names() {
 		s, err := r.Settings(name)
 		if err != nil {
 			return withHint(err, exitConfig, peerHint(g.Inventory, name))
 		}
-		peers = append(peers, ignoreipPeer{Peer: name, HostName: s.HostName})
+		peers = append(peers, roster.HostAddrs{Peer: name, HostName: s.HostName})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	if failed := resolvePeers(ctx, peers); len(failed) > 0 {
+	if failed := roster.Resolve(ctx, peers); len(failed) > 0 {
 		for _, err := range failed[:len(failed)-1] {
 			printError(env.Stderr, err)
 		}
 		return withHint(failed[len(failed)-1], exitPeers, "fix the HostName in "+g.Inventory+" (or DNS), or remove the peer; nothing was printed")
 	}
-	line := strings.Join(ignoreipValue(peers), " ")
+	line := strings.Join(roster.IgnoreIP(peers), " ")
 	if !c.JSON {
 		_, err := fmt.Fprintln(env.Stdout, line)
 		return err
@@ -88,67 +76,7 @@ func (c *PeersIgnoreipCmd) Run(env *Env, g *Globals) error {
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(struct {
-		Ignoreip string         `json:"ignoreip"`
-		Peers    []ignoreipPeer `json:"peers"`
+		Ignoreip string             `json:"ignoreip"`
+		Peers    []roster.HostAddrs `json:"peers"`
 	}{line, peers})
-}
-
-// ignoreipValue is fail2ban's loopback default followed by every peer's
-// addresses, each once and none that an earlier entry covers.
-func ignoreipValue(peers []ignoreipPeer) []string {
-	value := slices.Clone(fail2banLoopback)
-	var covered []netip.Prefix
-	for _, v := range value {
-		covered = append(covered, netip.MustParsePrefix(strings.Replace(v, "::1", "::1/128", 1)))
-	}
-	for _, p := range peers {
-		for _, s := range p.Addresses {
-			a, err := netip.ParseAddr(s)
-			if err != nil || slices.ContainsFunc(covered, func(c netip.Prefix) bool { return c.Contains(a) }) {
-				continue
-			}
-			covered = append(covered, netip.PrefixFrom(a, a.BitLen()))
-			value = append(value, s)
-		}
-	}
-	return value
-}
-
-// resolvePeers fills each peer's addresses from its HostName, at most 16
-// lookups at once, and returns an error for each that does not resolve.
-func resolvePeers(ctx context.Context, peers []ignoreipPeer) []error {
-	errs := make([]error, len(peers))
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for i := range peers {
-		p := &peers[i]
-		if a, err := netip.ParseAddr(p.HostName); err == nil {
-			p.Addresses = []string{a.WithZone("").Unmap().String()}
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", p.HostName)
-			if err != nil {
-				errs[i] = fmt.Errorf("peer %s: cannot resolve %s: %v", p.Peer, p.HostName, err)
-				return
-			}
-			p.Addresses = []string{}
-			for _, a := range addrs {
-				if s := a.WithZone("").Unmap().String(); !slices.Contains(p.Addresses, s) {
-					p.Addresses = append(p.Addresses, s)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	var out []error
-	for _, err := range errs {
-		if err != nil {
-			out = append(out, err)
-		}
-	}
-	return out
 }
