@@ -197,7 +197,7 @@ func (c *SyncCmd) report(env *Env, all []f2b.Ban, jails []string, private map[st
 			rep.Refused++
 			continue
 		}
-		r := banRecord(b)
+		r := b.Record()
 		recs = append(recs, r)
 		remaining := int64(record.Permanent)
 		if end, ok := b.End(); ok {
@@ -212,24 +212,6 @@ func (c *SyncCmd) report(env *Env, all []f2b.Ban, jails []string, private map[st
 		printWarning(env.Stderr, "%s not queued: the first, %v (--allow-private queues private addresses; push takes them where a jail's banpush action gives it --allow-private)", plural(rep.Refused, "ban"), firstRefusal)
 	}
 	return rep, recs
-}
-
-// banRecord is the record queued for a ban: its start and bantime as
-// fail2ban has them, so that the peer sees how long it has left. A jail
-// name the record grammar cannot carry is left out, as push leaves out a
-// bad --jail.
-func banRecord(b f2b.Ban) record.Record {
-	r := record.Record{Addr: b.Addr, Time: b.Time, BanTime: b.BanTime}
-	if record.ValidName(b.Jail) {
-		r.Jail = b.Jail
-	}
-	switch {
-	case r.BanTime < 0:
-		r.BanTime = record.Permanent
-	case r.BanTime > record.MaxBanTime:
-		r.BanTime = record.MaxBanTime
-	}
-	return r
 }
 
 // queue appends the records, for the peers named (one item per ban and

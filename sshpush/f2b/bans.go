@@ -362,3 +362,21 @@ func endsAfter(a, b Ban) bool {
 	}
 	return ea > eb
 }
+
+// Record is the record queued for a ban: its start and bantime as
+// fail2ban has them, so that the peer sees how long it has left. A jail
+// name the record grammar cannot carry is left out, as push leaves out a
+// bad --jail.
+func (b Ban) Record() record.Record {
+	r := record.Record{Addr: b.Addr, Time: b.Time, BanTime: b.BanTime}
+	if record.ValidName(b.Jail) {
+		r.Jail = b.Jail
+	}
+	switch {
+	case r.BanTime < 0:
+		r.BanTime = record.Permanent
+	case r.BanTime > record.MaxBanTime:
+		r.BanTime = record.MaxBanTime
+	}
+	return r
+}
