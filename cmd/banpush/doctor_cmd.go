@@ -52,6 +52,8 @@ inventory names this host, so that its peers push to it):
                    made is followed); a host the inventory names has a line
   received-log     each log is append-only in a directory of root's, so that
                    the account can only append to it ('banpush setup-account')
+  received-lines   what the end of each log last received, and when; warns
+                   when lines there are not ones that banpush writes
   receiving-jail   the banpush jail (and banpush-quorum, for --trust quorum
                    lines) runs and watches the log the lines write
   sshd             'sshd -T -C user=ACCOUNT' forbids forwarding and ttys
