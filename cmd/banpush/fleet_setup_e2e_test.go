@@ -453,7 +453,7 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 			return slices.ContainsFunc(rs, func(r doctor.Result) bool { return r.Status == st })
 		}
 		rs, _ := doctorOn(t)
-		for _, c := range []string{"authorized-keys", "sshd", "receiving-jail"} {
+		for _, c := range []string{"authorized-keys", "sshd", "receiving-jail", "received-lines"} {
 			if len(rs[c]) == 0 || status(rs[c], doctor.Fail) || status(rs[c], doctor.Skip) {
 				t.Errorf("h2 as set up: doctor %s: got %+v, want it checked and not failed", c, rs[c])
 			}
