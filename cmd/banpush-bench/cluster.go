@@ -102,14 +102,12 @@ func startShared(cl *cleanups, names []string, dir, user string, keys []string, 
 	if err != nil {
 		return nil, err
 	}
-	log, err := d.Log()
-	if err != nil {
-		return nil, errors.Join(err, d.Close())
-	}
+	// sshd binds its ListenAddress lines last first: launch returns on
+	// the sshd's own port, written last, before the others may be bound.
 	peers := []*peer{{d: d, name: names[0], port: d.Port}}
 	for i, port := range ports {
-		if !strings.Contains(log, fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port)) {
-			return nil, errors.Join(fmt.Errorf("peer %s: sshd does not listen on port %d", names[i+1], port), d.Close())
+		if err := d.WaitLog(0, fmt.Sprintf("Server listening on 127.0.0.1 port %d.", port), 10*time.Second); err != nil {
+			return nil, errors.Join(fmt.Errorf("peer %s: %w", names[i+1], err), d.Close())
 		}
 		peers = append(peers, &peer{d: d, name: names[i+1], port: port})
 	}
