@@ -247,13 +247,21 @@ func TestReceivedLogAppendOnly(t *testing.T) {
 // would, with a ban of addr, and fails the test unless it accepts it.
 func receiveAs(t *testing.T, account, log, addr string) {
 	t.Helper()
-	uid, gid := accountIDs(t, account)
-	cmd := "printf '%s\\n' " + addr + " | SSH_ORIGINAL_COMMAND='banpush-v1 ban' SSH_CONNECTION='198.51.100.99 40000 192.0.2.1 22' " +
-		"/usr/local/bin/banpush receive --peer web1 --log " + log
-	out, code := run(t, nil, "setpriv", "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--init-groups", "--", "/bin/sh", "-c", cmd)
+	out, code := requestAs(t, account, log, "ban", addr)
 	if code != 0 || !strings.Contains(out, "accepted=1") {
 		t.Fatalf("receive %s as %s: exit %d\n%s", addr, account, code, out)
 	}
+}
+
+// requestAs runs the receiver as the account, as sshd would for a
+// request (ban, ping, ...) with input on its stdin, and returns its
+// output and exit status.
+func requestAs(t *testing.T, account, log, request, input string) (string, int) {
+	t.Helper()
+	uid, gid := accountIDs(t, account)
+	cmd := "printf '%s\\n' '" + input + "' | SSH_ORIGINAL_COMMAND='banpush-v1 " + request + "' SSH_CONNECTION='198.51.100.99 40000 192.0.2.1 22' " +
+		"/usr/local/bin/banpush receive --peer web1 --log " + log
+	return run(t, nil, "setpriv", "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--init-groups", "--", "/bin/sh", "-c", cmd)
 }
 
 // TestContribSetupAccountLines: every 'banpush setup-account' command line

@@ -135,4 +135,25 @@ func TestLogrotate(t *testing.T) {
 	assertAppendOnlyLog(t, log, uid, gid)
 	receiveAs(t, "banpush", log, "203.0.113.203")
 	f2b.waitFor("the ban after the second rotation", banned("203.0.113.203"))
+
+	// While root has the directory closed (between prerotate and
+	// postrotate), a receiver answers "try again later", as a busy one
+	// does, not "cannot write": the sender retries it soon, and status
+	// shows no failure a person must fix.
+	mustRun(t, "/usr/local/bin/banpush", "setup-account", "--rotate", "--log", log)
+	for _, req := range []string{"ban", "ping"} {
+		out, code := requestAs(t, "banpush", log, req, "203.0.113.204")
+		if code != exitTemp {
+			t.Errorf("%s while the log's directory is closed: exit %d, want %d\n%s", req, code, exitTemp, out)
+		}
+	}
+	// A directory of root's closed otherwise is a setup to fix.
+	if err := os.Chmod(filepath.Dir(log), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := requestAs(t, "banpush", log, "ban", "203.0.113.204"); code != exitCannotWrite {
+		t.Errorf("ban with the log's directory root's, mode 0700: exit %d, want %d\n%s", code, exitCannotWrite, out)
+	}
+	mustRun(t, "/usr/local/bin/banpush", "setup-account", "--log", log)
+	assertAppendOnlyLog(t, log, uid, gid)
 }

@@ -85,8 +85,9 @@ Exit status: 0 batch handled; %d unknown request; %d batch refused whole
 (over %d records or 1 MiB, or not sent within 30 s); %d the log or a file
 beside it cannot be written (permissions, a full disk, a link or a
 directory in its place), for a ping too: nothing written, a person must fix
-it; %d log busy, or too many sessions of the peer: nothing written, try
-again; %d bad arguments in authorized_keys.
+it; %d log busy, too many sessions of the peer, or the log's directory
+closed while root rotates the log: nothing written, try again; %d bad
+arguments in authorized_keys.
 
 Example (as sshd would run it):
   SSH_ORIGINAL_COMMAND='%s' banpush receive --peer web1 \

@@ -206,6 +206,19 @@ const (
 	logMode   = 0o640
 )
 
+// Closed reports whether the received log's directory dir is closed to
+// the account because root is working in it (a rotation, or setup-account
+// making the log): root's, with the mode root gives it for that time. A
+// receiver that cannot open its files then is to try again in a moment,
+// not to report a log it cannot write.
+func Closed(dir string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false
+	}
+	return st.Uid == 0 && st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Mode&0o7777 == dirClosed
+}
+
 // SetupLog makes the received log's directory root's and the log an
 // append-only file of the account's (chattr +a, where the file system has
 // it): the account appends, and cannot truncate it, rewrite it, punch
