@@ -73,8 +73,9 @@ the log from their start, applying what is within --max-age.
 contrib/systemd/banpush-apply-unbans.path runs it whenever the log changes,
 and banpush-apply-unbans.timer every minute in case a change came while it
 ran. Exit status 0 when every line read was applied or passed over, 69 when
-fail2ban did not answer or fail2ban-client is missing, 75 when another run held the cursor (both: the next
-run applies what is pending), 78 for a jail fail2ban does not run or a
+fail2ban did not answer or fail2ban-client is missing, 75 when another run
+held the cursor or fail2ban-client failed otherwise (both: the next run
+applies what is pending), 78 for a jail fail2ban does not run or a
 --state in a directory others may change.`
 }
 

@@ -87,13 +87,13 @@ func exitItems() [][2]string {
 	}{
 		{exitOK, "success"},
 		{exitFailure, "an error that is none of the below"},
-		{exitPeers, "push --wait, flush, peers check: at least one peer failed; its bans stay queued"},
+		{exitPeers, "push --wait, unban --wait, flush, peers check: at least one peer failed, and its bans (and unbans) stay queued; peers trust: a peer could not be reached; peers ignoreip: a HostName does not resolve"},
 		{exitDoctor, "doctor: at least one check failed"},
 		{exitRequest, "receive: an unknown or missing request (EX_USAGE)"},
 		{exitData, "receive: the batch refused whole (too large); push, unban: an address refused (EX_DATAERR)"},
 		{exitUnavailable, "sync, apply-unbans: the local fail2ban does not answer, or fail2ban-client is missing (EX_UNAVAILABLE)"},
 		{exitCannotWrite, "receive: the log or a file beside it cannot be written; nothing written (EX_CANTCREAT)"},
-		{exitTemp, "receive: the log is busy, nothing written: try again later (EX_TEMPFAIL)"},
+		{exitTemp, "receive: the log is busy, nothing written: try again later; flush, push --wait, unban --wait: the sender lock was not had within --timeout; apply-unbans: another run held the cursor, or fail2ban-client failed: the next run applies what is pending (EX_TEMPFAIL)"},
 		{exitConfig, "bad configuration: the inventory, the receiver's arguments (EX_CONFIG)"},
 		{exitUsage, "a command-line usage error"},
 	}

@@ -59,8 +59,12 @@ inventory names this host, so that its peers push to it):
   sshd             'sshd -T -C user=ACCOUNT' forbids forwarding and ttys
                    (and exposes auth info for cert-authority lines), and the
                    RevokedKeys file it names is a KRL sshd can read
+  quorum           the --trust quorum lines of one log agree on --quorum and
+                   --quorum-window
   apply-unbans     where a line has --allow-unban, banpush-apply-unbans.path
                    is enabled and active (where systemd runs)
+Either way:
+  fail2ban         a fail2ban server answers at --fail2ban-socket
 
 fail2ban is asked through --fail2ban-socket. Run doctor as root (as another
 user it says so first), as the last step of setup and after every change.

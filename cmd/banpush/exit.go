@@ -10,11 +10,11 @@ import "github.com/banpush/banpush/sshpush/wire"
 const (
 	exitOK      = 0                // success
 	exitFailure = 1                // an error that is none of the below
-	exitPeers   = 3                // push --wait, flush, peers check: at least one peer failed; bans stay queued
+	exitPeers   = 3                // push --wait, unban --wait, flush, peers check, peers trust, peers ignoreip: at least one peer failed
 	exitDoctor  = 4                // doctor: at least one check failed
 	exitRequest = wire.ExitRequest // receive: unknown or missing request (EX_USAGE)
-	exitData    = wire.ExitData    // receive: batch refused whole (too large); push: an address refused (EX_DATAERR)
-	exitTemp    = wire.ExitTemp    // receive: log busy, nothing written, try again later (EX_TEMPFAIL)
+	exitData    = wire.ExitData    // receive: batch refused whole (too large); push, unban: an address refused (EX_DATAERR)
+	exitTemp    = wire.ExitTemp    // receive: log busy, nothing written; flush, --wait: the sender lock not had; apply-unbans: try again (EX_TEMPFAIL)
 	exitConfig  = wire.ExitConfig  // bad configuration: inventory file, receive arguments (EX_CONFIG)
 	exitUsage   = 80               // command-line usage error (kong's convention)
 )

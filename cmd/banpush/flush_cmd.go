@@ -20,10 +20,11 @@ func (c *FlushCmd) Help() string {
 foreground, and prints one line per peer: ok, or why not (unreachable,
 timeout, auth, hostkey-unknown, hostkey-changed, hostcert-unknown-ca,
 hostcert-expired, hostcert-wrong-host, not-banpush, rejected, busy,
-receiver-error, config; 'banpush peers check --help' says what to do about
-each). A background sender that is lingering is asked to
-stop first. Exit status 0 when every peer acknowledged its queue, 3 when any
-did not (its bans stay queued).
+receiver-cannot-write, receiver-too-old, receiver-error, config; 'banpush
+peers check --help' says what to do about each). A background sender that
+is lingering is asked to stop first. Exit status 0 when every peer
+acknowledged its queue, 3 when any did not (its bans stay queued), 75 when
+the sender lock was not had within --timeout (nothing was sent).
 
 contrib/systemd/banpush-flush.timer runs it every minute, so that bans queued
 while a peer was down, or while fail2ban was stopped, always go out.`

@@ -83,8 +83,8 @@ column appears when a peer has one).
 
 JSON keys: name, hostname, port, user, identity_files, certificate_files,
 identities_only, user_known_hosts_files, global_known_hosts_files,
-host_key_alias, connect_timeout_seconds, error (only for a peer that cannot
-be resolved). Exit status 78 if the inventory is missing or a peer cannot be
+host_key_alias, connect_timeout_seconds, self (true for the peer that is
+this host) and self_reason, error (only for a peer that cannot be resolved). Exit status 78 if the inventory is missing or a peer cannot be
 resolved.`
 }
 
