@@ -365,6 +365,9 @@ func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
 		return withHint(err, exitConfig, "check that "+g.Inventory+" and its directory are writable")
 	}
 	printNote(env.Stderr, "removed peer %s from %s", c.Name, g.Inventory)
+	if _, err := os.Stat(g.Spool); errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was ever queued, for it or any peer
+	}
 	sp, err := spool.Open(g.Spool, spool.Options{})
 	if err == nil {
 		var n int

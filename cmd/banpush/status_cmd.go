@@ -93,6 +93,10 @@ func (c *StatusCmd) report(env *Env, g *Globals) (status.Report, error) {
 	if err != nil {
 		return status.Report{}, err
 	}
+	// A read-only look makes nothing: no spool yet means nothing queued.
+	if _, err := os.Stat(g.Spool); errors.Is(err, os.ErrNotExist) {
+		return status.NoSpool(g.Spool, ro), nil
+	}
 	s, err := spool.Open(g.Spool, spool.Options{})
 	if notRoot(err) {
 		return status.Report{}, withHint(err, exitFailure, notRootHint)

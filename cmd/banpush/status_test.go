@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -233,6 +234,30 @@ func TestStatusFits100(t *testing.T) {
 	for _, key := range []string{`"refused": 2`, `"dropped": 1`, `"unbanned": 0`, `"cancelled": 0`, `"last_failure_message"`} {
 		if !strings.Contains(out, key) {
 			t.Errorf("--json lacks %s:\n%s", key, out)
+		}
+	}
+}
+
+// TestNoSpoolMadeByReading: status (table, JSON and metrics) and peers
+// remove on a host whose spool does not exist yet say what there is and
+// leave it missing: a look makes no root-only directory.
+func TestNoSpoolMadeByReading(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "peers")
+	writeFile(t, inv, "Host web1\n    HostName 192.0.2.10\nHost web2\n    HostName 192.0.2.11\n")
+	sp := filepath.Join(dir, "spool")
+	args := []string{"--inventory", inv, "--spool", sp, "--self", "none"}
+	now := time.Unix(1_800_000_000, 0)
+	for _, cmd := range [][]string{{"status"}, {"status", "--json"}, {"status", "--prometheus", "--received-log", filepath.Join(dir, "none.log")}, {"peers", "remove", "web2"}} {
+		out, stderr, code := runStatus(t, now, append(args, cmd...)...)
+		if code != 0 {
+			t.Errorf("%v: exit %d\n%s%s", cmd, code, out, stderr)
+		}
+		if cmd[0] == "status" && !strings.Contains(out, "web1") {
+			t.Errorf("%v: web1 not shown\n%s", cmd, out)
+		}
+		if _, err := os.Stat(sp); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v made the spool (stat: %v)", cmd, err)
 		}
 	}
 }

@@ -38,6 +38,20 @@ type Report struct {
 	Peers         []Peer        `json:"peers"`
 }
 
+// NoSpool is the report of a host whose spool directory dir does not
+// exist yet: nothing was ever queued, every live peer has nothing to show,
+// and no sender runs. status says so without making the spool.
+func NoSpool(dir string, ro roster.Roster) Report {
+	rep := Report{Spool: dir, Self: ro.Self, Peers: []Peer{}}
+	if rep.Self == nil {
+		rep.Self = []roster.Self{}
+	}
+	for _, name := range ro.Live {
+		rep.Peers = append(rep.Peers, Peer{Peer: name})
+	}
+	return rep
+}
+
 // Read reads the status of every peer of the roster but this host from
 // the spool. A peer whose state cannot be read is reported without it, and
 // the error joins warnings.
