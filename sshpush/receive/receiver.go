@@ -120,7 +120,7 @@ func (s Receiver) Run(ctx context.Context) error {
 		// A ping tests what a batch would need: a receiver that cannot
 		// write its log says so now, not at the next ban.
 		if err := Writable(cfg.LogPath); err != nil {
-			return exitError(whileClosed(cfg.LogPath, err))
+			return exitError(cfg.LogPath, err)
 		}
 		line, err := wire.PingAnswer{Peer: cfg.Peer, Version: s.Version}.Marshal()
 		if err == nil {
@@ -133,7 +133,7 @@ func (s Receiver) Run(ctx context.Context) error {
 	// open gets no more memory and processes here than that.
 	sess, err := AcquireSession(cfg.LogPath, cfg.Peer, DefaultMaxSessions)
 	if err != nil {
-		return exitError(whileClosed(cfg.LogPath, err))
+		return exitError(cfg.LogPath, err)
 	}
 	defer sess.Release()
 	s.policy(&cfg, req)
@@ -147,7 +147,7 @@ func (s Receiver) Run(ctx context.Context) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil // a silent sender: every batch so far is answered
 		}
-		return exitError(whileClosed(cfg.LogPath, err))
+		return exitError(cfg.LogPath, err)
 	}
 	handle := Accept
 	if req == wire.Unban {
@@ -155,7 +155,7 @@ func (s Receiver) Run(ctx context.Context) error {
 	}
 	res, err := handle(ctx, cfg, deadlineReader(s.Stdin, lim.BatchTimeout))
 	if err != nil {
-		return exitError(whileClosed(cfg.LogPath, err))
+		return exitError(cfg.LogPath, err)
 	}
 	return WriteAnswer(s.Stdout, s.Stderr, res, lim.MaxShown)
 }
@@ -194,24 +194,18 @@ func (s Receiver) certPeer() (string, error) {
 	return "", &ExitError{Status: wire.ExitConfig, Err: err}
 }
 
-// whileClosed makes a *WriteError a *TempError while root has the log's
-// directory closed to the account (account.Closed: a rotation, or
-// setup-account at work): the same batch goes through in a moment.
-func whileClosed(logPath string, err error) error {
-	var unwritable *WriteError
-	if errors.As(err, &unwritable) && account.Closed(filepath.Dir(logPath)) {
-		return &TempError{fmt.Errorf("the log's directory is closed while root rotates or sets up the log: %w", unwritable.Err)}
-	}
-	return err
-}
-
-// exitError gives what the receiver returned its exit status.
-func exitError(err error) error {
+// exitError gives what the receiver returned, for the log at logPath, its
+// exit status. A log it cannot write while root has the log's directory
+// closed to the account (account.Closed: a rotation, or setup-account at
+// work) is a busy one: the same batch goes through in a moment.
+func exitError(logPath string, err error) error {
 	var temp *TempError
 	var unwritable *WriteError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &unwritable) && account.Closed(filepath.Dir(logPath)):
+		return &ExitError{Status: wire.ExitTemp, Err: fmt.Errorf("the log's directory is closed while root rotates or sets up the log, try again later: %w", unwritable.Err)}
 	case errors.Is(err, wire.ErrBatchTooLarge), errors.Is(err, os.ErrDeadlineExceeded):
 		return &ExitError{Status: wire.ExitData, Err: err}
 	case errors.Is(err, ErrTooManySessions):
