@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -316,11 +315,9 @@ func (c *PeersAddCmd) Run(env *Env, g *Globals) error {
 		printWarning(env.Stderr, "%s", w)
 	}
 	// A new peer starts at the start of the journal: say what it will get.
-	if _, err := os.Stat(g.Spool); err == nil {
-		if sp, err := spool.Open(g.Spool, spool.Options{}); err == nil {
-			if n, _, err := sp.Pending(c.Name); err == nil && n > 0 {
-				printNote(env.Stderr, "peer %s will be sent the %s still in the spool (those not expired), then every new one", c.Name, plural(n, "ban"))
-			}
+	if sp, err := spool.OpenExisting(g.Spool, spool.Options{}); err == nil && sp != nil {
+		if n, _, err := sp.Pending(c.Name); err == nil && n > 0 {
+			printNote(env.Stderr, "peer %s will be sent the %s still in the spool (those not expired), then every new one", c.Name, plural(n, "ban"))
 		}
 	}
 	// The spool holds only what was pushed lately: the long and permanent
@@ -365,10 +362,10 @@ func (c *PeersRemoveCmd) Run(env *Env, g *Globals) error {
 		return withHint(err, exitConfig, "check that "+g.Inventory+" and its directory are writable")
 	}
 	printNote(env.Stderr, "removed peer %s from %s", c.Name, g.Inventory)
-	if _, err := os.Stat(g.Spool); errors.Is(err, os.ErrNotExist) {
+	sp, err := spool.OpenExisting(g.Spool, spool.Options{})
+	if err == nil && sp == nil {
 		return nil // nothing was ever queued, for it or any peer
 	}
-	sp, err := spool.Open(g.Spool, spool.Options{})
 	if err == nil {
 		var n int
 		if n, err = sp.RemovePeer(c.Name); err == nil {

@@ -94,10 +94,10 @@ func (c *StatusCmd) report(env *Env, g *Globals) (status.Report, error) {
 		return status.Report{}, err
 	}
 	// A read-only look makes nothing: no spool yet means nothing queued.
-	if _, err := os.Stat(g.Spool); errors.Is(err, os.ErrNotExist) {
+	s, err := spool.OpenExisting(g.Spool, spool.Options{})
+	if err == nil && s == nil {
 		return status.NoSpool(g.Spool, ro), nil
 	}
-	s, err := spool.Open(g.Spool, spool.Options{})
 	if notRoot(err) {
 		return status.Report{}, withHint(err, exitFailure, notRootHint)
 	}

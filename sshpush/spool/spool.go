@@ -105,6 +105,16 @@ func Open(dir string, opt Options) (*Spool, error) {
 	return s, nil
 }
 
+// OpenExisting opens the spool in dir as Open does, if dir exists; if it
+// does not (nothing was ever queued on this host), it makes nothing and
+// returns nil and no error. It is for the commands that only look.
+func OpenExisting(dir string, opt Options) (*Spool, error) {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return Open(dir, opt)
+}
+
 // checkDir refuses anything but a directory owned by the effective user and
 // not writable by group or others.
 func checkDir(d string) error {
