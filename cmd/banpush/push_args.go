@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/banpush/banpush/sshpush/authkeys"
@@ -18,9 +20,17 @@ import (
 // pushPolicy is what the push actions of the running fail2ban say about
 // private addresses.
 type pushPolicy struct {
-	AllowPrivate bool
-	Jail         string // the first jail whose push action allows them
-	Actions      int    // the push actions read
+	Private map[string]bool // the jails whose push action allows them
+	Actions int             // the push actions read
+}
+
+// allowPrivate reports whether any push action allows private addresses,
+// and the first such jail by name.
+func (p pushPolicy) allowPrivate() (jail string, ok bool) {
+	if len(p.Private) == 0 {
+		return "", false
+	}
+	return slices.Sorted(maps.Keys(p.Private))[0], true
 }
 
 // runningPushPolicy asks the running fail2ban for its push actions and
@@ -30,11 +40,10 @@ func runningPushPolicy(ctx context.Context, client *f2b.Client) (pushPolicy, err
 	if err != nil {
 		return pushPolicy{}, err
 	}
-	p := pushPolicy{Actions: len(acts)}
+	p := pushPolicy{Private: map[string]bool{}, Actions: len(acts)}
 	for _, a := range acts {
 		if c, ok := parsePushArgs(a.Ban); ok && c.AllowPrivate {
-			p.AllowPrivate, p.Jail = true, a.Jail
-			break
+			p.Private[a.Jail] = true
 		}
 	}
 	return p, nil
@@ -50,6 +59,11 @@ func parsePushArgs(actionban string) (c PushCmd, ok bool) {
 	}
 	if len(argv) < 2 || filepath.Base(argv[0]) != "banpush" || argv[1] != "push" {
 		return c, false
+	}
+	// The action's usual form is the one fail2ban runs push with: read
+	// as push reads it then, without building kong's whole grammar.
+	if _, pc, ok := fastPush(argv[1:], func(string) (string, bool) { return "", false }); ok {
+		return pc, true
 	}
 	var cli CLI
 	quiet := &Env{Stdout: io.Discard, Stderr: io.Discard}

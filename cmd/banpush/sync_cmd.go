@@ -165,19 +165,13 @@ func (c *SyncCmd) jails(ctx context.Context, client *f2b.Client, g *Globals) (ja
 				"no running jail carries the banpush action")
 		}
 	}
-	private = map[string]bool{}
 	if c.AllowPrivate {
-		return jails, private, nil
+		return jails, map[string]bool{}, nil
 	}
 	// Which push takes private addresses, from the actions' actionban;
 	// without an answer, none does (--allow-private still can).
-	acts, _ := client.PushActions(ctx)
-	for _, a := range acts {
-		if pc, ok := parsePushArgs(a.Ban); ok && pc.AllowPrivate {
-			private[a.Jail] = true
-		}
-	}
-	return jails, private, nil
+	p, _ := runningPushPolicy(ctx, client)
+	return jails, p.Private, nil
 }
 
 // report makes the records to queue from fail2ban's bans, and the report

@@ -123,12 +123,13 @@ func (c *UnbanCmd) allowPrivate(env *Env, g *Globals) (allow bool, hint string) 
 	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
 	defer cancel()
 	p, err := runningPushPolicy(ctx, &f2b.Client{Socket: g.Fail2banSocket})
+	jail, allowed := p.allowPrivate()
 	switch {
 	case err != nil:
 		return false, "whether push takes private addresses is not known here: the running fail2ban could not be asked for its banpush action (" +
 			oneLine(err.Error()) + "); if the fleet allows them, give --allow-private"
-	case p.AllowPrivate:
-		printNote(env.Stderr, "private addresses taken, as push takes them: the banpush action of jail %s gives it --allow-private", p.Jail)
+	case allowed:
+		printNote(env.Stderr, "private addresses taken, as push takes them: the banpush action of jail %s gives it --allow-private", jail)
 		return true, ""
 	case p.Actions == 0:
 		return false, "no running jail has the banpush action, whose arguments say whether push takes private addresses; if the fleet allows them, give --allow-private"
