@@ -196,20 +196,23 @@ func TestCompletionZsh(t *testing.T) {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
 	// A banpush function stands in for the program and prints the words
-	// it got once the line is entered.
+	// it got once the line is entered; the driver reads until that line
+	// has ended, however long the shell takes (the context bounds it);
+	// the quotes keep the echo of the definition from matching ":END".
+	// compinit writes no dump file (-D), and HOME is the test's own.
 	driver := `zmodload zsh/zpty
 zpty z zsh -f -i
-zpty -w z 'autoload -U compinit && compinit -u; source ` + script + `; banpush() { print -r -- "ARGS:$*"; }'
+zpty -w z 'autoload -U compinit && compinit -u -D; source ` + script + `; banpush() { print -r -- "ARGS:$*:E""ND"; }'
 zpty -w -n z $'banpush pe\tch\t\n'
-sleep 1
-out=
-while zpty -r -t z line; do out+=$line; done
+zpty -r -m z out '*:END*'
 zpty -d z
 print -r -- "$out"
 `
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "zsh", "-f", "-c", driver).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "zsh", "-f", "-c", driver)
+	cmd.Env = privateHome(t)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("zsh: %v\n%s", err, out)
 	}
@@ -228,7 +231,9 @@ func TestCompletionFish(t *testing.T) {
 		{"banpush peers ch", "check"},
 		{"banpush push --ja", "--jail"},
 	} {
-		out, err := exec.Command("fish", "--no-config", "-c", "source "+script+"; complete -C '"+tt.line+"'").CombinedOutput()
+		cmd := exec.Command("fish", "--no-config", "-c", "source "+script+"; complete -C '"+tt.line+"'")
+		cmd.Env = privateHome(t)
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("fish: %v\n%s", err, out)
 		}
@@ -241,4 +246,13 @@ func TestCompletionFish(t *testing.T) {
 			t.Errorf("fish: %q completes to %v, want %s among them", tt.line, got, tt.want)
 		}
 	}
+}
+
+// privateHome is the environment with HOME, ZDOTDIR and the XDG
+// directories in a temporary directory: a shell run by a test writes
+// nothing in the user's own.
+func privateHome(t *testing.T) []string {
+	home := t.TempDir()
+	return append(os.Environ(), "HOME="+home, "ZDOTDIR="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_DATA_HOME="+filepath.Join(home, ".local", "share"))
 }

@@ -23,7 +23,6 @@ func quorumConfig(t *testing.T, now *time.Time, peer string) Config {
 	return cfg
 }
 
-// logLines returns the lines of the log that carry tag.
 // logLines returns the log's lines of the kind. Every line of the log must
 // parse (logline.Parse): the receiver writes nothing else.
 func logLines(t *testing.T, path string, kind logline.Kind) []string {
