@@ -170,7 +170,7 @@ func printDoctor(env *Env, rs []doctor.Result, asJSON bool) error {
 	for _, r := range rs {
 		name := r.Check
 		if r.Subject != "" {
-			name += " " + r.Subject
+			name += " " + oneLine(r.Subject)
 		}
 		line := oneLine(r.Found)
 		if r.Hint != "" {

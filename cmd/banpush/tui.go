@@ -91,11 +91,17 @@ func report(w io.Writer, err error) int {
 	return exitFailure
 }
 
-// oneLine keeps a message on one line, whatever an error wrapped into it.
+// oneLine keeps a message on one line, whatever an error wrapped into it,
+// and makes every other control character a '?': what it prints may come
+// from a file another account wrote (a path in authorized_keys), and no
+// escape sequence of theirs reaches the terminal.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
 			return ' '
+		case r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return '?'
 		}
 		return r
 	}, s)
