@@ -202,12 +202,28 @@ func (c *Client) Ban(ctx context.Context, batch []byte) (Ack, error) {
 // every record of the batch in its answer.
 func (c *Client) Unban(ctx context.Context, batch []byte) (Ack, error) {
 	ack, err := c.records(ctx, wire.Unban, batch)
+	return ack, tooOld(err, "unbans", "the unbans stay queued")
+}
+
+// Fail sends a fail request (wire.Fail) with batch on stdin: failure
+// reports, records with a count of failures. It is answered as Ban is. A
+// receiver that does not know the request fails it with ClassTooOld; a
+// receiver whose line for this key does not turn the fleet policy on
+// refuses every record in its answer.
+func (c *Client) Fail(ctx context.Context, batch []byte) (Ack, error) {
+	ack, err := c.records(ctx, wire.Fail, batch)
+	return ack, tooOld(err, "failure reports", "the reports are dropped")
+}
+
+// tooOld makes the error of a request the receiver does not know
+// ClassTooOld, saying what happens to what was sent.
+func tooOld(err error, what, then string) error {
 	var e *Error
 	if errors.As(err, &e) && e.Class == ClassRejected && wire.VerdictOf(e.ExitStatus) == wire.TooOld {
 		e.Class = ClassTooOld
-		e.Err = fmt.Errorf("the receiver's banpush is too old for unbans (exit %d): upgrade banpush there; the unbans stay queued", e.ExitStatus)
+		e.Err = fmt.Errorf("the receiver's banpush is too old for %s (exit %d): upgrade banpush there; %s", what, e.ExitStatus, then)
 	}
-	return ack, err
+	return err
 }
 
 // records sends a request whose stdin is a batch of records and parses

@@ -32,7 +32,7 @@ func parseArgs(t *testing.T, args []string) (*CLI, string) {
 func TestReceiveFlagsRoundTrip(t *testing.T) {
 	want := receive.Args{Peer: "web1", Log: "/var/log/banpush/received.log", Ignore: []string{"198.51.100.0/24", "2001:db8::1"},
 		MaxBurst: 7, MaxPerMinute: 9, AllowPrivate: true, Trust: "quorum", Quorum: 3, QuorumWindow: 2 * time.Hour,
-		AllowUnban: true, UnbanWindow: 30 * time.Minute}
+		AllowUnban: true, UnbanWindow: 30 * time.Minute, Fleet: true, FleetFailures: 12, FleetHosts: 4, FleetWindow: 30 * time.Minute}
 	args := append([]string{"authorize", "--cert-authority", "ca.pub"}, want.Argv()[1:]...)
 	cli, cmd := parseArgs(t, args)
 	if cmd != "authorize <key>" && cmd != "authorize" {
@@ -55,7 +55,7 @@ func TestAuthorizeLineParses(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Main([]string{"authorize", "--peer", "web1", "--log", "/var/log//ban push/../banpush/r.log",
 		"--ignore", "198.51.100.0/24,203.0.113.9/32", "--max-burst", "7", "--allow-private",
-		"--trust", "quorum", "--quorum-window", "2h", "--allow-unban", "--unban-window", "30m",
+		"--trust", "quorum", "--quorum-window", "2h", "--allow-unban", "--unban-window", "30m", "--fleet-hosts", "4",
 		"--binary", "/usr/bin/banpush", dir + "/web1.pub"},
 		&Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }, Now: time.Now})
 	if code != 0 {
@@ -72,7 +72,8 @@ func TestAuthorizeLineParses(t *testing.T) {
 	got, err := receive.ParseArgs(argv[1:])
 	want := receive.Args{Peer: "web1", Log: "/var/log/banpush/r.log", Ignore: []string{"198.51.100.0/24", "203.0.113.9"},
 		MaxBurst: 7, MaxPerMinute: 120, AllowPrivate: true, Trust: "quorum", Quorum: 2, QuorumWindow: 2 * time.Hour,
-		AllowUnban: true, UnbanWindow: 30 * time.Minute}
+		AllowUnban: true, UnbanWindow: 30 * time.Minute, Fleet: true, FleetFailures: receive.DefaultFleetPolicy.Failures,
+		FleetHosts: 4, FleetWindow: receive.DefaultFleetPolicy.Window}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("%s parses to %+v (%v), want %+v", m[1], got, err, want)
 	}

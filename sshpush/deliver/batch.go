@@ -16,9 +16,10 @@ import (
 
 // drain sends batches until the peer's queue is empty or one fails.
 //
-// A batch is all bans or all unbans, in journal order: a run of bans goes
-// out as a ban request (on the stream), the unbans after it as an unban
-// request, and so on, so that each peer sees them in the order they were
+// A batch is all bans, all unbans or all failure reports, in journal
+// order: a run of bans goes out as a ban request (on the stream), the
+// unbans after it as an unban request, failure reports as a fail request,
+// and so on, so that each peer sees them in the order they were
 // queued. Entries for other peers and bans an unban cancelled are passed
 // over. moved reports whether the cursor moved: records were acknowledged
 // or passed over.
@@ -101,6 +102,15 @@ func (w *worker) deliverRead(ctx context.Context, entries []spool.Entry) (upto i
 	upto = enc.end // entries acknowledged by this round
 	if len(enc.batch) > 0 {
 		ack, err := w.send(ctx, enc.kind, enc.batch)
+		if err != nil && enc.kind == spool.Failure && sshpush.ClassOf(err) == sshpush.ClassTooOld {
+			// A receiver that predates failure reports never counts
+			// them: kept queued, they would be stale by its upgrade.
+			n := len(enc.lineEntry)
+			w.res.Dropped += n
+			w.state.Dropped += int64(n)
+			w.cfg.Logf("peer %s: dropped %d failure reports: %s", w.peer.Name, n, sshpush.Reason(err))
+			ack, err = sshpush.Ack{}, nil
+		}
 		if err != nil {
 			return 0, false, err
 		}
@@ -166,7 +176,10 @@ func (w *worker) encode(entries []spool.Entry) encoded {
 		}
 		k := e.Record.Addr.As16()
 		if j, ok := line[k]; ok {
-			if banEnd(e.Record) > banEnd(recs[j]) {
+			switch {
+			case e.Kind == spool.Failure:
+				recs[j] = addFailures(recs[j], e.Record)
+			case banEnd(e.Record) > banEnd(recs[j]):
 				recs[j] = e.Record
 			}
 			continue
@@ -179,6 +192,17 @@ func (w *worker) encode(entries []spool.Entry) encoded {
 		enc.batch = wire.AppendRecord(enc.batch, r)
 	}
 	return enc
+}
+
+// addFailures merges two failure reports of one address: the sum of
+// their failures (at most record.MaxFailures), at the later time.
+func addFailures(a, b record.Record) record.Record {
+	n := min(max(a.Failures, 1)+max(b.Failures, 1), record.MaxFailures)
+	if b.Time > a.Time {
+		a.Time, a.Jail = b.Time, b.Jail
+	}
+	a.Failures = n
+	return a
 }
 
 // banEnd is when a record's ban ends, as far as it says: never for a
@@ -202,7 +226,8 @@ func expired(e spool.Entry, now time.Time, maxAge time.Duration) bool {
 	return r.Time > 0 && r.BanTime > 0 && now.Unix() > r.Time+r.BanTime
 }
 
-// send delivers one batch of bans or unbans, connecting first if needed.
+// send delivers one batch of bans, unbans or failure reports, connecting
+// first if needed.
 func (w *worker) send(ctx context.Context, kind spool.Kind, batch []byte) (sshpush.Ack, error) {
 	pool := w.shared.healthy
 	if w.failing {
@@ -226,9 +251,12 @@ func (w *worker) send(ctx context.Context, kind spool.Kind, batch []byte) (sshpu
 		w.client = c
 	}
 	var ack sshpush.Ack
-	if kind == spool.Unban {
+	switch kind {
+	case spool.Unban:
 		ack, err = w.client.Unban(ctx, batch)
-	} else {
+	case spool.Failure:
+		ack, err = w.client.Fail(ctx, batch)
+	default:
 		ack, err = w.ban(ctx, batch)
 	}
 	if err != nil {
@@ -239,10 +267,14 @@ func (w *worker) send(ctx context.Context, kind spool.Kind, batch []byte) (sshpu
 	}
 	refused := ack.Refused - ack.Limited // the limited ones stay queued
 	w.res.Batches++
-	if kind == spool.Unban {
+	switch kind {
+	case spool.Unban:
 		w.res.Unbanned += ack.Accepted
 		w.state.Unbanned += int64(ack.Accepted)
-	} else {
+	case spool.Failure:
+		w.res.Reported += ack.Accepted
+		w.state.Reported += int64(ack.Accepted)
+	default:
 		w.res.Delivered += ack.Accepted
 		w.state.Delivered += int64(ack.Accepted)
 	}

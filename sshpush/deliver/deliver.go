@@ -126,6 +126,7 @@ type Result struct {
 	Err       error         // the last failure, when Class is not ClassOK
 	Delivered int           // bans the peer wrote to its log
 	Unbanned  int           // unbans the peer wrote to its log
+	Reported  int           // failure reports the peer counted
 	Refused   int           // records the peer refused (policy, rate limit, unbans it does not allow)
 	Dropped   int           // records expired before delivery
 	Cancelled int           // bans not delivered: an unban of their address was queued after them

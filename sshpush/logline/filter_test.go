@@ -17,7 +17,7 @@ import (
 // bans on. Reports are for people and unbans for apply-unbans: no
 // filter's. A new filter must be added here (TestFiltersLineKinds fails
 // until it is).
-var filterKind = map[string]Kind{"banpush.conf": Ban, "banpush-quorum.conf": Quorum}
+var filterKind = map[string]Kind{"banpush.conf": Ban, "banpush-quorum.conf": Quorum, "banpush-fleet.conf": Fleet}
 
 // filters returns the paths of contrib's filters.
 func filters(t *testing.T) []string {
@@ -51,7 +51,7 @@ func TestFiltersLineKinds(t *testing.T) {
 	at := time.Date(2026, 11, 24, 12, 34, 56, 0, time.UTC)
 	zones := []*time.Location{time.UTC, time.FixedZone("", 5*3600+1800), time.FixedZone("", -8*3600), time.Local}
 	var recs []record.Record
-	for _, l := range []string{"203.0.113.7", "2001:db8::7 jail=sshd", "198.51.100.7 jail=nginx-http-auth time=1700000000 bantime=600", "203.0.113.8 bantime=-1"} {
+	for _, l := range []string{"203.0.113.7", "2001:db8::7 jail=sshd", "198.51.100.7 jail=nginx-http-auth time=1700000000 bantime=600", "203.0.113.8 bantime=-1", "203.0.113.9 jail=sshd time=1700000000 failures=1000"} {
 		r, err := record.Parse([]byte(l))
 		if err != nil {
 			t.Fatalf("%s: %v", l, err)
@@ -64,7 +64,10 @@ func TestFiltersLineKinds(t *testing.T) {
 		var ls []string
 		for i, r := range recs {
 			z := zones[i%len(zones)]
-			ls = append(ls, string(Line{Kind: k, Time: at.In(z), Peer: "web-1.example", Record: r, Reports: 3}.Append(nil)))
+			if k == Fleet && r.Failures == 0 {
+				r.Failures = 12 // a fleet line always has its count
+			}
+			ls = append(ls, string(Line{Kind: k, Time: at.In(z), Peer: "web-1.example", Record: r, Reports: 3, Hosts: 3}.Append(nil)))
 		}
 		logs[k], n = writeLog(t, k.String()+".log", ls), len(ls)
 	}
@@ -125,6 +128,27 @@ func TestFiltersMatchNothingElse(t *testing.T) {
 	f := filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "banpush-quorum.conf")
 	if matched, _, out := testenv.Fail2banRegex(t, log, f); matched != 0 {
 		t.Errorf("banpush-quorum.conf matched %d tampered quorum lines, want 0\n%s", matched, out)
+	}
+	for _, l := range bad {
+		if _, err := Parse([]byte(strings.TrimSuffix(l, "\n"))); err == nil {
+			t.Errorf("Parse accepts the tampered %q", l)
+		}
+	}
+
+	// The fleet filter's own line, tampered with.
+	rec.Failures = 12
+	good = string(Line{Kind: Fleet, Time: time.Now(), Peer: "p", Record: rec, Hosts: 3}.Append(nil))
+	bad = []string{
+		strings.Replace(good, " hosts=3", "", 1),
+		strings.Replace(good, " failures=12", "", 1),
+		strings.Replace(good, " hosts=3", " hosts=0", 1),
+		strings.Replace(good, " failures=12", " failures=12 bantime=60", 1),
+		strings.Replace(good, "banpush: fleet", "banpush: fleets", 1),
+	}
+	log = writeLog(t, "fleet.log", bad)
+	f = filepath.Join("..", "..", "contrib", "fail2ban", "filter.d", "banpush-fleet.conf")
+	if matched, _, out := testenv.Fail2banRegex(t, log, f); matched != 0 {
+		t.Errorf("banpush-fleet.conf matched %d tampered fleet lines, want 0\n%s", matched, out)
 	}
 	for _, l := range bad {
 		if _, err := Parse([]byte(strings.TrimSuffix(l, "\n"))); err == nil {

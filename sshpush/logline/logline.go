@@ -7,12 +7,14 @@
 //
 // A line is
 //
-//	STAMP TAG ADDR peer=NAME[ jail=J][ time=T][ bantime=B][ reports=N]
+//	STAMP TAG ADDR peer=NAME[ jail=J][ time=T][ bantime=B][ failures=F][ reports=N][ hosts=H]
 //
 // with STAMP the time of receipt (TimeLayout), TAG the kind's ("banpush:
 // ban", ...), ADDR an address in canonical form, and the fields those of
 // the record (sshpush/record) as the peer sent them. An unban line has no
-// bantime; only a quorum line has reports, and always has it.
+// bantime; only a quorum line has reports, and always has it; only a fleet
+// line has hosts, and always has it with failures (the fleet's count),
+// and never a bantime.
 //
 // What it trusts: nothing it parses. A reader of the log may be root while
 // the log belongs to the receiving account, so Parse bounds the length,
@@ -46,17 +48,22 @@ const (
 	// Unban is an unban from a peer allowed to lift bans: for 'banpush
 	// apply-unbans', which lifts the ban as root; no filter matches it.
 	Unban
+	// Fleet is written when the failures the fleet's hosts reported of
+	// an address reach the fleet policy's threshold: the banpush-fleet
+	// filter bans on it.
+	Fleet
 )
 
 // Kinds are every kind of line, for tests and tools that must cover them
 // all.
-var Kinds = []Kind{Ban, Report, Quorum, Unban}
+var Kinds = []Kind{Ban, Report, Quorum, Unban, Fleet}
 
-var kindNames = [...]string{Ban: "ban", Report: "report", Quorum: "quorum", Unban: "unban"}
+var kindNames = [...]string{Ban: "ban", Report: "report", Quorum: "quorum", Unban: "unban", Fleet: "fleet"}
 
-// String returns the kind's name: "ban", "report", "quorum" or "unban".
+// String returns the kind's name: "ban", "report", "quorum", "unban" or
+// "fleet".
 func (k Kind) String() string {
-	if k < Ban || k > Unban {
+	if k < Ban || k > Fleet {
 		return "kind(" + strconv.Itoa(int(k)) + ")"
 	}
 	return kindNames[k]
@@ -74,8 +81,8 @@ const TimeLayout = "2006-01-02T15:04:05-07:00"
 // longest line with the timestamp, tag, peer and reports around it.
 const MaxLen = record.MaxLineLen + 200
 
-// maxReports bounds a quorum line's reports: far more peers than a quorum
-// ever needs.
+// maxReports bounds a quorum line's reports and a fleet line's hosts: far
+// more peers than a quorum or a fleet ever needs.
 const maxReports = 1_000_000
 
 // Line is one line of the received log.
@@ -92,6 +99,10 @@ type Line struct {
 	// Reports is, on a quorum line, how many distinct peers reported the
 	// address within the window; 0 on any other kind.
 	Reports int
+	// Hosts is, on a fleet line, how many distinct hosts reported
+	// failures of the address within the window (their count is
+	// Record.Failures); 0 on any other kind.
+	Hosts int
 }
 
 // Append appends the line, with its newline, to b: the form Parse reads.
@@ -103,7 +114,8 @@ func (l Line) Append(b []byte) []byte {
 // time of receipt formatted with TimeLayout) for its time: the receiver
 // formats the time once for a whole batch. It is built only from values
 // the receiver validated; a Reports is written on a quorum line only, a
-// bantime on any line but an unban.
+// Hosts on a fleet line only, a bantime on neither an unban nor a fleet
+// line, failures on a fleet line only.
 func (l Line) AppendStamped(b []byte, stamp string) []byte {
 	b = append(b, stamp...)
 	b = append(b, ' ')
@@ -113,16 +125,26 @@ func (l Line) AppendStamped(b []byte, stamp string) []byte {
 	b = append(b, " peer="...)
 	b = append(b, l.Peer...)
 	rec := l.Record
-	if l.Kind == Unban {
+	if l.Kind == Unban || l.Kind == Fleet {
 		rec.BanTime = 0
 	}
+	if l.Kind != Fleet {
+		rec.Failures = 0
+	}
 	b = rec.AppendFields(b)
-	if l.Kind == Quorum {
+	switch l.Kind {
+	case Quorum:
 		b = append(b, " reports="...)
 		b = strconv.AppendInt(b, int64(l.Reports), 10)
+	case Fleet:
+		b = append(b, " hosts="...)
+		b = strconv.AppendInt(b, int64(l.Hosts), 10)
 	}
 	return append(b, '\n')
 }
+
+// countKey is the field that ends a line of the kinds that carry a count.
+var countKey = [...]string{Quorum: " reports=", Fleet: " hosts=", Unban: ""}
 
 // ErrBadLine is returned by Parse for a line that is not exactly one the
 // receiver writes. Its text never contains the line.
@@ -156,16 +178,21 @@ func Parse(line []byte) (Line, error) {
 	if l.Kind == 0 {
 		return Line{}, ErrBadLine
 	}
-	if l.Kind == Quorum {
-		i := bytes.LastIndex(rest, []byte(" reports="))
+	if key := countKey[l.Kind]; key != "" {
+		i := bytes.LastIndex(rest, []byte(key))
 		if i < 0 {
 			return Line{}, ErrBadLine
 		}
-		n, err := strconv.Atoi(string(rest[i+len(" reports="):]))
+		n, err := strconv.Atoi(string(rest[i+len(key):]))
 		if err != nil || n < 1 || n > maxReports {
 			return Line{}, ErrBadLine
 		}
-		l.Reports, rest = n, rest[:i]
+		if l.Kind == Quorum {
+			l.Reports = n
+		} else {
+			l.Hosts = n
+		}
+		rest = rest[:i]
 	}
 	addr, rest, _ := bytes.Cut(rest, []byte(" "))
 	peerField, fields, _ := bytes.Cut(rest, []byte(" "))
@@ -178,7 +205,7 @@ func Parse(line []byte) (Line, error) {
 	if len(fields) > 0 {
 		text = append(append(append([]byte(nil), addr...), ' '), fields...)
 	}
-	if l.Record, err = record.Parse(text); err != nil {
+	if l.Record, err = record.Parse(text); err != nil || l.Kind == Fleet && l.Record.Failures == 0 {
 		return Line{}, ErrBadLine
 	}
 	// The canonical form: what was parsed writes back as it was read,

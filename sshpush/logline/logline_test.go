@@ -29,6 +29,8 @@ var lines = []struct {
 		Line{Kind: Quorum, Peer: "c", Record: record.Record{Addr: netip.MustParseAddr("203.0.113.9"), Jail: "sshd"}, Reports: 3}},
 	{stamp + " banpush: unban 203.0.113.7 peer=web1 jail=nginx-http-auth time=9999999999",
 		Line{Kind: Unban, Peer: "web1", Record: record.Record{Addr: netip.MustParseAddr("203.0.113.7"), Jail: "nginx-http-auth", Time: 9999999999}}},
+	{stamp + " banpush: fleet 2001:db8::9 peer=h3 jail=sshd time=1765090800 failures=12 hosts=3",
+		Line{Kind: Fleet, Peer: "h3", Record: record.Record{Addr: netip.MustParseAddr("2001:db8::9"), Jail: "sshd", Time: 1765090800, Failures: 12}, Hosts: 3}},
 }
 
 // TestAppendParse: each line parses to its fields, and the fields write
@@ -57,10 +59,11 @@ func TestAppendParse(t *testing.T) {
 	}
 }
 
-// TestAppendDropsWhatAKindHasNot: an unban is written without a bantime,
-// and only a quorum line has reports.
+// TestAppendDropsWhatAKindHasNot: an unban and a fleet line are written
+// without a bantime, only a quorum line has reports, and only a fleet line
+// has failures and hosts.
 func TestAppendDropsWhatAKindHasNot(t *testing.T) {
-	rec := record.Record{Addr: netip.MustParseAddr("203.0.113.7"), BanTime: 600}
+	rec := record.Record{Addr: netip.MustParseAddr("203.0.113.7"), BanTime: 600, Failures: 12}
 	for _, tt := range []struct {
 		kind Kind
 		want string
@@ -69,8 +72,9 @@ func TestAppendDropsWhatAKindHasNot(t *testing.T) {
 		{Report, stamp + " banpush: report 203.0.113.7 peer=p bantime=600\n"},
 		{Quorum, stamp + " banpush: quorum 203.0.113.7 peer=p bantime=600 reports=2\n"},
 		{Unban, stamp + " banpush: unban 203.0.113.7 peer=p\n"},
+		{Fleet, stamp + " banpush: fleet 203.0.113.7 peer=p failures=12 hosts=3\n"},
 	} {
-		l := Line{Kind: tt.kind, Peer: "p", Record: rec, Reports: 2}
+		l := Line{Kind: tt.kind, Peer: "p", Record: rec, Reports: 2, Hosts: 3}
 		if got := string(l.AppendStamped(nil, stamp)); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.kind, got, tt.want)
 		}
@@ -109,6 +113,12 @@ var foreign = []string{
 	stamp + " banpush: quorum 203.0.113.7 peer=web1 reports=02",                       // leading zero
 	stamp + " banpush: quorum 203.0.113.7 peer=web1 reports=+2",                       // a sign
 	stamp + " banpush: unban 203.0.113.7 peer=web1 bantime=600",                       // unban bantime
+	stamp + " banpush: ban 203.0.113.7 peer=web1 failures=3",                          // failures on a ban
+	stamp + " banpush: fleet 203.0.113.7 peer=web1 hosts=3",                           // no failures
+	stamp + " banpush: fleet 203.0.113.7 peer=web1 failures=12",                       // no hosts
+	stamp + " banpush: fleet 203.0.113.7 peer=web1 failures=12 hosts=3 reports=2",     // reports on fleet
+	stamp + " banpush: fleet 203.0.113.7 peer=web1 failures=1001 hosts=3",             // too many
+	stamp + " banpush: fleet 203.0.113.7 peer=web1 bantime=60 failures=12 hosts=3",    // fleet bantime
 	stamp + " banpush: ban 203.0.113.7 peer=web1\tjail=sshd",                          // a tab
 	stamp + " banpush: ban 203.0.113.7 peer=web1 jail=" + strings.Repeat("j", MaxLen), // too long
 	"",
@@ -191,8 +201,9 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if l.Kind < Ban || l.Kind > Unban || (l.Kind == Quorum) != (l.Reports > 0) {
-			t.Fatalf("%q: kind %v, reports %d", line, l.Kind, l.Reports)
+		if l.Kind < Ban || l.Kind > Fleet || (l.Kind == Quorum) != (l.Reports > 0) ||
+			(l.Kind == Fleet) != (l.Hosts > 0) || (l.Kind == Fleet) != (l.Record.Failures > 0) {
+			t.Fatalf("%q: kind %v, reports %d, hosts %d, failures %d", line, l.Kind, l.Reports, l.Hosts, l.Record.Failures)
 		}
 		if back := l.Append(nil); !bytes.Equal(back, append(bytes.Clone(line), '\n')) {
 			t.Fatalf("%q writes back as %q", line, back)

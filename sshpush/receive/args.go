@@ -30,6 +30,10 @@ type Args struct {
 	QuorumWindow time.Duration
 	AllowUnban   bool
 	UnbanWindow  time.Duration
+	Fleet         bool // count this peer's failure reports (any --fleet-* flag turns it on)
+	FleetFailures int
+	FleetHosts    int
+	FleetWindow   time.Duration
 }
 
 // The --trust levels.
@@ -41,7 +45,8 @@ const (
 // DefaultArgs are the arguments' defaults: what a flag left out means.
 func DefaultArgs() Args {
 	return Args{MaxBurst: DefaultMaxBurst, MaxPerMinute: DefaultMaxPerMinute, Trust: TrustFull,
-		Quorum: DefaultQuorumPeers, QuorumWindow: DefaultQuorumWindow, UnbanWindow: DefaultUnbanWindow}
+		Quorum: DefaultQuorumPeers, QuorumWindow: DefaultQuorumWindow, UnbanWindow: DefaultUnbanWindow,
+		FleetFailures: DefaultFleetPolicy.Failures, FleetHosts: DefaultFleetPolicy.Hosts, FleetWindow: DefaultFleetPolicy.Window}
 }
 
 // ArgFlags describes each flag of Args, for help texts.
@@ -58,6 +63,10 @@ var ArgFlags = []struct{ Name, Value, Help string }{
 	{"--quorum-window", "DURATION", "with --trust quorum: how long a report counts (default " + DefaultQuorumWindow.String() + ")"},
 	{"--allow-unban", "", "let this peer lift bans here: its unbans are written for 'banpush apply-unbans'"},
 	{"--unban-window", "DURATION", "after an unban here, refuse this peer's bans of the address as stale for this long (default " + DefaultUnbanWindow.String() + "; 0s: none)"},
+	{"--fleet", "", "count the failures this peer reports ('banpush report-failures') with the fleet's: an address that fails --fleet-failures times on --fleet-hosts hosts within --fleet-window gets a fleet line, which the banpush-fleet jail bans on"},
+	{"--fleet-failures", "N", "with --fleet: failures, over all hosts, that make a fleet ban (default " + strconv.Itoa(DefaultFleetPolicy.Failures) + "; each host counts for at most N/K, rounded up)"},
+	{"--fleet-hosts", "K", "with --fleet: distinct hosts, this one included, that must have seen failures (default " + strconv.Itoa(DefaultFleetPolicy.Hosts) + ", at least 2)"},
+	{"--fleet-window", "DURATION", "with --fleet: how long a failure counts (default " + DefaultFleetPolicy.Window.String() + ")"},
 }
 
 // ErrNotReceive is returned by ParseArgs for a command that is not
@@ -143,6 +152,17 @@ func (a *Args) set(name, v string) error {
 		a.AllowPrivate = true
 	case "--allow-unban":
 		a.AllowUnban = true
+	case "--fleet":
+		a.Fleet = true
+	case "--fleet-failures":
+		a.Fleet = true
+		a.FleetFailures, err = plainDecimal(v)
+	case "--fleet-hosts":
+		a.Fleet = true
+		a.FleetHosts, err = plainDecimal(v)
+	case "--fleet-window":
+		a.Fleet = true
+		a.FleetWindow, err = time.ParseDuration(v)
 	case "--trust":
 		if v != TrustFull && v != TrustQuorum {
 			return bad("full or quorum")
@@ -194,6 +214,9 @@ func (a Args) Check(now func() time.Time) (Args, Config, error) {
 	}
 	if a.Trust == TrustQuorum {
 		cfg.Quorum, cfg.QuorumPeers = a.QuorumWindow, a.Quorum
+	}
+	if a.Fleet {
+		cfg.Fleet = FleetPolicy{Failures: a.FleetFailures, Hosts: a.FleetHosts, Window: a.FleetWindow}
 	}
 	switch {
 	case a.PeerFromCert && a.Peer != "":
@@ -252,6 +275,9 @@ func (a Args) Argv() []string {
 	}
 	if a.UnbanWindow != DefaultUnbanWindow {
 		args = append(args, "--unban-window", a.UnbanWindow.String())
+	}
+	if a.Fleet {
+		args = append(args, "--fleet-failures", strconv.Itoa(a.FleetFailures), "--fleet-hosts", strconv.Itoa(a.FleetHosts), "--fleet-window", a.FleetWindow.String())
 	}
 	return args
 }

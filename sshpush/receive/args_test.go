@@ -21,6 +21,14 @@ func TestArgsRoundTrip(t *testing.T) {
 			AllowUnban: true, UnbanWindow: 0},
 		{Peer: "web3", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
 			UnbanWindow: 90 * time.Second},
+		{Peer: "web4", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
+			UnbanWindow: DefaultUnbanWindow, Fleet: true, FleetFailures: 12, FleetHosts: 3, FleetWindow: 90 * time.Minute},
+	}
+	for i := range tests {
+		if !tests[i].Fleet { // a line without --fleet keeps the defaults, unused
+			p := DefaultFleetPolicy
+			tests[i].FleetFailures, tests[i].FleetHosts, tests[i].FleetWindow = p.Failures, p.Hosts, p.Window
+		}
 	}
 	for _, want := range tests {
 		canon, _, err := want.Check(time.Now)
@@ -75,6 +83,16 @@ func TestParseArgs(t *testing.T) {
 		{"an unsafe peer name", []string{"receive", "--peer", "a;id", "--log", "/l"}, nil, "--peer"},
 		{"a bool with a value", []string{"receive", "--peer", "a", "--log", "/l", "--allow-unban=true"}, nil, "--allow-unban"},
 		{"a missing value", []string{"receive", "--log", "/l", "--peer"}, nil, "--peer"},
+		{"--fleet alone: the defaults", []string{"receive", "--peer", "web1", "--log", "/l", "--fleet"},
+			func() *Args { a := least; a.Fleet = true; return &a }(), ""},
+		{"a --fleet-* flag turns the policy on", []string{"receive", "--peer", "web1", "--log", "/l", "--fleet-hosts=4"},
+			func() *Args { a := least; a.Fleet, a.FleetHosts = true, 4; return &a }(), ""},
+		{"one fleet host", []string{"receive", "--peer", "a", "--log", "/l", "--fleet-hosts", "1"}, nil, "--fleet-hosts"},
+		{"fewer failures than hosts", []string{"receive", "--peer", "a", "--log", "/l", "--fleet-failures", "2"}, nil, "--fleet-failures"},
+		{"too many fleet failures", []string{"receive", "--peer", "a", "--log", "/l", "--fleet-failures", "129"}, nil, "--fleet-failures"},
+		{"a fleet window over a day", []string{"receive", "--peer", "a", "--log", "/l", "--fleet-window", "25h"}, nil, "--fleet-window"},
+		{"a fleet window under a minute", []string{"receive", "--peer", "a", "--log", "/l", "--fleet-window", "59s"}, nil, "--fleet-window"},
+		{"--fleet with a value", []string{"receive", "--peer", "a", "--log", "/l", "--fleet=yes"}, nil, "--fleet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +121,7 @@ func TestParseArgs(t *testing.T) {
 func FuzzParseArgs(f *testing.F) {
 	f.Add("receive\x00--peer\x00web1\x00--log\x00/var/log/banpush/received.log\x00--ignore\x0010.0.0.0/8,2001:db8::1")
 	f.Add("receive\x00--peer-from-cert\x00--log=/l\x00--trust\x00quorum\x00--quorum\x003\x00--allow-unban\x00--unban-window\x000s")
+	f.Add("receive\x00--peer\x00h1\x00--log\x00/l\x00--fleet-failures\x0012\x00--fleet-hosts=3\x00--fleet-window\x0030m")
 	f.Fuzz(func(t *testing.T, joined string) {
 		var argv []string
 		start := 0

@@ -19,8 +19,9 @@ import (
 
 // The token bucket of each peer lives in a small text file beside the log,
 // LOG.state, one line per peer: "NAME MILLITOKENS UNIXNANOS ACCEPTED
-// REFUSED LIMITED", the last three counting the peer's records (Counters;
-// lines of older versions have none, and count from zero). The same file
+// REFUSED LIMITED FAILURES FLEET", the last five counting the peer's
+// records (Counters; lines of older versions have none or only the first
+// three, and count the others from zero). The same file
 // is the lock that serializes receivers of one log: it is locked before the
 // bucket is read and unlocked after the log is written and the bucket saved.
 // Only the receiving account may open it (0600, enforced at every open), so
@@ -55,6 +56,8 @@ type Counters struct {
 	Accepted int64 // written to the log, or counted already (a quorum peer's repeat)
 	Refused  int64 // refused by the policy: malformed, private, ignored, ...
 	Limited  int64 // refused by the rate limit (an honest sender sends them again)
+	Failures int64 // failures the peer reported and the fleet policy counted (its accepted fail records' counts)
+	Fleet    int64 // fleet lines written on one of the peer's reports: its report completed a fleet ban
 }
 
 // add counts a batch's result.
@@ -62,6 +65,8 @@ func (c *Counters) add(r Result) {
 	c.Accepted += int64(r.Accepted)
 	c.Refused += int64(len(r.Refused) - r.Limited)
 	c.Limited += int64(r.Limited)
+	c.Failures += int64(r.Failures)
+	c.Fleet += int64(r.Fleet)
 }
 
 func openState(ctx context.Context, path string) (*stateFile, error) {
@@ -104,10 +109,10 @@ func parseState(data []byte) map[string]bucket {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte{'\n'})
 		f := bytes.Fields(line)
-		if len(f) != 3 && len(f) != 6 || !record.ValidName(string(f[0])) {
+		if len(f) != 3 && len(f) != 6 && len(f) != 8 || !record.ValidName(string(f[0])) {
 			continue
 		}
-		var n [5]int64
+		var n [7]int64
 		ok := true
 		for i, w := range f[1:] {
 			var err error
@@ -117,7 +122,7 @@ func parseState(data []byte) map[string]bucket {
 		if !ok {
 			continue
 		}
-		peers[string(f[0])] = bucket{milliTokens: n[0], last: n[1], count: Counters{Accepted: n[2], Refused: n[3], Limited: n[4]}}
+		peers[string(f[0])] = bucket{milliTokens: n[0], last: n[1], count: Counters{Accepted: n[2], Refused: n[3], Limited: n[4], Failures: n[5], Fleet: n[6]}}
 	}
 	return peers
 }
@@ -184,7 +189,8 @@ func (s *stateFile) save() error {
 	var buf []byte
 	for _, n := range names {
 		b := s.peers[n]
-		buf = fmt.Appendf(buf, "%s %d %d %d %d %d\n", n, b.milliTokens, b.last, b.count.Accepted, b.count.Refused, b.count.Limited)
+		c := b.count
+		buf = fmt.Appendf(buf, "%s %d %d %d %d %d %d %d\n", n, b.milliTokens, b.last, c.Accepted, c.Refused, c.Limited, c.Failures, c.Fleet)
 	}
 	if _, err := s.f.WriteAt(buf, 0); err != nil {
 		return err

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/wire"
 )
@@ -187,6 +189,65 @@ func FuzzUnban(f *testing.F) {
 		mem, err := loadUnbans(cfg.LogPath, cfg.Now())
 		if err != nil || len(mem.at) != res.Accepted || mem.n != res.Accepted {
 			t.Fatalf("unban memory: %d addresses, %d entries, %v; accepted %d", len(mem.at), mem.n, err, res.Accepted)
+		}
+	})
+}
+
+// FuzzFail feeds failure reports to a receiver with the fleet policy on,
+// as one of three hosts with a small bucket, the other two having
+// reported already: no panic, every line accounted for, nothing in the log
+// but fleet lines that parse, at most one per accepted report, and the
+// memory beside it always readable.
+func FuzzFail(f *testing.F) {
+	for _, s := range []string{
+		"203.0.113.7 jail=sshd time=1800000000 failures=4\n",
+		"203.0.113.7 time=1799990000 failures=1000\n2001:db8::1 failures=1\n203.0.113.7\n",
+		"203.0.113.7 bantime=600 failures=0\n10.0.0.1 failures=3\n",
+		"203.0.113.7 time=9999999999 failures=12\n",
+		"\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, batch []byte) {
+		cfg := fuzzConfig(dir)
+		os.Remove(cfg.LogPath + ".fleet")
+		cfg.Fleet = FleetPolicy{Failures: 12, Hosts: 3, Window: time.Hour}
+		for _, h := range []string{"h2", "h3"} {
+			other := cfg
+			other.Peer, other.MaxBurst = h, 100
+			if _, err := Fail(context.Background(), other, strings.NewReader("203.0.113.7 failures=4\n2001:db8::1 failures=4\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := Fail(context.Background(), cfg, bytes.NewReader(batch))
+		if err != nil {
+			if len(batch) <= wire.MaxBatchBytes && bytes.Count(batch, []byte{'\n'}) < wire.MaxRecords {
+				t.Fatalf("small batch failed: %v", err)
+			}
+			return
+		}
+		n := bytes.Count(batch, []byte{'\n'})
+		if len(batch) > 0 && batch[len(batch)-1] != '\n' {
+			n++
+		}
+		if res.Accepted+len(res.Refused) != n || res.Fleet > res.Accepted {
+			t.Fatalf("accepted %d + refused %d != %d lines, or %d fleet lines", res.Accepted, len(res.Refused), n, res.Fleet)
+		}
+		out, _ := os.ReadFile(cfg.LogPath)
+		lines := 0
+		for l := range bytes.Lines(out) {
+			p, err := logline.Parse(bytes.TrimSuffix(l, []byte{'\n'}))
+			if err != nil || p.Kind != logline.Fleet || p.Hosts < 3 || p.Record.Failures < 12 {
+				t.Fatalf("log line %q: %+v, %v", l, p, err)
+			}
+			lines++
+		}
+		if lines != res.Fleet {
+			t.Fatalf("log has %d fleet lines, the result counts %d", lines, res.Fleet)
+		}
+		if _, err := loadFleet(cfg.LogPath, cfg.Now(), time.Hour); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

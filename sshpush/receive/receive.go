@@ -100,6 +100,11 @@ type Config struct {
 	AllowUnban  bool
 	UnbanWindow time.Duration
 
+	// Fleet, when its Failures is positive, lets the peer report the
+	// failures its fail2ban saw (wire.Fail) and counts them with every
+	// other host's: see fleet.go. The zero FleetPolicy refuses reports.
+	Fleet FleetPolicy
+
 	// UnbanHold is how long an unban is remembered: the largest
 	// UnbanWindow of the keys that write this log ('banpush receive'
 	// reads them in authorized_keys when it receives an unban). Zero or
@@ -144,7 +149,7 @@ func (c *Config) Check() error {
 	case c.Quorum > 0 && (c.QuorumPeers < 2 || c.QuorumPeers > MaxQuorumPeers):
 		return &ArgError{Flag: "--quorum", Rule: "from 2 to " + strconv.Itoa(MaxQuorumPeers) + " (one peer alone is --trust full)"}
 	}
-	return nil
+	return c.Fleet.check()
 }
 
 // Refused is one refused record: its line number (from 1) and why.
@@ -166,6 +171,10 @@ type Result struct {
 	// the line of the first: an honest sender keeps that record and the
 	// ones after it queued, and sends them again later.
 	Limited, LimitedFrom int
+
+	// Failures counts the failures the accepted reports of a fail
+	// request stand for, and Fleet the fleet lines they made (fleet.go).
+	Failures, Fleet int
 }
 
 // Answer is the answer line for the batch (see wire.Answer).
@@ -191,13 +200,17 @@ func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 
 // decide checks every line of a batch against the policy, and returns
 // the records that pass with their line numbers; the others are refused in
-// res.
-func (cfg *Config) decide(lines []wire.Line) (res Result, ok []record.Record, okLine []int) {
+// res. Only the records of a failure report (reports) may give a count of
+// failures.
+func (cfg *Config) decide(lines []wire.Line, reports bool) (res Result, ok []record.Record, okLine []int) {
 	seen := make(map[[16]byte]bool, len(lines))
 	ok = make([]record.Record, 0, len(lines))
 	okLine = make([]int, 0, len(lines))
 	for i, l := range lines {
 		err := l.Err
+		if err == nil && !reports && l.Record.Failures != 0 {
+			err = record.ErrNotAReport
+		}
 		if err == nil {
 			err = cfg.Policy.Check(l.Record.Addr)
 		}
@@ -226,7 +239,7 @@ func (res *Result) limited(line int) {
 
 // accept decides every line of a batch and writes the accepted ones.
 func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error) {
-	res, ok, okLine := cfg.decide(lines)
+	res, ok, okLine := cfg.decide(lines, false)
 	if len(ok) == 0 {
 		// Nothing to write and nothing to charge: leave the log alone, and
 		// count the refusals if the state can be had at once.

@@ -288,7 +288,7 @@ func TestStateFileDamaged(t *testing.T) {
 		t.Fatalf("accepted %d, err %v; want 5, nil", res.Accepted, err)
 	}
 	b, _ := os.ReadFile(cfg.LogPath + ".state")
-	if want := fmt.Sprintf("web1 %d %d 5 0 0\n", (DefaultMaxBurst-5)*milli, now.UnixNano()); string(b) != want {
+	if want := fmt.Sprintf("web1 %d %d 5 0 0 0 0\n", (DefaultMaxBurst-5)*milli, now.UnixNano()); string(b) != want {
 		t.Errorf("state %q, want %q", b, want)
 	}
 }

@@ -91,8 +91,8 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// Run handles the session's request: a ping, a batch of bans or unbans, or
-// a stream of batches. It returns nil once the answer is written, or an
+// Run handles the session's request: a ping, a batch of bans, unbans or
+// failure reports, or a stream of batches. It returns nil once the answer is written, or an
 // *ExitError.
 func (s Receiver) Run(ctx context.Context) error {
 	lim := s.Limits.orDefaults()
@@ -150,8 +150,11 @@ func (s Receiver) Run(ctx context.Context) error {
 		return exitError(cfg.LogPath, err)
 	}
 	handle := Accept
-	if req == wire.Unban {
+	switch req {
+	case wire.Unban:
 		handle = Unban
+	case wire.Fail:
+		handle = Fail
 	}
 	res, err := handle(ctx, cfg, deadlineReader(s.Stdin, lim.BatchTimeout))
 	if err != nil {

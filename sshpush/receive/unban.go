@@ -83,7 +83,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	if !cfg.AllowUnban {
 		return cfg.refuseUnbans(ctx, lines), nil
 	}
-	res, ok, okLine := cfg.decide(lines)
+	res, ok, okLine := cfg.decide(lines, false)
 	if len(ok) == 0 {
 		cfg.count(ctx, res)
 		return res, nil
@@ -106,6 +106,10 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	if err != nil {
 		return Result{}, fileError(err)
 	}
+	fm, err := loadFleet(cfg.LogPath, now, MaxFleetWindow)
+	if err != nil {
+		return Result{}, fileError(err)
+	}
 	banned, err := bannedHere(cfg.LogPath, addrsOf(ok), now)
 	if err != nil {
 		return Result{}, fileError(err)
@@ -114,7 +118,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	b := st.bucket(id, now, cfg.MaxBurst, cfg.MaxPerMinute)
 	var buf, events []byte
 	stamp := now.Format(logline.TimeLayout)
-	forgot := false
+	forgot, forgotFailures := false, false
 	for i, rec := range ok {
 		if !b.ready() || (!unbans.has(id, rec.Addr) && !unbans.room(id)) {
 			res.limited(okLine[i])
@@ -124,6 +128,7 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 		res.Accepted++
 		unbans.add(id, rec.Addr, now, banned[rec.Addr])
 		forgot = q.forget(rec.Addr) || forgot
+		forgotFailures = fm.forget(rec.Addr) || forgotFailures
 		buf = logline.Line{Kind: logline.Unban, Peer: cfg.Peer, Record: rec}.AppendStamped(buf, stamp)
 		events = appendEvent(events, rec.Addr, now.Unix(), historyUnban)
 	}
@@ -146,6 +151,9 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	// the addresses for one that lifts something.
 	if forgot {
 		_ = q.save()
+	}
+	if forgotFailures {
+		_ = fm.save()
 	}
 	_ = appendHistory(cfg.LogPath, events)
 	st.charge(id, b, res)

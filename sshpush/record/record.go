@@ -4,7 +4,10 @@
 //
 // The record grammar is deliberately tiny:
 //
-//	IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS]
+//	IP [jail=NAME] [time=UNIXSECONDS] [bantime=SECONDS] [failures=N]
+//
+// (failures only in a failure report: how many times the address failed
+// at the origin in the second that ends at time)
 //
 // fields separated by exactly one space, printable ASCII only, at most
 // MaxLineLen bytes. Parse trusts nothing: it is the first code that sees
@@ -29,6 +32,9 @@ const (
 	MaxBanTime = 1<<31 - 1
 	// Permanent is the bantime fail2ban uses for a ban that never expires.
 	Permanent = -1
+	// MaxFailures bounds a failure report's count: more failures of one
+	// address in one second than any jail's maxretry.
+	MaxFailures = 1000
 )
 
 // Record is one ban. The zero values of Jail, Time and BanTime mean "not
@@ -38,6 +44,9 @@ type Record struct {
 	Jail    string
 	Time    int64 // when the origin banned it, Unix seconds; 0 if unknown
 	BanTime int64 // seconds, or Permanent; 0 if unknown
+	// Failures is, in a failure report (wire.Fail), how many failures of
+	// the address it stands for; 0 if not given (one).
+	Failures int
 }
 
 // Refusal is the reason a record or an address is refused. Its text is fixed
@@ -62,6 +71,7 @@ const (
 	ErrBadJail       Refusal = "bad jail name"
 	ErrBadTime       Refusal = "bad time"
 	ErrBadBanTime    Refusal = "bad bantime"
+	ErrBadFailures   Refusal = "bad failures"
 	ErrLoopback      Refusal = "loopback address"
 	ErrUnspecified   Refusal = "unspecified address"
 	ErrMulticast     Refusal = "multicast address"
@@ -80,6 +90,9 @@ const (
 	ErrDuplicateAddr Refusal = "duplicate address in batch"
 	ErrStale         Refusal = "unbanned here recently (stale ban)"
 	ErrUnbanDenied   Refusal = "unban not allowed for this key"
+	ErrFleetOff      Refusal = "failure reports not accepted for this key"
+	ErrOldFailure    Refusal = "failure older than the fleet window"
+	ErrNotAReport    Refusal = "failures field outside a failure report"
 )
 
 // Parse parses one record line, without its trailing newline.
@@ -129,6 +142,12 @@ func Parse(line []byte) (Record, error) {
 				return Record{}, ErrBadBanTime
 			}
 			r.BanTime = n
+		case "failures":
+			n, ok := parseInt(val)
+			if !ok || n < 1 || n > MaxFailures {
+				return Record{}, ErrBadFailures
+			}
+			r.Failures = int(n)
 		default:
 			return Record{}, ErrUnknownField
 		}
@@ -210,7 +229,7 @@ func (r Record) AppendText(b []byte) []byte {
 }
 
 // AppendFields appends the optional fields that are set, each with a
-// leading space, in wire order: " jail=J time=T bantime=B".
+// leading space, in wire order: " jail=J time=T bantime=B failures=N".
 func (r Record) AppendFields(b []byte) []byte {
 	if r.Jail != "" {
 		b = append(b, " jail="...)
@@ -223,6 +242,10 @@ func (r Record) AppendFields(b []byte) []byte {
 	if r.BanTime != 0 {
 		b = append(b, " bantime="...)
 		b = strconv.AppendInt(b, r.BanTime, 10)
+	}
+	if r.Failures != 0 {
+		b = append(b, " failures="...)
+		b = strconv.AppendInt(b, int64(r.Failures), 10)
 	}
 	return b
 }

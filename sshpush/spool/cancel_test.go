@@ -22,6 +22,7 @@ func TestAppendItems(t *testing.T) {
 		{Kind: Unban, Record: x},
 		{To: "web2", Record: rec(2)},
 		{Kind: Unban, To: "web3", Record: rec(3)},
+		{Kind: Failure, Record: record.Record{Addr: x.Addr, Jail: "sshd", Time: 1_800_000_000, Failures: 3}},
 	}
 	if err := s.AppendItems(ctx, t0, items...); err != nil {
 		t.Fatal(err)
@@ -37,8 +38,9 @@ func TestAppendItems(t *testing.T) {
 	}
 
 	// Pending counts what is for the peer, but the ban of x its unban
-	// cancelled: web2 has one more than web1.
-	for peer, want := range map[string]int{"web1": 1, "web2": 2, "web3": 2} {
+	// cancelled (not the failure report queued after it): web2 has one
+	// more than web1.
+	for peer, want := range map[string]int{"web1": 2, "web2": 3, "web3": 3} {
 		if n, _, err := s.Pending(peer); err != nil || n != want {
 			t.Errorf("Pending(%s) = %d, %v; want %d", peer, n, err, want)
 		}

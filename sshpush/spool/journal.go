@@ -18,9 +18,11 @@ import (
 const maxLine = 8 + 1 + 19 + 1 + len(unbanWord) + 1 + len(toPrefix) + 64 + 1 + record.MaxLineLen + 1
 
 // The optional words between the queued time and the record. A record
-// starts with an address, which never starts with 'u' or "to=".
+// starts with an address, which is never "unban", "fail" or starts with
+// "to=".
 const (
 	unbanWord = "unban"
+	failWord  = "fail"
 	toPrefix  = "to="
 )
 
@@ -82,8 +84,9 @@ func appendLine(b []byte, queued int64, it Item) []byte {
 	body := len(b)
 	b = strconv.AppendInt(b, queued, 10)
 	b = append(b, ' ')
-	if it.Kind == Unban {
-		b = append(b, unbanWord+" "...)
+	if it.Kind != Ban {
+		b = append(b, it.Kind.String()...)
+		b = append(b, ' ')
 	}
 	if it.To != "" {
 		b = append(b, toPrefix...)
@@ -123,8 +126,13 @@ func decodeLine(line []byte) (it Item, queued int64, reason string) {
 		return it, 0, reasonQueued
 	}
 	rest = rest[sp+1:]
-	if w, after, ok := bytes.Cut(rest, []byte{' '}); ok && string(w) == unbanWord {
-		it.Kind, rest = Unban, after
+	if w, after, ok := bytes.Cut(rest, []byte{' '}); ok {
+		switch string(w) {
+		case unbanWord:
+			it.Kind, rest = Unban, after
+		case failWord:
+			it.Kind, rest = Failure, after
+		}
 	}
 	if w, after, ok := bytes.Cut(rest, []byte{' '}); ok && bytes.HasPrefix(w, []byte(toPrefix)) {
 		it.To, rest = string(w[len(toPrefix):]), after

@@ -24,7 +24,7 @@
 //
 // A journal line is
 //
-//	CRC32C-HEX8 SP QUEUED-UNIX-NANOS SP ["unban" SP] ["to=" PEER SP] RECORD-WIRE-TEXT LF
+//	CRC32C-HEX8 SP QUEUED-UNIX-NANOS SP ["unban" SP | "fail" SP] ["to=" PEER SP] RECORD-WIRE-TEXT LF
 //
 // where the Castagnoli checksum covers everything between the first space
 // and the newline. A line without "unban" is a ban; a line without "to="
@@ -187,14 +187,18 @@ type Kind uint8
 
 // The kinds.
 const (
-	Ban   Kind = iota // ban the address (what 'banpush push' queues)
-	Unban             // lift the address's ban (what 'banpush unban' queues)
+	Ban     Kind = iota // ban the address (what 'banpush push' queues)
+	Unban               // lift the address's ban (what 'banpush unban' queues)
+	Failure             // a failure report (what 'banpush report-failures' queues)
 )
 
-// String returns "ban" or "unban".
+// String returns "ban", "unban" or "fail".
 func (k Kind) String() string {
-	if k == Unban {
-		return "unban"
+	switch k {
+	case Unban:
+		return unbanWord
+	case Failure:
+		return failWord
 	}
 	return "ban"
 }

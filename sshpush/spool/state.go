@@ -24,6 +24,7 @@ type State struct {
 	Refused            int64     `json:"refused"`                        // records the peer refused
 	Unbanned           int64     `json:"unbanned"`                       // unbans acknowledged by the peer
 	Cancelled          int64     `json:"cancelled"`                      // bans not delivered: an unban of their address followed
+	Reported           int64     `json:"reported"`                       // failure reports acknowledged by the peer
 }
 
 // maxStateSize bounds what LoadState reads.

@@ -12,11 +12,16 @@
 //	banpush-v1 ban                   records, one a line         banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
 //	banpush-v1 stream                batches, each + empty line  one answer line per batch
 //	banpush-v1 unban                 records, one a line         banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
+//	banpush-v1 fail                  records, one a line         banpush-v1 ok accepted=N refused=M [limited=L limited_from=K]
 //
 // Records are the grammar of package record, each ending with a newline.
 // An unban request asks the receiver to lift the bans of its records'
 // addresses; a receiver refuses each of them unless the pushing key is
 // authorized for unbans, and one older than the request exits 64 (TooOld).
+// A fail request reports failures the sender's fail2ban saw (each record
+// with failures=N, how many, and time=T, the last): the receiver counts
+// them with every other host's (fleet detection), and refuses them unless
+// the pushing key's line turns the fleet policy on.
 // The receiver's exit status says what to do with a request that got no
 // answer (see VerdictOf). A receiver that cannot write its log answers
 // every request with exit 73 and no answer line, a ping included: a check
@@ -46,20 +51,21 @@ const (
 	Ban                       // one batch of records on stdin
 	Stream                    // many batches on one session
 	Unban                     // one batch of records whose bans to lift
+	Fail                      // one batch of failure reports
 )
 
-var words = [...]string{Ping: Version + " ping", Ban: Version + " ban", Stream: Version + " stream", Unban: Version + " unban"}
+var words = [...]string{Ping: Version + " ping", Ban: Version + " ban", Stream: Version + " stream", Unban: Version + " unban", Fail: Version + " fail"}
 
 // String returns the request word, exactly as it is sent.
 func (r Request) String() string {
-	if r < Ping || r > Unban {
+	if r < Ping || r > Fail {
 		return "unknown request"
 	}
 	return words[r]
 }
 
 // Requests lists every request, in order.
-func Requests() []Request { return []Request{Ping, Ban, Stream, Unban} }
+func Requests() []Request { return []Request{Ping, Ban, Stream, Unban, Fail} }
 
 // Errors of ParseRequest.
 var (
