@@ -27,7 +27,8 @@ func (c *StatusCmd) Help() string {
 are queued for it and how old the oldest is, when a batch last succeeded, the
 last failure (its class and message), and how many bans it delivered, refused
 and dropped (expired before delivery), how many unbans it acknowledged, and
-how many bans were cancelled by a later unban. It also says whether a sender is
+how many bans were cancelled by a later unban, and how many failure reports
+('banpush report-failures') it counted. It also says whether a sender is
 running. It contacts no peer: 'banpush peers check' does. The table fits 100
 columns: the counts that are zero for every peer are left out, and the last
 failure comes last, its message cut to fit; --json has every field, and the
@@ -39,10 +40,12 @@ banpush_peer_last_success_timestamp_seconds,
 banpush_peer_last_failure_timestamp_seconds{class},
 banpush_peer_delivered_total, banpush_peer_refused_total,
 banpush_peer_dropped_total, banpush_peer_unbanned_total,
-banpush_peer_cancelled_total, banpush_sender_running), and, for each
---received-log, the counters of every peer pushing to this host
-(banpush_receiver_accepted_total, banpush_receiver_refused_total,
-banpush_receiver_rate_limited_total). On a host with no inventory only the
+banpush_peer_cancelled_total, banpush_peer_failure_reports_total,
+banpush_sender_running), and, for each --received-log, the counters of
+every peer pushing to this host (banpush_receiver_accepted_total,
+banpush_receiver_refused_total, banpush_receiver_rate_limited_total, and
+for fleet detection banpush_receiver_failures_total and
+banpush_receiver_fleet_bans_total). On a host with no inventory only the
 receiver's metrics are printed. contrib/systemd/banpush-metrics.timer writes
 them every minute for node_exporter:
 

@@ -178,7 +178,7 @@ func (w *worker) encode(entries []spool.Entry) encoded {
 		if j, ok := line[k]; ok {
 			switch {
 			case e.Kind == spool.Failure:
-				recs[j] = addFailures(recs[j], e.Record)
+				recs[j] = record.AddFailures(recs[j], e.Record)
 			case banEnd(e.Record) > banEnd(recs[j]):
 				recs[j] = e.Record
 			}
@@ -192,17 +192,6 @@ func (w *worker) encode(entries []spool.Entry) encoded {
 		enc.batch = wire.AppendRecord(enc.batch, r)
 	}
 	return enc
-}
-
-// addFailures merges two failure reports of one address: the sum of
-// their failures (at most record.MaxFailures), at the later time.
-func addFailures(a, b record.Record) record.Record {
-	n := min(max(a.Failures, 1)+max(b.Failures, 1), record.MaxFailures)
-	if b.Time > a.Time {
-		a.Time, a.Jail = b.Time, b.Jail
-	}
-	a.Failures = n
-	return a
 }
 
 // banEnd is when a record's ban ends, as far as it says: never for a

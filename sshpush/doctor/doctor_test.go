@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +290,7 @@ func TestCheckQuorums(t *testing.T) {
 	q := func(log string, n int, w time.Duration) Receiver {
 		return Receiver{Log: log, Quorum: true, QuorumPeers: n, QuorumWindow: w}
 	}
+	f := func(log, policy string) Receiver { return Receiver{Log: log, Fleet: true, FleetPolicy: policy} }
 	tests := []struct {
 		name string
 		recv []Receiver
@@ -301,11 +304,14 @@ func TestCheckQuorums(t *testing.T) {
 			[]string{"the quorum lines of /l disagree: --quorum 2 --quorum-window 1h0m0s; --quorum 3 --quorum-window 1h0m0s"}},
 		{"different window", []Receiver{q("/l", 2, time.Hour), q("/l", 2, 2*time.Hour), q("/l", 2, time.Hour)},
 			[]string{"the quorum lines of /l disagree: --quorum 2 --quorum-window 1h0m0s; --quorum 2 --quorum-window 2h0m0s"}},
+		{"fleet lines agreeing", []Receiver{f("/l", "T"), f("/l", "T"), {Log: "/l"}}, nil},
+		{"fleet lines disagreeing", []Receiver{f("/l", "T"), f("/l", "U"), q("/l", 2, time.Hour)},
+			[]string{"the fleet lines of /l disagree: T; U"}},
 	}
 	for _, tt := range tests {
 		var got []string
 		for _, r := range checkQuorums(tt.recv) {
-			if r.Status != Warn || r.Hint == "" || r.Check != "quorum" {
+			if r.Status != Warn || r.Hint == "" || r.Check != "quorum" && r.Check != "fleet" {
 				t.Errorf("%s: %+v, want a quorum warning with a hint", tt.name, r)
 			}
 			got = append(got, r.Found)
@@ -313,5 +319,21 @@ func TestCheckQuorums(t *testing.T) {
 		if strings.Join(got, "|") != strings.Join(tt.want, "|") {
 			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestReceivingJailsFleet: a --fleet line feeds the banpush-fleet jail as
+// well as its own (banpush, or banpush-quorum), so that doctor checks the
+// fleet jail runs and watches the log wherever the policy is on.
+func TestReceivingJailsFleet(t *testing.T) {
+	r, err := ParseReceiver([]string{"receive", "--peer", "h2", "--log", "/l", "--fleet-failures", "12"})
+	if err != nil || !r.Fleet || r.FleetPolicy != "--fleet-failures 12 --fleet-hosts 3 --fleet-window 1h0m0s" {
+		t.Fatalf("ParseReceiver: %+v, %v", r, err)
+	}
+	q := Receiver{Log: "/q", Quorum: true}
+	got := ReceivingJails([]Receiver{r, q, {Log: "/l"}})
+	want := map[string][]string{JailFull: {"/l"}, JailFleet: {"/l"}, JailQuorum: {"/q"}}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

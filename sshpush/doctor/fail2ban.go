@@ -16,6 +16,7 @@ import (
 const (
 	JailFull   = "banpush"
 	JailQuorum = "banpush-quorum"
+	JailFleet  = "banpush-fleet"
 )
 
 // Fail2ban says what the fail2ban checks look at.
@@ -27,7 +28,7 @@ type Fail2ban struct {
 	// Pusher: this host has an inventory, so some jail should push.
 	Pusher bool
 	// Receiving maps each receiving jail that authorized_keys lines feed
-	// (JailFull, JailQuorum) to the logs those lines write. Empty on a
+	// (JailFull, JailQuorum, JailFleet) to the logs those lines write. Empty on a
 	// host that receives nothing.
 	Receiving map[string][]string
 }
@@ -79,7 +80,7 @@ func pushActions(ctx context.Context, cfg Fail2ban, running []string, configured
 			continue
 		}
 		pushing++
-		if j.Name == JailFull || j.Name == JailQuorum {
+		if j.Name == JailFull || j.Name == JailQuorum || j.Name == JailFleet {
 			out = append(out, result("push-action", j.Name, Fail,
 				"remove the banpush action from the ["+j.Name+"] jail, then fail2ban-client reload --restart "+j.Name,
 				"the receiving jail %s carries the banpush action: every ban a peer sends would be pushed back to every peer", j.Name))

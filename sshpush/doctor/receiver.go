@@ -124,6 +124,12 @@ type Receiver struct {
 	// report counts (--quorum-window).
 	QuorumPeers  int
 	QuorumWindow time.Duration
+
+	// Fleet: --fleet, the peer's failure reports count toward fleet
+	// bans, with this policy ("--fleet-failures T --fleet-hosts K
+	// --fleet-window W").
+	Fleet       bool
+	FleetPolicy string
 }
 
 // Keys says what CheckAuthorizedKeys looks at.
@@ -150,8 +156,12 @@ func ParseReceiver(args []string) (Receiver, error) {
 	if err != nil {
 		return Receiver{}, err
 	}
-	return Receiver{Log: a.Log, Quorum: a.Trust == receive.TrustQuorum, FromCert: a.PeerFromCert,
-		Unban: a.AllowUnban, QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow}, nil
+	r := Receiver{Log: a.Log, Quorum: a.Trust == receive.TrustQuorum, FromCert: a.PeerFromCert,
+		Unban: a.AllowUnban, QuorumPeers: a.Quorum, QuorumWindow: a.QuorumWindow, Fleet: a.Fleet}
+	if a.Fleet {
+		r.FleetPolicy = fmt.Sprintf("--fleet-failures %d --fleet-hosts %d --fleet-window %s", a.FleetFailures, a.FleetHosts, a.FleetWindow)
+	}
+	return r, nil
 }
 
 // CheckAuthorizedKeys checks every banpush line of the receiving
@@ -229,16 +239,31 @@ func CheckAuthorizedKeys(cfg Keys) ([]Result, []Receiver) {
 }
 
 // checkQuorums warns when the quorum lines of one log disagree on
-// --quorum or --quorum-window: each report is counted with the settings of
-// the line it came through, so a quorum then depends on who reports last.
+// --quorum or --quorum-window, or its fleet lines on the fleet policy:
+// each report is counted with the settings of the line it came through, so
+// a quorum or a fleet ban then depends on who reports last.
 func checkQuorums(recv []Receiver) []Result {
-	settings := map[string][]string{} // log -> distinct "--quorum N --quorum-window W"
+	out := disagree(recv, "quorum", "--trust quorum", "--quorum and --quorum-window", func(r Receiver) string {
+		if !r.Quorum {
+			return ""
+		}
+		return fmt.Sprintf("--quorum %d --quorum-window %s", r.QuorumPeers, r.QuorumWindow)
+	})
+	return append(out, disagree(recv, "fleet", "--fleet", "--fleet-failures, --fleet-hosts and --fleet-window", func(r Receiver) string {
+		return r.FleetPolicy
+	})...)
+}
+
+// disagree warns, for each log, when the lines of one kind (setting gives
+// a line's settings, "" for a line of another kind) disagree.
+func disagree(recv []Receiver, check, kind, flags string, setting func(Receiver) string) []Result {
+	settings := map[string][]string{} // log -> distinct settings
 	var logs []string
 	for _, r := range recv {
-		if !r.Quorum {
+		s := setting(r)
+		if s == "" {
 			continue
 		}
-		s := fmt.Sprintf("--quorum %d --quorum-window %s", r.QuorumPeers, r.QuorumWindow)
 		if _, ok := settings[r.Log]; !ok {
 			logs = append(logs, r.Log)
 		}
@@ -249,9 +274,9 @@ func checkQuorums(recv []Receiver) []Result {
 	var out []Result
 	for _, log := range logs {
 		if s := settings[log]; len(s) > 1 {
-			out = append(out, result("quorum", log, Warn,
-				"give every --trust quorum line of one log the same --quorum and --quorum-window ('banpush authorize ... --install' rewrites a line)",
-				"the quorum lines of %s disagree: %s", log, strings.Join(s, "; ")))
+			out = append(out, result(check, log, Warn,
+				"give every "+kind+" line of one log the same "+flags+" ('banpush authorize ... --install' rewrites a line)",
+				"the %s lines of %s disagree: %s", check, log, strings.Join(s, "; ")))
 		}
 	}
 	return out
@@ -299,6 +324,9 @@ func checkLine(cfg Keys, subject string, opts, argv []string) (r Receiver, parse
 	}
 	if r.Quorum {
 		what += ", --trust quorum"
+	}
+	if r.Fleet {
+		what += ", " + r.FleetPolicy
 	}
 	res = result("authorized-keys", subject, OK, "", "%s receiver (%s), log %s", what, bin, r.Log)
 	if _, ok := authkeys.Option(opts, "from"); !ok && !r.FromCert {
@@ -532,16 +560,23 @@ func revokedKeys(path string) string {
 }
 
 // ReceivingJails maps each receiving jail to the logs the receivers feed
-// it: full-trust lines to JailFull, --trust quorum lines to JailQuorum.
+// it: full-trust lines to JailFull, --trust quorum lines to JailQuorum,
+// and --fleet lines to JailFleet as well.
 func ReceivingJails(recv []Receiver) map[string][]string {
 	m := map[string][]string{}
+	add := func(j, log string) {
+		if !slices.Contains(m[j], log) {
+			m[j] = append(m[j], log)
+		}
+	}
 	for _, r := range recv {
 		j := JailFull
 		if r.Quorum {
 			j = JailQuorum
 		}
-		if !slices.Contains(m[j], r.Log) {
-			m[j] = append(m[j], r.Log)
+		add(j, r.Log)
+		if r.Fleet {
+			add(JailFleet, r.Log)
 		}
 	}
 	return m

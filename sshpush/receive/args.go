@@ -18,18 +18,18 @@ import (
 // the same ParseArgs. One grammar: a flag renamed here fails
 // TestArgsRoundTrip, not every line already installed.
 type Args struct {
-	Peer         string // the pushing peer's name; empty with PeerFromCert
-	PeerFromCert bool   // name the peer after its certificate's key ID (a cert-authority line)
-	Log          string // absolute path of the received log
-	Ignore       []string
-	MaxBurst     int
-	MaxPerMinute int
-	AllowPrivate bool
-	Trust        string // TrustFull or TrustQuorum
-	Quorum       int
-	QuorumWindow time.Duration
-	AllowUnban   bool
-	UnbanWindow  time.Duration
+	Peer          string // the pushing peer's name; empty with PeerFromCert
+	PeerFromCert  bool   // name the peer after its certificate's key ID (a cert-authority line)
+	Log           string // absolute path of the received log
+	Ignore        []string
+	MaxBurst      int
+	MaxPerMinute  int
+	AllowPrivate  bool
+	Trust         string // TrustFull or TrustQuorum
+	Quorum        int
+	QuorumWindow  time.Duration
+	AllowUnban    bool
+	UnbanWindow   time.Duration
 	Fleet         bool // count this peer's failure reports (any --fleet-* flag turns it on)
 	FleetFailures int
 	FleetHosts    int

@@ -250,6 +250,18 @@ func (r Record) AppendFields(b []byte) []byte {
 	return b
 }
 
+// AddFailures merges two failure reports of one address: the sum of their
+// failures (each at least one, the sum at most MaxFailures), at the later
+// time, with that report's jail.
+func AddFailures(a, b Record) Record {
+	n := min(max(a.Failures, 1)+max(b.Failures, 1), MaxFailures)
+	if b.Time > a.Time {
+		a.Time, a.Jail = b.Time, b.Jail
+	}
+	a.Failures = n
+	return a
+}
+
 // String returns the record's wire form.
 func (r Record) String() string { return string(r.AppendText(nil)) }
 

@@ -83,6 +83,7 @@ func senderMetrics(rep Report) []*metric {
 	dropped := &metric{name: "banpush_peer_dropped_total", typ: "counter", help: "Bans dropped before delivery: older than their bantime or --max-age."}
 	unbanned := &metric{name: "banpush_peer_unbanned_total", typ: "counter", help: "Unbans the peer acknowledged."}
 	cancelled := &metric{name: "banpush_peer_cancelled_total", typ: "counter", help: "Bans not delivered to the peer: an unban of their address was queued after them."}
+	reported := &metric{name: "banpush_peer_failure_reports_total", typ: "counter", help: "Failure reports (one per address and batch) the peer acknowledged: fleet detection."}
 	r := 0.0
 	if rep.SenderRunning {
 		r = 1
@@ -102,8 +103,9 @@ func senderMetrics(rep Report) []*metric {
 		dropped.add(float64(p.Dropped), "peer", p.Peer)
 		unbanned.add(float64(p.Unbanned), "peer", p.Peer)
 		cancelled.add(float64(p.Cancelled), "peer", p.Peer)
+		reported.add(float64(p.Reported), "peer", p.Peer)
 	}
-	return []*metric{running, queued, oldest, success, failure, delivered, refused, dropped, unbanned, cancelled}
+	return []*metric{running, queued, oldest, success, failure, delivered, refused, dropped, unbanned, cancelled, reported}
 }
 
 // receiverMetrics are the receiving side's families: each pushing peer's
@@ -112,6 +114,8 @@ func receiverMetrics(logs map[string]map[string]receive.Counters) []*metric {
 	accepted := &metric{name: "banpush_receiver_accepted_total", typ: "counter", help: "Records of the pushing peer that this host's receiver accepted."}
 	refused := &metric{name: "banpush_receiver_refused_total", typ: "counter", help: "Records of the pushing peer that the receiver's policy refused."}
 	limited := &metric{name: "banpush_receiver_rate_limited_total", typ: "counter", help: "Records of the pushing peer refused by its rate limit (sent again later)."}
+	failures := &metric{name: "banpush_receiver_failures_total", typ: "counter", help: "Failures the pushing peer reported that the fleet policy counted here."}
+	fleet := &metric{name: "banpush_receiver_fleet_bans_total", typ: "counter", help: "Fleet lines written here on one of the pushing peer's failure reports: its report completed a fleet ban."}
 	var paths []string
 	for p := range logs {
 		paths = append(paths, p)
@@ -128,9 +132,11 @@ func receiverMetrics(logs map[string]map[string]receive.Counters) []*metric {
 			accepted.add(float64(c.Accepted), "peer", p, "log", log)
 			refused.add(float64(c.Refused), "peer", p, "log", log)
 			limited.add(float64(c.Limited), "peer", p, "log", log)
+			failures.add(float64(c.Failures), "peer", p, "log", log)
+			fleet.add(float64(c.Fleet), "peer", p, "log", log)
 		}
 	}
-	return []*metric{accepted, refused, limited}
+	return []*metric{accepted, refused, limited, failures, fleet}
 }
 
 // WriteMetrics writes the pushing side's metrics from rep (nil: this host

@@ -28,6 +28,7 @@ type Peer struct {
 	Dropped            int64      `json:"dropped"`
 	Unbanned           int64      `json:"unbanned"`
 	Cancelled          int64      `json:"cancelled"`
+	Reported           int64      `json:"reported"` // failure reports the peer counted (fleet detection)
 }
 
 // Report is the pushing side's status.
@@ -86,7 +87,7 @@ func Read(s *spool.Spool, ro roster.Roster, now time.Time) (rep Report, warnings
 			p.LastFailureMessage = st.LastFailureMessage
 		}
 		p.Delivered, p.Refused, p.Dropped = st.Delivered, st.Refused, st.Dropped
-		p.Unbanned, p.Cancelled = st.Unbanned, st.Cancelled
+		p.Unbanned, p.Cancelled, p.Reported = st.Unbanned, st.Cancelled, st.Reported
 		rep.Peers = append(rep.Peers, p)
 	}
 	return rep, warnings, nil

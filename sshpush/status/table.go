@@ -49,6 +49,7 @@ func WriteTable(w io.Writer, rep Report, now time.Time) error {
 		count("DROPPED", func(p Peer) int64 { return p.Dropped }),
 		count("UNBANNED", func(p Peer) int64 { return p.Unbanned }),
 		count("CANCELLED", func(p Peer) int64 { return p.Cancelled }),
+		count("REPORTED", func(p Peer) int64 { return p.Reported }),
 	}
 	var cols []column
 	for _, c := range all {
