@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -234,4 +236,44 @@ func TestFleetConcurrentHosts(t *testing.T) {
 	if got := logLines(t, log, logline.Fleet); len(got) != 50 {
 		t.Errorf("%d fleet lines, want 50", len(got))
 	}
+}
+
+// FuzzFleetMemory: whatever LOG.fleet holds, the memory read from it is
+// bounded and consistent, keeps only canonical addresses, valid names and
+// times in the window (sorted, at most maxFleetTimes a host), and writes
+// back to a file that reads as the same memory.
+func FuzzFleetMemory(f *testing.F) {
+	f.Add([]byte("h1 203.0.113.7 1800000000,1800000001\nh2 2001:db8::1 1799999999\n"))
+	f.Add([]byte("garbage\n\x00\nh1 203.0.113.7\n../x 203.0.113.7 1800000000\nh1 203.0.113.7 ,,-1,x,99999999999999999999\n"))
+	f.Add([]byte("h1 fe80::1%eth0 1800000000\nh1 ::ffff:203.0.113.7 1800000000\nh1 203.0.113.7 1800000001,1799990000\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const oldest, now = 1_799_996_400, 1_800_000_000
+		m := newFleetMemory("")
+		m.parse(data, oldest, now)
+		if m.n > maxFleetEntries {
+			t.Fatalf("%d entries", m.n)
+		}
+		n := 0
+		for a, hosts := range m.times {
+			for h, ts := range hosts {
+				n++
+				if a.Zone() != "" || a.Is4In6() || !record.ValidName(h) || len(ts) == 0 || len(ts) > maxFleetTimes ||
+					!slices.IsSorted(ts) || ts[0] <= oldest || ts[len(ts)-1] > now {
+					t.Fatalf("kept %s %s %v", h, a, ts)
+				}
+			}
+		}
+		counted := 0
+		for _, c := range m.count {
+			counted += c
+		}
+		if n != m.n || counted != n {
+			t.Fatalf("counted %d entries (%d by host), holds %d", m.n, counted, n)
+		}
+		again := newFleetMemory("")
+		again.parse(m.marshal(), oldest, now)
+		if !reflect.DeepEqual(again.times, m.times) {
+			t.Fatalf("round trip: %v, want %v", again.times, m.times)
+		}
+	})
 }
