@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/banpush/banpush/sshpush/unbanlog"
@@ -122,7 +123,7 @@ action = dummy[target="$TMP/dummy"]
 	appendFile(t, log, unban(z))
 	appendFile(t, log+".1", unban(w))
 	rep = apply(0)
-	if rep.Start != unbanlog.StartRotated || rep.Lifted != 3 || rep.Calls != 3 {
+	if rep.Start != logtail.StartRotated || rep.Lifted != 3 || rep.Calls != 3 {
 		t.Errorf("after the rotation: %+v", rep)
 	}
 	if b := banned(); slices.ContainsFunc(b, func(a string) bool { return a == y || a == z || a == w }) {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/banpush/banpush/sshpush/f2b"
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/record"
 	"golang.org/x/sys/unix"
 )
@@ -100,14 +102,14 @@ type Applied struct {
 
 // Report is what one run read and did.
 type Report struct {
-	Start   Start     `json:"start"`
-	Unbans  int       `json:"unbans"`  // unban lines read
-	Applied []Applied `json:"applied"` // the first MaxListed (address, jail) pairs applied
-	Calls   int       `json:"calls"`   // fail2ban unbans run
-	Lifted  int       `json:"lifted"`  // of them, bans that were lifted
-	Skipped Skipped   `json:"skipped"`
-	Other   int       `json:"other"` // lines of other kinds (ban, report, quorum)
-	Held    int       `json:"held"`  // unbans held for this host's settings after the run, to be tried again (see Held)
+	Start   logtail.Start `json:"start"`
+	Unbans  int           `json:"unbans"`  // unban lines read
+	Applied []Applied     `json:"applied"` // the first MaxListed (address, jail) pairs applied
+	Calls   int           `json:"calls"`   // fail2ban unbans run
+	Lifted  int           `json:"lifted"`  // of them, bans that were lifted
+	Skipped Skipped       `json:"skipped"`
+	Other   int           `json:"other"` // lines of other kinds (ban, report, quorum)
+	Held    int           `json:"held"`  // unbans held for this host's settings after the run, to be tried again (see Held)
 }
 
 // Skipped counts lines passed over, by reason.
@@ -146,11 +148,11 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	}
 	defer lock.Close()
 
-	cur, err := LoadCursor(cfg.State)
+	cur, err := logtail.LoadCursor(cfg.State)
 	if err != nil {
 		return rep, err
 	}
-	r, err := Open(cfg.Log, cur)
+	r, err := logtail.Open(cfg.Log, cur, logline.MaxLen)
 	if err != nil {
 		return rep, err
 	}
@@ -193,11 +195,11 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 type applier struct {
 	cfg              *Config
 	u                Unbanner
-	r                *Reader
+	r                *logtail.Reader
 	rep              *Report
-	cur              *Cursor // as loaded: nil for a first run
+	cur              *logtail.Cursor // as loaded: nil for a first run
 	held, heldBefore []Held
-	done, start      Cursor // where the lines applied so far end; where the run began
+	done, start      logtail.Cursor // where the lines applied so far end; where the run began
 	now              time.Time
 	seen             map[netip.Addr]bool
 }
@@ -215,13 +217,13 @@ func (a *applier) save() error {
 	if a.done == a.start || a.cur != nil && *a.cur == a.done {
 		return nil // no progress: nothing to write
 	}
-	return SaveCursor(a.cfg.State, a.done)
+	return logtail.SaveCursor(a.cfg.State, a.done)
 }
 
 // readBatch reads up to maxPending unbans to apply, holding or passing
 // over the others; read is where the lines read end, eof whether the log
 // has no more.
-func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read Cursor, eof bool, err error) {
+func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read logtail.Cursor, eof bool, err error) {
 	read = a.done
 	for len(pending) < maxPending && !eof {
 		line, next, err := a.r.Next()
@@ -233,7 +235,7 @@ func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read C
 				read = next
 			}
 			continue
-		case errors.Is(err, ErrBadLine):
+		case errors.Is(err, logtail.ErrSkipped):
 			a.rep.Skipped.Bad++
 			read = next
 			continue
@@ -286,7 +288,7 @@ func (a *applier) take(ub Unban) bool {
 // pendingUnban is an unban line to apply, and where its line ends.
 type pendingUnban struct {
 	ub   Unban
-	next Cursor
+	next logtail.Cursor
 }
 
 // checkJails refuses a jail name fail2ban could not have made, or one
