@@ -6,18 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
-	"github.com/banpush/banpush/sshpush/fsutil"
 	"github.com/banpush/banpush/sshpush/logline"
 	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/record"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultMaxAge is how old an unban line may be and still be applied.
@@ -28,16 +23,6 @@ const MaxListed = 1000
 
 // lockTimeout bounds the wait for another run on the same cursor.
 const lockTimeout = 10 * time.Second
-
-// ErrBusy is returned when another run holds the cursor's lock too long.
-var ErrBusy = errors.New("unbanlog: another apply-unbans runs on the same cursor")
-
-// ErrUnsafeState is returned when the cursor's directory is not the
-// running account's own, or others may write to it: the receiving
-// account's home is such a directory, and a cursor there could be
-// replaced by that account, or turned into a link for root to write
-// through.
-var ErrUnsafeState = errors.New("unbanlog: the cursor's directory belongs to another account or others may write to it")
 
 // Unbanner lists and lifts bans in the local fail2ban (f2b.Client does).
 // EachBan gives fn each ban of the jail, however many it holds.
@@ -142,7 +127,7 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	if err := checkJails(cfg.Jails); err != nil {
 		return rep, err
 	}
-	lock, err := lockState(ctx, cfg.State)
+	lock, err := logtail.LockCursor(ctx, cfg.State, lockTimeout)
 	if err != nil {
 		return rep, err
 	}
@@ -447,34 +432,6 @@ func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingU
 		}
 	}
 	return len(pending), nil
-}
-
-// lockState takes the lock beside the cursor file, so that two runs (the
-// path unit's and one by hand) never apply the same lines at once.
-func lockState(ctx context.Context, state string) (*os.File, error) {
-	dir := filepath.Dir(state)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("unbanlog: state directory: %w", err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("%w: %s", ErrUnsafeState, dir)
-	}
-	fd, err := unix.Open(state+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("unbanlog: lock %s.lock: %w", state, err)
-	}
-	f := os.NewFile(uintptr(fd), state+".lock")
-	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
-	defer cancel()
-	if err := fsutil.Lock(ctx, f); err != nil {
-		f.Close()
-		if errors.Is(err, fsutil.ErrLockTimeout) {
-			return nil, ErrBusy
-		}
-		return nil, fmt.Errorf("unbanlog: %w", err)
-	}
-	return f, nil
 }
 
 // Follow calls run now and then every interval until ctx is done or run

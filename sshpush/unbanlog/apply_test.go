@@ -276,7 +276,7 @@ func TestApplyRefusesUnsafeState(t *testing.T) {
 	os.Mkdir(dir, 0o777)
 	os.Chmod(dir, 0o777)
 	appendFile(t, cfg.Log, unbanLine("203.0.113.1", 0))
-	if _, err := Apply(context.Background(), cfg, &fakeF2B{}); !errors.Is(err, ErrUnsafeState) {
+	if _, err := Apply(context.Background(), cfg, &fakeF2B{}); !errors.Is(err, logtail.ErrUnsafeState) {
 		t.Fatalf("a world-writable state directory: got %v, want ErrUnsafeState", err)
 	}
 	cfg.Jails = []string{"bad jail"}
