@@ -4,8 +4,10 @@
 // the live log. The cursor, saved in a file of the caller's between runs,
 // names a file by device and inode and fingerprints the bytes before its
 // position, so that a copy, a truncation or a new file on a reused inode
-// is told from the file it was in. banpush's two followers share it:
-// apply-unbans (the received log) and report-failures (fail2ban's log).
+// is told from the file it was in. A follower without a cursor starts
+// either at the start of LOG.1 and the log (Open with none) or at the end
+// of the log (End). banpush's two followers share it: apply-unbans (the
+// received log) and report-failures (fail2ban's log).
 //
 // What it trusts: the paths and bounds its caller gives. What it does not
 // trust: anything it reads. The log and LOG.1 may lie in a directory
@@ -64,8 +66,7 @@ type segment struct {
 	last     bool // the live log: a last line without its newline is left for later
 }
 
-// Reader reads the lines of the received log after a cursor, across a
-// rotation: from the cursor's offset in whichever of LOG and LOG.1 still
+// Reader reads the lines of a log after a cursor, across a rotation: from the cursor's offset in whichever of LOG and LOG.1 still
 // continues it, then through the live log.
 type Reader struct {
 	maxLine int
@@ -86,31 +87,9 @@ type Reader struct {
 // anything but a regular file is refused for the log, and passed over for
 // LOG.1. Close the Reader when done.
 func Open(path string, cur *Cursor, maxLine int) (*Reader, error) {
-	if !filepath.IsAbs(path) {
-		return nil, fmt.Errorf("logtail: %s: not an absolute path", path)
-	}
-	if maxLine <= 0 {
-		return nil, fmt.Errorf("logtail: line bound %d: not positive", maxLine)
-	}
-	dir, base := filepath.Split(path)
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("logtail: %s: %w", dir, err)
-	}
-	defer unix.Close(dfd)
-	live, err := openAt(dfd, dir, base)
+	live, old, err := openPair(path, maxLine)
 	if err != nil {
 		return nil, err
-	}
-	old, err := openAt(dfd, dir, base+".1")
-	if err != nil {
-		old = nil // not a regular file: no log logrotate made
-	}
-	if live == nil && old == nil {
-		return nil, fmt.Errorf("%w at %s", ErrNoLog, path)
-	}
-	if live != nil {
-		live.last = true
 	}
 	r := &Reader{maxLine: maxLine}
 	switch {
@@ -140,6 +119,81 @@ func Open(path string, cur *Cursor, maxLine int) (*Reader, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// End returns a cursor at the end of the log at path (or of LOG.1, while
+// the log is missing), after its last whole line: a Reader opened at it
+// reads only what is appended to the log afterwards. A last line without
+// its newline, being written, is read once whole; if it is longer than
+// maxLine already, the cursor is past it, to pass over the rest of it
+// (Cursor.Skip). Both files are opened as Open opens them.
+func End(path string, maxLine int) (Cursor, error) {
+	live, old, err := openPair(path, maxLine)
+	if err != nil {
+		return Cursor{}, err
+	}
+	s := live
+	if s == nil {
+		s = old
+	} else if old != nil {
+		old.f.Close()
+	}
+	defer s.f.Close()
+	// The last maxLine+1 bytes hold the last newline, unless the last
+	// line is too long.
+	n := min(s.size, int64(maxLine)+1)
+	buf := make([]byte, n)
+	if _, err := s.f.ReadAt(buf, s.size-n); err != nil {
+		return Cursor{}, fmt.Errorf("logtail: %s: %w", s.f.Name(), err)
+	}
+	off, skip := s.size, false
+	switch i := bytes.LastIndexByte(buf, '\n'); {
+	case i == len(buf)-1:
+	case i >= 0:
+		off = s.size - n + int64(i) + 1
+	case s.size > int64(maxLine):
+		skip = true
+	default:
+		off = 0 // one short unfinished line
+	}
+	tail := make([]byte, min(off, tailLen))
+	if _, err := s.f.ReadAt(tail, off-int64(len(tail))); err != nil {
+		return Cursor{}, fmt.Errorf("logtail: %s: %w", s.f.Name(), err)
+	}
+	return Cursor{Dev: s.dev, Ino: s.ino, Offset: off, Tail: fingerprint(tail), Skip: skip}, nil
+}
+
+// openPair opens the log at path, an absolute path, and LOG.1 beside it;
+// either may be missing (nil), not both (ErrNoLog). LOG.1 is passed over
+// if it is not a regular file.
+func openPair(path string, maxLine int) (live, old *segment, err error) {
+	if !filepath.IsAbs(path) {
+		return nil, nil, fmt.Errorf("logtail: %s: not an absolute path", path)
+	}
+	if maxLine <= 0 {
+		return nil, nil, fmt.Errorf("logtail: line bound %d: not positive", maxLine)
+	}
+	dir, base := filepath.Split(path)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("logtail: %s: %w", dir, err)
+	}
+	defer unix.Close(dfd)
+	live, err = openAt(dfd, dir, base)
+	if err != nil {
+		return nil, nil, err
+	}
+	old, err = openAt(dfd, dir, base+".1")
+	if err != nil {
+		old = nil // not a regular file: no log logrotate made
+	}
+	if live == nil && old == nil {
+		return nil, nil, fmt.Errorf("%w at %s", ErrNoLog, path)
+	}
+	if live != nil {
+		live.last = true
+	}
+	return live, old, nil
 }
 
 // plan lists the segments to read: old from an offset, if given, then

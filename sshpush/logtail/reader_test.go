@@ -284,3 +284,48 @@ func TestCursorFile(t *testing.T) {
 		t.Error("a symbolic link as the cursor: accepted")
 	}
 }
+
+// TestEnd: a cursor at the end of the log reads only what comes after,
+// an unfinished last line included once whole.
+func TestEnd(t *testing.T) {
+	tests := []struct {
+		name     string
+		before   func(t *testing.T, log string)
+		after    string // appended to the log after End
+		want     string // the lines read then, joined by "|"
+		wantBad  int
+		wantSkip bool
+	}{
+		{name: "whole lines", before: write("a\nb\n"), after: "c\n", want: "c"},
+		{name: "empty", before: write(""), after: "c\n", want: "c"},
+		{name: "unfinished last line", before: write("a\nb"), after: "c\nd\n", want: "bc|d"},
+		{name: "one unfinished line", before: write("b"), after: "c\n", want: "bc"},
+		{name: "unfinished long line", before: write("a\n" + strings.Repeat("x", 2*maxLine)), after: "x\nd\n", want: "d", wantBad: 1, wantSkip: true},
+		{name: "long last line, whole", before: write("a\n" + strings.Repeat("x", 2*maxLine) + "\n"), after: "d\n", want: "d"},
+		{name: "only LOG.1", before: func(t *testing.T, log string) {
+			appendFile(t, log, "a\n")
+			os.Rename(log, log+".1")
+		}, after: "b\n", want: "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "fail2ban.log")
+			tt.before(t, log)
+			cur, err := End(log, maxLine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur.Skip != tt.wantSkip {
+				t.Errorf("Skip %v, want %v", cur.Skip, tt.wantSkip)
+			}
+			appendFile(t, log, tt.after)
+			lines, _, bad, _ := readAll(t, log, &cur)
+			if got := strings.Join(lines, "|"); got != tt.want || bad != tt.wantBad {
+				t.Errorf("got %q, %d passed over; want %q, %d", got, bad, tt.want, tt.wantBad)
+			}
+		})
+	}
+	if _, err := End(filepath.Join(t.TempDir(), "none.log"), maxLine); !errors.Is(err, ErrNoLog) {
+		t.Errorf("no log: got %v, want ErrNoLog", err)
+	}
+}
