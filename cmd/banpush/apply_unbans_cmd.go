@@ -18,6 +18,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/receive"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/unbanlog"
@@ -231,14 +232,14 @@ func applyError(err error, socket string) error {
 	case errors.Is(err, exec.ErrNotFound):
 		return withHint(fmt.Errorf("fail2ban-client is not installed; the unbans not applied stay ahead of the cursor"), exitUnavailable,
 			"apt-get install fail2ban (or put fail2ban-client on PATH); the next run applies them")
-	case errors.Is(err, unbanlog.ErrBusy):
+	case errors.Is(err, logtail.ErrBusy):
 		return withHint(err, exitTemp, "the next run applies what this one could not")
 	case errors.Is(err, f2b.ErrNoJail):
 		return withHint(err, exitConfig, "a jail stopped while apply-unbans ran: check 'fail2ban-client status'")
-	case errors.Is(err, unbanlog.ErrUnsafeState):
+	case errors.Is(err, logtail.ErrUnsafeState):
 		return withHint(err, exitConfig, "give --state a file in a directory of root's that nobody else can write, such as the default's")
-	case errors.Is(err, unbanlog.ErrNoLog):
-		return withHint(err, exitFailure, "check --log: the receiving account's log (docs/setup.md#step-1)")
+	case errors.Is(err, logtail.ErrNoLog):
+		return withHint(fmt.Errorf("no received log: %w", err), exitFailure, "check --log: the receiving account's log (docs/setup.md#step-1)")
 	case errors.As(err, &fe):
 		return withHint(err, exitTemp, "the next run tries these unbans again")
 	}

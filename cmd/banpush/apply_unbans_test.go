@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/record"
+	"github.com/banpush/banpush/sshpush/testkit/f2btest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 	"github.com/banpush/banpush/sshpush/unbanlog"
 )
@@ -37,7 +39,7 @@ logpath = $TMP/received.log
 action = dummy[target="$TMP/dummy"]
 `)
 	tmp := filepath.Dir(conf)
-	f2b := startFail2ban(t, conf, tmp)
+	f2b := f2btest.Start(t, conf, tmp)
 	sock := filepath.Join(tmp, "fail2ban.sock")
 
 	// The recording fail2ban-client, first on PATH.
@@ -57,7 +59,7 @@ action = dummy[target="$TMP/dummy"]
 		return time.Now().Format("2006-01-02T15:04:05-07:00") + " banpush: unban " + addr + " peer=web1 jail=sshd time=1764493921\n"
 	}
 	banned := func() []string {
-		for _, line := range strings.Split(f2b.client("status", "banpush"), "\n") {
+		for _, line := range strings.Split(f2b.Client("status", "banpush"), "\n") {
 			if _, list, ok := strings.Cut(line, "Banned IP list:"); ok {
 				return strings.Fields(list)
 			}
@@ -66,8 +68,8 @@ action = dummy[target="$TMP/dummy"]
 	}
 	ban := func(addrs ...string) {
 		t.Helper()
-		f2b.client(append([]string{"set", "banpush", "banip"}, addrs...)...)
-		f2b.waitFor("the bans", func() bool {
+		f2b.Client(append([]string{"set", "banpush", "banip"}, addrs...)...)
+		f2b.WaitFor("the bans", func() bool {
 			b := banned()
 			for _, a := range addrs {
 				if !slices.Contains(b, a) {
@@ -122,7 +124,7 @@ action = dummy[target="$TMP/dummy"]
 	appendFile(t, log, unban(z))
 	appendFile(t, log+".1", unban(w))
 	rep = apply(0)
-	if rep.Start != unbanlog.StartRotated || rep.Lifted != 3 || rep.Calls != 3 {
+	if rep.Start != logtail.StartRotated || rep.Lifted != 3 || rep.Calls != 3 {
 		t.Errorf("after the rotation: %+v", rep)
 	}
 	if b := banned(); slices.ContainsFunc(b, func(a string) bool { return a == y || a == z || a == w }) {
@@ -149,11 +151,11 @@ action = dummy[target="$TMP/dummy"]
 	// fail2ban is back, with x's ban restored from its database (x is not
 	// banned anew: that ban would be newer than the line, and stay), the
 	// line is applied.
-	f2b.stop()
+	f2b.Stop()
 	appendFile(t, log, unban(x))
 	apply(exitUnavailable)
-	f2b = startFail2ban(t, conf, tmp)
-	f2b.waitFor(x+"'s ban restored", func() bool { return slices.Contains(banned(), x) })
+	f2b = f2btest.Start(t, conf, tmp)
+	f2b.WaitFor(x+"'s ban restored", func() bool { return slices.Contains(banned(), x) })
 	if rep = apply(0); rep.Lifted != 1 || slices.Contains(banned(), x) {
 		t.Errorf("after fail2ban came back: %+v, banned %v", rep, banned())
 	}
@@ -170,7 +172,7 @@ action = dummy[target="$TMP/dummy"]
 	go func() { exited <- follow.Wait() }()
 	t.Cleanup(func() { follow.Process.Kill() })
 	appendFile(t, log, unban(x))
-	f2b.waitFor("--follow to apply the unban", func() bool { return !slices.Contains(banned(), x) })
+	f2b.WaitFor("--follow to apply the unban", func() bool { return !slices.Contains(banned(), x) })
 	follow.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:

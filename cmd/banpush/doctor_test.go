@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/doctor"
+	"github.com/banpush/banpush/sshpush/testkit/f2btest"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
@@ -61,7 +62,7 @@ action = dummy[target="$TMP/dummy"]
 logpath = $TMP/received.log
 `)
 	dir := filepath.Dir(conf)
-	f := startFail2ban(t, conf, dir)
+	f := f2btest.Start(t, conf, dir)
 	inv := filepath.Join(dir, "peers")
 	writeTestFile(t, inv, "Host web2\n    HostName 192.0.2.11\n")
 	args := []string{"--inventory", inv, "--spool", filepath.Join(dir, "spool"),
@@ -79,10 +80,10 @@ logpath = $TMP/received.log
 	// Setup step 10 as the README had it: a jail.d file and a reload.
 	writeTestFile(t, filepath.Join(conf, "jail.d", "zz-sshd-banpush.local"),
 		"[sshd]\naction = dummy[target=\""+dir+"/dummy\"]\n         banpush[banpush=/bin/true]\n")
-	if out := f.client("reload"); !strings.Contains(out, "OK") {
+	if out := f.Client("reload"); !strings.Contains(out, "OK") {
 		t.Fatalf("reload: %s", out)
 	}
-	if out := f.client("get", "sshd", "actions"); strings.Contains(out, "banpush") {
+	if out := f.Client("get", "sshd", "actions"); strings.Contains(out, "banpush") {
 		t.Fatalf("the reload trap did not happen (fixed in this fail2ban?): sshd's actions are %q", out)
 	}
 	rs, code = runDoctor(t, args...)
@@ -94,7 +95,7 @@ logpath = $TMP/received.log
 		t.Errorf("the failure does not name the trap and its fix: %+v", r)
 	}
 
-	if out := f.client("reload", "--restart", "sshd"); !strings.Contains(out, "OK") {
+	if out := f.Client("reload", "--restart", "sshd"); !strings.Contains(out, "OK") {
 		t.Fatalf("reload --restart sshd: %s", out)
 	}
 	rs, code = runDoctor(t, args...)
@@ -111,7 +112,7 @@ logpath = $TMP/received.log
 	}
 
 	// fail2ban stopped: that check fails and says where it looked.
-	f.stop()
+	f.Stop()
 	rs, code = runDoctor(t, args...)
 	if r := check(t, rs, "fail2ban", ""); r.Status != doctor.Fail || !strings.Contains(r.Found, "fail2ban.sock") || code != exitDoctor {
 		t.Errorf("fail2ban stopped: %+v, exit %d; want fail naming the socket, exit %d", r, code, exitDoctor)
@@ -126,7 +127,7 @@ func TestDoctorReceiver(t *testing.T) {
 	testenv.Need(t, append(testenv.Fail2ban(), append(testenv.OpenSSH(), testenv.Root("reads sshd -T and the receiving account"))...)...)
 	conf := f2bConfDir(t, "[banpush]\nlogpath = $TMP/received.log\naction = dummy[target=\"$TMP/dummy\"]\n")
 	dir := filepath.Dir(conf)
-	startFail2ban(t, conf, dir)
+	f2btest.Start(t, conf, dir)
 	bin := builtBanpush(t)
 	_, pub, _ := sshdtest.NewKey(t, dir, "web1", "")
 	log := filepath.Join(dir, "received.log")

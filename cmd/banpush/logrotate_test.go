@@ -1,86 +1,15 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/banpush/banpush/sshpush/testkit/f2btest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
-
-// fail2ban is a private fail2ban server for one test.
-type fail2ban struct {
-	t    *testing.T
-	conf string
-	done chan struct{} // closed when the server has exited
-}
-
-// startFail2ban runs fail2ban-server in the foreground on conf (see
-// f2bConfDir), with its socket, pid file, database and log in dir, until
-// the test ends.
-func startFail2ban(t *testing.T, conf, dir string) *fail2ban {
-	t.Helper()
-	writeTestFile(t, filepath.Join(conf, "fail2ban.local"), "[Definition]\n"+
-		"logtarget = "+filepath.Join(dir, "fail2ban.log")+"\n"+
-		"socket = "+filepath.Join(dir, "fail2ban.sock")+"\n"+
-		"pidfile = "+filepath.Join(dir, "fail2ban.pid")+"\n"+
-		"dbfile = "+filepath.Join(dir, "fail2ban.sqlite3")+"\n")
-	cmd := exec.Command("fail2ban-server", "-f", "-x", "-c", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	f := &fail2ban{t: t, conf: conf, done: done}
-	t.Cleanup(func() {
-		f.stop()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "fail2ban.log"))
-			t.Logf("fail2ban log:\n%s", b)
-		}
-	})
-	f.waitFor("the server to answer", func() bool { return strings.Contains(f.client("ping"), "pong") })
-	return f
-}
-
-// stop asks the server to stop and waits (up to 20 s) until it has.
-func (f *fail2ban) stop() {
-	exec.Command("fail2ban-client", "-c", f.conf, "stop").Run()
-	select {
-	case <-f.done:
-	case <-time.After(20 * time.Second):
-	}
-}
-
-// client runs fail2ban-client with args and returns its output.
-func (f *fail2ban) client(args ...string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, _ := exec.CommandContext(ctx, "fail2ban-client", append([]string{"-c", f.conf}, args...)...).CombinedOutput()
-	return string(out)
-}
-
-func (f *fail2ban) waitFor(what string, cond func() bool) {
-	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("fail2ban: %s: not within 30 s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // TestLogrotate: the contrib logrotate file, run by the real logrotate on
 // a host that setup-receiver.sh set up (in a private root): its prerotate
@@ -102,13 +31,13 @@ func TestLogrotate(t *testing.T) {
 	const log = "/var/log/banpush/received.log"
 	uid, gid := accountIDs(t, "banpush")
 	conf := f2bConfDir(t, "[banpush]\nlogpath = "+log+"\naction = dummy[target=\"$TMP/dummy\"]\n")
-	f2b := startFail2ban(t, conf, filepath.Dir(conf))
+	f2b := f2btest.Start(t, conf, filepath.Dir(conf))
 	banned := func(addr string) func() bool {
-		return func() bool { return strings.Contains(f2b.client("status", "banpush"), addr) }
+		return func() bool { return strings.Contains(f2b.Client("status", "banpush"), addr) }
 	}
 
 	receiveAs(t, "banpush", log, "203.0.113.201")
-	f2b.waitFor("the ban before the rotation", banned("203.0.113.201"))
+	f2b.WaitFor("the ban before the rotation", banned("203.0.113.201"))
 
 	out := mustRun(t, "logrotate", "-f", "-v", "-s", filepath.Join(t.TempDir(), "logrotate.state"), "/etc/logrotate.d/banpush")
 	t.Logf("logrotate:\n%s", out)
@@ -124,7 +53,7 @@ func TestLogrotate(t *testing.T) {
 	}
 
 	receiveAs(t, "banpush", log, "203.0.113.202")
-	f2b.waitFor("the ban after the rotation", banned("203.0.113.202"))
+	f2b.WaitFor("the ban after the rotation", banned("203.0.113.202"))
 
 	// A second rotation compresses the first (delaycompress), as root, in
 	// a directory the account's group may write to.
@@ -134,7 +63,7 @@ func TestLogrotate(t *testing.T) {
 	}
 	assertAppendOnlyLog(t, log, uid, gid)
 	receiveAs(t, "banpush", log, "203.0.113.203")
-	f2b.waitFor("the ban after the second rotation", banned("203.0.113.203"))
+	f2b.WaitFor("the ban after the second rotation", banned("203.0.113.203"))
 
 	// While root has the directory closed (between prerotate and
 	// postrotate), a receiver answers "try again later", as a busy one

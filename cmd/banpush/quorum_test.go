@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/testkit/f2btest"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
@@ -55,9 +56,9 @@ logpath = %[1]s
 action = dummy[target="$TMP/dummy-quorum"]
 `, recv.log))
 	dir := filepath.Dir(conf)
-	f2b := startFail2ban(t, conf, dir)
+	f2b := f2btest.Start(t, conf, dir)
 	banned := func(jail, addr string) bool {
-		for _, line := range strings.Split(f2b.client("status", jail), "\n") {
+		for _, line := range strings.Split(f2b.Client("status", jail), "\n") {
 			if _, list, ok := strings.Cut(line, "Banned IP list:"); ok {
 				return slices.Contains(strings.Fields(list), addr)
 			}
@@ -73,7 +74,7 @@ action = dummy[target="$TMP/dummy-quorum"]
 		t.Helper()
 		push(a, addr)
 		push(b, addr)
-		f2b.waitFor("the quorum ban of "+addr, func() bool { return banned("banpush-quorum", addr) })
+		f2b.WaitFor("the quorum ban of "+addr, func() bool { return banned("banpush-quorum", addr) })
 	}
 	const x, y, z = "203.0.113.71", "203.0.113.72", "203.0.113.73"
 
@@ -88,18 +89,18 @@ action = dummy[target="$TMP/dummy-quorum"]
 		t.Fatalf("%s banned on one quorum peer's reports", x)
 	}
 	push(b, x)
-	f2b.waitFor("the ban of "+x+" on two peers' reports", func() bool { return banned("banpush-quorum", x) })
+	f2b.WaitFor("the ban of "+x+" on two peers' reports", func() bool { return banned("banpush-quorum", x) })
 
 	push(c, y)
-	f2b.waitFor("the ban of "+y+" from a full-trust peer", func() bool { return banned("banpush", y) })
+	f2b.WaitFor("the ban of "+y+" from a full-trust peer", func() bool { return banned("banpush", y) })
 	if banned("banpush-quorum", y) {
 		t.Errorf("%s from a full-trust peer counted toward the quorum", y)
 	}
 
 	push(a, z)
 	agreed("203.0.113.82")
-	f2b.stop()
-	f2b = startFail2ban(t, conf, dir)
+	f2b.Stop()
+	f2b = f2btest.Start(t, conf, dir)
 	agreed("203.0.113.83")
 	if banned("banpush-quorum", z) || banned("banpush", z) {
 		t.Errorf("%s, reported by host01 alone, banned after fail2ban restarted", z)

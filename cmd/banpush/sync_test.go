@@ -13,6 +13,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
+	"github.com/banpush/banpush/sshpush/testkit/f2btest"
 	"github.com/banpush/banpush/sshpush/testkit/sshdtest"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
 )
@@ -64,13 +65,13 @@ logpath = $TMP/received.log
 `)
 	dir := filepath.Dir(conf)
 	sock := filepath.Join(dir, "fail2ban.sock")
-	f := startFail2ban(t, conf, dir)
+	f := f2btest.Start(t, conf, dir)
 
 	now := time.Now().Unix()
 	want := map[string]syncBanWant{}
 	var rows strings.Builder // ip jail timeofban bantime, for the database
 	ban := func(jail, addr string, tob, bantime int64) {
-		if out := f.client("set", jail, "banip", addr); strings.TrimSpace(out) != "1" {
+		if out := f.Client("set", jail, "banip", addr); strings.TrimSpace(out) != "1" {
 			t.Fatalf("set %s banip %s: %q", jail, addr, out)
 		}
 		fmt.Fprintf(&rows, "%s %s %d %d\n", addr, jail, tob, bantime)
@@ -95,7 +96,7 @@ logpath = $TMP/received.log
 	for _, a := range expired {
 		ban("hour", a, now-5*3600, 4*3600)
 	}
-	f.stop()
+	f.Stop()
 	py := exec.Command("python3", "-c", `
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -112,10 +113,10 @@ db.commit()
 	if out, err := py.CombinedOutput(); err != nil {
 		t.Fatalf("rewriting fail2ban's database: %v\n%s", err, out)
 	}
-	f = startFail2ban(t, conf, dir)
-	f.waitFor("the bans to be restored", func() bool {
-		return strings.Count(f.client("get", "hour", "banip", "--with-time"), "\n") >= 26 &&
-			strings.Count(f.client("get", "perm", "banip", "--with-time"), "\n") >= 25
+	f = f2btest.Start(t, conf, dir)
+	f.WaitFor("the bans to be restored", func() bool {
+		return strings.Count(f.Client("get", "hour", "banip", "--with-time"), "\n") >= 26 &&
+			strings.Count(f.Client("get", "perm", "banip", "--with-time"), "\n") >= 25
 	})
 
 	// A dry run shows the 50, with fail2ban's times read in its zone.
@@ -190,7 +191,7 @@ db.commit()
 	}
 
 	// fail2ban stopped: exit 69, nothing queued.
-	f.stop()
+	f.Stop()
 	if _, code, stderr := c.runCode("--fail2ban-socket", sock, "sync"); code != exitUnavailable || !strings.Contains(stderr, "no fail2ban server answers") {
 		t.Errorf("sync with fail2ban stopped: exit %d, want %d; stderr:\n%s", code, exitUnavailable, stderr)
 	}

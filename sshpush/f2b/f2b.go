@@ -222,6 +222,17 @@ func (c *Client) LogPaths(ctx context.Context, jail string) ([]string, error) {
 	return ParseLogPaths(out)
 }
 
+// LogTarget returns the file the server logs to (its logtarget): where
+// its "Found" lines are to be read. A server that logs to SYSLOG, STDOUT,
+// STDERR or the systemd journal is ErrLogNotFile.
+func (c *Client) LogTarget(ctx context.Context) (string, error) {
+	out, err := c.server(ctx, "get", "logtarget")
+	if err != nil {
+		return "", err
+	}
+	return ParseLogTarget(out)
+}
+
 // Configured reads the jails that fail2ban's configuration in dir
 // describes, as a start or reload would set them up (fail2ban-client -c DIR
 // -d, which does not talk to the server).

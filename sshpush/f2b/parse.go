@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 // Jail is one jail as fail2ban's configuration describes it.
@@ -92,6 +94,40 @@ func ParseLogPaths(out []byte) ([]string, error) {
 		return nil, errors.New("f2b: get logpath: unexpected answer")
 	}
 	return paths, nil
+}
+
+// ErrLogNotFile is returned by ParseLogTarget (and Client.LogTarget) when
+// fail2ban logs to SYSLOG, STDOUT, STDERR or SYSTEMD-JOURNAL: there is no
+// file of its log to follow.
+var ErrLogNotFile = errors.New("f2b: fail2ban does not log to a file")
+
+// maxPath bounds a path read from fail2ban-client (PATH_MAX).
+const maxPath = 4096
+
+// ParseLogTarget reads 'fail2ban-client get logtarget', two lines:
+//
+//	Current logging target is:
+//	`- /var/log/fail2ban.log
+//
+// and returns the file, an absolute path of printable ASCII. A target that
+// is no file (SYSLOG, STDOUT, ...) is ErrLogNotFile, with a hint.
+func ParseLogTarget(out []byte) (string, error) {
+	ls := lines(out)
+	for len(ls) > 0 && ls[len(ls)-1] == "" {
+		ls = ls[:len(ls)-1]
+	}
+	if len(ls) != 2 || ls[0] != "Current logging target is:" || !strings.HasPrefix(ls[1], "`- ") {
+		return "", errors.New("f2b: get logtarget: unexpected answer")
+	}
+	target := ls[1][3:]
+	switch u := strings.ToUpper(target); u {
+	case "SYSLOG", "STDOUT", "STDERR", "SYSOUT", "SYSTEMD-JOURNAL", "INHERITED":
+		return "", fmt.Errorf("%w but to %s: set logtarget = /var/log/fail2ban.log in /etc/fail2ban/fail2ban.local and restart fail2ban", ErrLogNotFile, u)
+	}
+	if len(target) > maxPath || !strings.HasPrefix(target, "/") || record.Printable(target) != target {
+		return "", errors.New("f2b: get logtarget: not an absolute path of printable ASCII")
+	}
+	return target, nil
 }
 
 // ParseDump reads the jails out of 'fail2ban-client -d': one Python list

@@ -1,8 +1,12 @@
 package f2b
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/banpush/banpush/sshpush/record"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -75,6 +79,47 @@ func TestParseLogPaths(t *testing.T) {
 				t.Fatalf("error %v, want error %v", err, tt.err)
 			}
 			if !tt.err && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseLogTarget: the answers are fail2ban 1.0.2's to 'fail2ban-client
+// get logtarget' (a file target, and one set with 'set logtarget SYSLOG').
+func TestParseLogTarget(t *testing.T) {
+	tests := []struct {
+		name    string
+		out     string
+		want    string
+		notFile bool
+		err     bool
+	}{
+		{name: "file", out: "Current logging target is:\n`- /var/log/fail2ban.log\n", want: "/var/log/fail2ban.log"},
+		{name: "no newline", out: "Current logging target is:\n`- /tmp/x y/fail2ban.log", want: "/tmp/x y/fail2ban.log"},
+		{name: "syslog", out: "Current logging target is:\n`- SYSLOG\n", notFile: true},
+		{name: "lower case stdout", out: "Current logging target is:\n`- stdout\n", notFile: true},
+		{name: "journal", out: "Current logging target is:\n`- SYSTEMD-JOURNAL\n", notFile: true},
+		{name: "stderr", out: "Current logging target is:\n`- STDERR\n", notFile: true},
+		{name: "relative", out: "Current logging target is:\n`- fail2ban.log\n", err: true},
+		{name: "empty", out: "Current logging target is:\n`- \n", err: true},
+		{name: "control character", out: "Current logging target is:\n`- /var/log/f\x1b[2Jail\n", err: true},
+		{name: "non-ASCII", out: "Current logging target is:\n`- /var/log/f\xc3\xa9.log\n", err: true},
+		{name: "extra line", out: "Current logging target is:\n`- /a.log\n`- /b.log\n", err: true},
+		{name: "no header", out: "`- /var/log/fail2ban.log\n", err: true},
+		{name: "garbage", out: "Server replied: pong\n", err: true},
+		{name: "too long", out: "Current logging target is:\n`- /" + strings.Repeat("a", maxPath) + "\n", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseLogTarget([]byte(tt.out))
+			if errors.Is(err, ErrLogNotFile) != tt.notFile || (err != nil) != (tt.err || tt.notFile) {
+				t.Fatalf("error %v, want error %v (not a file: %v)", err, tt.err || tt.notFile, tt.notFile)
+			}
+			if tt.notFile && !strings.Contains(err.Error(), "set logtarget") {
+				t.Errorf("error %q: want a hint", err)
+			}
+			if got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -187,6 +232,7 @@ func FuzzParseAnswers(f *testing.F) {
 	f.Add([]byte("Status\n|- Number of jail:\t2\n`- Jail list:\tbanpush, sshd\n"))
 	f.Add([]byte("The jail sshd has the following actions:\ndummy, banpush\n"))
 	f.Add([]byte("Current monitored log file(s):\n|- /a.log\n`- /b.log\n"))
+	f.Add([]byte("Current logging target is:\n`- /var/log/fail2ban.log\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, parse := range []func([]byte) ([]string, error){ParseStatus, ParseActions} {
 			names, err := parse(data)
@@ -201,6 +247,9 @@ func FuzzParseAnswers(f *testing.F) {
 			if err == nil && (p == "" || p[0] != '/') {
 				t.Fatalf("relative path %q returned", p)
 			}
+		}
+		if p, err := ParseLogTarget(data); err == nil && (p == "" || p[0] != '/' || record.Printable(p) != p || len(p) > maxPath) {
+			t.Fatalf("log target %q returned", p)
 		}
 	})
 }

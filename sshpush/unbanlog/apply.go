@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
-	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/record"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultMaxAge is how old an unban line may be and still be applied.
@@ -26,16 +23,6 @@ const MaxListed = 1000
 
 // lockTimeout bounds the wait for another run on the same cursor.
 const lockTimeout = 10 * time.Second
-
-// ErrBusy is returned when another run holds the cursor's lock too long.
-var ErrBusy = errors.New("unbanlog: another apply-unbans runs on the same cursor")
-
-// ErrUnsafeState is returned when the cursor's directory is not the
-// running account's own, or others may write to it: the receiving
-// account's home is such a directory, and a cursor there could be
-// replaced by that account, or turned into a link for root to write
-// through.
-var ErrUnsafeState = errors.New("unbanlog: the cursor's directory belongs to another account or others may write to it")
 
 // Unbanner lists and lifts bans in the local fail2ban (f2b.Client does).
 // EachBan gives fn each ban of the jail, however many it holds.
@@ -100,14 +87,14 @@ type Applied struct {
 
 // Report is what one run read and did.
 type Report struct {
-	Start   Start     `json:"start"`
-	Unbans  int       `json:"unbans"`  // unban lines read
-	Applied []Applied `json:"applied"` // the first MaxListed (address, jail) pairs applied
-	Calls   int       `json:"calls"`   // fail2ban unbans run
-	Lifted  int       `json:"lifted"`  // of them, bans that were lifted
-	Skipped Skipped   `json:"skipped"`
-	Other   int       `json:"other"` // lines of other kinds (ban, report, quorum)
-	Held    int       `json:"held"`  // unbans held for this host's settings after the run, to be tried again (see Held)
+	Start   logtail.Start `json:"start"`
+	Unbans  int           `json:"unbans"`  // unban lines read
+	Applied []Applied     `json:"applied"` // the first MaxListed (address, jail) pairs applied
+	Calls   int           `json:"calls"`   // fail2ban unbans run
+	Lifted  int           `json:"lifted"`  // of them, bans that were lifted
+	Skipped Skipped       `json:"skipped"`
+	Other   int           `json:"other"` // lines of other kinds (ban, report, quorum)
+	Held    int           `json:"held"`  // unbans held for this host's settings after the run, to be tried again (see Held)
 }
 
 // Skipped counts lines passed over, by reason.
@@ -140,17 +127,17 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 	if err := checkJails(cfg.Jails); err != nil {
 		return rep, err
 	}
-	lock, err := lockState(ctx, cfg.State)
+	lock, err := logtail.LockCursor(ctx, cfg.State, lockTimeout)
 	if err != nil {
 		return rep, err
 	}
 	defer lock.Close()
 
-	cur, err := LoadCursor(cfg.State)
+	cur, err := logtail.LoadCursor(cfg.State)
 	if err != nil {
 		return rep, err
 	}
-	r, err := Open(cfg.Log, cur)
+	r, err := logtail.Open(cfg.Log, cur, logline.MaxLen)
 	if err != nil {
 		return rep, err
 	}
@@ -193,11 +180,11 @@ func Apply(ctx context.Context, cfg Config, u Unbanner) (Report, error) {
 type applier struct {
 	cfg              *Config
 	u                Unbanner
-	r                *Reader
+	r                *logtail.Reader
 	rep              *Report
-	cur              *Cursor // as loaded: nil for a first run
+	cur              *logtail.Cursor // as loaded: nil for a first run
 	held, heldBefore []Held
-	done, start      Cursor // where the lines applied so far end; where the run began
+	done, start      logtail.Cursor // where the lines applied so far end; where the run began
 	now              time.Time
 	seen             map[netip.Addr]bool
 }
@@ -215,13 +202,13 @@ func (a *applier) save() error {
 	if a.done == a.start || a.cur != nil && *a.cur == a.done {
 		return nil // no progress: nothing to write
 	}
-	return SaveCursor(a.cfg.State, a.done)
+	return logtail.SaveCursor(a.cfg.State, a.done)
 }
 
 // readBatch reads up to maxPending unbans to apply, holding or passing
 // over the others; read is where the lines read end, eof whether the log
 // has no more.
-func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read Cursor, eof bool, err error) {
+func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read logtail.Cursor, eof bool, err error) {
 	read = a.done
 	for len(pending) < maxPending && !eof {
 		line, next, err := a.r.Next()
@@ -233,7 +220,7 @@ func (a *applier) readBatch(ctx context.Context) (pending []pendingUnban, read C
 				read = next
 			}
 			continue
-		case errors.Is(err, ErrBadLine):
+		case errors.Is(err, logtail.ErrSkipped):
 			a.rep.Skipped.Bad++
 			read = next
 			continue
@@ -286,7 +273,7 @@ func (a *applier) take(ub Unban) bool {
 // pendingUnban is an unban line to apply, and where its line ends.
 type pendingUnban struct {
 	ub   Unban
-	next Cursor
+	next logtail.Cursor
 }
 
 // checkJails refuses a jail name fail2ban could not have made, or one
@@ -445,34 +432,6 @@ func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingU
 		}
 	}
 	return len(pending), nil
-}
-
-// lockState takes the lock beside the cursor file, so that two runs (the
-// path unit's and one by hand) never apply the same lines at once.
-func lockState(ctx context.Context, state string) (*os.File, error) {
-	dir := filepath.Dir(state)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("unbanlog: state directory: %w", err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("%w: %s", ErrUnsafeState, dir)
-	}
-	fd, err := unix.Open(state+".lock", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("unbanlog: lock %s.lock: %w", state, err)
-	}
-	f := os.NewFile(uintptr(fd), state+".lock")
-	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
-	defer cancel()
-	if err := fsutil.Lock(ctx, f); err != nil {
-		f.Close()
-		if errors.Is(err, fsutil.ErrLockTimeout) {
-			return nil, ErrBusy
-		}
-		return nil, fmt.Errorf("unbanlog: %w", err)
-	}
-	return f, nil
 }
 
 // Follow calls run now and then every interval until ctx is done or run

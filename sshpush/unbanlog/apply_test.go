@@ -13,6 +13,7 @@ import (
 
 	"github.com/banpush/banpush/sshpush/f2b"
 	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/record"
 )
 
@@ -101,7 +102,7 @@ func TestApply(t *testing.T) {
 		t.Errorf("calls: got %s, want %s", got, want)
 	}
 	wantSkipped := Skipped{Bad: 2, Old: 2, NotBanned: 1, Newer: 1, Refused: 1, Duplicate: 1, Held: 1}
-	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 2 || rep.Lifted != 2 || len(rep.Applied) != 2 || rep.Start != StartFirst || rep.Held != 1 {
+	if rep.Skipped != wantSkipped || rep.Other != 1 || rep.Unbans != 7 || rep.Calls != 2 || rep.Lifted != 2 || len(rep.Applied) != 2 || rep.Start != logtail.StartFirst || rep.Held != 1 {
 		t.Errorf("report: got %+v", rep)
 	}
 	if !f.banned["banpush-quorum 2001:db8::1"] {
@@ -110,7 +111,7 @@ func TestApply(t *testing.T) {
 
 	// Again: nothing new, nothing applied; then the cut line completes.
 	f.calls = nil
-	if rep, err = Apply(context.Background(), cfg, f); err != nil || len(f.calls) != 0 || rep.Start != StartContinued {
+	if rep, err = Apply(context.Background(), cfg, f); err != nil || len(f.calls) != 0 || rep.Start != logtail.StartContinued {
 		t.Fatalf("second run: %v, calls %q, %+v", err, f.calls, rep)
 	}
 	appendFile(t, cfg.Log, unbanLine("203.0.113.11", 0)[20:])
@@ -275,7 +276,7 @@ func TestApplyRefusesUnsafeState(t *testing.T) {
 	os.Mkdir(dir, 0o777)
 	os.Chmod(dir, 0o777)
 	appendFile(t, cfg.Log, unbanLine("203.0.113.1", 0))
-	if _, err := Apply(context.Background(), cfg, &fakeF2B{}); !errors.Is(err, ErrUnsafeState) {
+	if _, err := Apply(context.Background(), cfg, &fakeF2B{}); !errors.Is(err, logtail.ErrUnsafeState) {
 		t.Fatalf("a world-writable state directory: got %v, want ErrUnsafeState", err)
 	}
 	cfg.Jails = []string{"bad jail"}

@@ -1,4 +1,4 @@
-package unbanlog
+package logtail
 
 import (
 	"errors"
@@ -8,15 +8,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/banpush/banpush/sshpush/logline"
 	"golang.org/x/sys/unix"
 )
+
+// maxLine is the line bound of the tests' Readers: the received log's
+// (maxLine), which the tests were first written for.
+const maxLine = 1024
 
 // readAll reads every line after cur and returns them with the cursor
 // after the last and the count of lines passed over.
 func readAll(t *testing.T, log string, cur *Cursor) (lines []string, end Cursor, bad int, start Start) {
 	t.Helper()
-	r, err := Open(log, cur)
+	r, err := Open(log, cur, maxLine)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -26,7 +29,7 @@ func readAll(t *testing.T, log string, cur *Cursor) (lines []string, end Cursor,
 		switch {
 		case err == io.EOF:
 			return lines, c, bad, r.Start
-		case errors.Is(err, ErrBadLine):
+		case errors.Is(err, ErrSkipped):
 			bad++
 		case err != nil:
 			t.Fatalf("Next: %v", err)
@@ -175,12 +178,12 @@ func TestReaderRotation(t *testing.T) {
 			}, want: "a|b", wantStart: StartFirst},
 		}},
 		{name: "overlong lines", steps: []step{
-			{do: write("a\n" + strings.Repeat("x", 5*logline.MaxLen) + "\nb\n"), want: "a|b", wantBad: 1, wantStart: StartFirst},
-			{do: write(strings.Repeat("y", 3*logline.MaxLen)), want: "", wantStart: StartContinued},
+			{do: write("a\n" + strings.Repeat("x", 5*maxLine) + "\nb\n"), want: "a|b", wantBad: 1, wantStart: StartFirst},
+			{do: write(strings.Repeat("y", 3*maxLine)), want: "", wantStart: StartContinued},
 			{do: write("\nc\n"), want: "c", wantBad: 1, wantStart: StartContinued},
 		}},
 		{name: "line of exactly the bound", steps: []step{
-			{do: write(strings.Repeat("z", logline.MaxLen) + "\n" + strings.Repeat("w", logline.MaxLen+1) + "\n"), want: strings.Repeat("z", logline.MaxLen), wantBad: 1, wantStart: StartFirst},
+			{do: write(strings.Repeat("z", maxLine) + "\n" + strings.Repeat("w", maxLine+1) + "\n"), want: strings.Repeat("z", maxLine), wantBad: 1, wantStart: StartFirst},
 		}},
 	}
 	for _, tt := range tests {
@@ -199,6 +202,25 @@ func TestReaderRotation(t *testing.T) {
 	}
 }
 
+// TestReaderLongLineRotated: a cursor inside an unfinished long line
+// survives a rotation: the rest of LOG.1 is that line, one line passed
+// over, and the new log is read from its start.
+func TestReaderLongLineRotated(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "received.log")
+	appendFile(t, log, "a\n"+strings.Repeat("x", 3*maxLine))
+	lines, end, bad, _ := readAll(t, log, nil)
+	if fi, err := os.Stat(log); err != nil || strings.Join(lines, "|") != "a" || bad != 0 || end.Offset != fi.Size() {
+		t.Fatalf("first read: %q, %d bad, cursor %+v; want a, and the cursor past the long line's bytes", lines, bad, end)
+	}
+	appendFile(t, log, strings.Repeat("y", maxLine))
+	rotate(t, log)
+	appendFile(t, log, "b\n")
+	lines, end, bad, start := readAll(t, log, &end)
+	if strings.Join(lines, "|") != "b" || bad != 1 || start != StartRotated || end.Offset != 2 {
+		t.Fatalf("after the rotation: %q, %d bad, start %s, cursor %+v; want b, 1 bad, rotated", lines, bad, start, end)
+	}
+}
+
 func TestReaderRefusesLinks(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "secret")
@@ -207,7 +229,7 @@ func TestReaderRefusesLinks(t *testing.T) {
 	if err := os.Symlink(target, log); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(log, nil); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+	if _, err := Open(log, nil, maxLine); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("a symbolic link as the log: got %v, want a refusal", err)
 	}
 	os.Remove(log)
@@ -223,12 +245,12 @@ func TestReaderRefusesLinks(t *testing.T) {
 	if err := unix.Mkfifo(log, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(log, nil); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := Open(log, nil, maxLine); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("a FIFO as the log: got %v, want a refusal", err)
 	}
 	os.Remove(log)
 	os.Remove(log + ".1")
-	if _, err := Open(log, nil); !errors.Is(err, ErrNoLog) {
+	if _, err := Open(log, nil, maxLine); !errors.Is(err, ErrNoLog) {
 		t.Fatalf("no log: got %v, want ErrNoLog", err)
 	}
 }
@@ -260,5 +282,50 @@ func TestCursorFile(t *testing.T) {
 	os.Symlink(filepath.Join(dir, "elsewhere"), state)
 	if _, err := LoadCursor(state); err == nil {
 		t.Error("a symbolic link as the cursor: accepted")
+	}
+}
+
+// TestEnd: a cursor at the end of the log reads only what comes after,
+// an unfinished last line included once whole.
+func TestEnd(t *testing.T) {
+	tests := []struct {
+		name     string
+		before   func(t *testing.T, log string)
+		after    string // appended to the log after End
+		want     string // the lines read then, joined by "|"
+		wantBad  int
+		wantSkip bool
+	}{
+		{name: "whole lines", before: write("a\nb\n"), after: "c\n", want: "c"},
+		{name: "empty", before: write(""), after: "c\n", want: "c"},
+		{name: "unfinished last line", before: write("a\nb"), after: "c\nd\n", want: "bc|d"},
+		{name: "one unfinished line", before: write("b"), after: "c\n", want: "bc"},
+		{name: "unfinished long line", before: write("a\n" + strings.Repeat("x", 2*maxLine)), after: "x\nd\n", want: "d", wantBad: 1, wantSkip: true},
+		{name: "long last line, whole", before: write("a\n" + strings.Repeat("x", 2*maxLine) + "\n"), after: "d\n", want: "d"},
+		{name: "only LOG.1", before: func(t *testing.T, log string) {
+			appendFile(t, log, "a\n")
+			os.Rename(log, log+".1")
+		}, after: "b\n", want: "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "fail2ban.log")
+			tt.before(t, log)
+			cur, err := End(log, maxLine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur.Skip != tt.wantSkip {
+				t.Errorf("Skip %v, want %v", cur.Skip, tt.wantSkip)
+			}
+			appendFile(t, log, tt.after)
+			lines, _, bad, _ := readAll(t, log, &cur)
+			if got := strings.Join(lines, "|"); got != tt.want || bad != tt.wantBad {
+				t.Errorf("got %q, %d passed over; want %q, %d", got, bad, tt.want, tt.wantBad)
+			}
+		})
+	}
+	if _, err := End(filepath.Join(t.TempDir(), "none.log"), maxLine); !errors.Is(err, ErrNoLog) {
+		t.Errorf("no log: got %v, want ErrNoLog", err)
 	}
 }

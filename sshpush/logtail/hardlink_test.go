@@ -1,4 +1,4 @@
-package unbanlog
+package logtail
 
 import (
 	"os"
@@ -21,7 +21,7 @@ func TestOpenRefusesHardLink(t *testing.T) {
 	if err := os.Link(secret, log); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(log, nil)
+	r, err := Open(log, nil, maxLine)
 	if err == nil {
 		r.Close()
 		t.Fatal("Open read a log with two names")

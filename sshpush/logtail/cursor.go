@@ -1,4 +1,4 @@
-package unbanlog
+package logtail
 
 import (
 	"bytes"
@@ -32,8 +32,8 @@ type Cursor struct {
 	Offset int64  `json:"offset"`
 	Tail   string `json:"tail"` // hex SHA-256 of the up to tailLen bytes before Offset
 
-	// Skip: Offset is inside a line longer than logline.MaxLen that had no
-	// newline yet, passed over up to Offset; the next read passes over
+	// Skip: Offset is inside a line longer than the Reader's bound that
+	// had no newline yet, passed over up to Offset; the next read passes over
 	// the rest of it, to its newline, before it reads a line. So the
 	// bytes of an unfinished long line are read once, not at every run.
 	Skip bool `json:"skip,omitempty"`
@@ -48,24 +48,24 @@ func LoadCursor(path string) (*Cursor, error) {
 	case errors.Is(err, unix.ENOENT):
 		return nil, nil
 	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("unbanlog: cursor %s: is a symbolic link", path)
+		return nil, fmt.Errorf("logtail: cursor %s: is a symbolic link", path)
 	case err != nil:
-		return nil, fmt.Errorf("unbanlog: cursor %s: %w", path, err)
+		return nil, fmt.Errorf("logtail: cursor %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("unbanlog: cursor %s: not a regular file", path)
+		return nil, fmt.Errorf("logtail: cursor %s: not a regular file", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxCursor))
 	if err != nil {
-		return nil, fmt.Errorf("unbanlog: cursor %s: %w", path, err)
+		return nil, fmt.Errorf("logtail: cursor %s: %w", path, err)
 	}
 	var c Cursor
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil || c.Offset < 0 || !validTail(c.Tail) {
-		return nil, fmt.Errorf("unbanlog: cursor %s: damaged (remove it to start again)", path)
+		return nil, fmt.Errorf("logtail: cursor %s: damaged (remove it to start again)", path)
 	}
 	return &c, nil
 }
@@ -82,7 +82,7 @@ func SaveCursor(path string, c Cursor) error {
 		return err
 	}
 	if err := fsutil.WriteAtomic(path, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("unbanlog: cursor: %w", err)
+		return fmt.Errorf("logtail: cursor: %w", err)
 	}
 	return nil
 }
