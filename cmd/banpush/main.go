@@ -128,8 +128,9 @@ type CLI struct {
 	Completion CompletionCmd `cmd:"" help:"Print a completion script for bash, zsh or fish."`
 	Man        ManCmd        `cmd:"" hidden:"" help:"Print the manual page, banpush(1), in the man(7) macros."`
 
-	ApplyUnbans  ApplyUnbansCmd  `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
-	SetupAccount SetupAccountCmd `cmd:"" name:"setup-account" help:"Make and mend, as root, the receiving account's ~/.ssh and its append-only received log."`
+	ApplyUnbans    ApplyUnbansCmd    `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
+	SetupAccount   SetupAccountCmd   `cmd:"" name:"setup-account" help:"Make and mend, as root, the receiving account's ~/.ssh and its append-only received log."`
+	ReportFailures ReportFailuresCmd `cmd:"" name:"report-failures" help:"Report every failure fail2ban sees to the fleet, which bans a brute force spread over its hosts (run as root, as a service)."`
 }
 
 // Env is what commands may touch of the outside world. Tests replace it.

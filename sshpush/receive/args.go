@@ -180,9 +180,10 @@ func (a *Args) set(name, v string) error {
 }
 
 // plainDecimal parses a non-negative decimal number without a sign or
-// leading zeros.
+// leading zeros, of at most 10 digits: enough for every bound Check allows
+// (MaxMaxBurst is 10 digits), so that what Argv writes reads back.
 func plainDecimal(s string) (int, error) {
-	if s == "" || len(s) > 9 || len(s) > 1 && s[0] == '0' {
+	if s == "" || len(s) > 10 || len(s) > 1 && s[0] == '0' {
 		return 0, errors.New("not a plain number")
 	}
 	n := 0

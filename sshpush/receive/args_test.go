@@ -21,6 +21,8 @@ func TestArgsRoundTrip(t *testing.T) {
 			AllowUnban: true, UnbanWindow: 0},
 		{Peer: "web3", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
 			UnbanWindow: 90 * time.Second},
+		{Peer: "h1", Log: "/l", MaxBurst: MaxMaxBurst, MaxPerMinute: MaxMaxPerMinute, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
+			UnbanWindow: DefaultUnbanWindow},
 		{Peer: "web4", Log: "/var/log/banpush/received.log", MaxBurst: 20, MaxPerMinute: 5, Trust: "full", Quorum: 2, QuorumWindow: time.Hour,
 			UnbanWindow: DefaultUnbanWindow, Fleet: true, FleetFailures: 12, FleetHosts: 3, FleetWindow: 90 * time.Minute},
 	}
