@@ -100,6 +100,15 @@ func (w *worker) loadCursor() error {
 func (w *worker) deliverRead(ctx context.Context, entries []spool.Entry) (upto int, limited bool, err error) {
 	enc := w.encode(entries)
 	upto = enc.end // entries acknowledged by this round
+	if len(enc.batch) > 0 && enc.kind == spool.Failure {
+		// A fail request starts at least FailGap after the last one
+		// ended: however many failures the fleet sees, a peer's sshd
+		// gets at most one such session a second.
+		if d := FailGap - time.Since(w.failAt); d > 0 && !sleep(ctx, w.cfg.Stop, d) {
+			return 0, false, ctx.Err()
+		}
+		defer func() { w.failAt = time.Now() }()
+	}
 	if len(enc.batch) > 0 {
 		ack, err := w.send(ctx, enc.kind, enc.batch)
 		if err != nil && enc.kind == spool.Failure && sshpush.ClassOf(err) == sshpush.ClassTooOld {

@@ -119,6 +119,12 @@ type Config struct {
 	Logf func(format string, args ...any) // diagnostics; nil discards them
 }
 
+// FailGap is the least time from the end of a fail request (failure
+// reports) to one peer to the start of the next: reports queued in between join the next request, so that
+// fleet detection costs each peer's sshd at most one session a second,
+// however many failures there are.
+const FailGap = time.Second
+
 // Result is what happened to one peer in a Run.
 type Result struct {
 	Peer      string

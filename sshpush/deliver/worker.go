@@ -34,6 +34,7 @@ type worker struct {
 	noSave   bool // the state on disk could not be read: leave it alone
 	cancels  *spool.Cancels
 	sentAt   time.Time // when the last batch was answered (or failed)
+	failAt   time.Time // when the last fail request ended
 
 	failing  bool      // the last try failed: retries take the failing slots
 	gaveUp   bool      // a foreground run met a failure no retry fixes

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +39,15 @@ type Receiver struct {
 	NoUnban atomic.Bool
 	// AllowUnban is the receiver's --allow-unban.
 	AllowUnban atomic.Bool
+	// NoFail answers fail requests as a receiver that predates them.
+	NoFail atomic.Bool
+	// Fleet is the receiver's fleet policy (--fleet-failures ...); the
+	// zero policy refuses every failure report.
+	Fleet receive.FleetPolicy
+
+	// failTimes are when each fail request came.
+	mu        sync.Mutex
+	failTimes []time.Time
 
 	Streams atomic.Int32 // stream sessions served
 	Batches atomic.Int32 // batches answered, streamed or not
@@ -52,7 +63,7 @@ func NewReceiver(t testing.TB) *Receiver {
 // Handle is the Receiver's Handler.
 func (r *Receiver) Handle(e *Exec) Exit {
 	req, err := wire.ParseRequest(e.Command)
-	if err != nil || req == wire.Stream && r.NoStream.Load() || req == wire.Unban && r.NoUnban.Load() {
+	if err != nil || req == wire.Stream && r.NoStream.Load() || req == wire.Unban && r.NoUnban.Load() || req == wire.Fail && r.NoFail.Load() {
 		fmt.Fprintf(e.Stderr, "banpush: error: %v\n", wire.ErrUnknownRequest)
 		return Exit{Status: wire.ExitRequest}
 	}
@@ -82,9 +93,16 @@ func (r *Receiver) Handle(e *Exec) Exit {
 		return r.exit(e, err)
 	}
 	cfg.AllowUnban = r.AllowUnban.Load()
+	cfg.Fleet = r.Fleet
 	handle := receive.Accept
-	if req == wire.Unban {
+	switch req {
+	case wire.Unban:
 		handle = receive.Unban
+	case wire.Fail:
+		handle = receive.Fail
+		r.mu.Lock()
+		r.failTimes = append(r.failTimes, time.Now())
+		r.mu.Unlock()
 	}
 	res, err := handle(context.Background(), cfg, e.Stdin)
 	if err != nil {
@@ -93,6 +111,13 @@ func (r *Receiver) Handle(e *Exec) Exit {
 	r.Batches.Add(1)
 	receive.WriteAnswer(e.Stdout, e.Stderr, res, 10)
 	return Exit{}
+}
+
+// FailTimes returns when each fail request came, in order.
+func (r *Receiver) FailTimes() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.failTimes)
 }
 
 // exit maps the receiver's error to its exit status as banpush receive does.
