@@ -159,8 +159,9 @@ type fleet struct {
 }
 
 // newCertFleet sets up n hosts as the README's fleet setup does and starts
-// their sshd, all at once.
-func newCertFleet(t *testing.T, n int) *fleet {
+// their sshd, all at once. authorize are more arguments of 'banpush
+// authorize' for the one authorized_keys line (a policy).
+func newCertFleet(t *testing.T, n int, authorize ...string) *fleet {
 	t.Helper()
 	needFleet(t, "a mount and a UTS namespace per host")
 	f := &fleet{t: t, bin: banpushBin(t), dir: t.TempDir()}
@@ -190,8 +191,8 @@ func newCertFleet(t *testing.T, n int) *fleet {
 		writeFile(t, filepath.Join(h.dir, "known_hosts"), knownHosts)
 		f.hosts = append(f.hosts, h)
 
-		line := f.run(h, "authorize", "--cert-authority", userCA+".pub",
-			"--log", filepath.Join(f.logDir, "banpush.log"), "--binary", f.bin)
+		line := f.run(h, append([]string{"authorize", "--cert-authority", userCA + ".pub",
+			"--log", filepath.Join(f.logDir, "banpush.log"), "--binary", f.bin}, authorize...)...)
 		f.authLines = append(f.authLines, line)
 		cfgs = append(cfgs, sshdtest.Config{
 			AuthorizedKeys:  line,
