@@ -14,7 +14,7 @@ const (
 	exitDoctor  = 4                // doctor: at least one check failed
 	exitRequest = wire.ExitRequest // receive: unknown or missing request (EX_USAGE)
 	exitData    = wire.ExitData    // receive: batch refused whole (too large); push, unban: an address refused (EX_DATAERR)
-	exitTemp    = wire.ExitTemp    // receive: log busy, nothing written; flush, --wait: the sender lock not had; apply-unbans: try again (EX_TEMPFAIL)
+	exitTemp    = wire.ExitTemp    // receive: log busy, nothing written; flush, --wait: the sender lock not had; apply-unbans, report-failures: try again (EX_TEMPFAIL)
 	exitConfig  = wire.ExitConfig  // bad configuration: inventory file, receive arguments (EX_CONFIG)
 	exitUsage   = 80               // command-line usage error (kong's convention)
 )
@@ -26,5 +26,6 @@ const exitCannotWrite = wire.ExitCannotWrite
 
 // exitUnavailable (EX_UNAVAILABLE): sync, apply-unbans: the local
 // fail2ban does not answer, or fail2ban-client is missing; nothing was
-// queued or applied.
+// queued or applied. report-failures: where fail2ban logs cannot be
+// learned, or is no file.
 const exitUnavailable = 69

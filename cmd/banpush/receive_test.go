@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -188,14 +189,19 @@ func TestReceiveHostile(t *testing.T) {
 		{"unban request wrong case", ptr("banpush-v1 UNBAN"), "", 64, "", "unknown request"},
 	}...)
 	// Every case against a full-trust peer, a quorum peer (a report line
-	// is as hard to forge as a ban line), and, as an unban request, a peer
-	// allowed to unban (an unban line as hard as either).
-	trusts := map[string][]string{"full": nil, "quorum": {"--trust", "quorum"}, "unban": {"--allow-unban"}}
+	// is as hard to forge as a ban line), as an unban request, a peer
+	// allowed to unban (an unban line as hard as either), and as a fail
+	// request, a peer whose failure reports count (a fleet line as hard).
+	trusts := map[string][]string{"full": nil, "quorum": {"--trust", "quorum"}, "unban": {"--allow-unban"},
+		"fleet": {"--fleet-failures", "2", "--fleet-hosts", "2"}}
 	for _, tt := range tests {
 		for trust, trustArgs := range trusts {
 			request := tt.request
-			if trust == "unban" && request == ban {
+			switch {
+			case trust == "unban" && request == ban:
 				request = ptr("banpush-v1 unban")
+			case trust == "fleet" && request == ban:
+				request = ptr("banpush-v1 fail")
 			}
 			t.Run(trust+"/"+tt.name, func(t *testing.T) {
 				log := filepath.Join(t.TempDir(), "received.log")
@@ -226,11 +232,59 @@ func TestReceiveHostile(t *testing.T) {
 				if !bytes.Equal(after, before) {
 					t.Errorf("log changed:\n%s", after)
 				}
-				if _, err := os.Stat(log + ".unbans"); !os.IsNotExist(err) {
-					t.Errorf("unban memory written: %v", err)
+				for _, memory := range []string{".unbans", ".fleet"} {
+					if _, err := os.Stat(log + memory); !os.IsNotExist(err) {
+						t.Errorf("memory %s written: %v", memory, err)
+					}
 				}
 			})
 		}
+	}
+}
+
+// TestReceiveHostileReports: a fail request's own field, and the fleet
+// policy's refusals: each record refused with its reason, never echoed,
+// and neither the log nor the fleet memory written; a failures field in a
+// ban is refused.
+func TestReceiveHostileReports(t *testing.T) {
+	const conn = "198.51.100.99 40000 192.0.2.1 22"
+	fail, ban := ptr("banpush-v1 fail"), ptr("banpush-v1 ban")
+	fleet := []string{"--fleet-failures", "2", "--fleet-hosts", "2"}
+	// runReceive's clock: 2026-11-24 12:00 +01:00; two hours before.
+	old := strconv.FormatInt(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC).Unix(), 10)
+	tests := []struct {
+		name    string
+		request *string
+		args    []string
+		stdin   string
+		refused string
+	}{
+		{"failures zero", fail, fleet, "203.0.113.7 failures=0\n", "bad failures"},
+		{"failures over the bound", fail, fleet, "203.0.113.7 failures=1001\n", "bad failures"},
+		{"failures negative", fail, fleet, "203.0.113.7 failures=-1\n", "bad failures"},
+		{"failures exponent", fail, fleet, "203.0.113.7 failures=1e3\n", "bad failures"},
+		{"failures leading zero", fail, fleet, "203.0.113.7 failures=012\n", "bad failures"},
+		{"failures twice", fail, fleet, "203.0.113.7 failures=1 failures=1\n", "duplicate field"},
+		{"older than the window", fail, fleet, "203.0.113.7 time=" + old + " failures=3\n", "failure older than the fleet window"},
+		{"no --fleet", fail, nil, "203.0.113.7 failures=3\n", "failure reports not accepted for this key"},
+		{"private", fail, fleet, "10.1.2.3 failures=3\n", "private address"},
+		{"connecting peer", fail, fleet, "198.51.100.99 failures=3\n", "address of the connecting peer"},
+		{"failures in a ban", ban, fleet, "203.0.113.7 failures=3\n", "failures field outside a failure report"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "received.log")
+			code, stdout, stderr := runReceive(t, tt.request, conn, []byte(tt.stdin), append([]string{"--peer", "web1", "--log", log}, tt.args...)...)
+			if code != 0 || stdout != "banpush-v1 ok accepted=0 refused=1\n" || !strings.Contains(stderr, "line 1: refused: "+tt.refused) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want line 1 refused: %s", code, stdout, stderr, tt.refused)
+			}
+			assertNoEcho(t, tt.stdin, stderr)
+			for _, f := range []string{log, log + ".fleet"} {
+				if _, err := os.Stat(f); !os.IsNotExist(err) {
+					t.Errorf("%s written: %v", filepath.Base(f), err)
+				}
+			}
+		})
 	}
 }
 
