@@ -55,13 +55,17 @@ inventory names this host, so that its peers push to it):
   received-lines   what the end of each log last received, and when; warns
                    when lines there are not ones that banpush writes
   receiving-jail   the banpush jail (and banpush-quorum, for --trust quorum
-                   lines) runs and watches the log the lines write
+                   lines, and banpush-fleet, for --fleet lines) runs and
+                   watches the log the lines write
   sshd             'sshd -T -C user=ACCOUNT' forbids forwarding and ttys
                    (and exposes auth info for cert-authority lines), and the
                    RevokedKeys file it names is a KRL sshd can read
   quorum           the --trust quorum lines of one log agree on --quorum and
                    --quorum-window
+  fleet            the --fleet lines of one log agree on the fleet policy
   apply-unbans     where a line has --allow-unban, banpush-apply-unbans.path
+                   is enabled and active (where systemd runs)
+  report-failures  where a line has --fleet, banpush-report-failures.service
                    is enabled and active (where systemd runs)
 Either way:
   fail2ban         a fail2ban server answers at --fail2ban-socket
@@ -142,6 +146,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	_, err := os.Stat("/run/systemd/system")
 	rs = append(rs, doctor.CheckFlushTimer(ctx, doctor.Exec, err == nil, pusher))
 	rs = append(rs, doctor.CheckApplyUnbans(ctx, doctor.Exec, err == nil, slices.ContainsFunc(recv, func(r doctor.Receiver) bool { return r.Unban })))
+	rs = append(rs, doctor.CheckReportFailures(ctx, doctor.Exec, err == nil, slices.ContainsFunc(recv, func(r doctor.Receiver) bool { return r.Fleet })))
 
 	if err := printDoctor(env, rs, c.JSON); err != nil {
 		return err

@@ -183,6 +183,31 @@ func TestCheckApplyUnbans(t *testing.T) {
 	}
 }
 
+// TestCheckReportFailures: on a host whose lines have --fleet, the
+// reporter must be enabled and active.
+func TestCheckReportFailures(t *testing.T) {
+	systemctl := func(enabled, active string) Runner { return systemctlFor(t, ReportFailuresService, enabled, active) }
+	tests := []struct {
+		name           string
+		run            Runner
+		systemd, fleet bool
+		want           Status
+	}{
+		{name: "enabled and active", run: systemctl("enabled", "active"), systemd: true, fleet: true, want: OK},
+		{name: "enabled, failed", run: systemctl("enabled", "failed"), systemd: true, fleet: true, want: Fail},
+		{name: "no systemd", fleet: true, want: Skip},
+		{name: "no --fleet line", systemd: true, want: Skip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := CheckReportFailures(context.Background(), tt.run, tt.systemd, tt.fleet)
+			if r.Status != tt.want || r.Check != "report-failures" {
+				t.Errorf("got %s %s (%s), want %s", r.Check, r.Status, r.Found, tt.want)
+			}
+		})
+	}
+}
+
 func TestCheckInventory(t *testing.T) {
 	lookup := func(ctx context.Context, host string) error {
 		if host == "known.example" {

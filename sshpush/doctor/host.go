@@ -112,6 +112,25 @@ const FlushTimer = "banpush-flush.timer"
 // when the received log changes.
 const ApplyUnbansPath = "banpush-apply-unbans.path"
 
+// ReportFailuresService is the systemd unit that runs 'banpush
+// report-failures'.
+const ReportFailuresService = "banpush-report-failures.service"
+
+// CheckReportFailures checks, on a host where some pushing peer's failure
+// reports count (--fleet), that this host reports its own: without the
+// reporter, its failures count nowhere, not even here.
+func CheckReportFailures(ctx context.Context, run Runner, systemd, fleet bool) Result {
+	switch {
+	case !fleet:
+		return result("report-failures", "", Skip, "", "no authorized_keys line here has --fleet")
+	case !systemd:
+		return result("report-failures", "", Skip, "", "systemd is not running here: run 'banpush report-failures' as root some other way, or this host's failures count nowhere")
+	}
+	return checkUnit(ctx, run, "report-failures", ReportFailuresService,
+		"cp contrib/systemd/"+ReportFailuresService+" /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now "+ReportFailuresService,
+		"the failures this host's fail2ban sees count nowhere, not even here")
+}
+
 // CheckFlushTimer checks that the flush timer is enabled and active where
 // systemd runs (systemd: /run/systemd/system exists).
 func CheckFlushTimer(ctx context.Context, run Runner, systemd, pusher bool) Result {
