@@ -403,6 +403,54 @@ func TestEndToEndFleetSetupHost(t *testing.T) {
 		}
 	})
 
+	// Fleet detection: --detect-policy writes the policy into the line and
+	// enables the fleet jail; a re-run without options keeps it; and
+	// --no-detect takes it away again.
+	t.Run("detect", func(t *testing.T) {
+		const fleetLocal = "/etc/fail2ban/jail.d/banpush-fleet.local"
+		t.Cleanup(func() {
+			if out, code := setupOnly(t, "", "--no-detect"); code != 0 {
+				t.Errorf("setup-host.sh --no-detect: exit %d\n%s", code, out)
+			}
+		})
+		out, code := setupOnly(t, "", "--detect-policy", "12 3 30m")
+		t.Logf("setup-host.sh --detect-policy:\n%s", out)
+		if code != 0 {
+			t.Fatalf("setup-host.sh --detect-policy: exit %d", code)
+		}
+		line := mustFile(t, e2eAuthorizedKeys)
+		if !strings.Contains(line, "--fleet-failures 12 --fleet-hosts 3 --fleet-window 30m0s") {
+			t.Errorf("h2: %s after --detect-policy: no fleet policy in\n%s", e2eAuthorizedKeys, line)
+		}
+		if got := mustFile(t, fleetLocal); !strings.Contains(got, "enabled = true") {
+			t.Errorf("h2: %s: %q, want the fleet jail enabled", fleetLocal, got)
+		}
+		if jails, err := h.on("h2", "fail2ban-client", "status"); err != nil || !strings.Contains(jails, "banpush-fleet") {
+			t.Errorf("h2: fail2ban runs %q (%v), want banpush-fleet among the jails", jails, err)
+		}
+		// The demo's hosts have no systemd: the script says what to run.
+		if !strings.Contains(out, "report-failures --jail sshd --allow-private --fleet-failures 12") {
+			t.Errorf("setup-host.sh --detect-policy: does not say to run report-failures with the policy")
+		}
+		out, code = setupOnly(t, "")
+		if code != 0 || !strings.Contains(out, "detect 12 3 30m") || mustFile(t, e2eAuthorizedKeys) != line {
+			t.Errorf("setup-host.sh without options after --detect-policy: exit %d, the line or the setting changed\n%s", code, out)
+		}
+		if out, code = setupOnly(t, "", "--detect-policy", "12 3 soon"); code != 1 || !strings.Contains(out, "three numbers") {
+			t.Errorf("setup-host.sh --detect-policy with a bad window: exit %d, want 1 and why\n%s", code, out)
+		}
+		out, code = setupOnly(t, "", "--no-detect")
+		if code != 0 || !strings.Contains(out, "+ detect no") {
+			t.Fatalf("setup-host.sh --no-detect: exit %d\n%s", code, out)
+		}
+		if got := mustFile(t, e2eAuthorizedKeys); strings.Contains(got, "--fleet") {
+			t.Errorf("h2: %s after --no-detect: still a fleet policy", e2eAuthorizedKeys)
+		}
+		if got := mustFile(t, fleetLocal); !strings.Contains(got, "enabled = false") {
+			t.Errorf("h2: %s after --no-detect: %q", fleetLocal, got)
+		}
+	})
+
 	t.Run("new peer", func(t *testing.T) {
 		// Cleanups run last first: h4 leaves the fleet's inventory, then
 		// the script runs again without it.

@@ -75,6 +75,13 @@
 #                        for none)
 #   --ignoreip "A B"     more addresses for ignoreip (your admins'), besides the
 #                        peers' and those already in force; "" for none
+#   --detect             fleet detection (docs/detection.md): every host's
+#                        failures count here, the banpush-fleet jail bans an
+#                        address that failed 10 times on 3 hosts within 1h,
+#                        and banpush-report-failures reports this host's
+#                        failures of the --jails; --detect-policy "T K W"
+#                        sets other numbers; --no-detect turns it off (the
+#                        default)
 #   --drop-other-cas     remove from the account's authorized_keys the lines
 #                        of every user CA but user_ca.pub (the end of a CA
 #                        rotation, once every host has a new certificate)
@@ -106,7 +113,7 @@ certs=no
 drop_other_cas=no
 # The settings given on the command line: opt_X, and given_X=yes.
 given=
-opt_allow_private= opt_allow_unban= opt_from= opt_jails= opt_ignoreip_extra=
+opt_allow_private= opt_allow_unban= opt_from= opt_jails= opt_ignoreip_extra= opt_detect=
 
 # option NAME VALUE: a setting given on the command line.
 option() {
@@ -138,6 +145,12 @@ while [ $# -gt 0 ]; do
 	--ignoreip)
 		[ $# -ge 2 ] || die "--ignoreip needs addresses (\"\" for none)"
 		option ignoreip_extra "$2" && shift 2
+		;;
+	--detect) option detect yes && shift ;;
+	--no-detect) option detect no && shift ;;
+	--detect-policy)
+		[ $# -ge 2 ] || die "--detect-policy needs \"FAILURES HOSTS WINDOW\", such as \"10 3 1h\""
+		option detect "$2" && shift 2
 		;;
 	-h | --help)
 		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -278,6 +291,7 @@ allow_unban=no
 from=
 jails=sshd
 ignoreip_extra=
+detect=no
 if [ -f "$settings" ]; then
 	n=0
 	while IFS= read -r line || [ -n "$line" ]; do
@@ -292,7 +306,8 @@ if [ -f "$settings" ]; then
 		from) from=$value ;;
 		jails) jails=$value ;;
 		ignoreip) ignoreip_extra=$value ;;
-		*) die "$settings: line $n: unknown setting (allow-private, allow-unban, from, jails, ignoreip); fix it, or remove the file and give every option" ;;
+		detect) detect=$value ;;
+		*) die "$settings: line $n: unknown setting (allow-private, allow-unban, from, jails, ignoreip, detect); fix it, or remove the file and give every option" ;;
 		esac
 	done <"$settings"
 elif [ -f /etc/ssh/sshd_config.d/banpush-fleet.conf ] && [ -z "$given" ]; then
@@ -301,9 +316,27 @@ elif [ -f /etc/ssh/sshd_config.d/banpush-fleet.conf ] && [ -z "$given" ]; then
 	# from=, --allow-unban, --allow-private or an admin's address.
 	die "this host was set up by an earlier setup-host.sh, which kept no settings: run it once more with the options of its first run (--allow-unban, --allow-private, --from, --jails, --ignoreip; --no-allow-unban if it had none), and it keeps them in $settings from then on"
 fi
+previous_detect=$detect
 for k in $given; do
 	eval "$k=\$opt_$k"
 done
+# --detect keeps the numbers a previous run set; the first one, the defaults.
+if [ "$detect" = yes ]; then
+	case $previous_detect in yes | no) detect="10 3 1h" ;; *) detect=$previous_detect ;; esac
+fi
+detect_args=
+if [ "$detect" != no ]; then
+	set -f
+	# shellcheck disable=SC2086 # split into the three numbers
+	set -- $detect
+	set +f
+	bad="--detect-policy: three numbers, FAILURES HOSTS WINDOW, such as \"10 3 1h\" (got \"$detect\")"
+	[ $# -eq 3 ] || die "$bad"
+	case $1 in '' | *[!0-9]*) die "$bad" ;; esac
+	case $2 in '' | *[!0-9]*) die "$bad" ;; esac
+	case $3 in '' | *[!0-9hms]*) die "$bad" ;; esac
+	detect_args="--fleet-failures $1 --fleet-hosts $2 --fleet-window $3"
+fi
 for v in "$allow_private" "$allow_unban"; do
 	case $v in yes | no) ;; *) die "$settings: allow-private and allow-unban are yes or no" ;; esac
 done
@@ -311,7 +344,7 @@ case $from in *[!0-9A-Fa-f.:/,]*) die "--from: addresses and CIDR prefixes, sepa
 case $jails in *[!A-Za-z0-9._\ -]*) die "--jails: jail names are letters, digits, '.', '_' and '-'" ;; esac
 case $ignoreip_extra in *[!0-9A-Za-z.:/_\ -]*) die "--ignoreip: addresses, CIDR prefixes or names, separated by spaces" ;; esac
 for j in $jails; do
-	[ "$j" != banpush ] && [ "$j" != banpush-quorum ] ||
+	[ "$j" != banpush ] && [ "$j" != banpush-quorum ] && [ "$j" != banpush-fleet ] ||
 		die "--jails: never a receiving jail ($j): a received ban would go back to every peer"
 done
 {
@@ -322,6 +355,7 @@ done
 	say "from $from"
 	say "jails $jails"
 	say "ignoreip $ignoreip_extra"
+	say "detect $detect"
 } >"$tmp/settings"
 say "settings of this host ($settings):"
 grep -v '^#' "$tmp/settings" | sed 's/^/  /'
@@ -441,6 +475,8 @@ set -- --cert-authority "$fleet/user_ca.pub" --log "$log"
 [ "$allow_private" = no ] || set -- "$@" --allow-private
 [ "$allow_unban" = no ] || set -- "$@" --allow-unban
 [ -z "$from" ] || set -- "$@" --from "$from"
+# shellcheck disable=SC2086 # the policy's flags and numbers, checked above
+[ -z "$detect_args" ] || set -- "$@" $detect_args
 # Other user CAs the account trusts (the old CA of a rotation, whose line
 # --install does not replace): authorize warns about each, and with
 # --drop-other-cas removes their lines in the same rewrite of the file.
@@ -492,6 +528,14 @@ pushargs=
 	done
 } >"$tmp/push.local"
 stage 0644 "$tmp/push.local" /etc/fail2ban/jail.d/banpush-push.local
+# Fleet detection: the fleet jail and its filter are always in place; the
+# jail runs where --detect is on.
+stage_contrib fail2ban/filter.d/banpush-fleet.conf /etc/fail2ban/filter.d/banpush-fleet.conf
+stage_contrib fail2ban/jail.d/banpush-fleet.conf /etc/fail2ban/jail.d/banpush-fleet.conf
+fleet_jail=false
+[ "$detect" = no ] || fleet_jail=true
+printf '# Written by banpush'"'"'s contrib/fleet/setup-host.sh (--detect).\n[banpush-fleet]\nenabled = %s\n' "$fleet_jail" >"$tmp/fleet.local"
+stage 0644 "$tmp/fleet.local" /etc/fail2ban/jail.d/banpush-fleet.local
 
 # The ignoreip in force without this script's snippet (jail.local's,
 # another file's, or fail2ban's default), as the banpush jail sees it: the
@@ -523,7 +567,7 @@ set +f
 [ -z "$kept" ] || say "ignoreip: kept $kept, from the ignoreip already in force (jail.local or another file)"
 {
 	say "# Written by banpush's contrib/fleet/setup-host.sh from 'banpush peers ignoreip'."
-	for section in DEFAULT banpush banpush-quorum; do
+	for section in DEFAULT banpush banpush-quorum banpush-fleet; do
 		printf '[%s]\nignoreip = %s\n\n' "$section" "$ignoreip"
 	done
 } >"$tmp/ignoreip.local"
@@ -540,6 +584,12 @@ f2b -t >"$tmp/f2b.out" 2>&1 || {
 commit
 
 [ ! -d /etc/logrotate.d ] || put_contrib logrotate.d/banpush /etc/logrotate.d/banpush
+# The reporter of fleet detection follows the pushing jails, with the
+# fleet policy.
+report="$bin report-failures"
+for j in $jails; do report="$report --jail $j"; done
+[ "$allow_private" = no ] || report="$report --allow-private"
+[ -z "$detect_args" ] || report="$report $detect_args"
 if [ -d /etc/systemd/system ]; then
 	if [ $packaged = no ]; then
 		install -d -m 0755 /etc/systemd/system/fail2ban.service.d
@@ -550,6 +600,10 @@ if [ -d /etc/systemd/system ]; then
 	for u in path service timer; do
 		put_contrib systemd/banpush-apply-unbans.$u /etc/systemd/system/banpush-apply-unbans.$u
 	done
+	put_contrib systemd/banpush-report-failures.service /etc/systemd/system/banpush-report-failures.service
+	install -d -m 0755 /etc/systemd/system/banpush-report-failures.service.d
+	printf '# Written by banpush'"'"'s contrib/fleet/setup-host.sh (--detect).\n[Service]\nExecStart=\nExecStart=%s\n' "$report" \
+		>/etc/systemd/system/banpush-report-failures.service.d/setup-host.conf
 fi
 
 # Reload what runs.
@@ -557,6 +611,12 @@ if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	systemctl enable --now banpush-flush.timer >/dev/null 2>&1
 	systemctl enable --now banpush-apply-unbans.path banpush-apply-unbans.timer >/dev/null 2>&1
+	if [ "$detect" = no ]; then
+		systemctl disable --now banpush-report-failures.service >/dev/null 2>&1 || true
+	else
+		systemctl enable banpush-report-failures.service >/dev/null 2>&1
+		systemctl restart banpush-report-failures.service
+	fi
 	if systemctl is-active --quiet ssh; then
 		systemctl reload ssh
 	elif systemctl is-active --quiet sshd; then
@@ -570,6 +630,8 @@ else
 		warn "systemd is not running here: nothing enabled the flush timer (banpush-flush.timer)"
 		hint "run '$bin flush' as root every minute some other way (cron: * * * * * root $bin flush), or bans queued while a peer was down wait for the next ban"
 	fi
+	[ "$detect" = no ] ||
+		hint "keep '$report' running as root (your service manager starts it at boot), or this host's failures count nowhere"
 	if [ -s /run/sshd.pid ] && kill -0 "$(cat /run/sshd.pid)" 2>/dev/null; then
 		kill -HUP "$(cat /run/sshd.pid)"
 	else
