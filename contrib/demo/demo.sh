@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# banpush, end to end, on one machine: three hosts and an attacker, each in
-# its own network namespace on a private bridge, each host with its own real
-# sshd, fail2ban, iptables and banpush, set up from the files in contrib/.
-# The attacker brute-forces SSH on host 1; host 1's fail2ban bans it and
-# pushes the ban; hosts 2 and 3 receive it and ban it in their own iptables.
+# banpush, end to end, on one machine: three hosts (or N, 2 to 20, with
+# --hosts N) and an attacker, each in its own network namespace on a
+# private bridge, each host with its own real sshd, fail2ban, iptables and
+# banpush, set up from the files in contrib/. The attacker brute-forces SSH
+# on host 1; host 1's fail2ban bans it and pushes the ban; the other hosts
+# receive it and ban it in their own iptables. Host I is hI at 10.77.0.(10+I);
+# the attacker is at 10.77.0.66.
 #
 # Run as root on Debian 12 with Go, from anywhere:
 #
@@ -38,11 +40,12 @@
 # finds the package and leaves its files as they are.
 #
 # Subcommands (the end-to-end test uses them; 'run' is the default):
-#   run [--fleet] [--installed] [--bin FILE] [--prefix NAME]     the whole demo, then tear down
-#   up DIR [--fleet] [--installed] [--bin FILE] [--prefix NAME]  set up the hosts, leave them running
-#   attack DIR                                     brute-force host 1 until it bans
-#   on DIR HOST COMMAND...                         run a command on h1, h2 or h3
-#   down DIR                                       stop everything, remove DIR
+#   run [OPTIONS]           the whole demo, then tear down
+#   up DIR [OPTIONS]        set up the hosts, leave them running
+#   attack DIR              brute-force host 1 until it bans
+#   on DIR HOST COMMAND...  run a command on a host (h1, h2, ...)
+#   down DIR                stop everything, remove DIR
+# OPTIONS: [--hosts N] [--fleet] [--installed] [--bin FILE] [--prefix NAME]
 # With --fleet, DIR/ca holds what the CA machine holds: the CA keys,
 # fleet/ as copied to every host, and each host's public keys and
 # certificates.
@@ -50,9 +53,12 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-hosts=(h1 h2 h3)
-declare -A addr=([h1]=10.77.0.11 [h2]=10.77.0.12 [h3]=10.77.0.13 [atk]=10.77.0.66)
+# The hosts h1..hN (up --hosts N, 3 by default) are at 10.77.0.11 to
+# 10.77.0.(10+N); the attacker is at 10.77.0.66. set_hosts fills these in.
+hosts=()
+declare -A addr=([atk]=10.77.0.66)
 attacker=${addr[atk]}
+max_hosts=20
 policy_rc= # a policy-rc.d this script made, to remove
 installed=no # --installed: the hosts run the installed package
 
@@ -85,6 +91,40 @@ ban_time() {
 	t=$(on "$1" grep -F -- "[$2] Ban $attacker" /var/log/fail2ban.log | tail -n 1 | awk '{ print $1 " " $2 }')
 	[[ -n $t ]] || die "no ban of $attacker in the $2 jail of $1"
 	date -d "${t/,/.}" +%s.%3N
+}
+
+# set_hosts N: the hosts h1..hN, their addresses, and what depends on them.
+set_hosts() {
+	local n=$1 i
+	hosts=()
+	for ((i = 1; i <= n; i++)); do
+		hosts+=("h$i")
+		addr[h$i]=10.77.0.$((10 + i))
+	done
+	# 10.77.0.0/28 holds up to h5 (.15), /27 up to h20 (.30); neither
+	# holds the attacker (.66) or the extra addresses of 'spread --from'
+	# (.32 and up).
+	if ((10 + n <= 15)); then
+		fleet_from=10.77.0.0/28
+	else
+		fleet_from=10.77.0.0/27
+	fi
+	fleet_opts=(--allow-private --allow-unban --from "$fleet_from")
+}
+set_hosts 3
+
+# use_dir DIR: work on the demo that 'up' made in DIR, with its hosts.
+use_dir() {
+	dir=$1
+	[[ ! -s $dir/hosts ]] || set_hosts "$(cat "$dir/hosts")"
+}
+
+# and_list WORD... prints "A, B and C".
+and_list() {
+	local all=("$@") out=${1:-} i
+	for ((i = 1; i < $# - 1; i++)); do out+=", ${all[i]}"; done
+	(($# < 2)) || out+=" and ${all[$# - 1]}"
+	say "$out"
 }
 
 need_root() {
@@ -230,6 +270,7 @@ fresh_package() {
 	local h=$1 f
 	while read -r f _; do
 		[[ $f == /* ]] || continue
+		# shellcheck disable=SC2094 # read here, written in the host's overlay
 		on "$h" install -D -m 0644 /dev/stdin "$f" <"$f"
 	done < <(dpkg-query -W -f='${Conffiles}\n' banpush)
 	on "$h" rm -f /usr/local/bin/banpush
@@ -312,9 +353,10 @@ trust() {
 
 # The fleet (--fleet): what the CA machine of docs/fleet.md holds, in $dir/ca.
 # The demo is that machine; the hosts get copies of $dir/ca/fleet as an
-# administrator would copy them with scp.
-fleet_from=10.77.0.0/28 # the three hosts, not the attacker
-fleet_opts=(--allow-private --allow-unban --from "$fleet_from")
+# administrator would copy them with scp. fleet_from (set_hosts) is the
+# smallest block that holds the hosts and not the attacker.
+fleet_from=
+fleet_opts=()
 
 # fleet_constant: the CAs, the inventory, the known_hosts line and the KRL,
 # made once for the whole fleet.
@@ -380,8 +422,10 @@ same_on_all() {
 	for h in "${hosts[@]}"; do
 		sums+=("$(on "$h" sha256sum "$2" | awk '{ print $1 }')")
 	done
-	[[ ${sums[0]} == "${sums[1]}" && ${sums[0]} == "${sums[2]}" ]] || die "$1 differs between the hosts"
-	say "  $1 ($2): the same on h1, h2 and h3 (sha256 ${sums[0]:0:16}...)"
+	for h in "${sums[@]}"; do
+		[[ $h == "${sums[0]}" ]] || die "$1 differs between the hosts"
+	done
+	say "  $1 ($2): the same on $(and_list "${hosts[@]}") (sha256 ${sums[0]:0:16}...)"
 }
 
 wait_sshd() {
@@ -416,20 +460,42 @@ in_firewall() {
 	grep -qF -- "-s $attacker/32" <<<"$out"
 }
 
-cmd_up() {
-	need_root
-	local bin='' prefix=bpdemo fleet=no
-	dir=${1:?usage: demo.sh up DIR [--fleet] [--installed] [--bin FILE] [--prefix NAME]}
-	shift
+# The options of run and up (parse_opts).
+bin=          # --bin: the banpush to install on the hosts
+prefix=bpdemo # --prefix: of the namespaces' names
+fleet=no      # --fleet: the certificate way
+nhosts=3      # --hosts
+
+up_usage="[--hosts N] [--fleet] [--installed] [--bin FILE] [--prefix NAME]"
+
+# parse_opts ARGS...: the options of run and up, into the globals above.
+parse_opts() {
 	while (($#)); do
 		case $1 in
 		--fleet) fleet=yes && shift ;;
 		--installed) installed=yes && shift ;;
-		--bin) bin=$2 && shift 2 ;;
-		--prefix) prefix=$2 && shift 2 ;;
-		*) die "unknown option $1" ;;
+		--bin) bin=${2:?--bin FILE} && shift 2 ;;
+		--prefix) prefix=${2:?--prefix NAME} && shift 2 ;;
+		--hosts) nhosts=${2:?--hosts N} && shift 2 ;;
+		*) die "unknown option $1 (want $up_usage)" ;;
 		esac
 	done
+	if ! [[ $nhosts =~ ^[0-9]{1,2}$ ]] || ((nhosts < 2 || nhosts > max_hosts)); then
+		die "--hosts: a number of hosts from 2 to $max_hosts"
+	fi
+	set_hosts "$nhosts"
+}
+
+cmd_up() {
+	need_root
+	dir=${1:?usage: demo.sh up DIR $up_usage}
+	shift
+	parse_opts "$@"
+	up
+}
+
+# up: set up the hosts in $dir, as the options say.
+up() {
 	[[ $prefix =~ ^[a-z0-9]{1,10}$ ]] || die "--prefix: 1 to 10 of a-z 0-9"
 	if [[ $installed == yes ]]; then
 		[[ -z $bin ]] || die "--installed runs $pkg_bin: not with --bin"
@@ -450,6 +516,8 @@ cmd_up() {
 		! ns_exists "$prefix-$n" ||
 			die "namespace $prefix-$n exists: another demo is running, or one was killed (ip netns del $prefix-$n)"
 	done
+	# down reads how many hosts there are before it trusts the prefix.
+	echo "$nhosts" >"$dir/hosts"
 	echo "$prefix" >"$dir/prefix"
 	if [[ $installed == yes ]]; then
 		:
@@ -515,7 +583,7 @@ apply_unbans() {
 # 1's sshd jail bans it (at most 30 tries, a few a second, as a script
 # kiddie would).
 cmd_attack() {
-	dir=${1:?usage: demo.sh attack DIR}
+	use_dir "${1:?usage: demo.sh attack DIR}"
 	local i
 	for ((i = 1; i <= 30; i++)); do
 		# An unknown user, no key, no password: sshd logs "Invalid user".
@@ -531,7 +599,7 @@ cmd_attack() {
 }
 
 cmd_down() {
-	dir=${1:?usage: demo.sh down DIR}
+	use_dir "${1:?usage: demo.sh down DIR}"
 	[[ -d $dir ]] || return 0
 	# Only a directory that 'up' made is removed.
 	if [[ ! -s $dir/prefix ]]; then
@@ -563,55 +631,88 @@ cmd_down() {
 }
 
 cmd_on() {
-	dir=${1:?usage: demo.sh on DIR HOST COMMAND...}
+	use_dir "${1:?usage: demo.sh on DIR HOST COMMAND...}"
 	local h=${2:?usage: demo.sh on DIR HOST COMMAND...}
 	shift 2
 	[[ -s $dir/$h/pid ]] || die "no host $h in $dir"
 	on "$h" "$@"
 }
 
+# wait_rules present|absent HOST...: until each host's iptables has (or no
+# longer has) a rule for the attacker, at most 20 s; seen[HOST] is when it
+# was seen. The rules change within a second or two, and fail2ban-client
+# is slow on a busy machine: the hosts are watched first, told after.
+declare -A seen=()
+wait_rules() {
+	local want=$1 pending left h deadline
+	shift
+	pending=("$@")
+	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 20 }')
+	while ((${#pending[@]})); do
+		left=()
+		for h in "${pending[@]}"; do
+			local has=absent
+			! in_firewall "$h" || has=present
+			if [[ $has == "$want" ]]; then
+				seen[$h]=$(now)
+			else
+				left+=("$h")
+			fi
+		done
+		pending=(${left[@]+"${left[@]}"})
+		((${#pending[@]})) || break
+		if ! awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }'; then
+			[[ $want == absent ]] || die "no rule for $attacker on ${pending[*]} after 20 s"
+			die "$attacker still in the firewall of ${pending[*]} 20 s after the unban"
+		fi
+		sleep 0.1
+	done
+}
+
 cmd_run() {
 	need_root
-	local args=("$@") start
+	local start
 	start=$(now)
+	parse_opts "$@"
 	base=$(mktemp -d /tmp/banpush-demo.XXXXXX) # global: the EXIT trap needs it
 	dir=$base/hosts
 	trap '[[ -z $policy_rc ]] || rm -f "$policy_rc"; cmd_down "$dir" && rm -rf "$base" && say "Removed the namespaces, their daemons and $base."' EXIT
 	trap 'say "interrupted"; exit 130' INT TERM
 
-	say "banpush demo: a brute force on host 1 becomes a firewall rule on hosts 2 and 3."
+	local others=("${hosts[@]:1}")
+	say "banpush demo: a brute force on host 1 becomes a firewall rule on $(and_list "${others[@]}")."
 	install_missing
-	if [[ " ${args[*]} " == *" --installed "* ]]; then
+	if [[ $installed == yes ]]; then
 		step "Using the installed package"
 		say "$(dpkg-query -W -f='${Package} ${Version}' banpush 2>/dev/null || echo "banpush: not installed"): $pkg_bin and the package's files"
-	elif [[ " ${args[*]} " != *" --bin "* ]]; then
+	elif [[ -z $bin ]]; then
 		step "Building banpush"
 		build "$base/banpush"
-		args+=(--bin "$base/banpush")
+		bin=$base/banpush
 		say "built into $base (nothing is installed on this machine)"
 	fi
 
-	local fleet=no
-	[[ " ${args[*]} " != *" --fleet "* ]] || fleet=yes
-	step "Creating hosts h1 ${addr[h1]}, h2 ${addr[h2]}, h3 ${addr[h3]} and an attacker ${attacker}"
+	local h named=() others_n="all the others"
+	for h in "${hosts[@]}"; do named+=("$h ${addr[$h]}"); done
+	((${#hosts[@]} != 3)) || others_n="the two others"
+	((${#hosts[@]} != 2)) || others_n="the other"
+	step "Creating hosts $(IFS=, && say "${named[*]}" | sed 's/,/, /g') and an attacker ${attacker}"
 	say "each host: its own network namespace, sshd, fail2ban, iptables and banpush;"
 	if [[ $fleet == yes ]]; then
 		say "banpush set up the certificate way (docs/fleet.md): a user CA and a"
 		say "host CA, each host's keys signed, and contrib/fleet/setup-host.sh run twice"
-		say "on each host (before and after signing); every host pushes to the two others"
+		say "on each host (before and after signing); every host pushes to $others_n"
+	elif [[ $installed == yes ]]; then
+		say "banpush from the installed package (its account, sshd settings, fail2ban"
+		say "filter, receiving jail and action), set up as docs/setup.md says: keys, the"
+		say "inventory, ignoreip, the push action on the sshd jail; every host pushes"
+		say "to $others_n"
 	else
-		if [[ " ${args[*]} " == *" --installed "* ]]; then
-			say "banpush from the installed package (its account, sshd settings, fail2ban"
-			say "filter, receiving jail and action), set up as docs/setup.md says: keys, the"
-			say "inventory, ignoreip, the push action on the sshd jail; every host pushes"
-			say "to the two others"
-		else
-			say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
-			say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
-			say "pushes to the two others)"
-		fi
+		say "banpush set up as on a real server (contrib/: receiver account, sshd settings,"
+		say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
+		say "pushes to $others_n)"
 	fi
-	cmd_up "$dir" "${args[@]}"
+	up
 	say "ready after $(since "$start") s; h1 checks its peers:"
 	on h1 banpush peers check 2>&1 | sed 's/^/    /'
 	if [[ $fleet == yes ]]; then
@@ -626,39 +727,26 @@ cmd_run() {
 		say "  h1's inventory lists h1 too; h1 skips itself:"
 		on h1 banpush peers list 2>&1 | sed 's/^/    /'
 	fi
+	brute_force
+	say "The whole demo took $(since "$start") s. Tearing down."
+}
 
+# brute_force: the demo's story: a brute force on h1, the ban on every
+# other host, and one unban on h1 that lifts it everywhere.
+brute_force() {
+	local others=("${hosts[@]:1}") h
 	step "Brute-forcing SSH on h1 from $attacker"
 	local t0 tban
 	t0=$(now)
 	cmd_attack "$dir"
-
-	# Watch h2 and h3 first, then tell: the rules appear within a second
-	# or two, and fail2ban-client is slow on a busy machine.
-	local pending=(h2 h3) left h deadline
-	local -A seen=()
-	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 20 }')
-	while ((${#pending[@]})); do
-		left=()
-		for h in "${pending[@]}"; do
-			if in_firewall "$h"; then
-				seen[$h]=$(now)
-			else
-				left+=("$h")
-			fi
-		done
-		pending=(${left[@]+"${left[@]}"})
-		((${#pending[@]})) || break
-		awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' ||
-			die "no rule for $attacker on ${pending[*]} after 20 s"
-		sleep 0.1
-	done
+	wait_rules present "${others[@]}"
 
 	tban=$(ban_time h1 sshd)
 	say "h1: fail2ban banned $attacker $(diff_s "$t0" "$tban") s after the first attempt:"
 	on h1 fail2ban-client status sshd | sed 's/^/    /'
 
-	step "h2 and h3 received the ban and banned it in their iptables"
-	for h in h2 h3; do
+	step "$(and_list "${others[@]}") received the ban and banned it in their iptables"
+	for h in "${others[@]}"; do
 		say "  $h: banned by its banpush jail $(diff_s "$tban" "$(ban_time "$h" banpush)") s after h1's ban" \
 			"(rule seen at +$(diff_s "$tban" "${seen[$h]}") s):"
 		on "$h" iptables -w -S | grep -F -- "$attacker" | sed 's/^/      /'
@@ -683,29 +771,13 @@ cmd_run() {
 	local tunban
 	tunban=$(now)
 	on h1 banpush unban --allow-private "$attacker" 2>&1 | sed 's/^/    /'
-	pending=(h1 h2 h3)
-	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 20 }')
-	while ((${#pending[@]})); do
-		left=()
-		for h in "${pending[@]}"; do
-			if in_firewall "$h"; then
-				left+=("$h")
-			else
-				seen[$h]=$(now)
-			fi
-		done
-		pending=(${left[@]+"${left[@]}"})
-		((${#pending[@]})) || break
-		awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' ||
-			die "$attacker still in the firewall of ${pending[*]} 20 s after the unban"
-		sleep 0.1
-	done
-	for h in h1 h2 h3; do
+	wait_rules absent "${hosts[@]}"
+	for h in "${hosts[@]}"; do
 		say "  $h: no rule for $attacker any more, +$(diff_s "$tunban" "${seen[$h]}") s after the unban"
 	done
 	say "  what h2 received (the unban line, which no filter bans on; apply-unbans lifted it):"
 	on h2 grep -F " unban $attacker " /var/log/banpush/received.log | sed 's/^/    /'
-	for h in h1 h2 h3; do
+	for h in "${hosts[@]}"; do
 		if banned_in_any "$h"; then
 			verdict=bad
 			say "$h: fail2ban still lists $attacker"
@@ -713,12 +785,11 @@ cmd_run() {
 	done
 	step "Verdict"
 	if [[ $verdict == ok ]]; then
-		say "OK: banned on h1 by fail2ban, then in the firewalls of h2 and h3; nothing came back to h1;"
-		say "one 'banpush unban' on h1 lifted it on all three."
+		say "OK: banned on h1 by fail2ban, then in the firewalls of $(and_list "${others[@]}"); nothing came back to h1;"
+		say "one 'banpush unban' on h1 lifted it on all ${#hosts[@]}."
 	else
 		die "the ban came back to h1, or an unban did not take"
 	fi
-	say "The whole demo took $(since "$start") s. Tearing down."
 }
 
 main() {
@@ -735,8 +806,8 @@ main() {
 	attack) cmd_attack "$@" ;;
 	on) cmd_on "$@" ;;
 	down) cmd_down "$@" ;;
-	--fleet | --installed | --bin | --prefix) cmd_run "$cmd" "$@" ;;
 	-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+	--*) cmd_run "$cmd" "$@" ;;
 	*) die "unknown subcommand $cmd (run, up, attack, on, down)" ;;
 	esac
 }
