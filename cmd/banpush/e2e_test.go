@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,10 +24,11 @@ import (
 )
 
 // The end-to-end test drives contrib/demo/demo.sh, the demo the README
-// starts with: three hosts (h1, h2, h3) and an attacker, each in its own
-// network namespace on a private bridge, each host with its own real sshd,
-// fail2ban, iptables and banpush set up from contrib/. The script sets the
-// hosts up and tears them down; the test attacks, waits and asserts.
+// starts with: three hosts (h1, h2, h3; more with --hosts N) and an
+// attacker, each in its own network namespace on a private bridge, each
+// host with its own real sshd, fail2ban, iptables and banpush set up from
+// contrib/. The script sets the hosts up and tears them down; the test
+// attacks, waits and asserts.
 
 // Addresses inside the demo's namespaces (contrib/demo/demo.sh).
 const (
@@ -42,9 +44,10 @@ const e2eReceived = "/var/log/banpush/received.log"
 
 // e2eHosts is a running demo: its directory, as 'demo.sh up' made it.
 type e2eHosts struct {
-	t    *testing.T
-	demo string
-	dir  string
+	t     *testing.T
+	demo  string
+	dir   string
+	hosts []string // h1, h2, ...: three unless 'up' was given --hosts N
 }
 
 // e2eRequire skips (fails, in CI) unless this is root with what the demo
@@ -68,10 +71,17 @@ func e2eRequire(t *testing.T) {
 
 // e2eUp sets up the demo's hosts under fresh namespace names, with the
 // extra arguments of 'demo.sh up' (--fleet, or --installed for the
-// installed package instead of a banpush built here), and tears them down
-// when the test ends.
+// installed package instead of a banpush built here, --hosts N), and tears
+// them down when the test ends.
 func e2eUp(t *testing.T, args ...string) *e2eHosts {
 	t.Helper()
+	n := 3
+	if i := slices.Index(args, "--hosts"); i >= 0 && i+1 < len(args) {
+		var err error
+		if n, err = strconv.Atoi(args[i+1]); err != nil {
+			t.Fatalf("e2eUp: --hosts %q: %v", args[i+1], err)
+		}
+	}
 	demo, err := filepath.Abs(filepath.Join("..", "..", "contrib", "demo", "demo.sh"))
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +94,9 @@ func e2eUp(t *testing.T, args ...string) *e2eHosts {
 		t.Fatal(err)
 	}
 	h := &e2eHosts{t: t, demo: demo, dir: filepath.Join(t.TempDir(), "demo")}
+	for i := 1; i <= n; i++ {
+		h.hosts = append(h.hosts, "h"+strconv.Itoa(i))
+	}
 	t.Cleanup(func() {
 		if out, err := h.script(time.Minute, "down", h.dir); err != nil {
 			t.Errorf("demo.sh down: %v\n%s", err, out)
@@ -92,7 +105,9 @@ func e2eUp(t *testing.T, args ...string) *e2eHosts {
 	t.Cleanup(h.dumpIfFailed)
 	start := time.Now()
 	up := append([]string{"up", h.dir, "--prefix", "bpt" + hex.EncodeToString(id[:])}, args...)
-	if out, err := h.script(2*time.Minute, up...); err != nil {
+	// Three hosts are up in seconds; each more adds its sshd, fail2ban
+	// and a key exchange with every other host.
+	if out, err := h.script(max(2*time.Minute, time.Duration(n)*30*time.Second), up...); err != nil {
 		t.Fatalf("demo.sh up: %v\n%s", err, out)
 	}
 	t.Logf("hosts up in %v", time.Since(start).Round(time.Millisecond))
@@ -226,7 +241,7 @@ func (h *e2eHosts) dumpIfFailed() {
 	if !h.t.Failed() {
 		return
 	}
-	for _, host := range []string{"h1", "h2", "h3"} {
+	for _, host := range h.hosts {
 		out, _ := h.on(host, "sh", "-c",
 			"tail -n 30 /var/log/fail2ban.log; tail -n 20 /var/log/auth.log; cat "+e2eReceived+
 				"; cat /var/spool/banpush/sender.log; iptables -S")
