@@ -336,6 +336,32 @@ backend = polling
 action = %(action_)s
          banpush[pushargs="--allow-private"]
 EOF
+	[[ $detect == no ]] || setup_detect "$h"
+}
+
+# setup_detect HOST (--detect): the host bans on its own at 5 failures in
+# 10 minutes, as Debian's sshd jail does, and on the fleet's word through
+# the banpush-fleet jail, which never bans a peer either.
+setup_detect() {
+	local h=$1 p peers=()
+	on "$h" bash -c 'printf "maxretry = 5\nfindtime = 10m\n" >>/etc/fail2ban/jail.d/sshd.local'
+	if [[ $installed == no ]]; then
+		on "$h" install -m 0644 "$repo/contrib/fail2ban/filter.d/banpush-fleet.conf" /etc/fail2ban/filter.d/banpush-fleet.conf
+		on "$h" install -m 0644 "$repo/contrib/fail2ban/jail.d/banpush-fleet.conf" /etc/fail2ban/jail.d/banpush-fleet.conf
+	fi
+	for p in "${hosts[@]}"; do peers+=("${addr[$p]}"); done
+	on "$h" bash -c "printf '[banpush-fleet]\nenabled = true\nignoreip = 127.0.0.1/8 ::1 %s\n' '${peers[*]}' >/etc/fail2ban/jail.d/banpush-fleet.local"
+}
+
+# report_failures HOST (--detect): the root service of a real host, as
+# start_sshd runs sshd: every failure the host's sshd jail finds goes to
+# every peer and to the host's own receiver, with the policy of the
+# authorized_keys lines.
+report_failures() {
+	local h=$1
+	on "$h" setsid banpush report-failures --allow-private "${fleet_args[@]}" \
+		</dev/null >>"$dir/$h/report-failures.log" 2>&1 &
+	echo $! >"$dir/$h/report-failures.pid"
 }
 
 # trust FROM TO: FROM learns TO's host key, and TO lets FROM's key push.
@@ -347,7 +373,7 @@ trust() {
 	# The public key travels as an administrator would copy it.
 	on "$from" cat /etc/banpush/id_ed25519.pub >"$dir/$from.pub"
 	quiet on "$to" banpush authorize --peer "$from" --log /var/log/banpush/received.log \
-		--from "${addr[$from]}" --allow-private --allow-unban \
+		--from "${addr[$from]}" --allow-private --allow-unban ${fleet_args[@]+"${fleet_args[@]}"} \
 		--install /var/lib/banpush/.ssh/authorized_keys "$dir/$from.pub"
 }
 
@@ -465,8 +491,16 @@ bin=          # --bin: the banpush to install on the hosts
 prefix=bpdemo # --prefix: of the namespaces' names
 fleet=no      # --fleet: the certificate way
 nhosts=3      # --hosts
+detect=no     # --detect: fleet failure detection
+# The fleet policy of --detect (--fleet-failures, --fleet-hosts and
+# --fleet-window), as 'banpush authorize' and 'banpush report-failures'
+# take it.
+fleet_failures=12
+fleet_hosts=3
+fleet_window=1h
+fleet_args=()
 
-up_usage="[--hosts N] [--fleet] [--installed] [--bin FILE] [--prefix NAME]"
+up_usage="[--hosts N] [--fleet] [--installed] [--detect [--fleet-failures T] [--fleet-hosts K] [--fleet-window W]] [--bin FILE] [--prefix NAME]"
 
 # parse_opts ARGS...: the options of run and up, into the globals above.
 parse_opts() {
@@ -477,9 +511,25 @@ parse_opts() {
 		--bin) bin=${2:?--bin FILE} && shift 2 ;;
 		--prefix) prefix=${2:?--prefix NAME} && shift 2 ;;
 		--hosts) nhosts=${2:?--hosts N} && shift 2 ;;
+		--detect) detect=yes && shift ;;
+		--fleet-failures) fleet_failures=${2:?--fleet-failures T} && fleet_args+=("$1") && shift 2 ;;
+		--fleet-hosts) fleet_hosts=${2:?--fleet-hosts K} && fleet_args+=("$1") && shift 2 ;;
+		--fleet-window) fleet_window=${2:?--fleet-window W} && fleet_args+=("$1") && shift 2 ;;
 		*) die "unknown option $1 (want $up_usage)" ;;
 		esac
 	done
+	if [[ $detect == no ]]; then
+		((${#fleet_args[@]} == 0)) || die "${fleet_args[0]}: only with --detect"
+	else
+		# setup-host.sh has no fleet policy to give authorize.
+		[[ $fleet == no ]] || die "--detect: not with --fleet (the hosts are set up the plain way)"
+		[[ $fleet_failures =~ ^[1-9][0-9]{0,3}$ ]] || die "--fleet-failures: a number of failures"
+		if ! [[ $fleet_hosts =~ ^[1-9][0-9]?$ ]] || ((fleet_hosts < 2)); then
+			die "--fleet-hosts: a number of hosts, at least 2"
+		fi
+		[[ $fleet_window =~ ^[1-9][0-9]*[smh]$ ]] || die "--fleet-window: a duration such as 90s, 10m or 1h"
+		fleet_args=(--fleet-failures "$fleet_failures" --fleet-hosts "$fleet_hosts" --fleet-window "$fleet_window")
+	fi
 	if ! [[ $nhosts =~ ^[0-9]{1,2}$ ]] || ((nhosts < 2 || nhosts > max_hosts)); then
 		die "--hosts: a number of hosts from 2 to $max_hosts"
 	fi
@@ -568,6 +618,18 @@ up() {
 		on "$a" fail2ban-client status banpush >/dev/null
 		apply_unbans "$a"
 	done
+	[[ $detect == yes ]] || return 0
+	for a in "${hosts[@]}"; do
+		on "$a" fail2ban-client status banpush-fleet >/dev/null
+		report_failures "$a"
+	done
+	# A service that cannot start (a bad flag) stops at once: say so now,
+	# not when the fleet fails to ban.
+	sleep 1
+	for a in "${hosts[@]}"; do
+		kill -0 "$(cat "$dir/$a/report-failures.pid")" 2>/dev/null ||
+			die "banpush report-failures on $a stopped: $(tail -n 5 "$dir/$a/report-failures.log")"
+	done
 }
 
 # apply_unbans HOST: what the systemd units banpush-apply-unbans.path and
@@ -579,6 +641,20 @@ apply_unbans() {
 		</dev/null >>"$dir/$h/apply-unbans.log" 2>&1 &
 }
 
+# fail_login HOST USER [FROM]: one failed SSH login from the attacker's
+# namespace (from its address FROM): an unknown user, no key, no password,
+# so that sshd logs "Invalid user USER from ...", one failure to fail2ban's
+# sshd filter. timeout: a ban in the middle of a handshake leaves ssh
+# waiting.
+fail_login() {
+	local bind=()
+	[[ -z ${3:-} ]] || bind=(-b "$3")
+	ip netns exec "$(ns atk)" timeout 5 ssh -F /dev/null -n -o BatchMode=yes \
+		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		-o PubkeyAuthentication=no -o ConnectTimeout=2 ${bind[@]+"${bind[@]}"} \
+		"$2@${addr[$1]}" true >/dev/null 2>&1 || true
+}
+
 # cmd_attack DIR: failed SSH logins from the attacker to host 1 until host
 # 1's sshd jail bans it (at most 30 tries, a few a second, as a script
 # kiddie would).
@@ -586,16 +662,72 @@ cmd_attack() {
 	use_dir "${1:?usage: demo.sh attack DIR}"
 	local i
 	for ((i = 1; i <= 30; i++)); do
-		# An unknown user, no key, no password: sshd logs "Invalid user".
-		# timeout: a ban in the middle of a handshake leaves ssh waiting.
-		ip netns exec "$(ns atk)" timeout 5 ssh -F /dev/null -n -o BatchMode=yes \
-			-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-			-o PubkeyAuthentication=no -o ConnectTimeout=2 \
-			"admin$i@${addr[h1]}" true >/dev/null 2>&1 || true
+		fail_login h1 "admin$i"
 		say "  attempt $i: ssh admin$i@${addr[h1]}: login failed"
 		banned_by h1 sshd && return 0
 	done
 	die "host 1 did not ban $attacker after 30 failed logins"
+}
+
+spread_usage="demo.sh spread DIR [--tries N] [--hosts h1,h2,...] [--from ADDR] [--gap SECONDS]"
+
+# cmd_spread DIR [--tries N] [--hosts h1,h2,...] [--from ADDR] [--gap SECONDS]:
+# N failed logins (3 by default) on each listed host in turn (every host by
+# default), from the attacker or from another address of its namespace,
+# SECONDS apart (0 by default), each printed with its time (seconds since
+# the epoch): a brute force spread thin over a fleet.
+cmd_spread() {
+	use_dir "${1:?usage: $spread_usage}"
+	shift
+	local tries=3 list from=$attacker gap=0 h
+	list=$(IFS=, && say "${hosts[*]}")
+	while (($#)); do
+		case $1 in
+		--tries) tries=${2:?--tries N} && shift 2 ;;
+		--hosts) list=${2:?--hosts h1,h2,...} && shift 2 ;;
+		--from) from=${2:?--from ADDR} && shift 2 ;;
+		--gap) gap=${2:?--gap SECONDS} && shift 2 ;;
+		*) die "unknown option $1 (usage: $spread_usage)" ;;
+		esac
+	done
+	[[ $tries =~ ^[1-9][0-9]{0,2}$ ]] || die "--tries: a number of failed logins a host"
+	[[ $gap =~ ^[0-9]{1,4}(\.[0-9]{1,3})?$ ]] || die "--gap: seconds between two failures"
+	local targets=()
+	IFS=, read -ra targets <<<"$list"
+	((${#targets[@]})) || die "--hosts: no host"
+	for h in "${targets[@]}"; do
+		[[ $h =~ ^h[0-9]{1,2}$ && -s $dir/$h/pid ]] || die "--hosts: no host $h in $dir"
+	done
+	use_from "$from"
+	fail_each "$tries" "$from" "$gap" "${targets[@]}"
+}
+
+# fail_each TRIES FROM GAP HOST...: TRIES failed logins on each host in
+# turn, from FROM, GAP seconds apart, each printed with its time.
+failures=0 # how many fail_each made, to number them
+fail_each() {
+	local tries=$1 from=$2 gap=$3 h i
+	shift 3
+	for h in "$@"; do
+		for ((i = 1; i <= tries; i++)); do
+			((failures == 0)) || sleep "$gap"
+			failures=$((failures + 1))
+			fail_login "$h" "admin$failures" "$from"
+			say "  failure $failures: $h, try $i of $tries: ssh admin$failures@${addr[$h]} from $from, at $(now)"
+		done
+	done
+}
+
+# use_from ADDR: the attacker's namespace has ADDR, one of 10.77.0.32 to
+# 10.77.0.254 (below are the hosts' and the fleet's), as its own.
+use_from() {
+	local a=$1
+	if ! [[ $a =~ ^10\.77\.0\.([0-9]{1,3})$ ]] || ((BASH_REMATCH[1] < 32 || BASH_REMATCH[1] > 254)); then
+		die "--from: an address from 10.77.0.32 to 10.77.0.254, not $a"
+	fi
+	[[ $a != "$attacker" ]] || return 0
+	ip -n "$(ns atk)" -o addr show dev eth0 | grep -qF " $a/" ||
+		ip -n "$(ns atk)" addr add "$a/24" dev eth0
 }
 
 cmd_down() {
@@ -804,11 +936,12 @@ main() {
 		trap - EXIT
 		;;
 	attack) cmd_attack "$@" ;;
+	spread) cmd_spread "$@" ;;
 	on) cmd_on "$@" ;;
 	down) cmd_down "$@" ;;
 	-h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 	--*) cmd_run "$cmd" "$@" ;;
-	*) die "unknown subcommand $cmd (run, up, attack, on, down)" ;;
+	*) die "unknown subcommand $cmd (run, up, attack, spread, on, down)" ;;
 	esac
 }
 
