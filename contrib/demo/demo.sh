@@ -31,6 +31,15 @@
 # inventory and one known_hosts line, the same on every host, all installed
 # by contrib/fleet/setup-host.sh; nobody confirms a host key.
 #
+# With --detect, the hosts detect a brute force spread over the fleet
+# (docs/fleet.md): each host's sshd jail bans at 5 failures in 10 minutes,
+# every host authorizes every other with the fleet policy (banpush authorize
+# --fleet-failures T --fleet-hosts K --fleet-window W, 12, 3 and 1h unless
+# given), enables the banpush-fleet jail, and runs banpush report-failures
+# with the same policy. 'run --detect' spreads T failed logins over the
+# hosts, too few on each for its own jail, and every host bans at once.
+# Not with --fleet.
+#
 # With --installed, the hosts run the banpush package installed on this
 # machine (apt install ./dist/banpush_*.deb; docs/install.md) instead of
 # the checkout: /usr/bin/banpush, and the package's fail2ban action, filter
@@ -43,9 +52,12 @@
 #   run [OPTIONS]           the whole demo, then tear down
 #   up DIR [OPTIONS]        set up the hosts, leave them running
 #   attack DIR              brute-force host 1 until it bans
+#   spread DIR [--tries N] [--hosts h1,h2,...] [--from ADDR] [--gap SECONDS]
+#                           N failed logins (3) on each host in turn, timed
 #   on DIR HOST COMMAND...  run a command on a host (h1, h2, ...)
 #   down DIR                stop everything, remove DIR
 # OPTIONS: [--hosts N] [--fleet] [--installed] [--bin FILE] [--prefix NAME]
+#          [--detect [--fleet-failures T] [--fleet-hosts K] [--fleet-window W]]
 # With --fleet, DIR/ca holds what the CA machine holds: the CA keys,
 # fleet/ as copied to every host, and each host's public keys and
 # certificates.
@@ -812,7 +824,13 @@ cmd_run() {
 	trap 'say "interrupted"; exit 130' INT TERM
 
 	local others=("${hosts[@]:1}")
-	say "banpush demo: a brute force on host 1 becomes a firewall rule on $(and_list "${others[@]}")."
+	if [[ $detect == yes ]]; then
+		detect_plan
+		say "banpush demo: a brute force spread over ${#hosts[@]} hosts, too thin for any host's own fail2ban,"
+		say "becomes a firewall rule on every host at once."
+	else
+		say "banpush demo: a brute force on host 1 becomes a firewall rule on $(and_list "${others[@]}")."
+	fi
 	install_missing
 	if [[ $installed == yes ]]; then
 		step "Using the installed package"
@@ -844,6 +862,13 @@ cmd_run() {
 		say "fail2ban filter, receiving jail, push action on the sshd jail; every host"
 		say "pushes to $others_n)"
 	fi
+	if [[ $detect == yes ]]; then
+		say "and fleet failure detection: each host's sshd jail bans at 5 failures in 10"
+		say "minutes; 'banpush report-failures' sends each failure it finds to every"
+		say "other host and to its own receiver; every receiver counts them, and at"
+		say "$fleet_failures failures from at least $fleet_hosts hosts within $fleet_window (each host counting"
+		say "for at most $(((fleet_failures + fleet_hosts - 1) / fleet_hosts))), writes a fleet line that its banpush-fleet jail bans on"
+	fi
 	up
 	say "ready after $(since "$start") s; h1 checks its peers:"
 	on h1 banpush peers check 2>&1 | sed 's/^/    /'
@@ -859,8 +884,96 @@ cmd_run() {
 		say "  h1's inventory lists h1 too; h1 skips itself:"
 		on h1 banpush peers list 2>&1 | sed 's/^/    /'
 	fi
-	brute_force
+	if [[ $detect == yes ]]; then
+		spread_thin
+	else
+		brute_force
+	fi
 	say "The whole demo took $(since "$start") s. Tearing down."
+}
+
+# The failures of run --detect, by host (detect_plan): the threshold
+# spread as evenly as the hosts allow.
+declare -A plan=()
+
+# detect_plan: --fleet-failures failures over the hosts, as evenly as can
+# be, each host under its sshd jail's maxretry (5) and within what one
+# host may count for; or why the demo cannot show it.
+detect_plan() {
+	local n=${#hosts[@]} i h cap=$(((fleet_failures + fleet_hosts - 1) / fleet_hosts))
+	((n >= fleet_hosts)) ||
+		die "--detect: $fleet_hosts hosts must see failures (--fleet-hosts): run it with --hosts $fleet_hosts or more"
+	for ((i = 0; i < n; i++)); do
+		h=${hosts[i]}
+		plan[$h]=$((fleet_failures / n + (i < fleet_failures % n ? 1 : 0)))
+	done
+	((plan[h1] <= 4)) ||
+		die "--detect: $fleet_failures failures over $n hosts is ${plan[h1]} on a host, which its own sshd jail (maxretry 5) would ban: give more --hosts"
+	((plan[h1] <= cap)) || die "--detect: ${plan[h1]} failures on a host is more than one host counts for ($cap)"
+	return 0
+}
+
+# sshd_failed HOST: how many failures of the attacker the host's sshd jail
+# found (its fail2ban log's Found lines).
+sshd_failed() {
+	on "$1" grep -cF -- "[sshd] Found $attacker " /var/log/fail2ban.log || true
+}
+
+# spread_thin: the story of run --detect: failed logins spread over the
+# hosts, too few on each for its own sshd jail; the fleet's count bans on
+# every host at once.
+spread_thin() {
+	local h last=${hosts[0]} i
+	for h in "${hosts[@]}"; do ((plan[$h] == 0)) || last=$h; done
+	step "Spreading $fleet_failures failed logins over the hosts from $attacker"
+	say "(no host sees more than ${plan[h1]}: its sshd jail would ban at 5)"
+	local t0
+	t0=$(now)
+	for h in "${hosts[@]}"; do
+		local k=${plan[$h]}
+		[[ $h != "$last" ]] || k=$((k - 1))
+		((k == 0)) || fail_each "$k" "$attacker" 0 "$h"
+	done
+
+	step "$((fleet_failures - 1)) failures: no host has banned $attacker alone"
+	# Each failure is in its host's sshd jail within a second or two
+	# (the jail polls the log); the reports follow, a second's worth at
+	# a time.
+	local want deadline
+	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 20 }')
+	for h in "${hosts[@]}"; do
+		want=${plan[$h]}
+		[[ $h != "$last" ]] || want=$((want - 1))
+		until (($(sshd_failed "$h") >= want)); do
+			awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' || die "$h: its sshd jail did not find the failures"
+			sleep 0.2
+		done
+	done
+	sleep 2
+	for h in "${hosts[@]}"; do
+		! in_firewall "$h" || die "$h banned $attacker before the threshold"
+		say "  $h: $(sshd_failed "$h") failures in its sshd jail (maxretry 5); not banned"
+	done
+
+	step "Failure $fleet_failures, on $last"
+	local tlast
+	fail_each 1 "$attacker" 0 "$last"
+	tlast=$(now)
+	wait_rules present "${hosts[@]}"
+	for h in "${hosts[@]}"; do
+		say "  $h: banned by its banpush-fleet jail $(diff_s "$tlast" "$(ban_time "$h" banpush-fleet)") s after failure $fleet_failures" \
+			"(rule seen at +$(diff_s "$tlast" "${seen[$h]}") s)"
+	done
+
+	step "What h1 received (the fleet line in its /var/log/banpush/received.log)"
+	on h1 grep -F -- " fleet $attacker " /var/log/banpush/received.log | sed 's/^/    /'
+
+	step "Verdict"
+	for h in "${hosts[@]}"; do
+		! banned_by "$h" sshd || die "$h's own sshd jail banned $attacker: the failures were not spread thin enough"
+	done
+	say "OK: $fleet_failures failures over ${#hosts[@]} hosts, $(diff_s "$t0" "$tlast") s from the first to the last;"
+	say "no host's own sshd jail banned $attacker, and every host banned it together."
 }
 
 # brute_force: the demo's story: a brute force on h1, the ban on every
