@@ -244,7 +244,8 @@ func (h *e2eHosts) dumpIfFailed() {
 	for _, host := range h.hosts {
 		out, _ := h.on(host, "sh", "-c",
 			"tail -n 30 /var/log/fail2ban.log; tail -n 20 /var/log/auth.log; cat "+e2eReceived+
-				"; cat /var/spool/banpush/sender.log; iptables -S")
+				"; cat /var/spool/banpush/sender.log; iptables -S; tail -n 20 "+
+				filepath.Join(h.dir, host, "report-failures.log")+" "+e2eReceived+".fleet 2>/dev/null")
 		h.t.Logf("--- %s\n%s", host, out)
 	}
 }
