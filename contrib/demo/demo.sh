@@ -919,6 +919,15 @@ sshd_failed() {
 	on "$1" grep -cF -- "[sshd] Found $attacker " /var/log/fail2ban.log || true
 }
 
+# fleet_count HOST prints "FAILURES HOSTS": the attacker's failures that
+# the host's receiver counts, and the hosts they come from (its memory,
+# received.log.fleet, a line "HOST ADDRESS T1,T2,...").
+fleet_count() {
+	# shellcheck disable=SC2016 # awk's fields
+	on "$1" awk -v a="$attacker" '$2 == a { n += split($3, t, ","); h++ } END { print n + 0, h + 0 }' \
+		/var/log/banpush/received.log.fleet 2>/dev/null || say "0 0"
+}
+
 # spread_thin: the story of run --detect: failed logins spread over the
 # hosts, too few on each for its own sshd jail; the fleet's count bans on
 # every host at once.
@@ -937,22 +946,20 @@ spread_thin() {
 
 	step "$((fleet_failures - 1)) failures: no host has banned $attacker alone"
 	# Each failure is in its host's sshd jail within a second or two
-	# (the jail polls the log); the reports follow, a second's worth at
-	# a time.
-	local want deadline
-	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 20 }')
+	# (the jail polls the log), and in every host's count soon after.
+	local deadline count
+	deadline=$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t + 30 }')
 	for h in "${hosts[@]}"; do
-		want=${plan[$h]}
-		[[ $h != "$last" ]] || want=$((want - 1))
-		until (($(sshd_failed "$h") >= want)); do
-			awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' || die "$h: its sshd jail did not find the failures"
+		until [[ $(fleet_count "$h") == "$((fleet_failures - 1)) "* ]]; do
+			awk -v d="$deadline" -v n="$(now)" 'BEGIN { exit !(n < d) }' ||
+				die "$h: counts $(fleet_count "$h") (failures, hosts) after 30 s, not $((fleet_failures - 1)) failures"
 			sleep 0.2
 		done
 	done
-	sleep 2
 	for h in "${hosts[@]}"; do
 		! in_firewall "$h" || die "$h banned $attacker before the threshold"
-		say "  $h: $(sshd_failed "$h") failures in its sshd jail (maxretry 5); not banned"
+		read -ra count <<<"$(fleet_count "$h")"
+		say "  $h: $(sshd_failed "$h") failures in its sshd jail (maxretry 5); counts ${count[0]} from ${count[1]} hosts; not banned"
 	done
 
 	step "Failure $fleet_failures, on $last"
