@@ -32,13 +32,13 @@
 # by contrib/fleet/setup-host.sh; nobody confirms a host key.
 #
 # With --detect, the hosts detect a brute force spread over the fleet
-# (docs/fleet.md): each host's sshd jail bans at 5 failures in 10 minutes,
-# every host authorizes every other with the fleet policy (banpush authorize
-# --fleet-failures T --fleet-hosts K --fleet-window W, 12, 3 and 1h unless
-# given), enables the banpush-fleet jail, and runs banpush report-failures
-# with the same policy. 'run --detect' spreads T failed logins over the
-# hosts, too few on each for its own jail, and every host bans at once.
-# Not with --fleet.
+# (docs/detection.md): each host's sshd jail bans at 5 failures in 10
+# minutes, every host authorizes every other with the fleet policy (banpush
+# authorize --fleet-failures T --fleet-hosts K --fleet-window W, 12, 3 and
+# 1h unless given; with --fleet, setup-host.sh --detect-policy "T K W"),
+# enables the banpush-fleet jail, and runs banpush report-failures with the
+# same policy. 'run --detect' spreads T failed logins over the hosts, too
+# few on each for its own jail, and every host bans at once.
 #
 # With --installed, the hosts run the banpush package installed on this
 # machine (apt install ./dist/banpush_*.deb; docs/install.md) instead of
@@ -351,12 +351,19 @@ EOF
 	[[ $detect == no ]] || setup_detect "$h"
 }
 
-# setup_detect HOST (--detect): the host bans on its own at 5 failures in
-# 10 minutes, as Debian's sshd jail does, and on the fleet's word through
-# the banpush-fleet jail, which never bans a peer either.
+# detect_sshd HOST FILE (--detect): the host's sshd jail bans on its own at
+# 5 failures in 10 minutes, as Debian's does; FILE is the jail's .local.
+detect_sshd() {
+	on "$1" bash -c "printf 'maxretry = 5\nfindtime = 10m\n' >>$2"
+}
+
+# setup_detect HOST (--detect, the plain way): the host's sshd jail as
+# detect_sshd makes it, and the banpush-fleet jail, which bans on the
+# fleet's word and never bans a peer either. (With --fleet, setup-host.sh
+# --detect-policy does the second.)
 setup_detect() {
 	local h=$1 p peers=()
-	on "$h" bash -c 'printf "maxretry = 5\nfindtime = 10m\n" >>/etc/fail2ban/jail.d/sshd.local'
+	detect_sshd "$h" /etc/fail2ban/jail.d/sshd.local
 	if [[ $installed == no ]]; then
 		on "$h" install -m 0644 "$repo/contrib/fail2ban/filter.d/banpush-fleet.conf" /etc/fail2ban/filter.d/banpush-fleet.conf
 		on "$h" install -m 0644 "$repo/contrib/fail2ban/jail.d/banpush-fleet.conf" /etc/fail2ban/jail.d/banpush-fleet.conf
@@ -426,7 +433,12 @@ fleet_setup() {
 	# The sshd log has no syslog daemon behind it: the jail polls the file,
 	# which must exist for fail2ban-client -t.
 	on "$h" bash -c 'printf "[sshd]\nbackend = polling\n" >/etc/fail2ban/jail.d/sshd-demo.local && touch /var/log/auth.log'
-	quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" "${fleet_opts[@]}"
+	local opts=("${fleet_opts[@]}")
+	if [[ $detect == yes ]]; then
+		detect_sshd "$h" /etc/fail2ban/jail.d/sshd-demo.local
+		opts+=(--detect-policy "$fleet_failures $fleet_hosts $fleet_window")
+	fi
+	quiet on "$h" sh "$dir/$h/fleet/contrib/fleet/setup-host.sh" "${opts[@]}"
 }
 
 # fleet_sign HOST: the CA machine fetches the host's two public keys, signs
@@ -533,8 +545,6 @@ parse_opts() {
 	if [[ $detect == no ]]; then
 		((${#fleet_args[@]} == 0)) || die "${fleet_args[0]}: only with --detect"
 	else
-		# setup-host.sh has no fleet policy to give authorize.
-		[[ $fleet == no ]] || die "--detect: not with --fleet (the hosts are set up the plain way)"
 		[[ $fleet_failures =~ ^[1-9][0-9]{0,3}$ ]] || die "--fleet-failures: a number of failures"
 		if ! [[ $fleet_hosts =~ ^[1-9][0-9]?$ ]] || ((fleet_hosts < 2)); then
 			die "--fleet-hosts: a number of hosts, at least 2"
