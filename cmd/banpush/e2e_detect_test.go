@@ -41,14 +41,14 @@ const e2eFleetJail = "banpush-fleet"
 
 // e2eDetect is the size of a detection test.
 type e2eDetect struct {
-	hosts int           // the demo's hosts, all of which the attacker tries
-	tries int           // failed logins on each host, fewer than maxretry (5)
-	gap   time.Duration // between two failures
+	hosts     int           // the demo's hosts
+	tries     int           // failed logins on each host in turn, fewer than maxretry (5)
+	threshold int           // the fleet policy's T: the failure that crosses it is the last
+	gap       time.Duration // between two failures
 }
 
-// failures is the fleet policy's threshold: every failure counts, and the
-// last one crosses it.
-func (d e2eDetect) failures() int { return d.hosts * d.tries }
+// failures is the fleet policy's threshold.
+func (d e2eDetect) failures() int { return d.threshold }
 
 // e2eFleetHosts is the policy's K.
 const e2eFleetHosts = 3
@@ -58,27 +58,29 @@ func (d e2eDetect) upArgs() []string {
 		"--fleet-failures", strconv.Itoa(d.failures()), "--fleet-hosts", strconv.Itoa(e2eFleetHosts), "--fleet-window", "1h"}
 }
 
-// TestEndToEndFleetDetect: an attacker fails 3 times on each of 4 hosts,
-// 12 failures (the threshold), never 5 on one host. No host's sshd jail
-// bans it; every host's firewall has it within 5 s of the 12th failure,
-// by its banpush-fleet jail. A user who mistyped twice on two hosts, an
+// TestEndToEndFleetDetect: an attacker fails 3 times on each of 4 hosts
+// in turn, 12 failures (the threshold, T=12, K=3), never 5 on one host.
+// No host's sshd jail bans it; every host's firewall has it within 5 s of
+// the 12th failure, by its banpush-fleet jail. A user who mistyped twice on two hosts, an
 // attacker that tried two hosts only (4 times each), and a host that
 // reports 1,000 failures of one address alone are banned nowhere.
 func TestEndToEndFleetDetect(t *testing.T) {
 	testenv.Slow(t)
 	e2eRequire(t)
-	e2eFleetDetect(t, e2eDetect{hosts: 4, tries: 3})
+	e2eFleetDetect(t, e2eDetect{hosts: 4, tries: 3, threshold: 12})
 }
 
-// TestEndToEndFleetDetect10 (long tier only: -banpush.long): the same on
-// 10 hosts, 30 failures 10 s apart, about 5 minutes.
+// TestEndToEndFleetDetect10 (long tier only: -banpush.long): the same
+// policy (T=12, K=3) on 10 hosts, the attacker's failures 25 s apart, 3 on
+// each host in turn, the 12th (on h4) after about 5 minutes: all 10 hosts
+// ban it within 5 s, the six it never tried included.
 func TestEndToEndFleetDetect10(t *testing.T) {
 	testenv.Slow(t)
 	if !*longFaults {
 		t.Skip("runs with -banpush.long (about 7 minutes): go test ./cmd/banpush -run FleetDetect10 -banpush.long -v")
 	}
 	e2eRequire(t)
-	e2eFleetDetect(t, e2eDetect{hosts: 10, tries: 3, gap: 10 * time.Second})
+	e2eFleetDetect(t, e2eDetect{hosts: 10, tries: 3, threshold: 12, gap: 25 * time.Second})
 }
 
 func e2eFleetDetect(t *testing.T, d e2eDetect) {
@@ -86,23 +88,31 @@ func e2eFleetDetect(t *testing.T, d e2eDetect) {
 	threshold := d.failures()
 	perHost := (threshold + e2eFleetHosts - 1) / e2eFleetHosts
 
-	// Every failure but the last: each host has counted them all, and
-	// none has banned.
-	last := h.hosts[len(h.hosts)-1]
-	var fails []e2eFailure
-	if len(h.hosts) > 1 {
-		fails = h.spread(d.gap, "--tries", strconv.Itoa(d.tries), "--hosts", strings.Join(h.hosts[:len(h.hosts)-1], ","))
+	// Every failure but the last, d.tries on each host in turn: each host
+	// has counted them all, and none has banned.
+	full, rest := (threshold-1)/d.tries, (threshold-1)%d.tries
+	if full+1 > len(h.hosts) {
+		t.Fatalf("%d hosts cannot take %d failures, %d each", len(h.hosts), threshold, d.tries)
 	}
-	if d.tries > 1 {
+	last := h.hosts[full] // where the threshold is crossed
+	var fails []e2eFailure
+	if full > 0 {
+		fails = h.spread(d.gap, "--tries", strconv.Itoa(d.tries), "--hosts", strings.Join(h.hosts[:full], ","))
+	}
+	if rest > 0 {
 		if len(fails) > 0 {
 			time.Sleep(d.gap)
 		}
-		fails = append(fails, h.spread(d.gap, "--tries", strconv.Itoa(d.tries-1), "--hosts", last)...)
+		fails = append(fails, h.spread(d.gap, "--tries", strconv.Itoa(rest), "--hosts", last)...)
+	}
+	tried := full
+	if rest > 0 {
+		tried++
 	}
 	for _, host := range h.hosts {
 		h.waitFor(host+": counts "+strconv.Itoa(threshold-1)+" failures of "+e2eAttacker, 30*time.Second, func() (bool, error) {
 			n, hosts, err := h.fleetCount(host, e2eAttacker)
-			return n == threshold-1 && hosts == len(h.hosts), err
+			return n == threshold-1 && hosts == tried, err
 		})
 	}
 	for _, host := range h.hosts {
