@@ -80,12 +80,33 @@ applies what is pending), 78 for a jail fail2ban does not run or a
 --state in a directory others may change.`
 }
 
-// Run applies the unbans once, or until a signal with --follow.
-func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
-	for _, j := range c.Jail {
+// checkJailFlags refuses a --jail that is not a fail2ban jail name.
+func checkJailFlags(jails []string) error {
+	for _, j := range jails {
 		if !f2b.ValidJail(j) || strings.HasPrefix(j, "-") {
 			return errorf(exitUsage, "jail names are letters, digits and ._@:-", "--jail %q is not a jail name", record.Printable(j))
 		}
+	}
+	return nil
+}
+
+// stateFile is a --state made absolute, its directory made (root's alone)
+// if missing; the follower checks that nobody else may write there.
+func stateFile(state string) (string, error) {
+	abs, err := filepath.Abs(state)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return "", withHint(err, exitFailure, "check --state")
+	}
+	return abs, nil
+}
+
+// Run applies the unbans once, or until a signal with --follow.
+func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
+	if err := checkJailFlags(c.Jail); err != nil {
+		return err
 	}
 	if c.Follow && c.Interval <= 0 {
 		return errorf(exitUsage, "", "--interval must be positive")
@@ -94,12 +115,9 @@ func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	state, err := filepath.Abs(c.State)
+	state, err := stateFile(c.State)
 	if err != nil {
 		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
-		return withHint(err, exitFailure, "check --state")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -73,10 +73,8 @@ change.`
 
 // Run follows fail2ban's log until a signal, or once.
 func (c *ReportFailuresCmd) Run(env *Env, g *Globals) error {
-	for _, j := range c.Jail {
-		if !f2b.ValidJail(j) || strings.HasPrefix(j, "-") {
-			return errorf(exitUsage, "jail names are letters, digits and ._@:-", "--jail %q is not a jail name", record.Printable(j))
-		}
+	if err := checkJailFlags(c.Jail); err != nil {
+		return err
 	}
 	if c.Interval <= 0 {
 		return errorf(exitUsage, "", "--interval must be positive")
@@ -87,12 +85,9 @@ func (c *ReportFailuresCmd) Run(env *Env, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	state, err := filepath.Abs(c.State)
+	state, err := stateFile(c.State)
 	if err != nil {
 		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
-		return withHint(err, exitFailure, "check --state")
 	}
 	follow, err := f2blog.Open(ctx, f2blog.Config{Log: logPath, Cursor: state, Jails: c.Jail, MaxAge: receive.MaxFleetWindow, Now: env.Now})
 	if err != nil {

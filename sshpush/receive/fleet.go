@@ -101,14 +101,7 @@ func (p FleetPolicy) check() error {
 // accepted ones in LOG.fleet, and appends a fleet line for each address
 // that reaches the policy's threshold, with one write and an fsync.
 func Fail(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
-	if err := cfg.Check(); err != nil {
-		return Result{}, err
-	}
-	lines, err := wire.ReadBatch(r)
-	if err != nil {
-		return Result{}, err
-	}
-	return cfg.fail(ctx, lines)
+	return cfg.batch(ctx, r, (*Config).fail)
 }
 
 func (cfg *Config) fail(ctx context.Context, lines []wire.Line) (Result, error) {

@@ -188,6 +188,12 @@ func (r Result) Answer() wire.Answer {
 // read and the log could be locked; on any error after that, the log is
 // left as it was.
 func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
+	return cfg.batch(ctx, r, (*Config).accept)
+}
+
+// batch checks the settings, reads a whole batch from r and hands it to
+// handle: every request of one batch (ban, unban, fail) starts so.
+func (cfg Config) batch(ctx context.Context, r io.Reader, handle func(*Config, context.Context, []wire.Line) (Result, error)) (Result, error) {
 	if err := cfg.Check(); err != nil {
 		return Result{}, err
 	}
@@ -195,7 +201,7 @@ func Accept(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return cfg.accept(ctx, lines)
+	return handle(&cfg, ctx, lines)
 }
 
 // decide checks every line of a batch against the policy, and returns

@@ -69,14 +69,7 @@ const (
 // the accepted ones appends unban lines to the log with one write and an
 // fsync, and remembers them in LOG.unbans.
 func Unban(ctx context.Context, cfg Config, r io.Reader) (Result, error) {
-	if err := cfg.Check(); err != nil {
-		return Result{}, err
-	}
-	lines, err := wire.ReadBatch(r)
-	if err != nil {
-		return Result{}, err
-	}
-	return cfg.unban(ctx, lines)
+	return cfg.batch(ctx, r, (*Config).unban)
 }
 
 func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error) {
