@@ -292,6 +292,10 @@ func e2eLogFailures(t *testing.T, hosts []string, fails []e2eFailure) {
 		by[f.host] = append(by[f.host], fmt.Sprintf("#%d +%.1fs", i+1, f.at.Sub(fails[0].at).Seconds()))
 	}
 	for _, host := range hosts {
+		if len(by[host]) == 0 {
+			t.Logf("%s: no failure (never tried)", host)
+			continue
+		}
 		t.Logf("%s: failures %s", host, strings.Join(by[host], ", "))
 	}
 }

@@ -645,12 +645,19 @@ up() {
 		on "$a" fail2ban-client status banpush-fleet >/dev/null
 		report_failures "$a"
 	done
-	# A service that cannot start (a bad flag) stops at once: say so now,
-	# not when the fleet fails to ban.
-	sleep 1
+	# Each reporter follows fail2ban's log once its cursor is saved: a
+	# failure before that would not be reported. One that cannot start
+	# (a bad flag) stops at once: say so now, not when the fleet fails to
+	# ban.
+	local i
 	for a in "${hosts[@]}"; do
-		kill -0 "$(cat "$dir/$a/report-failures.pid")" 2>/dev/null ||
-			die "banpush report-failures on $a stopped: $(tail -n 5 "$dir/$a/report-failures.log")"
+		for ((i = 0; i < 300; i++)); do
+			kill -0 "$(cat "$dir/$a/report-failures.pid")" 2>/dev/null ||
+				die "banpush report-failures on $a stopped: $(tail -n 5 "$dir/$a/report-failures.log")"
+			! on "$a" test -s /var/lib/banpush-report-failures/cursor || break
+			sleep 0.1
+		done
+		((i < 300)) || die "banpush report-failures on $a did not start following fail2ban's log in 30 s: $(tail -n 5 "$dir/$a/report-failures.log")"
 	done
 }
 
