@@ -213,6 +213,11 @@ func element(a netip.Addr, end, now time.Time) nftset.Element {
 	return nftset.Element{Addr: a, Timeout: max(end.Sub(now), time.Second)}
 }
 
+// SetJails replaces the jails the engine decides with: a service
+// restores the kernel set from its state (Start) before it reads
+// fail2ban's configuration, which a boot may not have ready.
+func (e *Engine) SetJails(js []Jail) { e.cfg.Jails = js }
+
 // Close releases the cursor's lock. The kernel set stays as it is: its
 // timeouts go on running.
 func (e *Engine) Close() error { return e.lock.Close() }

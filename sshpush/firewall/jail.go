@@ -22,6 +22,16 @@ var Receiving = []struct {
 	Kind logline.Kind
 }{{"banpush", logline.Ban}, {"banpush-quorum", logline.Quorum}, {"banpush-fleet", logline.Fleet}}
 
+// IsReceiving reports whether jail is one of Receiving.
+func IsReceiving(jail string) bool {
+	for _, r := range Receiving {
+		if r.Jail == jail {
+			return true
+		}
+	}
+	return false
+}
+
 // Jail is one receiving jail as fail2ban's configuration sets it up: the
 // fast path bans on the lines of its kind that its filter matches, for its
 // bantime, never an address of its ignoreip.
