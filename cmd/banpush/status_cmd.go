@@ -6,8 +6,12 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/banpush/banpush/sshpush/firewall"
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/nftset"
 	"github.com/banpush/banpush/sshpush/status"
 
 	"github.com/banpush/banpush/sshpush/spool"
@@ -19,6 +23,9 @@ type StatusCmd struct {
 	Prometheus  bool     `help:"Print metrics in Prometheus's text format, for node_exporter's textfile collector."`
 	ReceivedLog []string `name:"received-log" help:"With --prometheus: a log this host receives bans into, whose state file holds each pushing peer's counters; repeat for several (missing ones are skipped)." default:"/var/log/banpush/received.log" type:"path" placeholder:"PATH"`
 	Output      string   `help:"Write to this file, replaced atomically (mode 0644), instead of stdout." type:"path" placeholder:"FILE"`
+	// FirewallState is banpush firewall's --state: where it exists, the
+	// fast path's metrics are written too.
+	FirewallState string `name:"firewall-state" help:"With --prometheus: the cursor of 'banpush firewall' (its --state); where its directory exists, the kernel set's metrics are written too." default:"${firewall_state}" type:"path" placeholder:"PATH"`
 }
 
 // Help explains the columns.
@@ -45,7 +52,10 @@ banpush_sender_running), and, for each --received-log, the counters of
 every peer pushing to this host (banpush_receiver_accepted_total,
 banpush_receiver_refused_total, banpush_receiver_rate_limited_total, and
 for fleet detection banpush_receiver_failures_total and
-banpush_receiver_fleet_bans_total). On a host with no inventory only the
+banpush_receiver_fleet_bans_total), and, where 'banpush firewall' keeps
+its state (--firewall-state), the kernel set's (banpush_firewall_running,
+banpush_firewall_set_present, banpush_firewall_set_members,
+banpush_firewall_state_bans, banpush_firewall_drift{kind}). On a host with no inventory only the
 receiver's metrics are printed. contrib/systemd/banpush-metrics.timer writes
 them every minute for node_exporter:
 
@@ -121,5 +131,27 @@ func (c *StatusCmd) writeMetrics(env *Env, w io.Writer, rep *status.Report) erro
 	for _, w := range warnings {
 		printWarning(env.Stderr, "%v", w)
 	}
-	return status.WriteMetrics(w, rep, received)
+	if err := status.WriteMetrics(w, rep, received); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Dir(c.FirewallState)); err != nil {
+		return nil // no fast path here
+	}
+	fw, err := inspectFirewall(c.FirewallState, env.Now())
+	if err != nil {
+		printWarning(env.Stderr, "the fast path's metrics are left out: %v", err)
+		return nil
+	}
+	return status.WriteFirewallMetrics(w, fw)
+}
+
+// inspectFirewall compares the fast path's state at state with the
+// kernel set of this host's network namespace.
+func inspectFirewall(state string, now time.Time) (firewall.Status, error) {
+	set, err := nftset.Open(0)
+	if err != nil {
+		return firewall.Status{}, err
+	}
+	defer set.Close()
+	return firewall.Inspect(state, set, now)
 }
