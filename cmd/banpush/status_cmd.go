@@ -25,7 +25,7 @@ type StatusCmd struct {
 	Output      string   `help:"Write to this file, replaced atomically (mode 0644), instead of stdout." type:"path" placeholder:"FILE"`
 	// FirewallState is banpush firewall's --state: where it exists, the
 	// fast path's metrics are written too.
-	FirewallState string `name:"firewall-state" help:"With --prometheus: the cursor of 'banpush firewall' (its --state); where its directory exists, the kernel set's metrics are written too." default:"${firewall_state}" type:"path" placeholder:"PATH"`
+	FirewallState string `name:"firewall-state" help:"The cursor of 'banpush firewall' (its --state): where its directory exists, the fast path's state and kernel set are shown too (with --prometheus, as metrics)." default:"${firewall_state}" type:"path" placeholder:"PATH"`
 }
 
 // Help explains the columns.
@@ -40,6 +40,8 @@ running. It contacts no peer: 'banpush peers check' does. The table fits 100
 columns: the counts that are zero for every peer are left out, and the last
 failure comes last, its message cut to fit; --json has every field, and the
 messages whole.
+Where 'banpush firewall' keeps its state (--firewall-state), it says
+whether that runs, its bans in force, and how the kernel set compares.
 
 --prometheus prints the same as metrics (banpush_peer_queued,
 banpush_peer_oldest_queued_age_seconds,
@@ -120,6 +122,14 @@ func (c *StatusCmd) report(env *Env, g *Globals) (status.Report, error) {
 	rep, warnings, err := status.Read(s, ro, env.Now())
 	for _, w := range warnings {
 		printWarning(env.Stderr, "%v", w)
+	}
+	if _, serr := os.Stat(filepath.Dir(c.FirewallState)); serr == nil && err == nil && !c.Prometheus {
+		fw, ferr := inspectFirewall(c.FirewallState, env.Now())
+		if ferr != nil {
+			printWarning(env.Stderr, "the fast path's state is left out: %v", ferr)
+		} else {
+			rep.Firewall = &fw
+		}
 	}
 	return rep, err
 }
