@@ -122,10 +122,13 @@ func TestKernel(t *testing.T) {
 		mustLine(t, logline.Ban, recvd, "127.0.0.1"),                           // the policy refuses it
 	}
 	f.append(t, append(append(never, bans...), mustLine(t, logline.Quorum, recvd, "198.51.100.4"))...)
+	began := time.Now()
 	rep, err := e.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// For the record, not a bound (BenchmarkFastPath measures).
+	t.Logf("1,000 bans from the log to the kernel set in %v", time.Since(began))
 	if rep.Added != 1001 {
 		t.Errorf("run: %+v, want 1,001 added", rep)
 	}
