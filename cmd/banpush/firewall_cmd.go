@@ -131,7 +131,7 @@ func (c *FirewallCmd) Run(env *Env) error {
 	}
 	// The bans in force are back in the kernel: now what decides the
 	// new ones.
-	jails, err := c.jails(ctx)
+	jails, err := c.jails(ctx, log)
 	if err != nil {
 		return c.error(err)
 	}
@@ -153,8 +153,8 @@ func (c *FirewallCmd) Run(env *Env) error {
 }
 
 // jails reads the receiving jails from fail2ban's configuration, keeping
-// those of --jail.
-func (c *FirewallCmd) jails(ctx context.Context) ([]firewall.Jail, error) {
+// those of --jail; each must watch log.
+func (c *FirewallCmd) jails(ctx context.Context, log string) ([]firewall.Jail, error) {
 	client := &f2b.Client{}
 	ss, err := client.Settings(ctx, c.Fail2banConfig)
 	if err != nil {
@@ -170,6 +170,12 @@ func (c *FirewallCmd) jails(ctx context.Context) ([]firewall.Jail, error) {
 			if !slices.ContainsFunc(js, func(j firewall.Jail) bool { return j.Name == want }) {
 				return nil, errorf(exitConfig, "enable it in "+c.Fail2banConfig+"/jail.d (with action = none: docs/firewall.md#setting-it-up)", "fail2ban's configuration does not enable the jail %s", want)
 			}
+		}
+	}
+	for _, j := range js {
+		if !slices.ContainsFunc(j.LogPaths, func(p string) bool { return filepath.Clean(p) == filepath.Clean(log) }) {
+			return nil, errorf(exitConfig, "give --log the jail's logpath, or the jail this log (fail2ban-client -c "+c.Fail2banConfig+" -d shows it)",
+				"the jail %s watches %s, not %s: its settings are not meant for this log", j.Name, strings.Join(j.LogPaths, ", "), log)
 		}
 	}
 	if len(js) == 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -145,6 +146,15 @@ func TestFirewallCommand(t *testing.T) {
 	m = members()
 	if !strings.Contains(m, "203.0.113.8") || !strings.Contains(m, "203.0.113.9") || strings.Contains(m, "203.0.113.7 ") || strings.Contains(m, "198.18.") {
 		t.Errorf("after SIGKILL and a restart, the set is:\n%s", m)
+	}
+
+	// A log the jails do not watch: their settings are not meant for it.
+	other := filepath.Join(dir, "other.log")
+	writeTestFile(t, other, "")
+	out, err = ns.Command(bin, "firewall", "--once", "--log", other, "--state", filepath.Join(dir, "other", "cursor"), "--fail2ban-config", conf).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitConfig || !strings.Contains(string(out), "the jail banpush watches "+log+", not "+other) {
+		t.Errorf("firewall --log of a log no jail watches: %v\n%s", err, out)
 	}
 
 	if out, err := banpush("--remove").CombinedOutput(); err != nil {

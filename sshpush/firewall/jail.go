@@ -47,6 +47,9 @@ type Jail struct {
 	BanTime time.Duration
 	// Ignore is the jail's ignoreip, names resolved.
 	Ignore []netip.Prefix
+	// LogPaths are the logs the jail watches: the fast path follows one
+	// of them, or the jail's settings are not meant for its lines.
+	LogPaths []string
 }
 
 // maxFailregex bounds one failregex's length.
@@ -145,6 +148,10 @@ func FromDump(dump []f2b.Setting, resolve func(string) ([]netip.Addr, error)) ([
 					if bt, err = ParseDuration(s.Values[0]); err == nil {
 						j.BanTime = time.Duration(max(bt, 0)) * time.Second
 					}
+				}
+			case "addlogpath":
+				if len(s.Values) > 0 {
+					j.LogPaths = append(j.LogPaths, s.Values[0])
 				}
 			case "addignoreip":
 				for _, v := range s.Values {

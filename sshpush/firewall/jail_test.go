@@ -191,6 +191,7 @@ const dump = `['set', 'syslogsocket', 'auto']
 ['add', 'banpush', 'polling']
 ['set', 'banpush', 'addfailregex', '^ banpush: ban <ADDR> peer=[A-Za-z0-9._-]{1,64}(?: jail=[A-Za-z0-9._-]{1,64})?(?: time=[1-9][0-9]{0,11})?(?: bantime=(?:-1|[1-9][0-9]{0,9}))?$']
 ['set', 'banpush', 'bantime', '-1']
+['set', 'banpush', 'addlogpath', '/var/log/banpush/received.log', 'head']
 ['add', 'sshd', 'polling']
 ['set', 'sshd', 'bantime', '10m']
 ['start', 'banpush']
@@ -208,7 +209,7 @@ func TestFromDump(t *testing.T) {
 	if len(js) != 2 || js[0].Name != "banpush" || js[1].Name != "banpush-quorum" {
 		t.Fatalf("jails %+v, want banpush and banpush-quorum", js)
 	}
-	if b := js[0]; b.Kind != logline.Ban || b.BanTime != 0 || len(b.Filter) != 1 || len(b.Ignore) != 0 {
+	if b := js[0]; b.Kind != logline.Ban || b.BanTime != 0 || len(b.Filter) != 1 || len(b.Ignore) != 0 || !reflect.DeepEqual(b.LogPaths, []string{"/var/log/banpush/received.log"}) {
 		t.Errorf("banpush: %+v, want a ban jail with a permanent bantime", b)
 	}
 	if q := js[1]; q.Kind != logline.Quorum || q.BanTime != 2*time.Hour || len(q.Ignore) != 3 || q.Ignore[0].String() != "127.0.0.0/8" {
