@@ -80,8 +80,9 @@ counts, and does not ban the same addresses a second time, slowly:
 Run it as root, as a service (contrib/systemd/banpush-firewall.service).
 Exit status 0 on SIGTERM or SIGINT (or after --once or --remove), 69 when
 fail2ban-client is missing, 75 when another one follows the same cursor,
-78 when no receiving jail is enabled, for a --jail that is not one, or a
---state in a directory others may change.`
+78 when no receiving jail is enabled, for a --jail that is not one, a
+jail that watches another log, or a --state in a directory others may
+change.`
 }
 
 // Run follows the log until a signal, or once.
