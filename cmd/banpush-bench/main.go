@@ -16,6 +16,9 @@
 //   - ControlMaster: ssh over ControlMaster connections opened beforehand,
 //     the best case for ssh(1).
 //
+// Scenario 8 is on one receiving host: received bans to the kernel
+// through fail2ban's action against 'banpush firewall' (firewall.go).
+//
 // Scenario 7 has banpush beside itself: bans to the live peers while a
 // third of the peers are bad (a closed port, a blackholed address, a
 // tarpit), against the same with every peer up.
@@ -62,6 +65,7 @@ type options struct {
 	timeout       time.Duration
 	keep          bool
 	receiver      string
+	fwBans        int
 }
 
 func main() {
@@ -75,7 +79,8 @@ func main() {
 	flag.IntVar(&o.burst, "burst", 1000, "bans in the burst of scenario 3")
 	flag.IntVar(&o.burstBaseline, "burst-baseline", 10, "bans the parallel ssh baseline sends in scenario 3 (then extrapolated)")
 	flag.IntVar(&o.baselineReps, "baseline-reps", 2, "repetitions of the slow baselines (seed loop in 1, parallel ssh in 5)")
-	flag.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6,7", "scenarios to run, comma-separated")
+	flag.IntVar(&o.fwBans, "fw-bans", 10000, "the large burst of scenario 8 (the fast path alone), and half the bans held at its last restart")
+	flag.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6,7,8", "scenarios to run, comma-separated")
 	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "stop everything after this long")
 	flag.StringVar(&o.receiver, "receiver", "banpush-bench", "receiving account, shell /bin/sh as in production; created for the run (and deleted) if missing; root uses root's own shell and rc files")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, spools, sshd logs)")
@@ -102,6 +107,8 @@ func (o *options) check() error {
 		return errors.New("repetitions must be at least 1")
 	case o.burst < 1 || o.burstBaseline < 1 || o.burstBaseline > o.burst:
 		return errors.New("-burst-baseline must be between 1 and -burst")
+	case o.fwBans < 1:
+		return errors.New("-fw-bans must be at least 1")
 	case os.Geteuid() != 0:
 		return errors.New("run as root: sshd must log the pusher in (sudo go run ./cmd/banpush-bench)")
 	}
@@ -154,6 +161,7 @@ func runBench(o options, stdout, stderr io.Writer) (err error) {
 		{5, b.s5FanOut},
 		{6, b.s6Receiver},
 		{7, func() error { return b.s7Partial(s10) }},
+		{8, b.s8Firewall},
 	}
 	// The table's rows are printed as each scenario ends, so that a run
 	// cut short (a timeout, a Ctrl-C) still shows what it measured; a
@@ -197,8 +205,8 @@ func printHeader(w io.Writer, b *bench, o options, load0 string) {
 	fmt.Fprintf(w, "- OpenSSH: %s; Go: %s; banpush built with CGO_ENABLED=0 -trimpath\n", sshVersion(), goVersion())
 	fmt.Fprintf(w, "- load average (1, 5, 15 min) at start: %s\n", load0)
 	fmt.Fprintf(w, "- receivers: account %s, login shell %s (sshd runs the forced command through it)\n", b.acct.name, b.acct.shell)
-	fmt.Fprintf(w, "- flags: -peers %d -fanout %d -fanout-small %d -reps %d -cold-reps %d -fanout-reps %d -burst %d -burst-baseline %d -baseline-reps %d\n\n",
-		o.peers, o.fanout, o.fanoutSmall, o.reps, o.coldReps, o.fanoutReps, o.burst, o.burstBaseline, o.baselineReps)
+	fmt.Fprintf(w, "- flags: -peers %d -fanout %d -fanout-small %d -reps %d -cold-reps %d -fanout-reps %d -burst %d -burst-baseline %d -baseline-reps %d -fw-bans %d\n\n",
+		o.peers, o.fanout, o.fanoutSmall, o.reps, o.coldReps, o.fanoutReps, o.burst, o.burstBaseline, o.baselineReps, o.fwBans)
 	fmt.Fprintln(w, "| scenario | banpush (median) | baseline (median) | ratio | target | met? |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 }

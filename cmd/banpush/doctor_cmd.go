@@ -25,6 +25,7 @@ type DoctorCmd struct {
 	AuthorizedKeys string `name:"authorized-keys" help:"The receiving account's authorized_keys (default: ~ACCOUNT/.ssh/authorized_keys)." type:"path" placeholder:"FILE"`
 	Fail2banConfig string `name:"fail2ban-config" help:"fail2ban's configuration directory, read as a start or reload would (fail2ban-client -c DIR -d)." default:"${fail2ban_config}" type:"path" placeholder:"DIR"`
 	SSHDConfig     string `name:"sshd-config" help:"sshd's configuration file (default: sshd's own)." type:"path" placeholder:"FILE"`
+	FirewallState  string `name:"firewall-state" help:"The cursor of 'banpush firewall' (its --state), beside which it keeps the bans in force." default:"${firewall_state}" type:"path" placeholder:"PATH"`
 }
 
 // Help lists the checks.
@@ -67,6 +68,13 @@ inventory names this host, so that its peers push to it):
                    is enabled and active (where systemd runs)
   report-failures  where a line has --fleet, banpush-report-failures.service
                    is enabled and active (where systemd runs)
+  ban-path         for each receiving jail the lines feed, who bans its lines:
+                   fail2ban's action or 'banpush firewall' (the fast path);
+                   warns when both do (twice), fails when neither does
+  firewall         where the fast path is used, banpush-firewall.service is
+                   active (or a 'banpush firewall' runs)
+  firewall-set     the kernel set (table inet banpush) exists and holds the
+                   bans of the fast path's state, no more, no fewer
 Either way:
   fail2ban         a fail2ban server answers at --fail2ban-socket
 
@@ -147,6 +155,7 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 	rs = append(rs, doctor.CheckFlushTimer(ctx, doctor.Exec, err == nil, pusher))
 	rs = append(rs, doctor.CheckApplyUnbans(ctx, doctor.Exec, err == nil, slices.ContainsFunc(recv, func(r doctor.Receiver) bool { return r.Unban })))
 	rs = append(rs, doctor.CheckReportFailures(ctx, doctor.Exec, err == nil, slices.ContainsFunc(recv, func(r doctor.Receiver) bool { return r.Fleet })))
+	rs = append(rs, doctor.CheckFirewall(ctx, c.firewall(ctx, client, recv, err == nil, env))...)
 
 	if err := printDoctor(env, rs, c.JSON); err != nil {
 		return err
@@ -155,6 +164,19 @@ func (c *DoctorCmd) Run(env *Env, g *Globals) error {
 		return silentExit(exitDoctor)
 	}
 	return nil
+}
+
+// firewall gathers what the fast path's checks look at.
+func (c *DoctorCmd) firewall(ctx context.Context, client *f2b.Client, recv []doctor.Receiver, systemd bool, env *Env) doctor.Firewall {
+	fw := doctor.Firewall{Systemd: systemd, Run: doctor.Exec, Receiving: doctor.ReceivingJails(recv)}
+	if len(fw.Receiving) > 0 {
+		fw.Settings, fw.SettingsErr = client.Settings(ctx, c.Fail2banConfig)
+	}
+	if _, err := os.Stat(filepath.Dir(c.FirewallState)); err == nil {
+		st, err := inspectFirewall(c.FirewallState, env.Now())
+		fw.Status, fw.StatusErr = &st, err
+	}
+	return fw
 }
 
 func lookupHost(ctx context.Context, host string) error {

@@ -131,6 +131,7 @@ type CLI struct {
 	ApplyUnbans    ApplyUnbansCmd    `cmd:"" name:"apply-unbans" help:"Lift in the local fail2ban the bans that peers took back (run as root, by a systemd path unit)."`
 	SetupAccount   SetupAccountCmd   `cmd:"" name:"setup-account" help:"Make and mend, as root, the receiving account's ~/.ssh and its append-only received log."`
 	ReportFailures ReportFailuresCmd `cmd:"" name:"report-failures" help:"Report every failure fail2ban sees to the fleet, which bans a brute force spread over its hosts (run as root, as a service)."`
+	Firewall       FirewallCmd       `cmd:"" help:"Put the received bans into a kernel set in bulk, the fast path beside fail2ban's (run as root, as a service)."`
 }
 
 // Env is what commands may touch of the outside world. Tests replace it.
@@ -171,7 +172,7 @@ func newParser(cli *CLI, env *Env) *kong.Kong { return grammarParser(cli, env) }
 // grammarParser builds the parser of a grammar: CLI, or one of the
 // one-command grammars of quick.go.
 func grammarParser(grammar any, env *Env) *kong.Kong {
-	vars := kong.Vars{"version": buildVersion(), "fail2ban_socket": f2b.DefaultSocket, "fail2ban_config": f2b.DefaultConfig}
+	vars := kong.Vars{"version": buildVersion(), "fail2ban_socket": f2b.DefaultSocket, "fail2ban_config": f2b.DefaultConfig, "firewall_state": defaultFirewallState}
 	for k, v := range receiveVars() {
 		vars[k] = v
 	}

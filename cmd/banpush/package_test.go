@@ -538,7 +538,13 @@ COMP_WORDS=(banpush pe); COMP_CWORD=1; _banpush; echo "${COMPREPLY[*]}"`
 		if procs := waitNoProcesses(uid, 15*time.Second); procs != "" {
 			t.Errorf("processes of the banpush account still run:\n%s", procs)
 		}
+		// The fast path's kernel set goes with the purge: a table made
+		// here, only in the sandbox's own network namespace.
+		nftables := testenv.Sandboxed() && exec.Command("nft", "add", "table", "inet", "banpush").Run() == nil
 		t.Log(pkgMust(t, 5*time.Minute, "dpkg", "--purge", "banpush"))
+		if nftables && exec.Command("nft", "list", "table", "inet", "banpush").Run() == nil {
+			t.Error("after purge, the nftables table inet banpush is still there")
+		}
 		for _, db := range []string{"passwd", "group", "shadow", "gshadow"} {
 			if e := getent(t, db, "banpush"); len(e) > 0 {
 				t.Errorf("after purge, %s has %q", db, e)

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/banpush/banpush/sshpush/firewall"
 	"github.com/banpush/banpush/sshpush/fsutil"
+	"github.com/banpush/banpush/sshpush/nftset"
 	"github.com/banpush/banpush/sshpush/status"
 
 	"github.com/banpush/banpush/sshpush/spool"
@@ -19,6 +23,9 @@ type StatusCmd struct {
 	Prometheus  bool     `help:"Print metrics in Prometheus's text format, for node_exporter's textfile collector."`
 	ReceivedLog []string `name:"received-log" help:"With --prometheus: a log this host receives bans into, whose state file holds each pushing peer's counters; repeat for several (missing ones are skipped)." default:"/var/log/banpush/received.log" type:"path" placeholder:"PATH"`
 	Output      string   `help:"Write to this file, replaced atomically (mode 0644), instead of stdout." type:"path" placeholder:"FILE"`
+	// FirewallState is banpush firewall's --state: where it exists, the
+	// fast path's metrics are written too.
+	FirewallState string `name:"firewall-state" help:"The cursor of 'banpush firewall' (its --state): where its directory exists, the fast path's state and kernel set are shown too (with --prometheus, as metrics)." default:"${firewall_state}" type:"path" placeholder:"PATH"`
 }
 
 // Help explains the columns.
@@ -33,6 +40,8 @@ running. It contacts no peer: 'banpush peers check' does. The table fits 100
 columns: the counts that are zero for every peer are left out, and the last
 failure comes last, its message cut to fit; --json has every field, and the
 messages whole.
+Where 'banpush firewall' keeps its state (--firewall-state), it says
+whether that runs, its bans in force, and how the kernel set compares.
 
 --prometheus prints the same as metrics (banpush_peer_queued,
 banpush_peer_oldest_queued_age_seconds,
@@ -45,7 +54,10 @@ banpush_sender_running), and, for each --received-log, the counters of
 every peer pushing to this host (banpush_receiver_accepted_total,
 banpush_receiver_refused_total, banpush_receiver_rate_limited_total, and
 for fleet detection banpush_receiver_failures_total and
-banpush_receiver_fleet_bans_total). On a host with no inventory only the
+banpush_receiver_fleet_bans_total), and, where 'banpush firewall' keeps
+its state (--firewall-state), the kernel set's (banpush_firewall_running,
+banpush_firewall_set_present, banpush_firewall_set_members,
+banpush_firewall_state_bans, banpush_firewall_drift{kind}). On a host with no inventory only the
 receiver's metrics are printed. contrib/systemd/banpush-metrics.timer writes
 them every minute for node_exporter:
 
@@ -111,6 +123,14 @@ func (c *StatusCmd) report(env *Env, g *Globals) (status.Report, error) {
 	for _, w := range warnings {
 		printWarning(env.Stderr, "%v", w)
 	}
+	if _, serr := os.Stat(filepath.Dir(c.FirewallState)); serr == nil && err == nil && !c.Prometheus {
+		fw, ferr := inspectFirewall(c.FirewallState, env.Now())
+		if ferr != nil {
+			printWarning(env.Stderr, "the fast path's state is left out: %v", ferr)
+		} else {
+			rep.Firewall = &fw
+		}
+	}
 	return rep, err
 }
 
@@ -121,5 +141,27 @@ func (c *StatusCmd) writeMetrics(env *Env, w io.Writer, rep *status.Report) erro
 	for _, w := range warnings {
 		printWarning(env.Stderr, "%v", w)
 	}
-	return status.WriteMetrics(w, rep, received)
+	if err := status.WriteMetrics(w, rep, received); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Dir(c.FirewallState)); err != nil {
+		return nil // no fast path here
+	}
+	fw, err := inspectFirewall(c.FirewallState, env.Now())
+	if err != nil {
+		printWarning(env.Stderr, "the fast path's metrics are left out: %v", err)
+		return nil
+	}
+	return status.WriteFirewallMetrics(w, fw)
+}
+
+// inspectFirewall compares the fast path's state at state with the
+// kernel set of this host's network namespace.
+func inspectFirewall(state string, now time.Time) (firewall.Status, error) {
+	set, err := nftset.Open(0)
+	if err != nil {
+		return firewall.Status{}, err
+	}
+	defer set.Close()
+	return firewall.Inspect(state, set, now)
 }

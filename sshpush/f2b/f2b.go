@@ -247,6 +247,20 @@ func (c *Client) Configured(ctx context.Context, dir string) ([]Jail, error) {
 	return ParseDump(out)
 }
 
+// Settings reads every enabled jail's settings from fail2ban's
+// configuration in dir, as Configured does (fail2ban-client -c DIR -d):
+// the jails a start would set up, whether the server runs or not.
+func (c *Client) Settings(ctx context.Context, dir string) ([]Setting, error) {
+	if dir == "" {
+		dir = DefaultConfig
+	}
+	out, err := c.run(ctx, "-c", dir, "-d")
+	if err != nil {
+		return nil, err
+	}
+	return ParseSettings(out)
+}
+
 // jailName is compiled at its first use: its bounded repetition makes a
 // large program, which every banpush run, each push included, would
 // otherwise compile at start-up (0.2 ms).

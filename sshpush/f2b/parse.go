@@ -387,3 +387,62 @@ func (p *litParser) str() (any, error) {
 	}
 	return nil, p.errorf("unterminated string")
 }
+
+// Setting is one command of 'fail2ban-client -d' for a jail: "add" (the
+// jail is enabled; Values holds its backend), or a "set" of one key
+// (bantime, addfailregex, addignoreip, addaction, ...) with its values,
+// numbers written in decimal. Actions' own settings (multi-set) are left
+// out.
+type Setting struct {
+	Jail   string
+	Key    string
+	Values []string
+}
+
+// ParseSettings reads the jails' settings out of 'fail2ban-client -d', as
+// ParseDump reads it: lines that are not Python lists are skipped, a list
+// that does not parse is an error naming its line, and a jail name
+// fail2ban could not have made is passed over.
+func ParseSettings(out []byte) ([]Setting, error) {
+	var ss []Setting
+	for n, l := range lines(out) {
+		if !strings.HasPrefix(l, "[") {
+			continue
+		}
+		v, err := ParseLiteral(l)
+		if err != nil {
+			return nil, fmt.Errorf("f2b: dump line %d: %w", n+1, err)
+		}
+		cmd, _ := v.([]any)
+		if len(cmd) < 2 {
+			continue
+		}
+		verb, _ := cmd[0].(string)
+		jail, _ := cmd[1].(string)
+		if !ValidJail(jail) {
+			continue
+		}
+		var s Setting
+		switch {
+		case verb == "add":
+			s = Setting{Jail: jail, Key: "add"}
+			cmd = cmd[2:]
+		case verb == "set" && len(cmd) >= 4: // a global setting has three
+			key, _ := cmd[2].(string)
+			s = Setting{Jail: jail, Key: key}
+			cmd = cmd[3:]
+		default:
+			continue
+		}
+		for _, x := range cmd {
+			switch x := x.(type) {
+			case string:
+				s.Values = append(s.Values, x)
+			case int64:
+				s.Values = append(s.Values, strconv.FormatInt(x, 10))
+			}
+		}
+		ss = append(ss, s)
+	}
+	return ss, nil
+}

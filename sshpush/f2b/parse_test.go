@@ -214,6 +214,11 @@ func FuzzParseDump(f *testing.F) {
 	f.Add([]byte(`['multi-set', 'j', 'action', 'a', [['actionban', '\u12']]]`))
 	f.Add([]byte("[(1, 2.5e3, 'x'), None]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, s := range must(ParseSettings(data)) {
+			if !ValidJail(s.Jail) {
+				t.Fatalf("a setting of an invalid jail: %+v", s)
+			}
+		}
 		jails, err := ParseDump(data)
 		if err != nil {
 			return
@@ -252,4 +257,38 @@ func FuzzParseAnswers(f *testing.F) {
 			t.Fatalf("log target %q returned", p)
 		}
 	})
+}
+
+func TestParseSettings(t *testing.T) {
+	out := "WARNING 'allowipv6' not defined\n" +
+		"['set', 'loglevel', 'INFO']\n" +
+		"['add', 'banpush', 'polling']\n" +
+		"['set', 'banpush', 'maxretry', 1]\n" +
+		"['set', 'banpush', 'addignoreip', '127.0.0.1/8', '192.0.2.1']\n" +
+		"['multi-set', 'banpush', 'action', 'x', [['actionban', 'y']]]\n" +
+		"['set', 'bad jail', 'bantime', '1h']\n" +
+		"['start', 'banpush']\n"
+	got, err := ParseSettings([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Setting{
+		{Jail: "banpush", Key: "add", Values: []string{"polling"}},
+		{Jail: "banpush", Key: "maxretry", Values: []string{"1"}},
+		{Jail: "banpush", Key: "addignoreip", Values: []string{"127.0.0.1/8", "192.0.2.1"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	if _, err := ParseSettings([]byte("['set', 'banpush', 'bantime'\n")); err == nil {
+		t.Error("a list that does not parse: no error")
+	}
+}
+
+// must is v, or nothing if err is set.
+func must[T any](v []T, err error) []T {
+	if err != nil {
+		return nil
+	}
+	return v
 }

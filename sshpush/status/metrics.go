@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/banpush/banpush/sshpush/firewall"
 	"github.com/banpush/banpush/sshpush/receive"
 )
 
@@ -167,4 +168,27 @@ func ReadReceived(logs []string) (received map[string]map[string]receive.Counter
 		received[log] = counters
 	}
 	return received, warnings
+}
+
+// WriteFirewallMetrics writes the fast path's families (banpush
+// firewall), from firewall.Inspect.
+func WriteFirewallMetrics(w io.Writer, fw firewall.Status) error {
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	running := &metric{name: "banpush_firewall_running", typ: "gauge", help: "1 while a 'banpush firewall' service follows the received log."}
+	present := &metric{name: "banpush_firewall_set_present", typ: "gauge", help: "1 if the kernel set (nftables table inet banpush) exists."}
+	members := &metric{name: "banpush_firewall_set_members", typ: "gauge", help: "Addresses in the kernel set."}
+	bans := &metric{name: "banpush_firewall_state_bans", typ: "gauge", help: "Bans in force in the fast path's state file."}
+	drift := &metric{name: "banpush_firewall_drift", typ: "gauge", help: "Bans of the state the kernel set lacks (missing), and members the state does not have (extra)."}
+	running.add(b(fw.Running))
+	present.add(b(fw.SetPresent))
+	members.add(float64(fw.Members))
+	bans.add(float64(fw.Bans))
+	drift.add(float64(fw.Missing), "kind", "missing")
+	drift.add(float64(fw.Extra), "kind", "extra")
+	return writeMetrics(w, []*metric{running, present, members, bans, drift})
 }

@@ -9,6 +9,7 @@ package status
 import (
 	"time"
 
+	"github.com/banpush/banpush/sshpush/firewall"
 	"github.com/banpush/banpush/sshpush/roster"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
@@ -37,6 +38,9 @@ type Report struct {
 	Spool         string        `json:"spool"`
 	Self          []roster.Self `json:"self"` // the peers that are this host, not sent to
 	Peers         []Peer        `json:"peers"`
+	// Firewall is the fast path's state and kernel set ('banpush
+	// firewall'), where it keeps its state; nil elsewhere.
+	Firewall *firewall.Status `json:"firewall,omitempty"`
 }
 
 // NoSpool is the report of a host whose spool directory dir does not

@@ -2,9 +2,11 @@ package status
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/banpush/banpush/sshpush/firewall"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -38,5 +40,39 @@ func TestStatusMetricsEscape(t *testing.T) {
 	}
 	if got := f["banpush_x"].GetMetric()[0].GetLabel()[0].GetValue(); got != "/var/log/a \"b\"\\c\n" {
 		t.Errorf("label %q, want it back unescaped", got)
+	}
+}
+
+func TestWriteTableFirewall(t *testing.T) {
+	var b strings.Builder
+	rep := Report{Spool: "/s", Peers: []Peer{}, Firewall: &firewall.Status{Running: true, SetPresent: true, Members: 9, Bans: 10, Missing: 1}}
+	if err := WriteTable(&b, rep, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if want := "firewall running, 10 bans in force, kernel set of 9 (1 missing, 0 extra)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("table:\n%s\nwant a line %q", b.String(), want)
+	}
+}
+
+// TestFirewallMetrics: the fast path's families parse with Prometheus's
+// own parser, with their values.
+func TestFirewallMetrics(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteFirewallMetrics(&b, firewall.Status{Running: true, SetPresent: true, Members: 9, Bans: 10, Missing: 1}); err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(&b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	for name, want := range map[string]float64{"banpush_firewall_running": 1, "banpush_firewall_set_present": 1, "banpush_firewall_set_members": 9, "banpush_firewall_state_bans": 10} {
+		f, ok := fams[name]
+		if !ok || f.GetMetric()[0].GetGauge().GetValue() != want {
+			t.Errorf("%s: %v, want %v", name, f, want)
+		}
+	}
+	if d := fams["banpush_firewall_drift"]; d == nil || len(d.GetMetric()) != 2 {
+		t.Errorf("banpush_firewall_drift: %v, want missing and extra", d)
 	}
 }

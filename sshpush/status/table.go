@@ -29,6 +29,16 @@ func WriteTable(w io.Writer, rep Report, now time.Time) error {
 	for _, sp := range rep.Self {
 		fmt.Fprintf(w, "self %s (%s): nothing is sent to it\n", sp.Name, sp.Reason)
 	}
+	if fw := rep.Firewall; fw != nil {
+		running, set := "not running", "no kernel set"
+		if fw.Running {
+			running = "running"
+		}
+		if fw.SetPresent {
+			set = fmt.Sprintf("kernel set of %d", fw.Members)
+		}
+		fmt.Fprintf(w, "firewall %s, %d bans in force, %s (%d missing, %d extra)\n", running, fw.Bans, set, fw.Missing, fw.Extra)
+	}
 	type column struct {
 		head     string
 		cell     func(p Peer) string

@@ -7,8 +7,11 @@
 # keys, known_hosts), and dpkg keeps the configuration files.
 #
 # purge removes what this package made: the account, /var/lib/banpush,
-# /var/spool/banpush, /var/log/banpush, /etc/banpush and the links that
-# 'systemctl enable' made for its timers; dpkg removes the configuration
+# /var/spool/banpush, /var/log/banpush, /etc/banpush, the state of
+# 'banpush firewall' (/var/lib/banpush-firewall) and its kernel set (the
+# nftables table inet banpush, with the nft CLI, the binary being gone),
+# and the links that 'systemctl enable' made for its timers; dpkg removes
+# the configuration
 # files. Files an administrator wrote elsewhere (jail.d/*.local, the
 # fleet's sshd_config.d/banpush-fleet.conf and KRL) are left.
 set -e
@@ -37,7 +40,14 @@ if [ -f /var/log/banpush/received.log ] && [ ! -L /var/log/banpush/received.log 
 	chattr -a /var/log/banpush/received.log 2>/dev/null ||
 		echo "banpush: /var/log/banpush/received.log may stay append-only: lift it with chattr -a (e2fsprogs), then remove /var/log/banpush" >&2
 fi
-rm -rf /var/spool/banpush /var/log/banpush /var/lib/banpush /etc/banpush
+rm -rf /var/spool/banpush /var/log/banpush /var/lib/banpush /etc/banpush /var/lib/banpush-firewall
+# The fast path's kernel set: its bans would otherwise stay until they run
+# out, or until the next boot.
+if command -v nft >/dev/null 2>&1; then
+	if nft list table inet banpush >/dev/null 2>&1; then
+		nft delete table inet banpush || echo "banpush: could not remove the nftables table inet banpush: nft delete table inet banpush" >&2
+	fi
+fi
 if getent passwd banpush >/dev/null; then
 	userdel banpush || echo "banpush: could not remove the account banpush (does a process of it run?): userdel banpush" >&2
 fi

@@ -15,6 +15,7 @@ if [ -d /run/systemd/system ]; then
 		banpush-metrics.timer banpush-metrics.service \
 		banpush-apply-unbans.path banpush-apply-unbans.timer \
 		banpush-apply-unbans.service \
-		banpush-report-failures.service >/dev/null 2>&1 || true
+		banpush-report-failures.service \
+		banpush-firewall.service >/dev/null 2>&1 || true
 fi
 exit 0
