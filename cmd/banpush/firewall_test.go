@@ -148,6 +148,23 @@ func TestFirewallCommand(t *testing.T) {
 		t.Errorf("after SIGKILL and a restart, the set is:\n%s", m)
 	}
 
+	// 'banpush unban' here lifts a received ban from the kernel set at
+	// once, and from the state: the next run does not put it back.
+	unban := ns.Command(bin, "--spool", filepath.Join(dir, "spool"), "--inventory", filepath.Join(dir, "peers"),
+		"--fail2ban-socket", filepath.Join(dir, "none.sock"), "unban", "--firewall-state", state, "203.0.113.8")
+	if out, err := unban.CombinedOutput(); err != nil || !strings.Contains(string(out), "203.0.113.8: lifted from the fast path") {
+		t.Errorf("unban: %v\n%s", err, out)
+	}
+	if m := members(); strings.Contains(m, "203.0.113.8") {
+		t.Errorf("203.0.113.8 still in the set after 'banpush unban':\n%s", m)
+	}
+	if out, err := banpush("--once").CombinedOutput(); err != nil || !strings.Contains(string(out), "2 bans in force") {
+		t.Errorf("firewall --once after unban: %v\n%s", err, out)
+	}
+	if m := members(); strings.Contains(m, "203.0.113.8") || !strings.Contains(m, "203.0.113.9") {
+		t.Errorf("after the unban and a run, the set is:\n%s", m)
+	}
+
 	// A log the jails do not watch: their settings are not meant for it.
 	other := filepath.Join(dir, "other.log")
 	writeTestFile(t, other, "")

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/banpush/banpush/sshpush/f2b"
+	"github.com/banpush/banpush/sshpush/firewall"
+	"github.com/banpush/banpush/sshpush/nftset"
 	"github.com/banpush/banpush/sshpush/record"
 	"github.com/banpush/banpush/sshpush/sender"
 	"github.com/banpush/banpush/sshpush/spool"
@@ -22,6 +25,8 @@ type UnbanCmd struct {
 	Timeout      time.Duration `help:"With --wait: how long to keep trying." default:"30s"`
 	JSON         bool          `name:"json" help:"With --wait: print the report as JSON."`
 	IPs          []string      `arg:"" name:"IP" help:"Addresses to unban."`
+
+	FirewallState string `name:"firewall-state" help:"The cursor of 'banpush firewall' (its --state): where the fast path runs, it lifts its bans of the addresses too." default:"${firewall_state}" type:"path" placeholder:"PATH"`
 }
 
 // Help explains what unban does, here and on the peers.
@@ -32,6 +37,8 @@ a monitoring probe, a customer's NAT) that banpush has already shared.
 For each address it:
   1. unbans it in the local fail2ban (every jail, or --jail), through
      fail2ban-client; if fail2ban is not running it says so and goes on;
+     where the fast path runs ('banpush firewall'), lifts it from its
+     kernel set too, at once, and from its state at its next read;
   2. cancels the bans of it still queued for peers: they are not delivered;
   3. queues an unban for every peer (but this host), delivered like bans: in
      order after the bans queued before it, retried, at least once.
@@ -79,6 +86,7 @@ func (c *UnbanCmd) Run(env *Env, g *Globals) error {
 		return silentExit(exitData)
 	}
 	c.unbanHere(env, g, items)
+	c.liftHere(env, items)
 
 	s, err := spool.Open(g.Spool, spool.Options{})
 	if err != nil {
@@ -171,6 +179,38 @@ func (c *UnbanCmd) unbanHere(env *Env, g *Globals, items []spool.Item) {
 			printNote(env.Stderr, "%s: not banned here (%s)", it.Record.Addr, where)
 		}
 	}
+}
+
+// liftHere lifts the addresses from the fast path's kernel set, where
+// 'banpush firewall' ever ran: a request its engine applies to its state
+// (and its kernel set) at its next read, or its next start; and, so that
+// it holds at once, a delete from the kernel set now.
+func (c *UnbanCmd) liftHere(env *Env, items []spool.Item) {
+	if c.Jail != "" && !firewall.IsReceiving(c.Jail) {
+		return // the fast path bans for the receiving jails only
+	}
+	addrs := make([]netip.Addr, len(items))
+	for i, it := range items {
+		addrs[i] = it.Record.Addr
+	}
+	err := firewall.RequestLift(c.FirewallState, addrs)
+	switch {
+	case errors.Is(err, firewall.ErrNoFastPath):
+		return
+	case err != nil:
+		printWarning(env.Stderr, "the fast path (banpush firewall): not lifted: %v", err)
+		return
+	}
+	set, err := nftset.Open(0)
+	if err == nil {
+		defer set.Close()
+		err = set.Delete(addrs)
+	}
+	if err != nil && !errors.Is(err, nftset.ErrNoTable) {
+		printWarning(env.Stderr, "the fast path (banpush firewall): %v; lifted at its next read", err)
+		return
+	}
+	printNote(env.Stderr, "%s: lifted from the fast path (banpush firewall)", addrList(items))
 }
 
 // addrList names the items' addresses in a message.

@@ -158,6 +158,11 @@ func (e *Engine) start(rep *Report) error {
 		}
 	}
 	e.bans = bans
+	// Local unbans asked while the service was stopped: lifted before
+	// anything is restored.
+	if err := e.applyLifts(rep); err != nil {
+		return err
+	}
 	members, err := e.k.List()
 	if err != nil {
 		return err
@@ -240,6 +245,9 @@ func (e *Engine) Bans() Bans {
 // batch again, which changes nothing the kernel does not hold already.
 func (e *Engine) Run(ctx context.Context) (Report, error) {
 	var rep Report
+	if err := e.applyLifts(&rep); err != nil {
+		return rep, err
+	}
 	r, err := logtail.Open(e.cfg.Log, e.cur, logline.MaxLen)
 	if err != nil {
 		return rep, err

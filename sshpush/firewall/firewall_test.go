@@ -421,3 +421,48 @@ func FuzzDecide(f *testing.F) {
 		}
 	})
 }
+
+// TestEngineLocalLift: 'banpush unban' here (RequestLift) lifts a received
+// ban from the kernel and the state at the next run; a lift asked while
+// the service is stopped is applied at its start, before anything is
+// restored; a later ban of the address is not lifted by the old request.
+func TestEngineLocalLift(t *testing.T) {
+	f := newFixture(t)
+	k := newFake(f.now)
+	e, _ := start(t, f.config(t), k)
+	f.append(t, mustLine(t, logline.Ban, now, "203.0.113.1"), mustLine(t, logline.Ban, now, "2001:db8::2"), mustLine(t, logline.Ban, now, "203.0.113.3"))
+	run(t, e)
+	if err := RequestLift(f.state, []netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.99")}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := run(t, e); rep.Lifted != 2 || rep.Bans != 2 || k.has("203.0.113.1") {
+		t.Errorf("a run after a local lift: %+v, kernel %v", rep, k.m)
+	}
+	// The request is taken once: a new ban of the address stays.
+	f.append(t, mustLine(t, logline.Ban, now, "203.0.113.1"))
+	if rep := run(t, e); rep.Added != 1 || !k.has("203.0.113.1") {
+		t.Errorf("a new ban after the lift: %+v", rep)
+	}
+	e.Close()
+
+	// Stopped: the lift waits; the next start applies it before it
+	// restores the rest (here, after a reboot).
+	if err := RequestLift(f.state, []netip.Addr{netip.MustParseAddr("2001:db8::2")}); err != nil {
+		t.Fatal(err)
+	}
+	k = newFake(f.now)
+	_, rep := start(t, f.config(t), k)
+	if rep.Restored != 2 || k.has("2001:db8::2") || !k.has("203.0.113.1") || !k.has("203.0.113.3") {
+		t.Errorf("start after a lift asked while stopped: %+v, kernel %v", rep, k.m)
+	}
+	if bans, err := LoadState(StatePath(f.state)); err != nil || len(bans) != 2 {
+		t.Errorf("state after the lift: %v, %v", bans, err)
+	}
+	if _, err := os.Stat(LiftPath(f.state)); !os.IsNotExist(err) {
+		t.Errorf("the lift file is still there: %v", err)
+	}
+
+	if err := RequestLift(filepath.Join(t.TempDir(), "none", "cursor"), nil); !errors.Is(err, ErrNoFastPath) {
+		t.Errorf("RequestLift where the fast path never ran: %v, want ErrNoFastPath", err)
+	}
+}
