@@ -158,6 +158,7 @@ func packageWants(t *testing.T, unitDir string, deb bool) []string {
 		"/usr/share/doc/banpush/README.md",
 		"/usr/share/doc/banpush/copyright",
 		"/usr/share/doc/banpush/examples/authorized_keys.example",
+		"/usr/share/doc/banpush/examples/banpush-firewall.local",
 	}
 	// banpush(1) and the completions, which build.sh has the binary print.
 	want = append(want, "/usr/share/man/man1/banpush.1.gz", "/usr/share/bash-completion/completions/banpush",
