@@ -208,6 +208,21 @@ func (b *bench) fail2banConf(dir, log, local string) error {
 	return os.WriteFile(filepath.Join(dir, "jail.d", "zz-bench.local"), []byte(local), 0o644)
 }
 
+// makeLog creates a received log, empty, where it is missing, as
+// contrib/sshd/setup-receiver.sh does: fail2ban starts only once its
+// jail's log exists, and 'banpush firewall' checks the log against the
+// jail's logpath, which fail2ban leaves out while the file is missing.
+func (b *bench) makeLog(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chown(path, b.acct.uid, b.acct.gid)
+}
+
 // receive writes addrs to log as one peer's batch, through the real
 // receiver run as the receiving account.
 func (b *bench) receive(log string, addrs []string) error {
@@ -321,11 +336,7 @@ func (b *bench) s8Firewall() error {
 		return err
 	}
 	log := filepath.Join(dir, "log", "received.log")
-	// fail2ban starts only once its jail's log exists.
-	if err := os.WriteFile(log, nil, 0o640); err != nil {
-		return err
-	}
-	if err := os.Chown(log, b.acct.uid, b.acct.gid); err != nil {
+	if err := b.makeLog(log); err != nil {
 		return err
 	}
 	slowConf, fastConf := filepath.Join(dir, "f2b-slow"), filepath.Join(dir, "f2b-fast")
