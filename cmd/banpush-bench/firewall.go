@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -89,8 +91,9 @@ func (b *bench) startIn(n *netNS, out io.Writer, name string, args ...string) (*
 }
 
 // setCount counts the elements of the named sets of an nftables table in
-// the namespace: 0 while the table or a set is missing.
-func setCount(n *netNS, family nftables.TableFamily, table string, sets ...string) int {
+// the namespace, or with want those of want only: 0 while the table or a
+// set is missing.
+func setCount(n *netNS, want map[netip.Addr]bool, family nftables.TableFamily, table string, sets ...string) int {
 	c, err := nftables.New(nftables.WithNetNSFd(int(n.f.Fd())))
 	if err != nil {
 		return 0
@@ -102,11 +105,70 @@ func setCount(n *netNS, family nftables.TableFamily, table string, sets ...strin
 			continue
 		}
 		els, err := c.GetSetElements(s)
-		if err == nil {
+		if err != nil {
+			continue
+		}
+		if want == nil {
 			total += len(els)
+			continue
+		}
+		for _, el := range els {
+			if a, ok := netip.AddrFromSlice(el.Key); ok && want[a] {
+				total++
+			}
 		}
 	}
 	return total
+}
+
+// fastSet counts the addresses in the fast path's kernel set in n (with
+// want, those of want only); fail2banSet the same in the sets of the
+// banpush jail's nftables-allports action.
+func fastSet(n *netNS, want map[netip.Addr]bool) int {
+	return setCount(n, want, nftables.TableFamilyINet, nftset.Table, nftset.SetV4, nftset.SetV6)
+}
+
+func fail2banSet(n *netNS, want map[netip.Addr]bool) int {
+	return setCount(n, want, nftables.TableFamilyINet, "f2b-table", "addr-set-banpush", "addr6-set-banpush")
+}
+
+// startFail2ban starts a private fail2ban-server with the configuration
+// directory conf (see fail2banConf) in n, and returns once it answers.
+func (b *bench) startFail2ban(n *netNS, conf string) (*exec.Cmd, error) {
+	out := &syncBuffer{}
+	server, err := b.startIn(n, out, "fail2ban-server", "-f", "-x", "-c", conf)
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(conf, "run", "fail2ban.sock")
+	if _, _, err := waitCount(func() int {
+		if command(b.ctx, "fail2ban-client", "-s", sock, "ping").Run() == nil {
+			return 1
+		}
+		return 0
+	}, 1, time.Minute); err != nil {
+		return nil, fmt.Errorf("the private fail2ban does not answer: %s", oneLine(out.String()))
+	}
+	return server, nil
+}
+
+// syncBuffer is a bytes.Buffer a running program writes to while the
+// bench reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // fail2banConf writes a fail2ban configuration directory: the machine's,
@@ -144,6 +206,21 @@ func (b *bench) fail2banConf(dir, log, local string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "jail.d", "zz-bench.local"), []byte(local), 0o644)
+}
+
+// makeLog creates a received log, empty, where it is missing, as
+// contrib/sshd/setup-receiver.sh does: fail2ban starts only once its
+// jail's log exists, and 'banpush firewall' checks the log against the
+// jail's logpath, which fail2ban leaves out while the file is missing.
+func (b *bench) makeLog(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chown(path, b.acct.uid, b.acct.gid)
 }
 
 // receive writes addrs to log as one peer's batch, through the real
@@ -236,11 +313,20 @@ func (s *firewallService) stop(sig syscall.Signal) {
 	<-s.done
 }
 
-func (b *bench) s8Firewall() error {
+// needFirewallTools says what scenarios 8 and 9 need that the others do
+// not.
+func needFirewallTools() error {
 	for _, prog := range []string{"fail2ban-server", "fail2ban-client", "nsenter"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			return fmt.Errorf("%s not found: apt-get install fail2ban util-linux", prog)
 		}
+	}
+	return nil
+}
+
+func (b *bench) s8Firewall() error {
+	if err := needFirewallTools(); err != nil {
+		return err
 	}
 	dir := filepath.Join(b.dir, "s8")
 	if err := os.MkdirAll(dir, 0o711); err != nil { // the account passes through to its log
@@ -250,11 +336,7 @@ func (b *bench) s8Firewall() error {
 		return err
 	}
 	log := filepath.Join(dir, "log", "received.log")
-	// fail2ban starts only once its jail's log exists.
-	if err := os.WriteFile(log, nil, 0o640); err != nil {
-		return err
-	}
-	if err := os.Chown(log, b.acct.uid, b.acct.gid); err != nil {
+	if err := b.makeLog(log); err != nil {
 		return err
 	}
 	slowConf, fastConf := filepath.Join(dir, "f2b-slow"), filepath.Join(dir, "f2b-fast")
@@ -272,19 +354,9 @@ func (b *bench) s8Firewall() error {
 	if err != nil {
 		return err
 	}
-	var serverOut bytes.Buffer
-	server, err := b.startIn(slowNS, &serverOut, "fail2ban-server", "-f", "-x", "-c", slowConf)
+	server, err := b.startFail2ban(slowNS, slowConf)
 	if err != nil {
 		return err
-	}
-	sock := filepath.Join(slowConf, "run", "fail2ban.sock")
-	if _, _, err := waitCount(func() int {
-		if command(b.ctx, "fail2ban-client", "-s", sock, "ping").Run() == nil {
-			return 1
-		}
-		return 0
-	}, 1, 30*time.Second); err != nil {
-		return fmt.Errorf("the private fail2ban does not answer: %s", oneLine(serverOut.String()))
 	}
 	state := filepath.Join(dir, "firewall", "cursor")
 	if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
@@ -294,12 +366,8 @@ func (b *bench) s8Firewall() error {
 	if err != nil {
 		return err
 	}
-	fast := func() int {
-		return setCount(fastNS, nftables.TableFamilyINet, nftset.Table, nftset.SetV4, nftset.SetV6)
-	}
-	slow := func() int {
-		return setCount(slowNS, nftables.TableFamilyINet, "f2b-table", "addr-set-banpush", "addr6-set-banpush")
-	}
+	fast := func() int { return fastSet(fastNS, nil) }
+	slow := func() int { return fail2banSet(slowNS, nil) }
 
 	// The burst, both paths.
 	n := b.o.burst

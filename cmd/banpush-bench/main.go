@@ -19,6 +19,10 @@
 // Scenario 8 is on one receiving host: received bans to the kernel
 // through fail2ban's action against 'banpush firewall' (firewall.go).
 //
+// Scenario 9, run only when named (-scenarios 9: it takes minutes), is
+// scenario 3's burst carried to every peer's kernel, by 'banpush firewall'
+// and by fail2ban (fleetfirewall.go).
+//
 // Scenario 7 has banpush beside itself: bans to the live peers while a
 // third of the peers are bad (a closed port, a blackholed address, a
 // tarpit), against the same with every peer up.
@@ -70,17 +74,17 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.peers, "peers", 10, "live peers in scenarios 1 to 4 and 7")
+	flag.IntVar(&o.peers, "peers", 10, "live peers in scenarios 1 to 4, 7 and 9")
 	flag.IntVar(&o.fanout, "fanout", 500, "peers in scenario 5")
 	flag.IntVar(&o.fanoutSmall, "fanout-small", 100, "peers in scenario 5's first size, for the growth to -fanout")
 	flag.IntVar(&o.reps, "reps", 20, "repetitions of scenarios 1, 4, 6 and 7 (banpush side)")
 	flag.IntVar(&o.coldReps, "cold-reps", 5, "repetitions of scenario 2 (each side)")
 	flag.IntVar(&o.fanoutReps, "fanout-reps", 2, "repetitions of scenario 5 (banpush side)")
-	flag.IntVar(&o.burst, "burst", 1000, "bans in the burst of scenario 3")
+	flag.IntVar(&o.burst, "burst", 1000, "bans in the bursts of scenarios 3, 8 and 9")
 	flag.IntVar(&o.burstBaseline, "burst-baseline", 10, "bans the parallel ssh baseline sends in scenario 3 (then extrapolated)")
 	flag.IntVar(&o.baselineReps, "baseline-reps", 2, "repetitions of the slow baselines (seed loop in 1, parallel ssh in 5)")
 	flag.IntVar(&o.fwBans, "fw-bans", 10000, "the large burst of scenario 8 (the fast path alone), and half the bans held at its last restart")
-	flag.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6,7,8", "scenarios to run, comma-separated")
+	flag.StringVar(&o.scenarios, "scenarios", "1,2,3,4,5,6,7,8", "scenarios to run, comma-separated (9, minutes long, runs only when named)")
 	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "stop everything after this long")
 	flag.StringVar(&o.receiver, "receiver", "banpush-bench", "receiving account, shell /bin/sh as in production; created for the run (and deleted) if missing; root uses root's own shell and rc files")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, spools, sshd logs)")
@@ -162,6 +166,7 @@ func runBench(o options, stdout, stderr io.Writer) (err error) {
 		{6, b.s6Receiver},
 		{7, func() error { return b.s7Partial(s10) }},
 		{8, b.s8Firewall},
+		{9, func() error { return b.s9FleetFirewall(s10) }},
 	}
 	// The table's rows are printed as each scenario ends, so that a run
 	// cut short (a timeout, a Ctrl-C) still shows what it measured; a
