@@ -153,7 +153,7 @@ func (c *ApplyUnbansCmd) Run(env *Env, g *Globals) error {
 		}
 		return applyError(err, g.Fail2banSocket)
 	}
-	return unbanlog.Follow(ctx, c.Interval, func(ctx context.Context) error {
+	return logtail.Follow(ctx, c.Interval, func(ctx context.Context) error {
 		rep, err := once(ctx)
 		if perr := c.print(env, rep, false); perr != nil {
 			return perr

@@ -150,7 +150,7 @@ func (c *FirewallCmd) Run(env *Env) error {
 	if c.Once {
 		return once(ctx)
 	}
-	return firewall.Follow(ctx, c.Interval, once)
+	return logtail.Follow(ctx, c.Interval, once)
 }
 
 // jails reads the receiving jails from fail2ban's configuration, keeping

@@ -485,26 +485,6 @@ func decide(cfg *Config, line []byte, now time.Time) Decision {
 	return d
 }
 
-// Follow calls run now and then every interval until ctx is done or run
-// returns an error, which it returns (nil when ctx ended it).
-func Follow(ctx context.Context, interval time.Duration, run func(context.Context) error) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := run(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
 // String names a verdict, for tests and messages.
 func (v Verdict) String() string {
 	switch v {

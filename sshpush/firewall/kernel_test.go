@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/banpush/banpush/sshpush/logline"
+	"github.com/banpush/banpush/sshpush/logtail"
 	"github.com/banpush/banpush/sshpush/nftset"
 	"github.com/banpush/banpush/sshpush/testkit/netns"
 	"github.com/banpush/banpush/sshpush/testkit/testenv"
@@ -52,7 +53,7 @@ func TestHelperFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	Follow(context.Background(), 20*time.Millisecond, func(ctx context.Context) error {
+	logtail.Follow(context.Background(), 20*time.Millisecond, func(ctx context.Context) error {
 		_, err := e.Run(ctx)
 		return err
 	})

@@ -433,24 +433,3 @@ func applyBatch(ctx context.Context, cfg *Config, u Unbanner, pending []pendingU
 	}
 	return len(pending), nil
 }
-
-// Follow calls run now and then every interval until ctx is done or run
-// returns an error, which it returns (nil when ctx ended it). run decides
-// which of Apply's errors are worth stopping for.
-func Follow(ctx context.Context, interval time.Duration, run func(context.Context) error) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := run(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}

@@ -310,21 +310,3 @@ func TestApplyFlood(t *testing.T) {
 	}
 	t.Logf("100,100 hostile lines in %v", time.Since(start))
 }
-
-func TestFollowStops(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	n := 0
-	err := Follow(ctx, time.Millisecond, func(context.Context) error {
-		if n++; n == 3 {
-			cancel()
-		}
-		return nil
-	})
-	if err != nil || n != 3 {
-		t.Fatalf("cancelled: got %v after %d runs", err, n)
-	}
-	stop := errors.New("stop")
-	if err := Follow(context.Background(), time.Millisecond, func(context.Context) error { return stop }); err != stop {
-		t.Fatalf("got %v, want the run's error", err)
-	}
-}
