@@ -140,15 +140,8 @@ func (cfg *Config) fail(ctx context.Context, lines []wire.Line) (Result, error) 
 	}
 	// Remembered before the fleet line is written, as a quorum report
 	// is; put back if the log cannot be written.
-	if err := m.save(); err != nil {
-		return Result{}, fileError(err)
-	}
-	if len(buf) > 0 {
-		if err := appendLog(cfg.LogPath, buf); err != nil {
-			_ = before.save()
-			return Result{}, fileError(err)
-		}
-		_ = appendHistory(cfg.LogPath, events)
+	if err := cfg.write(m, before, buf, events); err != nil {
+		return Result{}, err
 	}
 	st.charge(id, b, res)
 	return res, nil

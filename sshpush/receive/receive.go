@@ -279,23 +279,44 @@ func (cfg *Config) accept(ctx context.Context, lines []wire.Line) (Result, error
 		st.charge(id, b, res)
 		return res, nil
 	}
-	// A quorum peer's reports are remembered before they are written,
-	// and forgotten again if the log cannot be written: the memory is
-	// the count, and it must not hold a report the log lacks.
+	// A quorum peer's reports are remembered before they are written.
+	var mem, undo memory
 	if q != nil {
-		if err := q.save(); err != nil {
-			return Result{}, fileError(err)
-		}
+		mem, undo = q, before
 	}
-	if err := appendLog(cfg.LogPath, buf); err != nil {
-		if q != nil {
-			_ = before.save() // nothing was written: forget it again
-		}
-		return Result{}, fileError(err)
+	if err := cfg.write(mem, undo, buf, events); err != nil {
+		return Result{}, err
 	}
-	_ = appendHistory(cfg.LogPath, events) // best effort (history.go)
 	st.charge(id, b, res)
 	return res, nil
+}
+
+// memory is one of the receiver's memories beside the log (LOG.quorum,
+// LOG.unbans, LOG.fleet).
+type memory interface{ save() error }
+
+// write saves mem (nil: none), then appends buf to the log with one write
+// and an fsync (nothing when buf is empty) and the history's events (best
+// effort, history.go). If the log cannot be written, undo, the memory as
+// it was, is saved back: a memory is a count, and must not hold what the
+// log lacks.
+func (cfg *Config) write(mem, undo memory, buf, events []byte) error {
+	if mem != nil {
+		if err := mem.save(); err != nil {
+			return fileError(err)
+		}
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	if err := appendLog(cfg.LogPath, buf); err != nil {
+		if undo != nil {
+			_ = undo.save() // nothing was written: forget it again
+		}
+		return fileError(err)
+	}
+	_ = appendHistory(cfg.LogPath, events)
+	return nil
 }
 
 // admit decides each record the policy let through, in order: refused as

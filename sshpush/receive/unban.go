@@ -132,23 +132,17 @@ func (cfg *Config) unban(ctx context.Context, lines []wire.Line) (Result, error)
 	}
 	// Remembered before written, as a quorum report is: the window must
 	// hold from the moment the unban line can be applied.
-	if err := unbans.save(); err != nil {
-		return Result{}, fileError(err)
+	if err := cfg.write(unbans, before, buf, events); err != nil {
+		return Result{}, err
 	}
-	if err := appendLog(cfg.LogPath, buf); err != nil {
-		_ = before.save()
-		return Result{}, fileError(err)
-	}
-	// Best effort: a report left behind counts for its window at most,
-	// and a history without these unbans takes the next unban of one of
-	// the addresses for one that lifts something.
+	// Best effort: a report or a failure left behind counts for its
+	// window at most.
 	if forgot {
 		_ = q.save()
 	}
 	if forgotFailures {
 		_ = fm.save()
 	}
-	_ = appendHistory(cfg.LogPath, events)
 	st.charge(id, b, res)
 	return res, nil
 }
