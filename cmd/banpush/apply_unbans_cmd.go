@@ -204,19 +204,25 @@ func (c *ApplyUnbansCmd) jails(ctx context.Context, client *f2b.Client) ([]strin
 // 'banpush receive' would: nothing in it is trusted beyond what a line
 // could make the receiver accept anyway.
 func (c *ApplyUnbansCmd) receivers(log string) ([]unbanlog.Receiver, error) {
-	path := c.AuthorizedKeys
-	if path == "" {
-		u, err := user.Lookup(c.Account)
-		if err != nil {
-			return nil, fmt.Errorf("the receiving account %s: %w", c.Account, err)
-		}
-		path = filepath.Join(u.HomeDir, ".ssh", "authorized_keys")
-	}
-	keys, err := authkeys.ReadFile(path)
+	keys, err := accountKeys(c.Account, c.AuthorizedKeys)
 	if err != nil {
 		return nil, err
 	}
 	return unbanReceivers(keys, log), nil
+}
+
+// accountKeys reads the receiving account's authorized_keys (path, or
+// ~account/.ssh/authorized_keys) as root reads the account's files:
+// through descriptors, never through a link (authkeys.ReadFile).
+func accountKeys(account, path string) ([]byte, error) {
+	if path == "" {
+		u, err := user.Lookup(account)
+		if err != nil {
+			return nil, fmt.Errorf("the receiving account %s: %w", account, err)
+		}
+		path = filepath.Join(u.HomeDir, ".ssh", "authorized_keys")
+	}
+	return authkeys.ReadFile(path)
 }
 
 // unbanReceivers are the receiver lines of authorized_keys (keys) that

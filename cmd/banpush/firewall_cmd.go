@@ -10,14 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/banpush/banpush/sshpush/authkeys"
 	"github.com/banpush/banpush/sshpush/f2b"
 	"github.com/banpush/banpush/sshpush/firewall"
 	"github.com/banpush/banpush/sshpush/logtail"
@@ -211,7 +209,7 @@ func (c *FirewallCmd) peerAllows(env *Env, log string) func(string, netip.Addr) 
 	return func(peer string, a netip.Addr) bool {
 		if read.IsZero() || env.Now().Sub(read) > time.Minute {
 			read = env.Now()
-			keys, err := c.readKeys()
+			keys, err := accountKeys(c.Account, c.AuthorizedKeys)
 			if err != nil {
 				if err.Error() != lastErr {
 					printWarning(env.Stderr, "%v: private addresses are banned only with --allow-private", err)
@@ -239,20 +237,6 @@ func (c *FirewallCmd) peerAllows(env *Env, log string) func(string, netip.Addr) 
 		}
 		return false
 	}
-}
-
-// readKeys reads the receiving account's authorized_keys as root reads
-// the account's files.
-func (c *FirewallCmd) readKeys() ([]byte, error) {
-	path := c.AuthorizedKeys
-	if path == "" {
-		u, err := user.Lookup(c.Account)
-		if err != nil {
-			return nil, fmt.Errorf("the receiving account %s: %w", c.Account, err)
-		}
-		path = filepath.Join(u.HomeDir, ".ssh", "authorized_keys")
-	}
-	return authkeys.ReadFile(path)
 }
 
 // error gives the fast path's errors their exit code and hint.
