@@ -155,15 +155,11 @@ func ParseDump(out []byte) ([]Jail, error) {
 		j.Actions = append(j.Actions, Action{Name: name})
 		return &j.Actions[len(j.Actions)-1]
 	}
-	for n, l := range lines(out) {
-		if !strings.HasPrefix(l, "[") {
-			continue
-		}
-		v, err := ParseLiteral(l)
-		if err != nil {
-			return nil, fmt.Errorf("f2b: dump line %d: %w", n+1, err)
-		}
-		cmd, _ := v.([]any)
+	cmds, err := dumpCommands(out)
+	if err != nil {
+		return nil, err
+	}
+	for _, cmd := range cmds {
 		w := make([]string, len(cmd))
 		for i, x := range cmd {
 			w[i], _ = x.(string)
@@ -195,6 +191,25 @@ func ParseDump(out []byte) ([]Jail, error) {
 		}
 	}
 	return jails, nil
+}
+
+// dumpCommands reads the commands of 'fail2ban-client -d': one Python
+// list literal a line. Lines that are not such lists (warnings) are
+// skipped; a list that does not parse is an error naming its line.
+func dumpCommands(out []byte) ([][]any, error) {
+	var cmds [][]any
+	for n, l := range lines(out) {
+		if !strings.HasPrefix(l, "[") {
+			continue
+		}
+		v, err := ParseLiteral(l)
+		if err != nil {
+			return nil, fmt.Errorf("f2b: dump line %d: %w", n+1, err)
+		}
+		cmd, _ := v.([]any)
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
 }
 
 // lines splits out into at most maxLines lines, without their ends.
@@ -405,15 +420,11 @@ type Setting struct {
 // fail2ban could not have made is passed over.
 func ParseSettings(out []byte) ([]Setting, error) {
 	var ss []Setting
-	for n, l := range lines(out) {
-		if !strings.HasPrefix(l, "[") {
-			continue
-		}
-		v, err := ParseLiteral(l)
-		if err != nil {
-			return nil, fmt.Errorf("f2b: dump line %d: %w", n+1, err)
-		}
-		cmd, _ := v.([]any)
+	cmds, err := dumpCommands(out)
+	if err != nil {
+		return nil, err
+	}
+	for _, cmd := range cmds {
 		if len(cmd) < 2 {
 			continue
 		}
