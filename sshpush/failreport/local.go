@@ -23,11 +23,17 @@ import (
 // in the account's files itself: the receiver, run as the account, reads
 // and writes them, as it does for every peer.
 type LocalReceiver struct {
-	Binary  string   // this binary
-	Argv    []string // receive's arguments, from the word "receive" on (receive.Args.Argv)
-	User    string   // the receiving account
-	Timeout time.Duration
+	Binary  string        // this binary
+	Argv    []string      // receive's arguments, from the word "receive" on (receive.Args.Argv)
+	User    string        // the receiving account
+	Timeout time.Duration // DefaultLocalTimeout if zero
 }
+
+// DefaultLocalTimeout bounds one run of this host's receiver: twice the
+// receiver's own wait for its lock (receive.DefaultLockTimeout), after
+// which it answers "busy". The peers' reports are queued before it runs,
+// so a stuck receiver delays only the next batch, by this much at most.
+const DefaultLocalTimeout = 10 * time.Second
 
 // Send runs the receiver for one batch and checks its answer.
 func (l LocalReceiver) Send(ctx context.Context, recs []record.Record) error {
@@ -45,7 +51,7 @@ func (l LocalReceiver) Send(ctx context.Context, recs []record.Record) error {
 	}
 	timeout := l.Timeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultLocalTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
